@@ -1,0 +1,1 @@
+//! The test battery every LeaseStore backend must pass.

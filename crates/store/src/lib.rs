@@ -1,0 +1,48 @@
+//! The lease store: a [`LeaseStore`] trait, its embedded SQLite backend, and
+//! the change feed that publishes every committed change as `(seq, time, ip)`.
+//!
+//! The trait does not assume the store lives in this process: a PostgreSQL
+//! backend shared by several servers will implement it too, and then the
+//! feed also carries changes committed by the other servers.
+
+mod error;
+mod feed;
+mod sqlite;
+#[doc(hidden)]
+pub mod battery;
+
+use std::net::Ipv4Addr;
+
+pub use error::StoreError;
+pub use feed::{Change, ChangeFeed, HistoryLimits, Subscription};
+pub use leaseline_proto::{Binding, DhcpState};
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// Resolves when a submitted batch is durable (or failed). The value is the
+/// feed sequence number of the batch's last change.
+pub type CommitTicket = tokio::sync::oneshot::Receiver<Result<u64, StoreError>>;
+
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Submit binding changes for a durable commit. Concurrent submissions
+    /// are grouped into one transaction and one fsync (group commit). The
+    /// ticket resolves only after the changes are durable and published on
+    /// the feed, in commit order. `now` is the change time recorded on the feed.
+    fn submit(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket;
+
+    /// The stored binding for one address (None: never stored, i.e. AVAILABLE).
+    fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError>;
+    /// Every stored binding with this hardware address.
+    fn by_chaddr(&self, htype: u8, chaddr: &[u8]) -> Result<Vec<Binding>, StoreError>;
+    fn by_client_id(&self, client_id: &[u8]) -> Result<Vec<Binding>, StoreError>;
+    fn by_remote_id(&self, remote_id: &[u8]) -> Result<Vec<Binding>, StoreError>;
+    fn by_relay_id(&self, relay_id: &[u8]) -> Result<Vec<Binding>, StoreError>;
+    /// Stored bindings with `from <= ip <= to`, ascending by address, at most
+    /// `limit` of them: a cursor for streaming (call again from the last ip + 1).
+    fn range(&self, from: Ipv4Addr, to: Ipv4Addr, limit: usize)
+        -> Result<Vec<Binding>, StoreError>;
+    /// Every stored binding (start-up load of the engine's index).
+    fn load_all(&self) -> Result<Vec<Binding>, StoreError>;
+
+    /// The change feed of this store.
+    fn feed(&self) -> &ChangeFeed;
+}
