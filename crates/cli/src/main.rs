@@ -1,1 +1,72 @@
-fn main() {}
+//! `leaseline`: the server and the requestor tools in one binary.
+
+mod cmd_check;
+mod cmd_serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "leaseline",
+    version,
+    about = "DHCPv4 server with Leasequery, Bulk and Active Leasequery"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the DHCP server (and the leasequery services it enables).
+    Serve {
+        /// Configuration file (TOML); see docs/configuration.md.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary; exit 1 when invalid.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => cmd_serve::run(&config),
+        Command::CheckConfig { file } => cmd_check::run(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leaseline: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

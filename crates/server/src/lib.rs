@@ -1,1 +1,9 @@
-//! Leaseline server.
+//! Leaseline server: configuration, the DHCP engine, and the network front ends.
+
+pub mod config;
+pub mod engine;
+pub mod run;
+pub mod stats;
+pub mod udp;
+
+pub use config::{Config, ConfigError};

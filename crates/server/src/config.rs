@@ -1,0 +1,589 @@
+//! TOML configuration, validated at start. Every error names the key and,
+//! where it can, the line.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}:{line}: `{key}`: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The file as written by the operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub dhcp: DhcpSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub subnet: Vec<SubnetSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    pub server_id: Option<Spanned<Ipv4Addr>>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            state_dir: default_state_dir(),
+            server_id: None,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpSection {
+    /// UDP address for relayed (and unicast) DHCP traffic.
+    pub listen: Option<SocketAddr>,
+    #[serde(default = "default_offer_hold")]
+    pub offer_hold: u32,
+    #[serde(default = "default_decline_hold")]
+    pub decline_hold: u32,
+    #[serde(default = "default_expired_grace")]
+    pub expired_grace: u32,
+    /// Port replies to relay agents are sent to (RFC 2131 §4.1: 67).
+    #[serde(default = "default_relay_port")]
+    pub relay_port: u16,
+    /// Port replies to directly attached clients are sent to (68).
+    #[serde(default = "default_client_port")]
+    pub client_port: u16,
+}
+
+impl Default for DhcpSection {
+    fn default() -> Self {
+        DhcpSection {
+            listen: None,
+            offer_hold: default_offer_hold(),
+            decline_hold: default_decline_hold(),
+            expired_grace: default_expired_grace(),
+            relay_port: default_relay_port(),
+            client_port: default_client_port(),
+        }
+    }
+}
+
+fn default_offer_hold() -> u32 {
+    30
+}
+fn default_decline_hold() -> u32 {
+    86_400
+}
+fn default_expired_grace() -> u32 {
+    3_600
+}
+fn default_relay_port() -> u16 {
+    67
+}
+fn default_client_port() -> u16 {
+    68
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Store file; relative paths are under `server.state_dir`.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    #[serde(default = "default_history_age")]
+    pub history_max_age: u32,
+    #[serde(default = "default_history_count")]
+    pub history_max_count: usize,
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: default_store_path(),
+            history_max_age: default_history_age(),
+            history_max_count: default_history_count(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("leaseline.db")
+}
+fn default_history_age() -> u32 {
+    3_600
+}
+fn default_history_count() -> usize {
+    1_000_000
+}
+fn default_max_batch() -> usize {
+    4_096
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSection {
+    pub prefix: Spanned<Ipv4Net>,
+    #[serde(default)]
+    pub pools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub relay_addresses: Vec<Ipv4Addr>,
+    pub interface: Option<String>,
+    pub server_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub router: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    #[serde(default = "default_lease_time")]
+    pub lease_time: Spanned<u32>,
+    pub renew_time: Option<u32>,
+    pub rebind_time: Option<u32>,
+    #[serde(default)]
+    pub reservation: Vec<ReservationSection>,
+}
+
+fn default_lease_time() -> Spanned<u32> {
+    Spanned::new(0..0, 3_600)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationSection {
+    pub ip: Spanned<Ipv4Addr>,
+    pub mac: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub hostname: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub store_path: PathBuf,
+    pub history_max_age: u32,
+    pub history_max_count: usize,
+    pub max_batch: usize,
+    pub listen: Option<SocketAddr>,
+    pub offer_hold: u32,
+    pub decline_hold: u32,
+    pub expired_grace: u32,
+    pub relay_port: u16,
+    pub client_port: u16,
+    pub subnets: Vec<Subnet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub prefix: Ipv4Net,
+    /// Inclusive ranges, as u32.
+    pub pools: Vec<(u32, u32)>,
+    pub relay_addresses: Vec<Ipv4Addr>,
+    pub interface: Option<String>,
+    pub server_id: Ipv4Addr,
+    pub router: Vec<Ipv4Addr>,
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    pub lease_time: u32,
+    pub renew_time: u32,
+    pub rebind_time: u32,
+    pub reservations: Vec<Reservation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub ip: Ipv4Addr,
+    /// Hardware address (Ethernet, htype 1).
+    pub mac: Option<Vec<u8>>,
+    pub client_id: Option<Vec<u8>>,
+    pub hostname: Option<String>,
+}
+
+impl Subnet {
+    pub fn pool_contains(&self, ip: u32) -> bool {
+        self.pools.iter().any(|&(a, b)| a <= ip && ip <= b)
+    }
+    pub fn pool_size(&self) -> u64 {
+        self.pools.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Validator { text, path }.validate(raw)
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Validator<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        reason: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_string(),
+            line: self.line(span),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The line of the first occurrence of `key =` (for keys without spans).
+    fn key_err(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        let offset = self
+            .text
+            .lines()
+            .scan(0usize, |off, l| {
+                let here = *off;
+                *off += l.len() + 1;
+                Some((here, l))
+            })
+            .find(|(_, l)| l.trim_start().starts_with(leaf))
+            .map(|(o, _)| o)
+            .unwrap_or(0);
+        self.err(offset..offset, key, reason)
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let global_sid = raw.server.server_id.as_ref().map(|s| *s.get_ref());
+        if let Some(sid) = &raw.server.server_id {
+            if sid.get_ref().is_unspecified() || sid.get_ref().is_broadcast() {
+                return Err(self.err(sid.span(), "server.server_id", "must be a unicast address"));
+            }
+        }
+        if raw.dhcp.offer_hold == 0 {
+            return Err(self.key_err("dhcp.offer_hold", "must be at least 1 second"));
+        }
+        if raw.store.max_batch == 0 {
+            return Err(self.key_err("store.max_batch", "must be at least 1"));
+        }
+        if raw.store.history_max_count == 0 {
+            return Err(self.key_err("store.history_max_count", "must be at least 1"));
+        }
+        let listen_ip = match raw.dhcp.listen {
+            Some(SocketAddr::V4(a)) if !a.ip().is_unspecified() => Some(*a.ip()),
+            Some(SocketAddr::V6(_)) => {
+                return Err(self.key_err("dhcp.listen", "DHCPv4 needs an IPv4 address"))
+            }
+            _ => None,
+        };
+        if raw.subnet.is_empty() {
+            return Err(self.key_err("subnet", "at least one [[subnet]] is needed"));
+        }
+        let mut subnets = Vec::with_capacity(raw.subnet.len());
+        let mut all_pools: Vec<(u32, u32, std::ops::Range<usize>)> = Vec::new();
+        for (i, s) in raw.subnet.into_iter().enumerate() {
+            let key = |k: &str| format!("subnet[{i}].{k}");
+            let prefix = *s.prefix.get_ref();
+            let prefix = Ipv4Net::new(prefix.network(), prefix.prefix_len())
+                .map_err(|e| self.err(s.prefix.span(), &key("prefix"), e.to_string()))?;
+            let mut pools = Vec::new();
+            for p in &s.pools {
+                let (a, b) =
+                    parse_range(p.get_ref()).map_err(|r| self.err(p.span(), &key("pools"), r))?;
+                if !prefix.contains(&Ipv4Addr::from(a)) || !prefix.contains(&Ipv4Addr::from(b)) {
+                    return Err(self.err(
+                        p.span(),
+                        &key("pools"),
+                        format!("{} lies outside {prefix}", p.get_ref()),
+                    ));
+                }
+                if let Some((_, _, span)) = all_pools.iter().find(|(x, y, _)| a <= *y && *x <= b) {
+                    return Err(self.err(
+                        p.span(),
+                        &key("pools"),
+                        format!(
+                            "{} overlaps the pool on line {}",
+                            p.get_ref(),
+                            self.line(span.clone())
+                        ),
+                    ));
+                }
+                all_pools.push((a, b, p.span()));
+                pools.push((a, b));
+            }
+            let lease_time = *s.lease_time.get_ref();
+            if lease_time < 60 {
+                return Err(self.err(
+                    s.lease_time.span(),
+                    &key("lease_time"),
+                    "must be at least 60 seconds",
+                ));
+            }
+            let renew_time = s.renew_time.unwrap_or(lease_time / 2);
+            let rebind_time = s.rebind_time.unwrap_or((lease_time as u64 * 7 / 8) as u32);
+            if !(renew_time < rebind_time && rebind_time < lease_time) {
+                return Err(self.key_err(
+                    &key("renew_time"),
+                    "need renew_time < rebind_time < lease_time (RFC 2131 §4.4.5)",
+                ));
+            }
+            let server_id = s.server_id.or(global_sid).or(listen_ip).ok_or_else(|| {
+                self.key_err(
+                    "server.server_id",
+                    "no server identifier: set server.server_id (or a subnet's server_id)",
+                )
+            })?;
+            let mut reservations = Vec::new();
+            for (j, r) in s.reservation.iter().enumerate() {
+                let rkey = |k: &str| format!("subnet[{i}].reservation[{j}].{k}");
+                let ip = *r.ip.get_ref();
+                if !prefix.contains(&ip) {
+                    return Err(self.err(
+                        r.ip.span(),
+                        &rkey("ip"),
+                        format!("{ip} lies outside {prefix}"),
+                    ));
+                }
+                let mac = match &r.mac {
+                    Some(m) => Some(
+                        parse_mac(m.get_ref()).map_err(|e| self.err(m.span(), &rkey("mac"), e))?,
+                    ),
+                    None => None,
+                };
+                let client_id = match &r.client_id {
+                    Some(c) => Some(
+                        parse_hex(c.get_ref())
+                            .map_err(|e| self.err(c.span(), &rkey("client_id"), e))?,
+                    ),
+                    None => None,
+                };
+                if mac.is_none() && client_id.is_none() {
+                    return Err(self.err(
+                        r.ip.span(),
+                        &rkey("ip"),
+                        "a reservation needs mac or client_id",
+                    ));
+                }
+                reservations.push(Reservation {
+                    ip,
+                    mac,
+                    client_id,
+                    hostname: r.hostname.clone(),
+                });
+            }
+            let mut seen = HashSet::new();
+            for r in &reservations {
+                if !seen.insert(r.ip) {
+                    return Err(
+                        self.key_err(&key("reservation"), format!("{} is reserved twice", r.ip))
+                    );
+                }
+            }
+            if s.interface.is_none() && s.relay_addresses.is_empty() && raw.dhcp.listen.is_none() {
+                return Err(self.err(
+                    s.prefix.span(),
+                    &key("prefix"),
+                    "unreachable subnet: set dhcp.listen (relayed clients) or interface",
+                ));
+            }
+            subnets.push(Subnet {
+                prefix,
+                pools,
+                relay_addresses: s.relay_addresses,
+                interface: s.interface,
+                server_id,
+                router: s.router,
+                dns_servers: s.dns_servers,
+                domain_name: s.domain_name,
+                lease_time,
+                renew_time,
+                rebind_time,
+                reservations,
+            });
+        }
+        let store_path = if raw.store.path.is_absolute() {
+            raw.store.path.clone()
+        } else {
+            raw.server.state_dir.join(&raw.store.path)
+        };
+        Ok(Config {
+            state_dir: raw.server.state_dir,
+            store_path,
+            history_max_age: raw.store.history_max_age,
+            history_max_count: raw.store.history_max_count,
+            max_batch: raw.store.max_batch,
+            listen: raw.dhcp.listen,
+            offer_hold: raw.dhcp.offer_hold,
+            decline_hold: raw.dhcp.decline_hold,
+            expired_grace: raw.dhcp.expired_grace,
+            relay_port: raw.dhcp.relay_port,
+            client_port: raw.dhcp.client_port,
+            subnets,
+        })
+    }
+}
+
+/// `A-B` (inclusive) or a single address.
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    let a: Ipv4Addr = a
+        .parse()
+        .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+    let b: Ipv4Addr = b
+        .parse()
+        .map_err(|_| format!("`{b}` is not an IPv4 address"))?;
+    let (a, b) = (u32::from(a), u32::from(b));
+    if a > b {
+        return Err(format!("`{s}`: the range ends before it starts"));
+    }
+    Ok((a, b))
+}
+
+/// `aa:bb:cc:dd:ee:ff` or `aa-bb-...` or `aabbccddeeff`.
+pub fn parse_mac(s: &str) -> Result<Vec<u8>, String> {
+    let hex: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
+    let v = parse_hex(&hex)?;
+    if v.is_empty() || v.len() > 16 {
+        return Err(format!("`{s}` is not a hardware address"));
+    }
+    Ok(v)
+}
+
+/// Hex bytes, optionally separated by `:`.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return Err(format!("`{s}` is not an even number of hex digits"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+                .ok_or_else(|| format!("`{s}` is not hex"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+server_id = "127.0.0.1"
+[dhcp]
+listen = "127.0.0.1:1067"
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["10.0.0.10-10.0.255.250"]
+relay_addresses = ["127.0.0.1"]
+"#;
+
+    #[test]
+    fn loopback_example_parses() {
+        let text = include_str!("../../../examples/loopback.toml");
+        let c = Config::parse(text, "loopback.toml").expect("example must validate");
+        assert!(c.subnets[0].pool_size() >= 60_000);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::parse(GOOD, "t").unwrap();
+        assert_eq!(c.subnets[0].lease_time, 3600);
+        assert_eq!(c.subnets[0].renew_time, 1800);
+        assert_eq!(c.subnets[0].rebind_time, 3150);
+        assert_eq!(c.store_path, PathBuf::from("./leaseline.db"));
+    }
+
+    #[test]
+    fn pool_outside_prefix_names_key_and_line() {
+        let text = GOOD.replace("10.0.0.10-10.0.255.250", "10.1.0.10-10.1.0.20");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("t:8:"), "{e}");
+        assert!(e.contains("subnet[0].pools"), "{e}");
+        assert!(e.contains("outside"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_a_syntax_error_with_line() {
+        let text = GOOD.replace("[dhcp]", "[dhcp]\nlisten_port = 3");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("listen_port"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn bad_mac_in_reservation() {
+        let text = format!("{GOOD}[[subnet.reservation]]\nip = \"10.0.0.5\"\nmac = \"zz:00\"\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("reservation[0].mac"), "{e}");
+        assert!(e.contains(":12:"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_pools_refused() {
+        let text = GOOD.replace(
+            "pools = [\"10.0.0.10-10.0.255.250\"]",
+            "pools = [\"10.0.0.10-10.0.0.100\", \"10.0.0.50-10.0.0.60\"]",
+        );
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn missing_server_id_refused() {
+        let text = GOOD
+            .replace("server_id = \"127.0.0.1\"", "")
+            .replace("127.0.0.1:1067", "0.0.0.0:1067");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("server_id"), "{e}");
+    }
+}

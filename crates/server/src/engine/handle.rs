@@ -1,0 +1,375 @@
+//! Message handling per RFC 2131 §4.3.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use leaseline_proto::{Binding, DhcpState};
+use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo};
+
+use super::client::{ClientKey, Ident};
+use super::reply::{self, Reply};
+use super::{Engine, Offer};
+
+/// Where a datagram came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// The relay / unicast listen socket.
+    Listen,
+    /// A socket bound to a directly attached interface (index into the
+    /// list of interface names the front end opened).
+    Interface(usize),
+}
+
+/// What to do: commit `commit` (if any) durably, then send `reply` (if any).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    pub commit: Option<Binding>,
+}
+
+/// Why a message gets no reply. `quiet` drops are normal protocol events
+/// (RFC 2131 says to stay silent) rather than refusals worth a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drop {
+    pub reason: &'static str,
+    pub quiet: bool,
+}
+
+impl Drop {
+    fn refuse(reason: &'static str) -> Drop {
+        Drop {
+            reason,
+            quiet: false,
+        }
+    }
+    fn silent(reason: &'static str) -> Drop {
+        Drop {
+            reason,
+            quiet: true,
+        }
+    }
+}
+
+pub(super) fn handle(
+    e: &mut Engine,
+    msg: &Message,
+    ingress: Ingress,
+    now: u32,
+) -> Result<Outcome, Drop> {
+    if msg.op != leaseline_wire::BOOTREQUEST {
+        return Err(Drop::refuse("not a BOOTREQUEST"));
+    }
+    if msg.hlen > 16 {
+        return Err(Drop::refuse("hlen over 16"));
+    }
+    let kind = msg
+        .message_type()
+        .ok_or(Drop::refuse("no message type (BOOTP is not served)"))?;
+    let subnet = select_subnet(e, msg, ingress, kind)?;
+    let who = Ident::of_message(msg);
+    match kind {
+        MessageType::Discover => discover(e, msg, subnet, &who, now),
+        MessageType::Request => request(e, msg, subnet, &who, now),
+        MessageType::Release => release(e, msg, &who, now),
+        MessageType::Decline => decline(e, msg, subnet, &who, now),
+        MessageType::Inform => Ok(Outcome {
+            reply: Some(reply::inform(e, msg, subnet)),
+            commit: None,
+        }),
+        _ => Err(Drop::refuse("message type not served on the DHCP port")),
+    }
+}
+
+/// RFC 2131 §4.3.1: the subnet comes from giaddr when relayed, else from the
+/// interface (or, for a unicast renewal on the listen socket, from ciaddr).
+fn select_subnet(
+    e: &Engine,
+    msg: &Message,
+    ingress: Ingress,
+    kind: MessageType,
+) -> Result<usize, Drop> {
+    let subnets = &e.cfg.subnets;
+    if !msg.giaddr.is_unspecified() {
+        let g = u32::from(msg.giaddr);
+        if let Some(&i) = e.relays.get(&g) {
+            return Ok(i);
+        }
+        return subnets
+            .iter()
+            .position(|s| s.prefix.contains(&msg.giaddr))
+            .ok_or(Drop::refuse("giaddr matches no subnet"));
+    }
+    match ingress {
+        Ingress::Interface(idx) => {
+            let name = e.interface_name(idx);
+            let mut on_iface = subnets
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.interface.as_deref() == name);
+            let first = on_iface.next().map(|(i, _)| i);
+            if !msg.ciaddr.is_unspecified() {
+                if let Some((i, _)) = on_iface.find(|(_, s)| s.prefix.contains(&msg.ciaddr)) {
+                    return Ok(i);
+                }
+            }
+            first.ok_or(Drop::refuse("no subnet on this interface"))
+        }
+        Ingress::Listen => {
+            // A renewing client unicasts to us with ciaddr set (RFC 2131 §4.3.2);
+            // RELEASE and INFORM carry ciaddr too.
+            let by_ciaddr = (!msg.ciaddr.is_unspecified())
+                .then(|| e.subnet_of_ip(u32::from(msg.ciaddr)))
+                .flatten();
+            match (by_ciaddr, kind) {
+                (Some(i), _) => Ok(i),
+                _ => Err(Drop::refuse("not relayed and not from a served interface")),
+            }
+        }
+    }
+}
+
+fn requested_ip(msg: &Message) -> Option<u32> {
+    msg.options.iter().find_map(|o| match o {
+        DhcpOption::RequestedIp(ip) => Some(u32::from(*ip)),
+        _ => None,
+    })
+}
+
+fn server_id(msg: &Message) -> Option<Ipv4Addr> {
+    msg.options.iter().find_map(|o| match o {
+        DhcpOption::ServerId(ip) => Some(*ip),
+        _ => None,
+    })
+}
+
+fn discover(
+    e: &mut Engine,
+    msg: &Message,
+    subnet: usize,
+    who: &Ident,
+    now: u32,
+) -> Result<Outcome, Drop> {
+    let ip = e
+        .choose(subnet, who, requested_ip(msg), now)
+        .ok_or(Drop::refuse("no free address in the subnet's pools"))?;
+    let until = now.saturating_add(e.cfg.offer_hold);
+    e.offers.insert(
+        ip,
+        Offer {
+            key: who.key.clone(),
+            until,
+        },
+    );
+    let r = reply::lease(e, msg, subnet, MessageType::Offer, Ipv4Addr::from(ip));
+    Ok(Outcome {
+        reply: Some(r),
+        commit: None,
+    })
+}
+
+fn request(
+    e: &mut Engine,
+    msg: &Message,
+    subnet: usize,
+    who: &Ident,
+    now: u32,
+) -> Result<Outcome, Drop> {
+    let sid = e.cfg.subnets[subnet].server_id;
+    if let Some(chosen) = server_id(msg) {
+        // SELECTING (RFC 2131 §4.3.2).
+        if chosen != sid {
+            e.offers.retain(|_, o| o.key != who.key);
+            return Err(Drop::silent("client chose another server"));
+        }
+        let ip = requested_ip(msg).ok_or(Drop::refuse(
+            "REQUEST (selecting) without requested address",
+        ))?;
+        return ack_or_nak(e, msg, subnet, who, ip, now);
+    }
+    if let Some(ip) = requested_ip(msg) {
+        // INIT-REBOOT: ciaddr must be zero.
+        if !msg.ciaddr.is_unspecified() {
+            return Err(Drop::refuse(
+                "REQUEST with both ciaddr and requested address",
+            ));
+        }
+        let s = &e.cfg.subnets[subnet];
+        if !s.prefix.contains(&Ipv4Addr::from(ip)) {
+            return Ok(nak(
+                e,
+                msg,
+                subnet,
+                "requested address is not on this network",
+            ));
+        }
+        let known = e.by_client.contains_key(&who.key) || e.reservation(subnet, who).is_some();
+        let held_by_other = e
+            .leases
+            .get(&ip)
+            .is_some_and(|b| b.state == DhcpState::Active && !who.key.owns(b) && b.expiry > now);
+        if !known && !held_by_other {
+            // RFC 2131 §4.3.2: no record of this client: remain silent.
+            return Err(Drop::silent(
+                "INIT-REBOOT from a client we have no record of",
+            ));
+        }
+        return ack_or_nak(e, msg, subnet, who, ip, now);
+    }
+    if !msg.ciaddr.is_unspecified() {
+        // RENEWING / REBINDING: extend the lease on ciaddr.
+        let ip = u32::from(msg.ciaddr);
+        return ack_or_nak(e, msg, subnet, who, ip, now);
+    }
+    Err(Drop::refuse("REQUEST without requested address or ciaddr"))
+}
+
+fn ack_or_nak(
+    e: &mut Engine,
+    msg: &Message,
+    subnet: usize,
+    who: &Ident,
+    ip: u32,
+    now: u32,
+) -> Result<Outcome, Drop> {
+    if !e.acceptable(subnet, ip, who, now) {
+        return Ok(nak(e, msg, subnet, "address not available to this client"));
+    }
+    let b = new_binding(e, msg, subnet, who, ip, now);
+    e.apply(b.clone());
+    let r = reply::lease(e, msg, subnet, MessageType::Ack, Ipv4Addr::from(ip));
+    Ok(Outcome {
+        reply: Some(r),
+        commit: Some(b),
+    })
+}
+
+fn nak(e: &Engine, msg: &Message, subnet: usize, why: &'static str) -> Outcome {
+    Outcome {
+        reply: Some(reply::nak(e, msg, subnet, why)),
+        commit: None,
+    }
+}
+
+fn new_binding(
+    e: &Engine,
+    msg: &Message,
+    subnet: usize,
+    who: &Ident,
+    ip: u32,
+    now: u32,
+) -> Binding {
+    let s = &e.cfg.subnets[subnet];
+    let prev = e.leases.get(&ip);
+    // start-time-of-state only moves when the state (or the client) changes.
+    let state_since = match prev {
+        Some(b) if b.state == DhcpState::Active && who.key.owns(b) && b.expiry > now => {
+            b.state_since
+        }
+        _ => now,
+    };
+    let rai = relay_info(msg);
+    Binding {
+        ip: Ipv4Addr::from(ip),
+        state: DhcpState::Active,
+        htype: msg.htype,
+        chaddr: msg.hw_addr().to_vec(),
+        client_id: who.client_id.as_deref().map(<[u8]>::to_vec),
+        expiry: now.saturating_add(s.lease_time),
+        cltt: now,
+        state_since,
+        data_source: 0,
+        relay_info: rai.map(encode_rai),
+        circuit_id: rai.and_then(|r| r.circuit_id()).map(<[u8]>::to_vec),
+        remote_id: rai.and_then(|r| r.remote_id()).map(<[u8]>::to_vec),
+        relay_id: rai.and_then(|r| r.relay_id()).map(<[u8]>::to_vec),
+        vendor_class_id: msg.options.iter().find_map(|o| match o {
+            DhcpOption::VendorClassId(v) => Some(v.clone()),
+            _ => None,
+        }),
+        hostname: msg.options.iter().find_map(|o| match o {
+            DhcpOption::Hostname(v) => Some(v.clone()),
+            _ => None,
+        }),
+        lease_time: s.lease_time,
+    }
+}
+
+pub(super) fn relay_info(msg: &Message) -> Option<&RelayAgentInfo> {
+    msg.options.iter().find_map(|o| match o {
+        DhcpOption::RelayAgentInfo(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// Option 82's payload as it travels: sub-options in their order (RFC 3046 §2.0).
+pub fn encode_rai(r: &RelayAgentInfo) -> Vec<u8> {
+    let mut v = Vec::with_capacity(r.sub_options.iter().map(|s| s.data.len() + 2).sum());
+    for s in &r.sub_options {
+        v.push(s.code);
+        v.push(s.data.len().min(255) as u8);
+        v.extend_from_slice(&s.data[..s.data.len().min(255)]);
+    }
+    v
+}
+
+/// Owned by this client and currently held (ACTIVE, or a lapsed lease not yet reaped).
+fn owned_binding<'a>(e: &'a Engine, key: &ClientKey, ip: u32) -> Option<&'a Binding> {
+    e.leases
+        .get(&ip)
+        .filter(|b| key.owns(b) && matches!(b.state, DhcpState::Active | DhcpState::Expired))
+}
+
+fn release(e: &mut Engine, msg: &Message, who: &Ident, now: u32) -> Result<Outcome, Drop> {
+    let ip = u32::from(msg.ciaddr);
+    let b = owned_binding(e, &who.key, ip).ok_or(Drop::refuse(
+        "RELEASE for an address not bound to this client",
+    ))?;
+    let mut b = b.clone();
+    b.state = DhcpState::Released;
+    b.state_since = now;
+    b.cltt = now;
+    b.expiry = now.saturating_add(e.cfg.expired_grace);
+    e.apply(b.clone());
+    Ok(Outcome {
+        reply: None,
+        commit: Some(b),
+    })
+}
+
+fn decline(
+    e: &mut Engine,
+    msg: &Message,
+    subnet: usize,
+    who: &Ident,
+    now: u32,
+) -> Result<Outcome, Drop> {
+    if server_id(msg).is_some_and(|s| s != e.cfg.subnets[subnet].server_id) {
+        return Err(Drop::silent("DECLINE addressed to another server"));
+    }
+    let ip = requested_ip(msg).ok_or(Drop::refuse("DECLINE without requested address"))?;
+    let b = owned_binding(e, &who.key, ip).ok_or(Drop::refuse(
+        "DECLINE for an address not bound to this client",
+    ))?;
+    // RFC 2131 §4.3.3: mark the address as not available; RFC 6926 calls it ABANDONED.
+    let mut b = b.clone();
+    b.state = DhcpState::Abandoned;
+    b.state_since = now;
+    b.cltt = now;
+    b.expiry = now.saturating_add(e.cfg.decline_hold);
+    e.apply(b.clone());
+    Ok(Outcome {
+        reply: None,
+        commit: Some(b),
+    })
+}
+
+/// Destination of a reply (RFC 2131 §4.1).
+pub(super) fn destination(e: &Engine, req: &Message, is_nak: bool) -> SocketAddrV4 {
+    if !req.giaddr.is_unspecified() {
+        return SocketAddrV4::new(req.giaddr, e.cfg.relay_port);
+    }
+    if !is_nak && !req.ciaddr.is_unspecified() {
+        return SocketAddrV4::new(req.ciaddr, e.cfg.client_port);
+    }
+    // No raw sockets: a client without an address is always reached by broadcast.
+    SocketAddrV4::new(Ipv4Addr::BROADCAST, e.cfg.client_port)
+}

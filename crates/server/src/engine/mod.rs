@@ -1,0 +1,301 @@
+//! The DHCP engine (RFC 2131 §4.3): decides what each client message does
+//! to the bindings. Synchronous and clock-free: the caller passes `now` and
+//! commits the returned binding changes to the store before sending replies.
+
+mod client;
+mod handle;
+mod pool;
+mod reply;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use leaseline_proto::{Binding, DhcpState};
+use leaseline_wire::Message;
+
+pub use client::{ClientKey, Ident, Owner};
+pub use handle::{Drop, Ingress, Outcome};
+
+use crate::config::Config;
+use pool::PoolCursor;
+
+/// An address offered to a client: held in memory only, never durably
+/// (RFC 2131 §4.3.1 lets the server reserve it briefly).
+#[derive(Debug, Clone)]
+struct Offer {
+    key: ClientKey,
+    until: u32,
+}
+
+pub struct Engine {
+    cfg: Arc<Config>,
+    leases: HashMap<u32, Binding>,
+    /// Last address each client held (validated against `leases` on use).
+    by_client: HashMap<ClientKey, u32>,
+    offers: HashMap<u32, Offer>,
+    /// Reserved address → owner; owner → address per subnet, by client-id and by MAC.
+    reserved: HashMap<u32, Owner>,
+    reserved_by_id: HashMap<(usize, Box<[u8]>), u32>,
+    reserved_by_mac: HashMap<(usize, Box<[u8]>), u32>,
+    cursors: Vec<PoolCursor>,
+    /// (time, ip) when a binding's state runs out; stale entries are skipped.
+    timers: BinaryHeap<Reverse<(u32, u32)>>,
+    /// giaddr (relay address) → subnet index.
+    relays: HashMap<u32, usize>,
+    /// Distinct interface names of directly attached subnets, in config order.
+    interfaces: Vec<String>,
+}
+
+impl Engine {
+    /// Build the engine from the configuration and every stored binding.
+    pub fn new(cfg: Arc<Config>, stored: Vec<Binding>) -> Engine {
+        let mut reserved = HashMap::new();
+        let mut reserved_by_id = HashMap::new();
+        let mut reserved_by_mac = HashMap::new();
+        let mut relays = HashMap::new();
+        for (i, s) in cfg.subnets.iter().enumerate() {
+            for r in &s.reservations {
+                let ip = u32::from(r.ip);
+                let owner = Owner {
+                    client_id: r.client_id.as_deref().map(Into::into),
+                    mac: r.mac.as_deref().map(Into::into),
+                };
+                if let Some(id) = &owner.client_id {
+                    reserved_by_id.insert((i, id.clone()), ip);
+                }
+                if let Some(mac) = &owner.mac {
+                    reserved_by_mac.insert((i, mac.clone()), ip);
+                }
+                reserved.insert(ip, owner);
+            }
+            for ra in &s.relay_addresses {
+                relays.insert(u32::from(*ra), i);
+            }
+        }
+        let cfg_interfaces: Vec<Option<String>> =
+            cfg.subnets.iter().map(|s| s.interface.clone()).collect();
+        let mut e = Engine {
+            cursors: vec![PoolCursor::default(); cfg.subnets.len()],
+            cfg,
+            leases: HashMap::with_capacity(stored.len()),
+            by_client: HashMap::with_capacity(stored.len()),
+            offers: HashMap::new(),
+            reserved,
+            reserved_by_id,
+            reserved_by_mac,
+            timers: BinaryHeap::new(),
+            relays,
+            interfaces: interface_names(&cfg_interfaces),
+        };
+        for b in stored {
+            e.apply(b);
+        }
+        e
+    }
+
+    /// Interfaces the front end must open a socket on, in this order
+    /// ([`Ingress::Interface`] indexes into it).
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
+    fn interface_name(&self, idx: usize) -> Option<&str> {
+        self.interfaces.get(idx).map(String::as_str)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The binding held in memory for an address (None: never leased).
+    pub fn binding(&self, ip: Ipv4Addr) -> Option<&Binding> {
+        self.leases.get(&u32::from(ip))
+    }
+
+    /// Number of stored bindings per state.
+    pub fn count_by_state(&self) -> HashMap<DhcpState, usize> {
+        let mut m = HashMap::new();
+        for b in self.leases.values() {
+            *m.entry(b.state).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// True when the address is one this server manages (a pool or a reservation).
+    pub fn is_configured(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        self.reserved.contains_key(&v) || self.cfg.subnets.iter().any(|s| s.pool_contains(v))
+    }
+
+    /// Handle one client message. See [`Outcome`].
+    pub fn handle(&mut self, msg: &Message, ingress: Ingress, now: u32) -> Result<Outcome, Drop> {
+        handle::handle(self, msg, ingress, now)
+    }
+
+    /// Time-driven transitions (RFC 6926 §6.2.8 states): ACTIVE → EXPIRED at
+    /// expiry, EXPIRED / RELEASED → AVAILABLE after the grace period,
+    /// ABANDONED → AVAILABLE after the decline hold. Returns the changed
+    /// bindings for the caller to commit.
+    pub fn tick(&mut self, now: u32) -> Vec<Binding> {
+        self.offers.retain(|_, o| o.until > now);
+        let mut changed = Vec::new();
+        while let Some(&Reverse((t, ip))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(b) = self.leases.get(&ip) else {
+                continue;
+            };
+            if b.expiry != t {
+                continue; // superseded by a later change
+            }
+            let mut nb = b.clone();
+            match b.state {
+                DhcpState::Active => {
+                    nb.state = DhcpState::Expired;
+                    nb.state_since = t;
+                    nb.expiry = t.saturating_add(self.cfg.expired_grace);
+                }
+                DhcpState::Expired | DhcpState::Released | DhcpState::Abandoned => {
+                    nb.state = DhcpState::Available;
+                    nb.state_since = t;
+                    nb.expiry = 0;
+                }
+                _ => continue,
+            }
+            self.apply(nb.clone());
+            changed.push(nb);
+        }
+        changed
+    }
+
+    /// Record a binding change in memory (the caller commits it).
+    fn apply(&mut self, b: Binding) {
+        let ip = u32::from(b.ip);
+        if b.expiry != 0 && b.state != DhcpState::Available {
+            self.timers.push(Reverse((b.expiry, ip)));
+        }
+        if !b.chaddr.is_empty() || b.client_id.is_some() {
+            self.by_client.insert(ClientKey::of_binding(&b), ip);
+        }
+        self.offers.remove(&ip);
+        self.leases.insert(ip, b);
+    }
+
+    fn subnet_of_ip(&self, ip: u32) -> Option<usize> {
+        self.cfg
+            .subnets
+            .iter()
+            .position(|s| s.prefix.contains(&Ipv4Addr::from(ip)))
+    }
+
+    /// May `key` be given `ip` now? Reservations, holds and live leases of
+    /// other clients say no.
+    fn free_for(&self, ip: u32, who: &Ident, now: u32) -> bool {
+        let key = &who.key;
+        if let Some(owner) = self.reserved.get(&ip) {
+            if !owner.matches(who) {
+                return false;
+            }
+        }
+        if let Some(o) = self.offers.get(&ip) {
+            if o.until > now && &o.key != key {
+                return false;
+            }
+        }
+        match self.leases.get(&ip) {
+            None => true,
+            Some(b) => match b.state {
+                DhcpState::Active => key.owns(b) || b.expiry <= now,
+                DhcpState::Abandoned => b.expiry <= now,
+                DhcpState::Available | DhcpState::Released | DhcpState::Expired => true,
+                DhcpState::Reset | DhcpState::Remote | DhcpState::Transitioning => key.owns(b),
+            },
+        }
+    }
+
+    /// The address to offer: reservation, then the client's previous address,
+    /// then the one it asks for, then the next free one in the pools.
+    fn choose(
+        &mut self,
+        subnet: usize,
+        who: &Ident,
+        requested: Option<u32>,
+        now: u32,
+    ) -> Option<u32> {
+        let key = &who.key;
+        if let Some(ip) = self.reservation(subnet, who) {
+            return self.free_for(ip, who, now).then_some(ip);
+        }
+        let s = &self.cfg.subnets[subnet];
+        if let Some(&ip) = self.by_client.get(key) {
+            let owned = self.leases.get(&ip).is_some_and(|b| key.owns(b));
+            if owned && s.pool_contains(ip) && self.free_for(ip, who, now) {
+                return Some(ip);
+            }
+        }
+        if let Some(ip) = requested {
+            if s.pool_contains(ip) && self.free_for(ip, who, now) {
+                return Some(ip);
+            }
+        }
+        let cfg = Arc::clone(&self.cfg);
+        let mut cursor = std::mem::take(&mut self.cursors[subnet]);
+        let found = cursor.find(&cfg.subnets[subnet], |ip| {
+            // Prefer addresses no one holds, so a released lease can come back to its client.
+            self.free_for(ip, who, now)
+                && self
+                    .leases
+                    .get(&ip)
+                    .is_none_or(|b| key.owns(b) || b.state == DhcpState::Available)
+        });
+        let found =
+            found.or_else(|| cursor.find(&cfg.subnets[subnet], |ip| self.free_for(ip, who, now)));
+        self.cursors[subnet] = cursor;
+        found
+    }
+
+    /// May `key` hold `ip` in `subnet` (for a REQUEST)?
+    fn acceptable(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
+        let s = &self.cfg.subnets[subnet];
+        if !s.prefix.contains(&Ipv4Addr::from(ip)) {
+            return false;
+        }
+        if let Some(res) = self.reservation(subnet, who) {
+            return res == ip && self.free_for(ip, who, now);
+        }
+        s.pool_contains(ip) && self.free_for(ip, who, now)
+    }
+
+    /// The address reserved for this client in this subnet, by client-id first.
+    fn reservation(&self, subnet: usize, who: &Ident) -> Option<u32> {
+        if let Some(id) = &who.client_id {
+            if let Some(&ip) = self.reserved_by_id.get(&(subnet, id.clone())) {
+                return Some(ip);
+            }
+        }
+        if who.htype == 1 {
+            return self
+                .reserved_by_mac
+                .get(&(subnet, who.mac.clone()))
+                .copied();
+        }
+        None
+    }
+}
+
+fn interface_names(of: &[Option<String>]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for name in of.iter().flatten() {
+        if !v.contains(name) {
+            v.push(name.clone());
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

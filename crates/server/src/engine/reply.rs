@@ -1,0 +1,115 @@
+//! Reply building for the DHCP engine (RFC 2131 §4.3, table 3).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use leaseline_wire::{DhcpOption, Message, MessageType, BOOTREPLY};
+
+use super::handle::{destination, relay_info};
+use super::Engine;
+
+/// A reply and where it goes.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub msg: Message,
+    pub dest: SocketAddrV4,
+}
+
+fn skeleton(req: &Message, kind: MessageType, sid: Ipv4Addr) -> Message {
+    let mut m = Message {
+        op: BOOTREPLY,
+        htype: req.htype,
+        hlen: req.hlen,
+        hops: 0,
+        xid: req.xid,
+        secs: 0,
+        flags: req.flags,
+        giaddr: req.giaddr,
+        chaddr: req.chaddr,
+        ..Message::default()
+    };
+    m.options.reserve(12);
+    m.options.push(DhcpOption::MessageType(kind));
+    m.options.push(DhcpOption::ServerId(sid));
+    m
+}
+
+fn network_options(e: &Engine, subnet: usize, m: &mut Message) {
+    let s = &e.cfg.subnets[subnet];
+    m.options.push(DhcpOption::SubnetMask(s.prefix.netmask()));
+    if !s.router.is_empty() {
+        m.options.push(DhcpOption::Router(s.router.clone()));
+    }
+    if !s.dns_servers.is_empty() {
+        m.options
+            .push(DhcpOption::DnsServers(s.dns_servers.clone()));
+    }
+    if let Some(d) = &s.domain_name {
+        m.options
+            .push(DhcpOption::DomainName(d.as_bytes().to_vec()));
+    }
+}
+
+/// RFC 3046 §2.2: echo option 82 unchanged, as the last option.
+fn echo_relay_info(req: &Message, m: &mut Message) {
+    if let Some(r) = relay_info(req) {
+        m.options.push(DhcpOption::RelayAgentInfo(r.clone()));
+    }
+}
+
+/// DHCPOFFER or DHCPACK for `ip`.
+pub(super) fn lease(
+    e: &Engine,
+    req: &Message,
+    subnet: usize,
+    kind: MessageType,
+    ip: Ipv4Addr,
+) -> Reply {
+    let s = &e.cfg.subnets[subnet];
+    let mut m = skeleton(req, kind, s.server_id);
+    m.yiaddr = ip;
+    m.ciaddr = if kind == MessageType::Ack {
+        req.ciaddr
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    m.options.push(DhcpOption::LeaseTime(s.lease_time));
+    m.options.push(DhcpOption::RenewalTime(s.renew_time));
+    m.options.push(DhcpOption::RebindingTime(s.rebind_time));
+    network_options(e, subnet, &mut m);
+    echo_relay_info(req, &mut m);
+    Reply {
+        dest: destination(e, req, false),
+        msg: m,
+    }
+}
+
+pub(super) fn nak(e: &Engine, req: &Message, subnet: usize, why: &str) -> Reply {
+    let s = &e.cfg.subnets[subnet];
+    let mut m = skeleton(req, MessageType::Nak, s.server_id);
+    // RFC 2131 §4.3.2: a NAK through a relay sets the broadcast bit.
+    if !req.giaddr.is_unspecified() {
+        m.flags |= Message::BROADCAST_FLAG;
+    }
+    m.options.push(DhcpOption::Unknown {
+        code: leaseline_wire::code::MESSAGE,
+        data: why.as_bytes().to_vec(),
+    });
+    echo_relay_info(req, &mut m);
+    Reply {
+        dest: destination(e, req, true),
+        msg: m,
+    }
+}
+
+/// DHCPINFORM → DHCPACK with configuration only (RFC 2131 §4.3.5).
+pub(super) fn inform(e: &Engine, req: &Message, subnet: usize) -> Reply {
+    let s = &e.cfg.subnets[subnet];
+    let mut m = skeleton(req, MessageType::Ack, s.server_id);
+    m.ciaddr = req.ciaddr;
+    network_options(e, subnet, &mut m);
+    echo_relay_info(req, &mut m);
+    Reply {
+        dest: destination(e, req, false),
+        msg: m,
+    }
+}

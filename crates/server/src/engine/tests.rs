@@ -1,0 +1,340 @@
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use leaseline_proto::DhcpState;
+use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo, SubOption};
+
+use super::*;
+use crate::config::Config;
+
+const GIADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const SID: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const T0: u32 = 1_700_000_000;
+
+fn config(extra: &str) -> Arc<Config> {
+    let text = format!(
+        r#"
+[server]
+server_id = "127.0.0.1"
+[dhcp]
+listen = "127.0.0.1:1067"
+offer_hold = 30
+decline_hold = 600
+expired_grace = 100
+[[subnet]]
+prefix = "10.0.0.0/24"
+pools = ["10.0.0.10-10.0.0.19"]
+relay_addresses = ["127.0.0.1"]
+lease_time = 300
+{extra}
+"#
+    );
+    Arc::new(Config::parse(&text, "test").expect("valid test config"))
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, n]
+}
+
+fn msg(kind: MessageType, m: [u8; 6]) -> Message {
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&m);
+    Message {
+        xid: u32::from(m[5]) + 1000,
+        giaddr: GIADDR,
+        chaddr,
+        options: vec![DhcpOption::MessageType(kind)],
+        ..Message::default()
+    }
+}
+
+fn discover(e: &mut Engine, m: [u8; 6], now: u32) -> Ipv4Addr {
+    let out = e
+        .handle(&msg(MessageType::Discover, m), Ingress::Listen, now)
+        .expect("offer");
+    let r = out.reply.expect("an OFFER");
+    assert_eq!(r.msg.message_type(), Some(MessageType::Offer));
+    assert!(out.commit.is_none(), "an OFFER is not durable");
+    r.msg.yiaddr
+}
+
+fn select(e: &mut Engine, m: [u8; 6], ip: Ipv4Addr, now: u32) -> Outcome {
+    let mut q = msg(MessageType::Request, m);
+    q.options.push(DhcpOption::ServerId(SID));
+    q.options.push(DhcpOption::RequestedIp(ip));
+    e.handle(&q, Ingress::Listen, now).expect("a reply")
+}
+
+fn dora(e: &mut Engine, m: [u8; 6], now: u32) -> Ipv4Addr {
+    let ip = discover(e, m, now);
+    let out = select(e, m, ip, now);
+    assert_eq!(
+        out.reply.as_ref().and_then(|r| r.msg.message_type()),
+        Some(MessageType::Ack)
+    );
+    let b = out.commit.expect("an ACK commits its binding");
+    assert_eq!(b.state, DhcpState::Active);
+    ip
+}
+
+#[test]
+fn dora_binds_distinct_addresses_and_replies_to_the_relay() {
+    let mut e = Engine::new(config(""), vec![]);
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..10 {
+        let ip = dora(&mut e, mac(n), T0);
+        assert!(seen.insert(ip), "{ip} given twice");
+    }
+    // Pool exhausted: the 11th client gets no offer.
+    let d = e
+        .handle(&msg(MessageType::Discover, mac(99)), Ingress::Listen, T0)
+        .unwrap_err();
+    assert_eq!(d.reason, "no free address in the subnet's pools");
+}
+
+#[test]
+fn ack_carries_lease_options_and_goes_to_giaddr_port_67() {
+    let mut e = Engine::new(
+        config("router = [\"10.0.0.1\"]\ndomain_name = \"lab\""),
+        vec![],
+    );
+    let ip = discover(&mut e, mac(1), T0);
+    let r = select(&mut e, mac(1), ip, T0).reply.unwrap();
+    assert_eq!(r.dest, std::net::SocketAddrV4::new(GIADDR, 67));
+    assert_eq!(r.msg.option(51), Some(&DhcpOption::LeaseTime(300)));
+    assert_eq!(r.msg.option(58), Some(&DhcpOption::RenewalTime(150)));
+    assert_eq!(r.msg.option(54), Some(&DhcpOption::ServerId(SID)));
+    assert_eq!(
+        r.msg.option(3),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 0, 1)]))
+    );
+    assert_eq!(
+        r.msg.option(1),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+    );
+}
+
+#[test]
+fn offers_hold_addresses_from_other_clients_until_they_lapse() {
+    let mut e = Engine::new(config(""), vec![]);
+    let a = discover(&mut e, mac(1), T0);
+    let b = discover(&mut e, mac(2), T0);
+    assert_ne!(a, b);
+    // Client 2 asks for client 1's offered address: NAK while the hold lasts.
+    let out = select(&mut e, mac(2), a, T0 + 1);
+    assert_eq!(
+        out.reply.unwrap().msg.message_type(),
+        Some(MessageType::Nak)
+    );
+    // After the hold, it is free again.
+    e.tick(T0 + 31);
+    let out = select(&mut e, mac(2), a, T0 + 31);
+    assert_eq!(
+        out.reply.unwrap().msg.message_type(),
+        Some(MessageType::Ack)
+    );
+}
+
+#[test]
+fn renewal_keeps_start_time_of_state_and_extends_expiry() {
+    let mut e = Engine::new(config(""), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    let mut q = msg(MessageType::Request, mac(1));
+    q.ciaddr = ip;
+    let out = e.handle(&q, Ingress::Listen, T0 + 100).unwrap();
+    assert_eq!(
+        out.reply.unwrap().msg.message_type(),
+        Some(MessageType::Ack)
+    );
+    let b = out.commit.unwrap();
+    assert_eq!(b.state_since, T0);
+    assert_eq!(b.cltt, T0 + 100);
+    assert_eq!(b.expiry, T0 + 400);
+}
+
+#[test]
+fn renewing_another_clients_address_is_naked() {
+    let mut e = Engine::new(config(""), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    let mut q = msg(MessageType::Request, mac(2));
+    q.ciaddr = ip;
+    let out = e.handle(&q, Ingress::Listen, T0 + 1).unwrap();
+    let r = out.reply.unwrap();
+    assert_eq!(r.msg.message_type(), Some(MessageType::Nak));
+    assert!(
+        r.msg.broadcast(),
+        "NAK through a relay sets the broadcast bit"
+    );
+    assert!(out.commit.is_none());
+}
+
+#[test]
+fn init_reboot_from_unknown_client_is_silent() {
+    let mut e = Engine::new(config(""), vec![]);
+    let mut q = msg(MessageType::Request, mac(5));
+    q.options
+        .push(DhcpOption::RequestedIp(Ipv4Addr::new(10, 0, 0, 12)));
+    let d = e.handle(&q, Ingress::Listen, T0).unwrap_err();
+    assert!(d.quiet);
+    // ...but a wrong network gets a NAK.
+    let mut q = msg(MessageType::Request, mac(5));
+    q.options
+        .push(DhcpOption::RequestedIp(Ipv4Addr::new(192, 168, 9, 9)));
+    let out = e.handle(&q, Ingress::Listen, T0).unwrap();
+    assert_eq!(
+        out.reply.unwrap().msg.message_type(),
+        Some(MessageType::Nak)
+    );
+}
+
+#[test]
+fn release_then_expiry_to_available() {
+    let mut e = Engine::new(config(""), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    let mut q = msg(MessageType::Release, mac(1));
+    q.ciaddr = ip;
+    let out = e.handle(&q, Ingress::Listen, T0 + 10).unwrap();
+    assert!(out.reply.is_none());
+    let b = out.commit.unwrap();
+    assert_eq!((b.state, b.state_since), (DhcpState::Released, T0 + 10));
+    let changed = e.tick(T0 + 110);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, DhcpState::Available);
+}
+
+#[test]
+fn lease_expires_then_returns_to_available() {
+    let mut e = Engine::new(config(""), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    assert!(e.tick(T0 + 299).is_empty());
+    let c = e.tick(T0 + 300);
+    assert_eq!(
+        (c[0].ip, c[0].state, c[0].state_since),
+        (ip, DhcpState::Expired, T0 + 300)
+    );
+    let c = e.tick(T0 + 400);
+    assert_eq!(
+        (c[0].state, c[0].state_since),
+        (DhcpState::Available, T0 + 400)
+    );
+}
+
+#[test]
+fn decline_abandons_the_address_for_the_hold() {
+    let mut e = Engine::new(config(""), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    let mut q = msg(MessageType::Decline, mac(1));
+    q.options.push(DhcpOption::RequestedIp(ip));
+    q.options.push(DhcpOption::ServerId(SID));
+    let b = e
+        .handle(&q, Ingress::Listen, T0 + 5)
+        .unwrap()
+        .commit
+        .unwrap();
+    assert_eq!((b.state, b.expiry), (DhcpState::Abandoned, T0 + 605));
+    // The same client does not get it back while abandoned.
+    let again = discover(&mut e, mac(1), T0 + 6);
+    assert_ne!(again, ip);
+    let c = e.tick(T0 + 605);
+    assert!(c
+        .iter()
+        .any(|b| b.ip == ip && b.state == DhcpState::Available));
+}
+
+#[test]
+fn reservation_by_mac_and_by_client_id() {
+    let extra = r#"
+[[subnet.reservation]]
+ip = "10.0.0.5"
+mac = "02:00:00:00:00:07"
+[[subnet.reservation]]
+ip = "10.0.0.6"
+client_id = "01aabbccddeeff"
+"#;
+    let mut e = Engine::new(config(extra), vec![]);
+    assert_eq!(dora(&mut e, mac(7), T0), Ipv4Addr::new(10, 0, 0, 5));
+    let mut q = msg(MessageType::Discover, mac(8));
+    q.options.push(DhcpOption::ClientId(vec![
+        1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+    ]));
+    let r = e.handle(&q, Ingress::Listen, T0).unwrap().reply.unwrap();
+    assert_eq!(r.msg.yiaddr, Ipv4Addr::new(10, 0, 0, 6));
+    // A reserved address is never handed to someone else.
+    let mut q = msg(MessageType::Request, mac(9));
+    q.options.push(DhcpOption::ServerId(SID));
+    q.options
+        .push(DhcpOption::RequestedIp(Ipv4Addr::new(10, 0, 0, 6)));
+    let r = e.handle(&q, Ingress::Listen, T0).unwrap().reply.unwrap();
+    assert_eq!(r.msg.message_type(), Some(MessageType::Nak));
+}
+
+#[test]
+fn relay_agent_information_is_stored_and_echoed() {
+    let mut e = Engine::new(config(""), vec![]);
+    let rai = RelayAgentInfo {
+        sub_options: vec![
+            SubOption {
+                code: 1,
+                data: b"eth0/1".to_vec(),
+            },
+            SubOption {
+                code: 2,
+                data: b"remote-7".to_vec(),
+            },
+            SubOption {
+                code: 9,
+                data: vec![0, 0, 0, 9, 1, 0],
+            },
+        ],
+    };
+    let mut d = msg(MessageType::Discover, mac(3));
+    d.options.push(DhcpOption::RelayAgentInfo(rai.clone()));
+    let offer = e.handle(&d, Ingress::Listen, T0).unwrap().reply.unwrap();
+    assert_eq!(
+        offer.msg.options.last(),
+        Some(&DhcpOption::RelayAgentInfo(rai.clone()))
+    );
+    let mut q = msg(MessageType::Request, mac(3));
+    q.options.push(DhcpOption::ServerId(SID));
+    q.options.push(DhcpOption::RequestedIp(offer.msg.yiaddr));
+    q.options.push(DhcpOption::RelayAgentInfo(rai.clone()));
+    let b = e.handle(&q, Ingress::Listen, T0).unwrap().commit.unwrap();
+    assert_eq!(b.circuit_id.as_deref(), Some(&b"eth0/1"[..]));
+    assert_eq!(b.remote_id.as_deref(), Some(&b"remote-7"[..]));
+    assert_eq!(b.relay_info.as_deref(), Some(&handle_rai_bytes(&rai)[..]));
+}
+
+fn handle_rai_bytes(r: &RelayAgentInfo) -> Vec<u8> {
+    super::handle::encode_rai(r)
+}
+
+#[test]
+fn restart_from_stored_bindings_keeps_clients_addresses() {
+    let cfg = config("");
+    let mut e = Engine::new(Arc::clone(&cfg), vec![]);
+    let mut stored = Vec::new();
+    for n in 0..5 {
+        let ip = discover(&mut e, mac(n), T0);
+        stored.push(select(&mut e, mac(n), ip, T0).commit.unwrap());
+    }
+    let mut e2 = Engine::new(cfg, stored.clone());
+    for (n, b) in stored.iter().enumerate() {
+        assert_eq!(
+            discover(&mut e2, mac(n as u8), T0 + 1),
+            b.ip,
+            "client keeps its address"
+        );
+    }
+    // And a new client gets none of them.
+    let fresh = discover(&mut e2, mac(50), T0 + 1);
+    assert!(stored.iter().all(|b| b.ip != fresh));
+}
+
+#[test]
+fn unrelayed_broadcast_on_listen_socket_is_refused() {
+    let mut e = Engine::new(config(""), vec![]);
+    let mut d = msg(MessageType::Discover, mac(1));
+    d.giaddr = Ipv4Addr::UNSPECIFIED;
+    let err = e.handle(&d, Ingress::Listen, T0).unwrap_err();
+    assert!(!err.quiet);
+}

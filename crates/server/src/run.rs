@@ -1,0 +1,151 @@
+//! Start-up, the tasks, and shutdown of `leaseline serve`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use leaseline_store::{HistoryLimits, LeaseStore, SqliteOptions, SqliteStore, StoreError};
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::engine::{Engine, Ingress};
+use crate::stats::Stats;
+use crate::udp;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("lease store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot bind {what}: {source}")]
+    Bind {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// State shared by the front ends.
+pub struct Shared {
+    pub engine: Mutex<Engine>,
+    pub store: Arc<dyn LeaseStore>,
+    pub stats: Stats,
+}
+
+pub fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+        .unwrap_or(0)
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn serve(cfg: Config) -> Result<(), RunError> {
+    let cfg = Arc::new(cfg);
+    std::fs::create_dir_all(&cfg.state_dir).map_err(|source| RunError::StateDir {
+        path: cfg.state_dir.display().to_string(),
+        source,
+    })?;
+    let now = unix_now();
+    let store = SqliteStore::open(
+        SqliteOptions {
+            path: cfg.store_path.clone(),
+            history: HistoryLimits {
+                max_age: cfg.history_max_age,
+                max_count: cfg.history_max_count,
+            },
+            max_batch: cfg.max_batch,
+        },
+        now,
+    )?;
+    let stored = store.load_all()?;
+    info!(store = %cfg.store_path.display(), bindings = stored.len(), "lease store opened");
+    let engine = Engine::new(Arc::clone(&cfg), stored);
+    let interfaces = engine.interfaces().to_vec();
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine),
+        store: Arc::new(store),
+        stats: Stats::default(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut endpoints = Vec::new();
+    if let Some(addr) = cfg.listen {
+        let sock = udp::bind_listen(addr).map_err(|source| RunError::Bind {
+            what: format!("udp {addr}"),
+            source,
+        })?;
+        endpoints.push(format!("udp {addr}"));
+        tasks.push(tokio::spawn(udp::serve(
+            Arc::new(sock),
+            Ingress::Listen,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        )));
+    }
+    for (i, name) in interfaces.iter().enumerate() {
+        let sock = udp::bind_interface(name, 67).map_err(|source| RunError::Bind {
+            what: format!("udp 0.0.0.0:67 on interface {name}"),
+            source,
+        })?;
+        endpoints.push(format!("udp 0.0.0.0:67%{name}"));
+        tasks.push(tokio::spawn(udp::serve(
+            Arc::new(sock),
+            Ingress::Interface(i),
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(reaper(Arc::clone(&shared), stop_rx.clone())));
+
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), "leaseline ready");
+
+    let mut report = tokio::time::interval(Duration::from_secs(60));
+    report.tick().await;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = report.tick() => info!(stats = %shared.stats.summary(), "counters"),
+        }
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    info!(stats = %shared.stats.summary(), "leaseline stopped");
+    Ok(())
+}
+
+/// Drives time-based state transitions once a second and commits them.
+async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = unix_now();
+        let changed = shared.engine.lock().tick(now);
+        if changed.is_empty() {
+            continue;
+        }
+        let n = changed.len();
+        match shared.store.submit(changed, now).await {
+            Ok(Ok(_)) => tracing::debug!(count = n, "state transitions committed"),
+            Ok(Err(e)) => error!(error = %e, count = n, "could not commit state transitions"),
+            Err(_) => error!("store writer stopped"),
+        }
+    }
+}

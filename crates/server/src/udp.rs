@@ -1,0 +1,184 @@
+//! UDP front end: receives datagrams, decodes them strictly, runs the engine,
+//! commits binding changes durably and only then sends the reply.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use leaseline_wire::{Message, MessageType};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use crate::engine::{Ingress, Outcome};
+use crate::run::{unix_now, Shared};
+
+/// Receive buffer: large enough that an oversized datagram is seen (and
+/// refused) rather than silently cut.
+const MAX_DATAGRAM: usize = 65_536;
+const SOCKET_RCVBUF: usize = 4 << 20;
+/// BOOTP relay agents and old clients expect at least 300 bytes (RFC 1542 §2.1).
+const BOOTP_MIN_LEN: usize = 300;
+
+fn udp_socket() -> io::Result<Socket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_RCVBUF);
+    let _ = s.set_send_buffer_size(SOCKET_RCVBUF);
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// The socket for relayed (and unicast) traffic.
+pub fn bind_listen(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = udp_socket()?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// A socket for a directly attached interface: 0.0.0.0:port bound to the device,
+/// so broadcasts from clients arrive and our broadcasts leave through it.
+pub fn bind_interface(name: &str, port: u16) -> io::Result<UdpSocket> {
+    let s = udp_socket()?;
+    s.bind_device(Some(name.as_bytes()))?;
+    s.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
+    UdpSocket::from_std(s.into())
+}
+
+pub async fn serve(
+    sock: Arc<UdpSocket>,
+    ingress: Ingress,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (len, peer) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they are not fatal.
+                    debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
+        handle_datagram(&sock, ingress, &shared, datagram, peer);
+    }
+}
+
+fn refuse(shared: &Shared, peer: SocketAddr, reason: &'static str, detail: &dyn std::fmt::Display) {
+    shared.stats.dropped(reason);
+    warn!(peer = %peer, reason = %detail, "dropped datagram");
+}
+
+fn handle_datagram(
+    sock: &Arc<UdpSocket>,
+    ingress: Ingress,
+    shared: &Arc<Shared>,
+    datagram: &[u8],
+    peer: SocketAddr,
+) {
+    if datagram.len() >= MAX_DATAGRAM {
+        return refuse(
+            shared,
+            peer,
+            "oversized datagram",
+            &"datagram larger than 65535 bytes",
+        );
+    }
+    let msg = match Message::decode(datagram) {
+        Ok(m) => m,
+        Err(e) => return refuse(shared, peer, "malformed", &e),
+    };
+    let Some(kind) = msg.message_type() else {
+        return refuse(
+            shared,
+            peer,
+            "no message type",
+            &"no message type option (BOOTP is not served)",
+        );
+    };
+    shared.stats.received(kind as u8);
+    if kind == MessageType::LeaseQuery {
+        return refuse(
+            shared,
+            peer,
+            "leasequery disabled",
+            &"DHCPLEASEQUERY: leasequery is not enabled",
+        );
+    }
+    let now = unix_now();
+    let outcome = shared.engine.lock().handle(&msg, ingress, now);
+    match outcome {
+        Err(d) if d.quiet => {
+            shared.stats.dropped(d.reason);
+            debug!(peer = %peer, reason = d.reason, xid = msg.xid, "no reply");
+        }
+        Err(d) => {
+            shared.stats.dropped(d.reason);
+            warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), "dropped datagram");
+        }
+        Ok(Outcome {
+            reply,
+            commit: None,
+        }) => {
+            if let Some(r) = reply {
+                send(sock, shared, &r.msg, r.dest);
+            }
+        }
+        Ok(Outcome {
+            reply,
+            commit: Some(b),
+        }) => {
+            let ticket = shared.store.submit(vec![b], now);
+            let sock = Arc::clone(sock);
+            let shared = Arc::clone(shared);
+            // The reply leaves only once the binding is durable.
+            tokio::spawn(async move {
+                match ticket.await {
+                    Ok(Ok(_)) => {
+                        if let Some(r) = reply {
+                            send(&sock, &shared, &r.msg, r.dest);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        shared.stats.commit_failed();
+                        error!(peer = %peer, error = %e, "commit failed; no reply sent");
+                    }
+                    Err(_) => {
+                        shared.stats.commit_failed();
+                        error!(peer = %peer, "store writer stopped; no reply sent");
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn send(sock: &UdpSocket, shared: &Shared, msg: &Message, dest: SocketAddrV4) {
+    let mut out = Vec::with_capacity(BOOTP_MIN_LEN + 64);
+    if let Err(e) = msg.encode(&mut out) {
+        error!(error = %e, "could not encode reply");
+        return;
+    }
+    if out.len() < BOOTP_MIN_LEN {
+        out.resize(BOOTP_MIN_LEN, 0);
+    }
+    // A full socket buffer drops this reply like the network would; the client retransmits.
+    match sock.try_send_to(&out, SocketAddr::V4(dest)) {
+        Ok(_) => {
+            if let Some(t) = msg.message_type() {
+                shared.stats.sent(t as u8);
+            }
+        }
+        Err(e) => debug!(dest = %dest, error = %e, "send failed"),
+    }
+}
