@@ -112,3 +112,77 @@ impl Binding {
         }
     }
 }
+
+/// Derived values for replies. All take `now` and never underflow.
+impl Binding {
+    /// `hlen` for this binding's hardware address (at most 16).
+    pub fn hlen(&self) -> u8 {
+        self.chaddr.len().min(16) as u8
+    }
+
+    /// Seconds until the lease expires, when there is a currently valid
+    /// lease (ACTIVE and expiry in the future). RFC 4388 §6.4.2 option 51.
+    pub fn remaining_lease(&self, now: u32) -> Option<u32> {
+        (self.state.is_leased() && self.expiry > now).then(|| self.expiry - now)
+    }
+
+    /// Seconds until the current state times out, whatever the state, when
+    /// it has a timeout in the future. RFC 6926 §8.3 item 4 (option 51 "for
+    /// any state that has a timeout value associated with it").
+    pub fn remaining_state_time(&self, now: u32) -> Option<u32> {
+        (self.expiry != 0 && self.expiry > now).then(|| self.expiry - now)
+    }
+
+    /// Start of the current grant: `expiry - lease_time` when both are known,
+    /// else the CLTT.
+    fn grant_start(&self) -> u32 {
+        match self.expiry.checked_sub(self.lease_time) {
+            Some(s) if self.lease_time != 0 && self.expiry != 0 => s,
+            _ => self.cltt,
+        }
+    }
+
+    /// Remaining time until `grant_start + lease_time * num / den`, if the
+    /// lease is valid and that point is still in the future.
+    fn remaining_fraction(&self, now: u32, num: u64, den: u64) -> Option<u32> {
+        self.remaining_lease(now)?;
+        if self.lease_time == 0 {
+            return None;
+        }
+        let at = u64::from(self.grant_start()) + u64::from(self.lease_time) * num / den;
+        let now = u64::from(now);
+        // Only a grant start in the future could make this exceed u32; then
+        // the option is left out rather than wrapped.
+        (at > now).then(|| u32::try_from(at - now).ok()).flatten()
+    }
+
+    /// Remaining time until renewal (T1 = lease/2 after the grant), RFC 4388
+    /// §6.4.2: only while the lease is valid and T1 is not yet past.
+    pub fn remaining_t1(&self, now: u32) -> Option<u32> {
+        self.remaining_fraction(now, 1, 2)
+    }
+
+    /// Remaining time until rebinding (T2 = lease*7/8 after the grant),
+    /// RFC 4388 §6.4.2.
+    pub fn remaining_t2(&self, now: u32) -> Option<u32> {
+        self.remaining_fraction(now, 7, 8)
+    }
+
+    /// Option 91 value: seconds since the CLTT, when one is known (non-zero).
+    pub fn cltt_age(&self, now: u32) -> Option<u32> {
+        (self.cltt != 0).then(|| crate::time::age(now, self.cltt))
+    }
+
+    /// Option 153 value: seconds since the current state started.
+    pub fn state_age(&self, now: u32) -> u32 {
+        crate::time::age(now, self.state_since)
+    }
+
+    /// The stored option 82 payload, typed; `None` when absent or when the
+    /// stored bytes do not parse.
+    pub fn relay_agent_info(&self) -> Option<leaseline_wire::RelayAgentInfo> {
+        self.relay_info
+            .as_deref()
+            .and_then(crate::relay::relay_info_from_raw)
+    }
+}

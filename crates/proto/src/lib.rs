@@ -1,6 +1,23 @@
 //! Sans-IO leasequery protocol core. Takes bytes and `now`, returns actions;
 //! never touches a socket or a clock.
 
+pub mod active;
 mod binding;
+pub mod bulk;
+mod opts;
+pub mod relay;
+pub mod time;
+pub mod udp_query;
+pub mod udp_reply;
 
+pub use active::{parse_active_query, ActiveQuery, ActiveRefusal};
 pub use binding::{Binding, DhcpState, DATA_SOURCE_REMOTE};
+pub use bulk::{
+    build_bulk_reply, build_done, build_status, in_window, parse_bulk_query, BulkPrimary, BulkQuery,
+};
+pub use relay::{relay_info_from_raw, relay_info_to_raw};
+pub use udp_query::{parse_leasequery, QueryKind, QueryRefusal, UdpQuery};
+pub use udp_reply::{
+    build_leaseactive, build_leaseunassigned, build_leaseunknown, choose_primary, ExtraOptions,
+    Selection, DEFAULT_UDP_PRL,
+};
