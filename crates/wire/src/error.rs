@@ -11,12 +11,19 @@ pub enum WireError {
     BadOp(u8),
     #[error("hlen {0} exceeds 16")]
     BadHlen(u8),
+    /// `offset` is the offset of the option's code octet in the message;
+    /// `len` is 0 when the length octet itself is missing.
     #[error("option {code} at offset {offset}: length {len} runs past the end of the options")]
     OptionOverrun { code: u8, offset: usize, len: usize },
     #[error("option {code}: bad length {len} ({expected})")]
-    BadOptionLength { code: u8, len: usize, expected: &'static str },
+    BadOptionLength {
+        code: u8,
+        len: usize,
+        expected: &'static str,
+    },
     #[error("option {code}: bad value: {reason}")]
     BadOptionValue { code: u8, reason: &'static str },
+    /// `len` is 0 when the sub-option's length octet itself is missing.
     #[error("option 82 sub-option {sub}: length {len} runs past the end of the option")]
     SubOptionOverrun { sub: u8, len: usize },
     #[error("option 52 (overload) is not accepted")]
@@ -25,6 +32,8 @@ pub enum WireError {
     MissingEnd,
     #[error("non-padding bytes after the end option")]
     DataAfterEnd,
+    /// Not produced by `Message::decode` (BOOTP messages decode); see
+    /// `Message::require_message_type`.
     #[error("no message type option (53)")]
     NoMessageType,
     #[error("unknown message type {0}")]

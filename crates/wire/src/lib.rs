@@ -5,6 +5,7 @@
 //! bounded sub-slice; malformed input yields a [`WireError`] naming what was
 //! wrong and never panics.
 
+mod codec;
 mod error;
 pub mod framing;
 mod message;
@@ -12,7 +13,8 @@ mod option;
 
 pub use error::WireError;
 pub use framing::{encode_frame, FrameDecoder, FrameError};
-pub use message::{Message, BOOTREPLY, BOOTREQUEST, MAGIC_COOKIE, MIN_MESSAGE_LEN};
-pub use option::{
-    code, DhcpOption, MessageType, RelayAgentInfo, StatusCode, SubOption,
+pub use message::{
+    pad_to_bootp_minimum, Message, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, MAGIC_COOKIE,
+    MIN_MESSAGE_LEN,
 };
+pub use option::{code, DhcpOption, MessageType, RelayAgentInfo, StatusCode, SubOption};

@@ -246,7 +246,10 @@ pub enum DhcpOption {
     DataSource(u8),
     /// Option 221 (RFC 6607), kept raw.
     Vss(Vec<u8>),
-    Unknown { code: u8, data: Vec<u8> },
+    Unknown {
+        code: u8,
+        data: Vec<u8>,
+    },
 }
 
 impl DhcpOption {
