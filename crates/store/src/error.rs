@@ -11,3 +11,28 @@ pub enum StoreError {
     #[error("the store's writer has stopped")]
     WriterGone,
 }
+
+impl StoreError {
+    /// A copy of this error for each ticket of a failed group commit
+    /// (rusqlite's error is not Clone; the code and message are kept).
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, msg)) => {
+                StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
+            }
+            StoreError::Sqlite(other) => StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(other.to_string()),
+            )),
+            StoreError::Open { path, reason } => StoreError::Open {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Corrupt { ip, reason } => StoreError::Corrupt {
+                ip: ip.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::WriterGone => StoreError::WriterGone,
+        }
+    }
+}

@@ -3,7 +3,13 @@
 //! pending sets of addresses (not messages), so a slow subscriber costs at
 //! most one entry per distinct address.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::pending::PendingSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
@@ -21,63 +27,361 @@ pub struct HistoryLimits {
 }
 
 pub struct ChangeFeed {
-    _todo: (),
+    inner: Mutex<FeedState>,
+}
+
+struct FeedState {
+    next_seq: u64,
+    /// Oldest first; times never decrease (see `publish`).
+    history: VecDeque<Change>,
+    /// Earliest start time the history answers completely.
+    horizon: u32,
+    /// Newest time seen (published or asked about); ages are relative to it.
+    newest: u32,
+    limits: HistoryLimits,
+    subscribers: Vec<Weak<SubShared>>,
+}
+
+impl FeedState {
+    fn observe(&mut self, now: u32) {
+        self.newest = self.newest.max(now);
+        self.trim();
+    }
+
+    /// Drop entries older than `max_age` (relative to the newest time seen)
+    /// and beyond `max_count`. Other changes at a trimmed entry's time may be
+    /// gone too, so that second can no longer be answered in full: the
+    /// horizon moves past it (comparisons are inclusive, "on or after").
+    fn trim(&mut self) {
+        let oldest_kept = self.newest.saturating_sub(self.limits.max_age);
+        while let Some(front) = self.history.front() {
+            let too_old = front.time < oldest_kept;
+            let too_many = self.history.len() > self.limits.max_count;
+            if !(too_old || too_many) {
+                break;
+            }
+            self.horizon = self.horizon.max(front.time.saturating_add(1));
+            self.history.pop_front();
+        }
+    }
+
+    fn live_subscribers(&mut self) -> impl Iterator<Item = Arc<SubShared>> + '_ {
+        // Dropped subscriptions are pruned here (and in `subscribers()`).
+        self.subscribers.retain(|w| w.strong_count() > 0);
+        self.subscribers.iter().filter_map(Weak::upgrade)
+    }
 }
 
 impl ChangeFeed {
     /// `start_time`: changes before it are unknown (history starts empty).
-    pub fn new(_limits: HistoryLimits, _start_time: u32) -> Self {
-        todo!()
+    pub fn new(limits: HistoryLimits, start_time: u32) -> Self {
+        ChangeFeed {
+            inner: Mutex::new(FeedState {
+                next_seq: 1,
+                history: VecDeque::new(),
+                horizon: start_time,
+                newest: start_time,
+                limits,
+                subscribers: Vec::new(),
+            }),
+        }
     }
+
     /// Assign sequence numbers, append to the history (trimming it by age
     /// relative to `time` and by count), add each ip to every subscriber's
     /// pending set and wake them. Returns the last seq assigned.
-    pub fn publish(&self, _time: u32, _ips: &[Ipv4Addr]) -> u64 {
-        todo!()
+    ///
+    /// The recorded time is `max(time, newest time seen)`: history stays
+    /// ordered by time even if submitters' clocks disagree slightly. Recording
+    /// a change later than it happened only adds duplicates for a resuming
+    /// requestor, never a gap (architecture: Time).
+    pub fn publish(&self, time: u32, ips: &[Ipv4Addr]) -> u64 {
+        let mut st = self.inner.lock();
+        st.observe(time);
+        let time = st.newest;
+        for &ip in ips {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.history.push_back(Change { seq, time, ip });
+        }
+        st.trim();
+        if !ips.is_empty() {
+            for sub in st.live_subscribers() {
+                sub.push(ips);
+            }
+        }
+        st.next_seq - 1
     }
+
     pub fn last_seq(&self) -> u64 {
-        todo!()
+        self.inner.lock().next_seq - 1
     }
+
     /// The earliest query-start-time the history answers completely
     /// (inclusive comparisons: a change at exactly `since` is included).
     pub fn horizon(&self) -> u32 {
-        todo!()
+        self.inner.lock().horizon
     }
+
     /// Addresses changed at or after `since`, deduplicated, in order of
     /// their latest change; `None` when `since` is before the horizon
     /// (RFC 7724 §7.4: DataMissing). `now` lets age-trimming happen here too.
-    pub fn changed_since(&self, _since: u32, _now: u32) -> Option<Vec<Ipv4Addr>> {
-        todo!()
+    pub fn changed_since(&self, since: u32, now: u32) -> Option<Vec<Ipv4Addr>> {
+        let mut st = self.inner.lock();
+        st.observe(now);
+        if since < st.horizon {
+            return None;
+        }
+        // History is time-ordered: find the first entry at or after `since`.
+        let start = st.history.partition_point(|c| c.time < since);
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<Ipv4Addr> = st
+            .history
+            .range(start..)
+            .rev()
+            .filter(|c| seen.insert(c.ip))
+            .map(|c| c.ip)
+            .collect();
+        out.reverse();
+        Some(out)
     }
+
+    /// A copy of the retained history, oldest first (tests, diagnostics).
+    pub fn changes(&self) -> Vec<Change> {
+        self.inner.lock().history.iter().copied().collect()
+    }
+
     /// Register a subscriber; it sees every change published after this call.
     pub fn subscribe(&self) -> Subscription {
-        todo!()
+        let shared = Arc::new(SubShared::default());
+        // Registered under the feed lock, so no concurrent publish is half-seen.
+        self.inner.lock().subscribers.push(Arc::downgrade(&shared));
+        Subscription { shared }
     }
+
     pub fn subscribers(&self) -> usize {
-        todo!()
+        self.inner.lock().live_subscribers().count()
+    }
+}
+
+#[derive(Default)]
+struct SubShared {
+    pending: Mutex<PendingSet>,
+    notify: tokio::sync::Notify,
+}
+
+impl SubShared {
+    fn push(&self, ips: &[Ipv4Addr]) {
+        let added = {
+            let mut p = self.pending.lock();
+            ips.iter().fold(false, |acc, &ip| p.insert(ip) | acc)
+        };
+        if added {
+            // Wakes every `changed()` whose Notified future is enabled; those
+            // check `pending` after enabling, so no wakeup is lost.
+            self.notify.notify_waiters();
+        }
     }
 }
 
 /// A subscriber's pending set of addresses: insertion-ordered, deduplicated.
 /// Dropping it unsubscribes.
 pub struct Subscription {
-    _todo: (),
+    shared: Arc<SubShared>,
 }
 
 impl Subscription {
     /// Resolves when the pending set is non-empty (immediately if it already is).
     pub async fn changed(&self) {
-        todo!()
+        loop {
+            // Enable the Notified future before checking, so a publish
+            // between the check and the await still wakes us.
+            let notified = self.shared.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if !self.shared.pending.lock().is_empty() {
+                return;
+            }
+            notified.await;
+        }
     }
+
     /// Move up to `n` addresses from the front of the pending set into `out`.
-    pub fn take(&self, _n: usize, _out: &mut Vec<Ipv4Addr>) {
-        todo!()
+    pub fn take(&self, n: usize, out: &mut Vec<Ipv4Addr>) {
+        self.shared.pending.lock().take(n, out);
     }
+
     pub fn pending(&self) -> usize {
-        todo!()
+        self.shared.pending.lock().len()
     }
+
     /// Add addresses (catch-up); ones already pending keep their place.
-    pub fn extend(&self, _ips: &[Ipv4Addr]) {
-        todo!()
+    pub fn extend(&self, ips: &[Ipv4Addr]) {
+        self.shared.push(ips);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ip(n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(0x0a00_0000 + n)
+    }
+
+    fn feed(max_age: u32, max_count: usize) -> ChangeFeed {
+        ChangeFeed::new(HistoryLimits { max_age, max_count }, 100)
+    }
+
+    #[test]
+    fn seqs_are_consecutive() {
+        let f = feed(1000, 1000);
+        assert_eq!(f.last_seq(), 0);
+        assert_eq!(f.publish(100, &[ip(1), ip(2)]), 2);
+        assert_eq!(f.publish(101, &[]), 2);
+        assert_eq!(f.publish(101, &[ip(3)]), 3);
+        let seqs: Vec<u64> = f.changes().iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn changed_since_is_inclusive_and_dedups_by_latest() {
+        let f = feed(1000, 1000);
+        f.publish(110, &[ip(1), ip(2)]);
+        f.publish(120, &[ip(3), ip(1)]);
+        assert_eq!(f.changed_since(99, 120), None);
+        assert_eq!(f.changed_since(100, 120), Some(vec![ip(2), ip(3), ip(1)]));
+        assert_eq!(f.changed_since(110, 120), Some(vec![ip(2), ip(3), ip(1)]));
+        assert_eq!(f.changed_since(111, 120), Some(vec![ip(3), ip(1)]));
+        assert_eq!(f.changed_since(120, 120), Some(vec![ip(3), ip(1)]));
+        assert_eq!(f.changed_since(121, 120), Some(vec![]));
+    }
+
+    #[test]
+    fn count_trim_moves_horizon_past_trimmed_second() {
+        let f = feed(1000, 2);
+        f.publish(110, &[ip(1)]);
+        f.publish(110, &[ip(2)]);
+        assert_eq!(f.horizon(), 100);
+        f.publish(111, &[ip(3)]);
+        // ip(1) at 110 was trimmed; ip(2) at 110 remains but 110 is incomplete.
+        assert_eq!(f.horizon(), 111);
+        assert_eq!(f.changed_since(110, 111), None);
+        assert_eq!(f.changed_since(111, 111), Some(vec![ip(3)]));
+    }
+
+    #[test]
+    fn age_trim_relative_to_newest_time() {
+        let f = feed(10, 1000);
+        f.publish(100, &[ip(1)]);
+        f.publish(105, &[ip(2)]);
+        f.publish(110, &[ip(3)]);
+        assert_eq!(f.horizon(), 100, "age exactly max_age is kept");
+        // Asking with a later `now` trims too.
+        assert_eq!(f.changed_since(105, 115), Some(vec![ip(2), ip(3)]));
+        assert_eq!(f.horizon(), 101);
+        assert_eq!(f.changed_since(100, 115), None);
+        assert_eq!(f.changed_since(121, 121), Some(vec![]));
+        assert_eq!(f.horizon(), 111);
+        assert!(f.changes().is_empty());
+    }
+
+    #[test]
+    fn clock_going_back_is_recorded_as_newest() {
+        let f = feed(1000, 1000);
+        f.publish(120, &[ip(1)]);
+        f.publish(115, &[ip(2)]);
+        assert_eq!(f.changes()[1].time, 120);
+        assert_eq!(f.changed_since(120, 120), Some(vec![ip(1), ip(2)]));
+    }
+
+    #[test]
+    fn subscription_dedups_and_keeps_place() {
+        let f = feed(1000, 1000);
+        let s = f.subscribe();
+        f.publish(100, &[ip(1), ip(2), ip(1)]);
+        s.extend(&[ip(3), ip(2)]);
+        f.publish(101, &[ip(1)]);
+        assert_eq!(s.pending(), 3);
+        let mut out = Vec::new();
+        s.take(2, &mut out);
+        assert_eq!(out, vec![ip(1), ip(2)]);
+        f.publish(102, &[ip(1)]);
+        out.clear();
+        s.take(10, &mut out);
+        assert_eq!(out, vec![ip(3), ip(1)]);
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn subscription_memory_bounded_by_distinct_addresses() {
+        let f = feed(10, 10);
+        let s = f.subscribe();
+        for t in 0..10_000u32 {
+            f.publish(100 + t, &[ip(t % 7)]);
+        }
+        assert_eq!(s.pending(), 7);
+    }
+
+    #[test]
+    fn only_changes_after_subscribe_and_drop_unsubscribes() {
+        let f = feed(1000, 1000);
+        f.publish(100, &[ip(1)]);
+        let s = f.subscribe();
+        let s2 = f.subscribe();
+        assert_eq!(f.subscribers(), 2);
+        f.publish(100, &[ip(2)]);
+        let mut out = Vec::new();
+        s.take(10, &mut out);
+        assert_eq!(out, vec![ip(2)]);
+        drop(s2);
+        assert_eq!(f.subscribers(), 1);
+        drop(s);
+        f.publish(100, &[ip(3)]);
+        assert_eq!(f.subscribers(), 0);
+    }
+
+    #[test]
+    fn changed_wakes_without_losing_notifications() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let f = Arc::new(feed(1_000_000, 1_000_000));
+            // Already pending: immediate.
+            let s = f.subscribe();
+            f.publish(100, &[ip(0)]);
+            tokio::time::timeout(Duration::from_secs(5), s.changed())
+                .await
+                .expect("immediate");
+            let mut out = Vec::new();
+            s.take(1, &mut out);
+
+            // Racing publisher: every published address is eventually taken.
+            const N: u32 = 20_000;
+            let pubf = f.clone();
+            let publisher = tokio::spawn(async move {
+                for i in 1..=N {
+                    pubf.publish(100, &[ip(i)]);
+                    if i % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+            let mut got = 0;
+            while got < N as usize {
+                tokio::time::timeout(Duration::from_secs(5), s.changed())
+                    .await
+                    .expect("lost wakeup");
+                out.clear();
+                s.take(usize::MAX, &mut out);
+                got += out.len();
+            }
+            publisher.await.expect("publisher");
+            assert_eq!(got, N as usize);
+        });
     }
 }

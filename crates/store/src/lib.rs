@@ -5,11 +5,12 @@
 //! backend shared by several servers will implement it too, and then the
 //! feed also carries changes committed by the other servers.
 
-mod error;
-mod feed;
-mod sqlite;
 #[doc(hidden)]
 pub mod battery;
+mod error;
+mod feed;
+mod pending;
+mod sqlite;
 
 use std::net::Ipv4Addr;
 
@@ -19,7 +20,10 @@ pub use leaseline_proto::{Binding, DhcpState};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the
-/// feed sequence number of the batch's last change.
+/// feed sequence number of this submission's last change (an empty
+/// submission gets the feed's last seq at its commit). If the submission
+/// was grouped with others whose commit failed, it fails too: nothing of
+/// that group was stored or published.
 pub type CommitTicket = tokio::sync::oneshot::Receiver<Result<u64, StoreError>>;
 
 pub trait LeaseStore: Send + Sync + 'static {

@@ -1,9 +1,27 @@
 //! Embedded default store: SQLite in WAL mode, one writer thread doing group
 //! commit, fsync on every commit (synchronous=FULL).
+//!
+//! Reads run on the caller's thread on a pooled read connection: they are
+//! short indexed queries but do touch the disk, so async callers should use
+//! `spawn_blocking` for large ones (`range`, `load_all`). `submit` never blocks.
 
+mod codec;
+mod readers;
+mod schema;
+mod writer;
+
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use crate::HistoryLimits;
+use rusqlite::{Connection, ToSql};
+
+use crate::{Binding, ChangeFeed, CommitTicket, HistoryLimits, LeaseStore, StoreError};
+use codec::{decode, ip_key, COLUMNS};
+use readers::ReadPool;
+use writer::Request;
 
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -14,12 +32,126 @@ pub struct SqliteOptions {
 }
 
 pub struct SqliteStore {
-    _todo: (),
+    feed: Arc<ChangeFeed>,
+    /// `None` only while dropping: closing it lets the writer drain and exit.
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    readers: ReadPool,
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the store; `now` starts the feed's history.
-    pub fn open(_opts: SqliteOptions, _now: u32) -> Result<Self, crate::StoreError> {
-        todo!()
+    pub fn open(opts: SqliteOptions, now: u32) -> Result<Self, crate::StoreError> {
+        let conn = schema::open_writer(&opts.path)?;
+        let readers = ReadPool::new(opts.path.clone())?;
+        let feed = Arc::new(ChangeFeed::new(opts.history, now));
+        let (tx, rx) = mpsc::channel();
+        let max_batch = opts.max_batch.max(1);
+        let writer_feed = feed.clone();
+        let writer = std::thread::Builder::new()
+            .name("leaseline-store-writer".into())
+            .spawn(move || writer::run(conn, rx, writer_feed, max_batch))
+            .map_err(|e| StoreError::Open {
+                path: opts.path.display().to_string(),
+                reason: format!("spawning the writer thread: {e}"),
+            })?;
+        Ok(SqliteStore {
+            feed,
+            tx: Some(tx),
+            writer: Some(writer),
+            readers,
+        })
+    }
+
+    fn select(&self, filter: &str, args: &[&dyn ToSql]) -> Result<Vec<Binding>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM bindings WHERE {filter} ORDER BY ip");
+        self.readers.with(|conn| query(conn, &sql, args))
+    }
+}
+
+fn query(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<Vec<Binding>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+impl LeaseStore for SqliteStore {
+    fn submit(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket {
+        let (reply, ticket) = tokio::sync::oneshot::channel();
+        let req = Request {
+            bindings,
+            now,
+            reply,
+        };
+        // An unbounded channel: sending never blocks (safe inside a runtime).
+        let sent = match &self.tx {
+            Some(tx) => tx.send(req).map_err(|mpsc::SendError(req)| req),
+            None => Err(req),
+        };
+        if let Err(req) = sent {
+            let _ = req.reply.send(Err(StoreError::WriterGone));
+        }
+        ticket
+    }
+
+    fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {
+        Ok(self.select("ip = ?1", &[&ip_key(ip)])?.pop())
+    }
+
+    fn by_chaddr(&self, htype: u8, chaddr: &[u8]) -> Result<Vec<Binding>, StoreError> {
+        self.select("htype = ?1 AND chaddr = ?2", &[&htype, &chaddr])
+    }
+
+    fn by_client_id(&self, client_id: &[u8]) -> Result<Vec<Binding>, StoreError> {
+        self.select("client_id = ?1", &[&client_id])
+    }
+
+    fn by_remote_id(&self, remote_id: &[u8]) -> Result<Vec<Binding>, StoreError> {
+        self.select("remote_id = ?1", &[&remote_id])
+    }
+
+    fn by_relay_id(&self, relay_id: &[u8]) -> Result<Vec<Binding>, StoreError> {
+        self.select("relay_id = ?1", &[&relay_id])
+    }
+
+    fn range(
+        &self,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        limit: usize,
+    ) -> Result<Vec<Binding>, StoreError> {
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM bindings WHERE ip BETWEEN ?1 AND ?2 ORDER BY ip LIMIT ?3"
+        );
+        self.readers
+            .with(|conn| query(conn, &sql, &[&ip_key(from), &ip_key(to), &limit]))
+    }
+
+    fn load_all(&self) -> Result<Vec<Binding>, StoreError> {
+        self.select("1", &[])
+    }
+
+    fn feed(&self) -> &ChangeFeed {
+        &self.feed
+    }
+}
+
+impl Drop for SqliteStore {
+    /// The writer commits everything already queued, then exits.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
     }
 }

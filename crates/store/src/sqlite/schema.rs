@@ -1,0 +1,95 @@
+//! Connection set-up and the `bindings` table (architecture: Storage).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::StoreError;
+
+/// Bumped on every schema change; kept in `PRAGMA user_version`.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits on a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const CREATE: &str = "
+CREATE TABLE IF NOT EXISTS bindings (
+    ip              INTEGER PRIMARY KEY,
+    state           INTEGER NOT NULL,
+    htype           INTEGER NOT NULL,
+    chaddr          BLOB NOT NULL,
+    client_id       BLOB,
+    expiry          INTEGER NOT NULL,
+    cltt            INTEGER NOT NULL,
+    state_since     INTEGER NOT NULL,
+    data_source     INTEGER NOT NULL,
+    relay_info      BLOB,
+    circuit_id      BLOB,
+    remote_id       BLOB,
+    relay_id        BLOB,
+    vendor_class_id BLOB,
+    hostname        BLOB,
+    lease_time      INTEGER NOT NULL
+);
+-- Bulk Leasequery selectors (RFC 6926 §7.2): MAC, client-id, remote-id, relay-id.
+CREATE INDEX IF NOT EXISTS bindings_chaddr ON bindings (htype, chaddr);
+CREATE INDEX IF NOT EXISTS bindings_client_id ON bindings (client_id) WHERE client_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS bindings_remote_id ON bindings (remote_id) WHERE remote_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS bindings_relay_id ON bindings (relay_id) WHERE relay_id IS NOT NULL;
+";
+
+fn open_error(path: &Path, reason: impl ToString) -> StoreError {
+    StoreError::Open {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The writer connection: WAL (readers never block the writer) and
+/// synchronous=FULL, so every COMMIT is fsync'd before a ticket resolves and
+/// an ACKed binding survives kill -9 (architecture: Invariants).
+pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(open_error(path, format!("journal_mode is {mode}, not wal")));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL")
+        .map_err(|e| open_error(path, e))?;
+    migrate(&conn).map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "schema version {version} is newer than this build's {SCHEMA_VERSION}"
+        ));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(|e| e.to_string())
+}
+
+/// A read connection. WAL lets it read while the writer commits; it is
+/// opened without CREATE and marked query-only.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    conn.execute_batch("PRAGMA query_only = ON")
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}

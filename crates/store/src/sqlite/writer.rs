@@ -1,0 +1,85 @@
+//! The single writer thread: group commit. It blocks for one request, takes
+//! whatever else is already queued (up to `max_batch` bindings), commits all
+//! of it in ONE transaction (one fsync), publishes on the feed in commit
+//! order, and only then resolves the tickets (architecture, data flow 1).
+
+use std::net::Ipv4Addr;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::codec;
+use crate::{Binding, ChangeFeed, StoreError};
+
+pub(super) struct Request {
+    pub(super) bindings: Vec<Binding>,
+    pub(super) now: u32,
+    pub(super) reply: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// Runs until every sender is gone and the queue is drained.
+pub(super) fn run(
+    mut conn: Connection,
+    rx: Receiver<Request>,
+    feed: Arc<ChangeFeed>,
+    max_batch: usize,
+) {
+    let mut batch = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut count = first.bindings.len();
+        batch.push(first);
+        while count < max_batch {
+            match rx.try_recv() {
+                Ok(req) => {
+                    count += req.bindings.len();
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &batch, count) {
+            Ok(()) => publish_and_resolve(&feed, &mut batch),
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+                let e = StoreError::Sqlite(e);
+                for req in batch.drain(..) {
+                    // A dropped ticket is the submitter's business.
+                    let _ = req.reply.send(Err(e.duplicate()));
+                }
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(codec::UPSERT)?;
+        for b in batch.iter().flat_map(|r| &r.bindings) {
+            codec::upsert(&mut stmt, b)?;
+        }
+    }
+    // Dropping `tx` on an error above rolls the whole batch back.
+    tx.commit()
+}
+
+/// Each request is published separately, in queue (= commit) order, so its
+/// ticket carries the seq of its own last change.
+fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
+    let mut ips: Vec<Ipv4Addr> = Vec::new();
+    let seqs: Vec<u64> = batch
+        .iter()
+        .map(|req| {
+            ips.clear();
+            ips.extend(req.bindings.iter().map(|b| b.ip));
+            feed.publish(req.now, &ips)
+        })
+        .collect();
+    for (req, seq) in batch.drain(..).zip(seqs) {
+        let _ = req.reply.send(Ok(seq));
+    }
+}

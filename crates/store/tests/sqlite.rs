@@ -1,0 +1,229 @@
+//! SqliteStore: the shared battery plus SQLite-specific behaviour.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use leaseline_store::battery::{run_all, sample};
+use leaseline_store::{Binding, HistoryLimits, LeaseStore, SqliteOptions, SqliteStore, StoreError};
+
+const T0: u32 = 1_700_000_000;
+
+fn opts(path: &Path) -> SqliteOptions {
+    SqliteOptions {
+        path: path.to_path_buf(),
+        history: HistoryLimits {
+            max_age: 86_400,
+            max_count: 100_000,
+        },
+        max_batch: 512,
+    }
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(opts(path), T0).expect("open")
+}
+
+fn db_in(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("leases.db")
+}
+
+#[test]
+fn battery() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let n = AtomicUsize::new(0);
+    run_all(|| {
+        let path = base
+            .path()
+            .join(format!("store-{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        open(&path)
+    });
+}
+
+#[test]
+fn reopen_keeps_data_and_drop_drains_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = open(&path);
+    let tickets: Vec<_> = (0..200)
+        .map(|n| store.submit(vec![sample(n, T0)], T0))
+        .collect();
+    drop(store); // must commit everything already queued, then join the writer
+    for t in tickets {
+        t.blocking_recv().expect("resolved").expect("committed");
+    }
+    let store = open(&path);
+    assert_eq!(store.load_all().expect("load_all").len(), 200);
+    assert_eq!(
+        store.get(sample(7, T0).ip).expect("get"),
+        Some(sample(7, T0))
+    );
+    // The feed of a reopened store starts empty at its `now`.
+    assert_eq!(store.feed().last_seq(), 0);
+    assert_eq!(store.feed().horizon(), T0);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(version, 1);
+}
+
+#[test]
+fn failed_commit_fails_every_ticket_of_its_batch_and_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = open(&path);
+    let sub = store.feed().subscribe();
+    let bad = Binding::available(Ipv4Addr::new(0, 0, 0, 42));
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch(
+        "CREATE TRIGGER boom BEFORE INSERT ON bindings WHEN NEW.ip = 42
+         BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+    )
+    .expect("trigger");
+
+    // Hold the write lock so the writer is stuck on request A while B, C, D
+    // queue up behind it; they then form one batch, which C makes fail.
+    raw.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let a = store.submit(vec![sample(1, T0)], T0);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = store.submit(vec![sample(2, T0)], T0);
+    let c = store.submit(vec![sample(3, T0), bad.clone()], T0);
+    let d = store.submit(vec![sample(4, T0)], T0);
+    raw.execute_batch("COMMIT").expect("unlock");
+
+    assert_eq!(a.blocking_recv().expect("a").expect("a commits"), 1);
+    for t in [b, c, d] {
+        match t.blocking_recv().expect("resolved") {
+            Err(StoreError::Sqlite(e)) => assert!(e.to_string().contains("boom"), "{e}"),
+            other => panic!("expected the batch's error, got {other:?}"),
+        }
+    }
+    for n in [2, 3, 4] {
+        assert_eq!(store.get(sample(n, T0).ip).expect("get"), None);
+    }
+    assert_eq!(store.feed().last_seq(), 1);
+    assert_eq!(sub.pending(), 1);
+
+    // The writer carries on after a failed batch.
+    let e = store.submit(vec![sample(2, T0)], T0);
+    assert_eq!(e.blocking_recv().expect("e").expect("e commits"), 2);
+}
+
+#[test]
+fn undecodable_rows_are_corrupt_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = open(&path);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let insert = |ip: &str, state: &str, chaddr: &str| {
+        raw.execute_batch(&format!(
+            "INSERT INTO bindings (ip, state, htype, chaddr, expiry, cltt, state_since,
+                 data_source, lease_time) VALUES ({ip}, {state}, 1, {chaddr}, 0, 0, 0, 0, 0)"
+        ))
+        .expect("insert");
+    };
+    insert("1", "99", "x'00'"); // unknown state
+    insert("2", "2", "'text'"); // chaddr not a blob
+    let corrupt = |r: Result<Option<Binding>, StoreError>| {
+        assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    };
+    corrupt(store.get(Ipv4Addr::from(1)));
+    corrupt(store.get(Ipv4Addr::from(2)));
+    raw.execute_batch("DELETE FROM bindings").expect("delete");
+    insert("-1", "2", "x''"); // not an IPv4 address
+    assert!(matches!(store.load_all(), Err(StoreError::Corrupt { .. })));
+    raw.execute_batch("DELETE FROM bindings").expect("delete");
+    insert("4", "2", "x''");
+    raw.execute_batch("UPDATE bindings SET expiry = 4294967296")
+        .expect("update"); // > u32
+    corrupt(store.get(Ipv4Addr::from(4)));
+    raw.execute_batch("UPDATE bindings SET expiry = 'soon'")
+        .expect("update");
+    corrupt(store.get(Ipv4Addr::from(4)));
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    drop(open(&path));
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch("PRAGMA user_version = 99").expect("bump");
+    drop(raw);
+    assert!(matches!(
+        SqliteStore::open(opts(&path), T0),
+        Err(StoreError::Open { .. })
+    ));
+}
+
+#[test]
+fn bad_path_is_an_open_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("missing-dir").join("leases.db");
+    assert!(matches!(
+        SqliteStore::open(opts(&path), T0),
+        Err(StoreError::Open { .. })
+    ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn submit_from_a_runtime_does_not_block_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&db_in(&dir));
+    let tickets: Vec<_> = (0..50)
+        .map(|n| store.submit(vec![sample(n, T0)], T0))
+        .collect();
+    let mut last = 0;
+    for t in tickets {
+        let seq = t.await.expect("resolved").expect("committed");
+        assert!(seq > last);
+        last = seq;
+    }
+    assert_eq!(last, 50);
+}
+
+/// Not an assertion on speed: shows what group commit buys on this disk.
+#[test]
+fn group_commit_throughput_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&db_in(&dir));
+    let sequential = Instant::now();
+    for n in 0..100 {
+        store
+            .submit(vec![sample(n, T0)], T0)
+            .blocking_recv()
+            .expect("resolved")
+            .expect("committed");
+    }
+    let sequential = sequential.elapsed();
+    const THREADS: u32 = 32;
+    const PER: u32 = 50;
+    let grouped = Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..THREADS {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..PER {
+                    store
+                        .submit(vec![sample(1000 + th * PER + i, T0)], T0)
+                        .blocking_recv()
+                        .expect("resolved")
+                        .expect("committed");
+                }
+            });
+        }
+    });
+    let grouped = grouped.elapsed();
+    eprintln!(
+        "sequential: {:.0} commits/s; {THREADS} submitters: {:.0} commits/s",
+        100.0 / sequential.as_secs_f64(),
+        f64::from(THREADS * PER) / grouped.as_secs_f64()
+    );
+}
