@@ -1,8 +1,11 @@
 //! `leaseline`: the server and the requestor tools in one binary.
 
+mod cmd_bulk;
 mod cmd_check;
+mod cmd_query;
 mod cmd_serve;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +44,10 @@ enum Command {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Ask a server about one binding over UDP (RFC 4388, RFC 6148).
+    Query(cmd_query::QueryArgs),
+    /// Fetch bindings in bulk over TCP (RFC 6926).
+    Bulk(cmd_bulk::BulkArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -48,7 +55,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -61,6 +69,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => cmd_serve::run(&config),
         Command::CheckConfig { file } => cmd_check::run(&file),
+        Command::Query(args) => cmd_query::run(args),
+        Command::Bulk(args) => cmd_bulk::run(args),
     };
     match result {
         Ok(code) => code,

@@ -40,6 +40,84 @@ pub struct RawConfig {
     pub store: StoreSection,
     #[serde(default)]
     pub subnet: Vec<SubnetSection>,
+    #[serde(default)]
+    pub leasequery: LeasequerySection,
+}
+
+/// Leasequery services. All are off until configured.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeasequerySection {
+    /// Requestor networks (CIDR) allowed to use any leasequery service.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    pub udp: Option<UdpLeasequerySection>,
+    pub bulk: Option<BulkLeasequerySection>,
+}
+
+/// Bulk Leasequery over TCP (RFC 6926).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkLeasequerySection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// TCP listen address; RFC 6926 §6.3: port 67.
+    #[serde(default = "default_tcp_listen")]
+    pub listen: SocketAddr,
+    /// BULK_LQ_MAX_CONNS (RFC 6926 §6.3).
+    #[serde(default = "default_bulk_max_conns")]
+    pub max_connections: usize,
+    /// BULK_LQ_DATA_TIMEOUT (RFC 6926 §6.3), seconds.
+    #[serde(default = "default_bulk_data_timeout")]
+    pub data_timeout: u32,
+    /// Queries in flight at once on one connection (RFC 6926 §8.4).
+    #[serde(default = "default_bulk_max_queries")]
+    pub max_queries_per_connection: usize,
+    /// Largest message accepted from a requestor.
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    /// Option codes never sent to requestors even when requested.
+    #[serde(default)]
+    pub denied_options: Vec<u8>,
+}
+
+fn default_tcp_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 67))
+}
+fn default_bulk_max_conns() -> usize {
+    10
+}
+fn default_bulk_data_timeout() -> u32 {
+    300
+}
+fn default_bulk_max_queries() -> usize {
+    4
+}
+fn default_max_message() -> usize {
+    16_384
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpLeasequerySection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Queries per second per requestor (0: unlimited).
+    #[serde(default = "default_lq_rate")]
+    pub rate: u32,
+    #[serde(default = "default_lq_burst")]
+    pub burst: u32,
+    /// Option codes, beyond 51, 58, 59, 61, 82 and 91, that may be returned
+    /// when requested (RFC 4388 §6.4.1: a configured non-sensitive list).
+    #[serde(default)]
+    pub extra_options: Vec<u8>,
+}
+
+fn default_lq_rate() -> u32 {
+    1_000
+}
+fn default_lq_burst() -> u32 {
+    2_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +278,33 @@ pub struct Config {
     pub relay_port: u16,
     pub client_port: u16,
     pub subnets: Vec<Subnet>,
+    pub leasequery: LeasequeryConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LeasequeryConfig {
+    pub allow: Vec<ipnet::IpNet>,
+    /// UDP leasequery (RFC 4388, RFC 6148); None when off.
+    pub udp: Option<UdpLeasequery>,
+    /// Bulk Leasequery over TCP (RFC 6926); None when off.
+    pub bulk: Option<BulkLeasequery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BulkLeasequery {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub data_timeout: std::time::Duration,
+    pub max_queries_per_connection: usize,
+    pub max_message_size: usize,
+    pub denied_options: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UdpLeasequery {
+    pub rate: u32,
+    pub burst: u32,
+    pub extra_options: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -445,6 +550,7 @@ impl Validator<'_> {
                 reservations,
             });
         }
+        let leasequery = self.leasequery(&raw.leasequery)?;
         let store_path = if raw.store.path.is_absolute() {
             raw.store.path.clone()
         } else {
@@ -463,7 +569,92 @@ impl Validator<'_> {
             relay_port: raw.dhcp.relay_port,
             client_port: raw.dhcp.client_port,
             subnets,
+            leasequery,
         })
+    }
+
+    fn leasequery(&self, raw: &LeasequerySection) -> Result<LeasequeryConfig, ConfigError> {
+        let mut allow = Vec::new();
+        for a in &raw.allow {
+            let s = a.get_ref().trim();
+            let net: ipnet::IpNet = s
+                .parse()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        a.span(),
+                        "leasequery.allow",
+                        format!("`{s}` is not a network (CIDR) or address"),
+                    )
+                })?;
+            allow.push(net);
+        }
+        let udp = match &raw.udp {
+            Some(u) if u.enabled => {
+                if allow.is_empty() {
+                    return Err(self.key_err(
+                        "leasequery.allow",
+                        "leasequery.udp is enabled but no requestor network is allowed",
+                    ));
+                }
+                for &c in &u.extra_options {
+                    if matches!(c, 0 | 255 | 50 | 52 | 53 | 54 | 55 | 92 | 151..=157) {
+                        return Err(self.key_err(
+                            "leasequery.udp.extra_options",
+                            format!("option {c} is protocol-controlled and cannot be listed"),
+                        ));
+                    }
+                }
+                Some(UdpLeasequery {
+                    rate: u.rate,
+                    burst: u.burst.max(1),
+                    extra_options: u.extra_options.clone(),
+                })
+            }
+            _ => None,
+        };
+        let bulk = match &raw.bulk {
+            Some(b) if b.enabled => {
+                if allow.is_empty() {
+                    return Err(self.key_err(
+                        "leasequery.allow",
+                        "leasequery.bulk is enabled but no requestor network is allowed",
+                    ));
+                }
+                if b.max_connections == 0 {
+                    return Err(
+                        self.key_err("leasequery.bulk.max_connections", "must be at least 1")
+                    );
+                }
+                if b.max_queries_per_connection == 0 {
+                    return Err(self.key_err(
+                        "leasequery.bulk.max_queries_per_connection",
+                        "must be at least 1",
+                    ));
+                }
+                if b.data_timeout == 0 {
+                    return Err(
+                        self.key_err("leasequery.bulk.data_timeout", "must be at least 1 second")
+                    );
+                }
+                if !(300..=65_535).contains(&b.max_message_size) {
+                    return Err(self.key_err(
+                        "leasequery.bulk.max_message_size",
+                        "must be between 300 and 65535",
+                    ));
+                }
+                Some(BulkLeasequery {
+                    listen: b.listen,
+                    max_connections: b.max_connections,
+                    data_timeout: std::time::Duration::from_secs(u64::from(b.data_timeout)),
+                    max_queries_per_connection: b.max_queries_per_connection,
+                    max_message_size: b.max_message_size,
+                    denied_options: b.denied_options.clone(),
+                })
+            }
+            _ => None,
+        };
+        Ok(LeasequeryConfig { allow, udp, bulk })
     }
 }
 
