@@ -18,7 +18,10 @@ impl Allowlist {
     }
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
         self.nets.iter().any(|n| n.contains(&ip))
@@ -59,12 +62,16 @@ impl RateLimiter {
         if self.buckets.len() >= self.max_tracked && !self.buckets.contains_key(&who) {
             // Forget requestors whose bucket has refilled: they lose nothing.
             let (rate, burst) = (self.rate, self.burst);
-            self.buckets.retain(|_, b| b.tokens + (now - b.last) * rate < burst);
+            self.buckets
+                .retain(|_, b| b.tokens + (now - b.last) * rate < burst);
             if self.buckets.len() >= self.max_tracked {
                 return false;
             }
         }
-        let b = self.buckets.entry(who).or_insert(Bucket { tokens: self.burst, last: now });
+        let b = self.buckets.entry(who).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
         b.tokens = (b.tokens + (now - b.last).max(0.0) * self.rate).min(self.burst);
         b.last = now;
         if b.tokens >= 1.0 {
@@ -82,7 +89,10 @@ mod tests {
 
     #[test]
     fn allowlist_matches_networks_and_mapped_v4() {
-        let a = Allowlist::new(vec!["127.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()]);
+        let a = Allowlist::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]);
         assert!(a.allows("127.0.0.9".parse().unwrap()));
         assert!(a.allows("::ffff:127.0.0.9".parse().unwrap()));
         assert!(a.allows("2001:db8::1".parse().unwrap()));

@@ -690,7 +690,7 @@ pub fn parse_mac(s: &str) -> Result<Vec<u8>, String> {
 /// Hex bytes, optionally separated by `:`.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let hex: String = s.chars().filter(|c| *c != ':').collect();
-    if hex.is_empty() || hex.len() % 2 != 0 {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
         return Err(format!("`{s}` is not an even number of hex digits"));
     }
     (0..hex.len())

@@ -1,7 +1,9 @@
 //! Leaseline server: configuration, the DHCP engine, and the network front ends.
 
+pub mod access;
 pub mod config;
 pub mod engine;
+pub mod leasequery;
 pub mod run;
 pub mod stats;
 pub mod udp;

@@ -12,6 +12,7 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::engine::{Engine, Ingress};
+use crate::leasequery::UdpLeasequery;
 use crate::stats::Stats;
 use crate::udp;
 
@@ -36,6 +37,8 @@ pub enum RunError {
 /// State shared by the front ends.
 pub struct Shared {
     pub engine: Mutex<Engine>,
+    /// UDP leasequery, when configured.
+    pub leasequery: Option<UdpLeasequery>,
     pub store: Arc<dyn LeaseStore>,
     pub stats: Stats,
 }
@@ -71,6 +74,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
+        leasequery: UdpLeasequery::from_config(&cfg),
         engine: Mutex::new(engine),
         store: Arc::new(store),
         stats: Stats::default(),

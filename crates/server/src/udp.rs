@@ -107,15 +107,22 @@ fn handle_datagram(
         );
     };
     shared.stats.received(kind as u8);
-    if kind == MessageType::LeaseQuery {
-        return refuse(
-            shared,
-            peer,
-            "leasequery disabled",
-            &"DHCPLEASEQUERY: leasequery is not enabled",
-        );
-    }
     let now = unix_now();
+    if kind == MessageType::LeaseQuery {
+        let Some(lq) = &shared.leasequery else {
+            return refuse(
+                shared,
+                peer,
+                "leasequery disabled",
+                &"DHCPLEASEQUERY: leasequery is not enabled",
+            );
+        };
+        match lq.answer(shared, &msg, peer, now) {
+            Ok((reply, dest)) => send(sock, shared, &reply, dest),
+            Err(r) => refuse(shared, peer, r.reason, &r.detail),
+        }
+        return;
+    }
     let outcome = shared.engine.lock().handle(&msg, ingress, now);
     match outcome {
         Err(d) if d.quiet => {

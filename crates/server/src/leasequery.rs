@@ -1,0 +1,181 @@
+//! Leasequery over UDP (RFC 4388 §6.4, RFC 6148): access control, the
+//! store look-up, and the reply with its destination.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use leaseline_proto::{
+    build_leaseactive, build_leaseunassigned, build_leaseunknown, choose_primary, parse_leasequery,
+    Binding, ExtraOptions, QueryKind, UdpQuery,
+};
+use leaseline_store::StoreError;
+use leaseline_wire::Message;
+use parking_lot::Mutex;
+
+use crate::access::{Allowlist, RateLimiter};
+use crate::config::Config;
+use crate::run::Shared;
+
+/// Why a query gets no reply (counted by reason, logged with the peer).
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The UDP leasequery service; absent when not configured.
+pub struct UdpLeasequery {
+    allow: Allowlist,
+    limiter: Mutex<RateLimiter>,
+    extra_options: Vec<u8>,
+    epoch: Instant,
+}
+
+impl UdpLeasequery {
+    pub fn from_config(cfg: &Config) -> Option<UdpLeasequery> {
+        let udp = cfg.leasequery.udp.as_ref()?;
+        Some(UdpLeasequery {
+            allow: Allowlist::new(cfg.leasequery.allow.clone()),
+            limiter: Mutex::new(RateLimiter::new(udp.rate, udp.burst)),
+            extra_options: udp.extra_options.clone(),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Answer one DHCPLEASEQUERY: the reply and where it goes, or why not.
+    pub fn answer(
+        &self,
+        shared: &Shared,
+        msg: &Message,
+        peer: SocketAddr,
+        now: u32,
+    ) -> Result<(Message, SocketAddrV4), Refusal> {
+        if !self.allow.allows(peer.ip()) {
+            return Err(Refusal::new(
+                "requestor not allowed",
+                "leasequery from a network not in leasequery.allow",
+            ));
+        }
+        if !self
+            .limiter
+            .lock()
+            .allow(peer.ip(), self.epoch.elapsed().as_secs_f64())
+        {
+            return Err(Refusal::new(
+                "rate limited",
+                "requestor over its leasequery rate",
+            ));
+        }
+        let q = parse_leasequery(msg).map_err(|r| Refusal::new(r.reason(), r.to_string()))?;
+        let reply = self
+            .build(shared, &q, now)
+            .map_err(|e| Refusal::new("store error", e.to_string()))?;
+        Ok((
+            reply,
+            destination(&q, peer, shared.engine.lock().config().relay_port),
+        ))
+    }
+
+    fn build(&self, shared: &Shared, q: &UdpQuery, now: u32) -> Result<Message, StoreError> {
+        let store = &shared.store;
+        let found: Vec<Binding> = match &q.kind {
+            QueryKind::ByIp(ip) => {
+                let b = store.get(*ip)?;
+                let (configured, sid) = {
+                    let e = shared.engine.lock();
+                    (e.is_configured(*ip), server_id_for(e.config(), Some(*ip)))
+                };
+                return Ok(match b {
+                    Some(b) if b.state.is_leased() && b.expiry > now => {
+                        build_leaseactive(q, &b, &[], now, sid, &self.extra())
+                    }
+                    // RFC 4388 §6.4.2: an address this server manages but has not leased.
+                    Some(_) => build_leaseunassigned(q, *ip, sid),
+                    None if configured => build_leaseunassigned(q, *ip, sid),
+                    None => build_leaseunknown(q, sid),
+                });
+            }
+            QueryKind::ByMac { htype, chaddr } => store.by_chaddr(*htype, chaddr)?,
+            QueryKind::ByClientId(id) => store.by_client_id(id)?,
+            // RFC 6148 §4.3.
+            QueryKind::ByRemoteId(id) => store.by_remote_id(id)?,
+        };
+        let live = found.iter().filter(|b| b.expiry > now);
+        Ok(match choose_primary(live) {
+            Some(sel) => {
+                let sid = server_id_for(shared.engine.lock().config(), Some(sel.primary.ip));
+                build_leaseactive(q, sel.primary, &sel.associated, now, sid, &self.extra())
+            }
+            None => build_leaseunknown(q, server_id_for(shared.engine.lock().config(), None)),
+        })
+    }
+
+    fn extra(&self) -> ExtraOptions<'_> {
+        ExtraOptions {
+            allowed: &self.extra_options,
+            value: &|_, _| None,
+        }
+    }
+}
+
+/// The server identifier of the subnet holding `ip`, else the first subnet's.
+fn server_id_for(cfg: &Config, ip: Option<Ipv4Addr>) -> Ipv4Addr {
+    ip.and_then(|ip| cfg.subnets.iter().find(|s| s.prefix.contains(&ip)))
+        .or(cfg.subnets.first())
+        .map(|s| s.server_id)
+        .unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+/// RFC 4388 §6.4.3: the reply is unicast to giaddr. A relay agent listens on
+/// port 67; a requestor tool whose source address is giaddr gets the answer
+/// at its own source port.
+fn destination(q: &UdpQuery, peer: SocketAddr, relay_port: u16) -> SocketAddrV4 {
+    match peer {
+        SocketAddr::V4(p) if IpAddr::V4(*p.ip()) == IpAddr::V4(q.giaddr) => {
+            SocketAddrV4::new(q.giaddr, p.port())
+        }
+        _ => SocketAddrV4::new(q.giaddr, relay_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leaseline_proto::QueryKind;
+
+    fn query(giaddr: Ipv4Addr) -> UdpQuery {
+        UdpQuery {
+            kind: QueryKind::ByIp(Ipv4Addr::new(10, 0, 0, 1)),
+            giaddr,
+            xid: 1,
+            prl: vec![],
+            relay_info: None,
+        }
+    }
+
+    #[test]
+    fn reply_goes_to_requestor_port_when_it_is_giaddr() {
+        let g = Ipv4Addr::new(127, 0, 0, 9);
+        let peer = SocketAddr::from((g, 40_000));
+        assert_eq!(
+            destination(&query(g), peer, 67),
+            SocketAddrV4::new(g, 40_000)
+        );
+    }
+
+    #[test]
+    fn reply_goes_to_relay_port_of_giaddr_otherwise() {
+        let g = Ipv4Addr::new(192, 0, 2, 1);
+        let peer = SocketAddr::from(([127, 0, 0, 9], 40_000));
+        assert_eq!(destination(&query(g), peer, 67), SocketAddrV4::new(g, 67));
+    }
+}
