@@ -1,5 +1,6 @@
 //! Start-up, the tasks, and shutdown of `leaseline serve`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -83,31 +84,38 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut endpoints = Vec::new();
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let mut udp_threads = Vec::new();
+    let mut sockets = Vec::new();
     if let Some(addr) = cfg.listen {
         let sock = udp::bind_listen(addr).map_err(|source| RunError::Bind {
             what: format!("udp {addr}"),
             source,
         })?;
-        endpoints.push(format!("udp {addr}"));
-        tasks.push(tokio::spawn(udp::serve(
-            Arc::new(sock),
-            Ingress::Listen,
-            Arc::clone(&shared),
-            stop_rx.clone(),
-        )));
+        sockets.push((sock, Ingress::Listen, format!("udp {addr}")));
     }
     for (i, name) in interfaces.iter().enumerate() {
         let sock = udp::bind_interface(name, 67).map_err(|source| RunError::Bind {
             what: format!("udp 0.0.0.0:67 on interface {name}"),
             source,
         })?;
-        endpoints.push(format!("udp 0.0.0.0:67%{name}"));
-        tasks.push(tokio::spawn(udp::serve(
-            Arc::new(sock),
+        sockets.push((
+            sock,
             Ingress::Interface(i),
-            Arc::clone(&shared),
-            stop_rx.clone(),
-        )));
+            format!("udp 0.0.0.0:67%{name}"),
+        ));
+    }
+    for (sock, ingress, label) in sockets {
+        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&udp_stop));
+        endpoints.push(label.clone());
+        let t = std::thread::Builder::new()
+            .name("leaseline-udp".into())
+            .spawn(move || udp::serve(sock, ingress, shared, stop))
+            .map_err(|source| RunError::Bind {
+                what: label,
+                source,
+            })?;
+        udp_threads.push(t);
     }
     tasks.push(tokio::spawn(reaper(Arc::clone(&shared), stop_rx.clone())));
 
@@ -125,8 +133,12 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         }
     }
     let _ = stop_tx.send(true);
+    udp_stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
+    }
+    for t in udp_threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     info!(stats = %shared.stats.summary(), "leaseline stopped");
     Ok(())

@@ -1,14 +1,18 @@
 //! UDP front end: receives datagrams, decodes them strictly, runs the engine,
 //! commits binding changes durably and only then sends the reply.
+//!
+//! A plain blocking loop per socket: one thread receives, decides and sends
+//! OFFERs; ACKs leave from the store's writer thread the moment their batch
+//! is durable. No task hand-offs on the hot path.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use leaseline_wire::{Message, MessageType};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
 use crate::engine::{Ingress, Outcome};
@@ -17,7 +21,7 @@ use crate::run::{unix_now, Shared};
 /// Receive buffer: large enough that an oversized datagram is seen (and
 /// refused) rather than silently cut.
 const MAX_DATAGRAM: usize = 65_536;
-const SOCKET_RCVBUF: usize = 4 << 20;
+const SOCKET_BUFFER: usize = 4 << 20;
 /// BOOTP relay agents and old clients expect at least 300 bytes (RFC 1542 §2.1).
 const BOOTP_MIN_LEN: usize = 300;
 
@@ -25,10 +29,11 @@ fn udp_socket() -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = s.set_recv_buffer_size(SOCKET_RCVBUF);
-    let _ = s.set_send_buffer_size(SOCKET_RCVBUF);
-    s.set_nonblocking(true)?;
+    // Best effort: the kernel caps them at net.core.{r,w}mem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    // Wake up now and then to notice shutdown.
+    s.set_read_timeout(Some(Duration::from_millis(250)))?;
     Ok(s)
 }
 
@@ -36,7 +41,7 @@ fn udp_socket() -> io::Result<Socket> {
 pub fn bind_listen(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = udp_socket()?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 /// A socket for a directly attached interface: 0.0.0.0:port bound to the device,
@@ -45,27 +50,29 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<UdpSocket> {
     let s = udp_socket()?;
     s.bind_device(Some(name.as_bytes()))?;
     s.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
-pub async fn serve(
-    sock: Arc<UdpSocket>,
-    ingress: Ingress,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Serve one socket on the calling thread until `stop` is set.
+pub fn serve(sock: UdpSocket, ingress: Ingress, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let sock = Arc::new(sock);
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let (len, peer) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // ICMP errors surface here on Linux; they are not fatal.
-                    debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
+    while !stop.load(Ordering::Relaxed) {
+        let (len, peer) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // ICMP errors surface here on Linux; they are not fatal.
+                debug!(error = %e, "udp receive error");
+                continue;
+            }
         };
         let Some(datagram) = buf.get(..len) else {
             continue;
@@ -145,27 +152,24 @@ fn handle_datagram(
             reply,
             commit: Some(b),
         }) => {
-            let ticket = shared.store.submit(vec![b], now);
             let sock = Arc::clone(sock);
-            let shared = Arc::clone(shared);
+            let shared2 = Arc::clone(shared);
             // The reply leaves only once the binding is durable.
-            tokio::spawn(async move {
-                match ticket.await {
-                    Ok(Ok(_)) => {
+            shared.store.submit_then(
+                vec![b],
+                now,
+                Box::new(move |result| match result {
+                    Ok(_) => {
                         if let Some(r) = reply {
-                            send(&sock, &shared, &r.msg, r.dest);
+                            send(&sock, &shared2, &r.msg, r.dest);
                         }
                     }
-                    Ok(Err(e)) => {
-                        shared.stats.commit_failed();
+                    Err(e) => {
+                        shared2.stats.commit_failed();
                         error!(peer = %peer, error = %e, "commit failed; no reply sent");
                     }
-                    Err(_) => {
-                        shared.stats.commit_failed();
-                        error!(peer = %peer, "store writer stopped; no reply sent");
-                    }
-                }
-            });
+                }),
+            );
         }
     }
 }
@@ -180,7 +184,7 @@ fn send(sock: &UdpSocket, shared: &Shared, msg: &Message, dest: SocketAddrV4) {
         out.resize(BOOTP_MIN_LEN, 0);
     }
     // A full socket buffer drops this reply like the network would; the client retransmits.
-    match sock.try_send_to(&out, SocketAddr::V4(dest)) {
+    match sock.send_to(&out, SocketAddr::V4(dest)) {
         Ok(_) => {
             if let Some(t) = msg.message_type() {
                 shared.stats.sent(t as u8);

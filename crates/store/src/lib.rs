@@ -24,14 +24,31 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 /// submission gets the feed's last seq at its commit). If the submission
 /// was grouped with others whose commit failed, it fails too: nothing of
 /// that group was stored or published.
+/// Runs once a submitted batch is durable (or failed).
+pub type OnDurable = Box<dyn FnOnce(Result<u64, StoreError>) + Send + 'static>;
+
 pub type CommitTicket = tokio::sync::oneshot::Receiver<Result<u64, StoreError>>;
 
 pub trait LeaseStore: Send + Sync + 'static {
     /// Submit binding changes for a durable commit. Concurrent submissions
-    /// are grouped into one transaction and one fsync (group commit). The
-    /// ticket resolves only after the changes are durable and published on
-    /// the feed, in commit order. `now` is the change time recorded on the feed.
-    fn submit(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket;
+    /// are grouped into one transaction and one fsync (group commit). `done`
+    /// runs (on the store's writer thread: keep it short) only after the
+    /// changes are durable and published on the feed, in commit order, with
+    /// the feed sequence number of the submission's last change.
+    fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable);
+
+    /// [`LeaseStore::submit_then`] with a ticket to await instead of a callback.
+    fn submit(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit_then(
+            bindings,
+            now,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
 
     /// The stored binding for one address (None: never stored, i.e. AVAILABLE).
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError>;

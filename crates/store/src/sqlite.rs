@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, ToSql};
 
-use crate::{Binding, ChangeFeed, CommitTicket, HistoryLimits, LeaseStore, StoreError};
+use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError};
 use codec::{decode, ip_key, COLUMNS};
 use readers::ReadPool;
 use writer::Request;
@@ -80,12 +80,11 @@ fn query(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<Vec<Bindin
 }
 
 impl LeaseStore for SqliteStore {
-    fn submit(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket {
-        let (reply, ticket) = tokio::sync::oneshot::channel();
+    fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
         let req = Request {
             bindings,
             now,
-            reply,
+            done,
         };
         // An unbounded channel: sending never blocks (safe inside a runtime).
         let sent = match &self.tx {
@@ -93,9 +92,8 @@ impl LeaseStore for SqliteStore {
             None => Err(req),
         };
         if let Err(req) = sent {
-            let _ = req.reply.send(Err(StoreError::WriterGone));
+            (req.done)(Err(StoreError::WriterGone));
         }
-        ticket
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {

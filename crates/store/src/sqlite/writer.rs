@@ -10,12 +10,13 @@ use std::sync::Arc;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::codec;
-use crate::{Binding, ChangeFeed, StoreError};
+use crate::{Binding, ChangeFeed, OnDurable, StoreError};
 
 pub(super) struct Request {
     pub(super) bindings: Vec<Binding>,
     pub(super) now: u32,
-    pub(super) reply: tokio::sync::oneshot::Sender<Result<u64, StoreError>>,
+    /// Called on the writer thread once the batch is durable and published.
+    pub(super) done: OnDurable,
 }
 
 /// Runs until every sender is gone and the queue is drained.
@@ -45,7 +46,7 @@ pub(super) fn run(
                 let e = StoreError::Sqlite(e);
                 for req in batch.drain(..) {
                     // A dropped ticket is the submitter's business.
-                    let _ = req.reply.send(Err(e.duplicate()));
+                    (req.done)(Err(e.duplicate()));
                 }
             }
         }
@@ -80,6 +81,6 @@ fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
         })
         .collect();
     for (req, seq) in batch.drain(..).zip(seqs) {
-        let _ = req.reply.send(Ok(seq));
+        (req.done)(Ok(seq));
     }
 }
