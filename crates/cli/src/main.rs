@@ -4,6 +4,7 @@ mod cmd_bulk;
 mod cmd_check;
 mod cmd_query;
 mod cmd_serve;
+mod cmd_watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     Query(cmd_query::QueryArgs),
     /// Fetch bindings in bulk over TCP (RFC 6926).
     Bulk(cmd_bulk::BulkArgs),
+    /// Follow every binding change live, with catch-up (RFC 7724).
+    Watch(cmd_watch::WatchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => cmd_check::run(&file),
         Command::Query(args) => cmd_query::run(args),
         Command::Bulk(args) => cmd_bulk::run(args),
+        Command::Watch(args) => cmd_watch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,7 @@
 //! Leaseline requestor side.
+
+pub mod active;
+pub mod record;
+pub mod resume;
+pub mod timearg;
+pub mod watch;
