@@ -9,7 +9,8 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::pending::PendingSet;
+use crate::pending::{Latest, PendingSet};
+use crate::Binding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
@@ -96,18 +97,35 @@ impl ChangeFeed {
     /// a change later than it happened only adds duplicates for a resuming
     /// requestor, never a gap (architecture: Time).
     pub fn publish(&self, time: u32, ips: &[Ipv4Addr]) -> u64 {
+        self.publish_entries(time, ips.iter().map(|&ip| (ip, None)))
+    }
+
+    /// [`ChangeFeed::publish`] with the committed bindings themselves: each
+    /// subscriber's pending entry then holds the latest committed state, so
+    /// building its message needs no store read.
+    pub fn publish_bindings(&self, time: u32, bindings: &[Arc<Binding>]) -> u64 {
+        self.publish_entries(time, bindings.iter().map(|b| (b.ip, Some(Arc::clone(b)))))
+    }
+
+    fn publish_entries(
+        &self,
+        time: u32,
+        entries: impl Iterator<Item = (Ipv4Addr, Latest)> + Clone,
+    ) -> u64 {
         let mut st = self.inner.lock();
         st.observe(time);
         let time = st.newest;
-        for &ip in ips {
+        let mut any = false;
+        for (ip, _) in entries.clone() {
             let seq = st.next_seq;
             st.next_seq += 1;
             st.history.push_back(Change { seq, time, ip });
+            any = true;
         }
         st.trim();
-        if !ips.is_empty() {
+        if any {
             for sub in st.live_subscribers() {
-                sub.push(ips);
+                sub.push(entries.clone());
             }
         }
         st.next_seq - 1
@@ -171,10 +189,10 @@ struct SubShared {
 }
 
 impl SubShared {
-    fn push(&self, ips: &[Ipv4Addr]) {
+    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>) {
         let added = {
             let mut p = self.pending.lock();
-            ips.iter().fold(false, |acc, &ip| p.insert(ip) | acc)
+            entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest) | acc)
         };
         if added {
             // Wakes every `changed()` whose Notified future is enabled; those
@@ -211,13 +229,19 @@ impl Subscription {
         self.shared.pending.lock().take(n, out);
     }
 
+    /// Move up to `n` pending entries into `out`: each address with the
+    /// latest committed binding the feed saw for it (None: read it from the store).
+    pub fn take_entries(&self, n: usize, out: &mut Vec<(Ipv4Addr, Option<Arc<Binding>>)>) {
+        self.shared.pending.lock().take_entries(n, out);
+    }
+
     pub fn pending(&self) -> usize {
         self.shared.pending.lock().len()
     }
 
     /// Add addresses (catch-up); ones already pending keep their place.
     pub fn extend(&self, ips: &[Ipv4Addr]) {
-        self.shared.push(ips);
+        self.shared.push(ips.iter().map(|&ip| (ip, None)));
     }
 }
 
@@ -383,5 +407,27 @@ mod tests {
             publisher.await.expect("publisher");
             assert_eq!(got, N as usize);
         });
+    }
+
+    #[test]
+    fn pending_entry_holds_the_latest_committed_binding() {
+        let f = feed(3600, 100);
+        let sub = f.subscribe();
+        let mut b = crate::Binding::available(ip(1));
+        b.cltt = 1;
+        f.publish_bindings(10, &[Arc::new(b.clone())]);
+        f.publish(11, &[ip(2)]);
+        b.cltt = 2;
+        f.publish_bindings(12, &[Arc::new(b.clone())]);
+        let mut out = Vec::new();
+        sub.take_entries(10, &mut out);
+        assert_eq!(out.len(), 2, "deduplicated by address");
+        assert_eq!(out[0].0, ip(1), "keeps its first place");
+        assert_eq!(
+            out[0].1.as_ref().map(|b| b.cltt),
+            Some(2),
+            "the newest state wins"
+        );
+        assert_eq!(out[1], (ip(2), None));
     }
 }

@@ -3,7 +3,6 @@
 //! of it in ONE transaction (one fsync), publishes on the feed in commit
 //! order, and only then resolves the tickets (architecture, data flow 1).
 
-use std::net::Ipv4Addr;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -71,16 +70,11 @@ fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::R
 /// Each request is published separately, in queue (= commit) order, so its
 /// ticket carries the seq of its own last change.
 fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
-    let mut ips: Vec<Ipv4Addr> = Vec::new();
-    let seqs: Vec<u64> = batch
-        .iter()
-        .map(|req| {
-            ips.clear();
-            ips.extend(req.bindings.iter().map(|b| b.ip));
-            feed.publish(req.now, &ips)
-        })
-        .collect();
-    for (req, seq) in batch.drain(..).zip(seqs) {
+    let mut committed: Vec<Arc<Binding>> = Vec::new();
+    for req in batch.drain(..) {
+        committed.clear();
+        committed.extend(req.bindings.into_iter().map(Arc::new));
+        let seq = feed.publish_bindings(req.now, &committed);
         (req.done)(Ok(seq));
     }
 }
