@@ -53,6 +53,48 @@ pub struct LeasequerySection {
     pub allow: Vec<Spanned<String>>,
     pub udp: Option<UdpLeasequerySection>,
     pub bulk: Option<BulkLeasequerySection>,
+    pub active: Option<ActiveLeasequerySection>,
+}
+
+/// Active Leasequery (RFC 7724). It runs on the Bulk Leasequery listener
+/// (RFC 7724 §5.3, §8: a server with Active Leasequery supports Bulk too).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveLeasequerySection {
+    /// RFC 7724 §8.1: never on by default; this is the explicit step.
+    #[serde(default)]
+    pub enabled: bool,
+    /// RFC 7724 §8.1: plain TCP (no TLS) needs its own explicit setting.
+    #[serde(default)]
+    pub insecure: bool,
+    /// ACTIVE_LQ_IDLE_TIMEOUT: keepalive after this much silence (seconds).
+    #[serde(default = "default_active_idle")]
+    pub idle_timeout: u32,
+    /// ACTIVE_LQ_SEND_TIMEOUT: close after writes stay blocked this long (seconds).
+    #[serde(default = "default_active_send")]
+    pub send_timeout: u32,
+    /// Active queries at once, overall.
+    #[serde(default = "default_active_max")]
+    pub max_connections: usize,
+    /// Active queries at once from one requestor address (RFC 7724 §8.3).
+    #[serde(default = "default_active_per_requestor")]
+    pub max_connections_per_requestor: usize,
+    /// Option codes never sent even when requested (RFC 7724 §8.2).
+    #[serde(default)]
+    pub denied_options: Vec<u8>,
+}
+
+fn default_active_idle() -> u32 {
+    60
+}
+fn default_active_send() -> u32 {
+    120
+}
+fn default_active_max() -> usize {
+    100
+}
+fn default_active_per_requestor() -> usize {
+    4
 }
 
 /// Bulk Leasequery over TCP (RFC 6926).
@@ -288,6 +330,19 @@ pub struct LeasequeryConfig {
     pub udp: Option<UdpLeasequery>,
     /// Bulk Leasequery over TCP (RFC 6926); None when off.
     pub bulk: Option<BulkLeasequery>,
+    /// Active Leasequery (RFC 7724) on the bulk listener; None when off.
+    pub active: Option<ActiveLeasequery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActiveLeasequery {
+    /// Plain TCP allowed (insecure mode, RFC 7724 §8.1).
+    pub insecure: bool,
+    pub idle_timeout: std::time::Duration,
+    pub send_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_connections_per_requestor: usize,
+    pub denied_options: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -654,7 +709,50 @@ impl Validator<'_> {
             }
             _ => None,
         };
-        Ok(LeasequeryConfig { allow, udp, bulk })
+        let active = match &raw.active {
+            Some(a) if a.enabled => {
+                if bulk.is_none() {
+                    return Err(self.key_err(
+                        "leasequery.active.enabled",
+                        "Active Leasequery runs on the Bulk Leasequery listener: enable leasequery.bulk too (RFC 7724 §8)",
+                    ));
+                }
+                if !a.insecure {
+                    // RFC 7724 §8.1: secure mode is the default; it needs TLS material.
+                    return Err(self.key_err(
+                        "leasequery.active.insecure",
+                        "secure mode (TLS) is the default and needs certificates, which this build cannot load yet; \
+                         set insecure = true explicitly for plain TCP (lab use only)",
+                    ));
+                }
+                if a.max_connections == 0 || a.max_connections_per_requestor == 0 {
+                    return Err(
+                        self.key_err("leasequery.active.max_connections", "must be at least 1")
+                    );
+                }
+                if a.idle_timeout == 0 || a.send_timeout == 0 {
+                    return Err(self.key_err(
+                        "leasequery.active.idle_timeout",
+                        "timeouts must be at least 1 second",
+                    ));
+                }
+                Some(ActiveLeasequery {
+                    insecure: a.insecure,
+                    idle_timeout: std::time::Duration::from_secs(u64::from(a.idle_timeout)),
+                    send_timeout: std::time::Duration::from_secs(u64::from(a.send_timeout)),
+                    max_connections: a.max_connections,
+                    max_connections_per_requestor: a.max_connections_per_requestor,
+                    denied_options: a.denied_options.clone(),
+                })
+            }
+            _ => None,
+        };
+        Ok(LeasequeryConfig {
+            allow,
+            udp,
+            bulk,
+            active,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! Leaseline server: configuration, the DHCP engine, and the network front ends.
 
 pub mod access;
+pub mod active;
 pub mod config;
 pub mod engine;
 pub mod leasequery;
