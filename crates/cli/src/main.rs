@@ -2,6 +2,7 @@
 
 mod cmd_bulk;
 mod cmd_check;
+mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
 mod cmd_watch;
@@ -51,6 +52,8 @@ enum Command {
     Bulk(cmd_bulk::BulkArgs),
     /// Follow every binding change live, with catch-up (RFC 7724).
     Watch(cmd_watch::WatchArgs),
+    /// Keep a replica of a server's bindings current (bulk, then active), and query it.
+    Mirror(cmd_mirror::MirrorArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Query(args) => cmd_query::run(args),
         Command::Bulk(args) => cmd_bulk::run(args),
         Command::Watch(args) => cmd_watch::run(args),
+        Command::Mirror(args) => cmd_mirror::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! Leaseline requestor side.
 
 pub mod active;
+pub mod mirror;
 pub mod record;
 pub mod resume;
 pub mod timearg;

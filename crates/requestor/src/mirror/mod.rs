@@ -1,0 +1,236 @@
+//! `leaseline mirror`: keep a replica of a server's bindings current across
+//! every failure (RFC 7724 §4, §7; RFC 6926 §7). Bulk first, then Active
+//! from the bulk's first base-time; resume from the saved base-time; fill a
+//! DataMissing gap with a bulk query on a second connection.
+
+pub mod bulk_fetch;
+pub mod convert;
+pub mod events;
+pub mod reconcile;
+pub mod replica;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use leaseline_wire::StatusCode;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::active::{
+    active_query, base_time_of, classify, status_of, ActiveError, ActiveEvent, FramedConn,
+    DEFAULT_PRL,
+};
+use crate::watch::BoxStream;
+use convert::{from_reply, Learned};
+use events::EventSink;
+use replica::Replica;
+use status::Phase;
+
+/// A running gap fill: its records, and the task that fetches them.
+type Fill = (
+    mpsc::Receiver<Learned>,
+    tokio::task::JoinHandle<Result<bulk_fetch::BulkDone, String>>,
+);
+
+#[derive(Debug, Clone)]
+pub struct MirrorOptions {
+    pub server: SocketAddr,
+    pub db: PathBuf,
+    pub events: Option<PathBuf>,
+    /// ACTIVE_LQ_RCV_TIMEOUT.
+    pub rcv_timeout: Duration,
+    /// ACTIVE_LQ_IDLE_TIMEOUT: least time between connection attempts (plus jitter).
+    pub retry_interval: Duration,
+    /// How often the status is logged and stored.
+    pub status_interval: Duration,
+}
+
+/// Run until the process is stopped (or the replica cannot be written).
+pub async fn run<F, Fut>(opts: &MirrorOptions, open: F) -> Result<(), String>
+where
+    F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
+{
+    let mut replica =
+        Replica::open(&opts.db).map_err(|e| format!("replica {}: {e}", opts.db.display()))?;
+    let mut events = EventSink::open(opts.events.as_deref()).map_err(|e| format!("events: {e}"))?;
+    let mut status = status::Status::new(&replica);
+    let mut last_attempt: Option<Instant> = None;
+    let mut xid: u32 = std::process::id().wrapping_mul(2_654_435_761);
+    loop {
+        if let Some(t) = last_attempt {
+            // RFC 7724 §7.1: no more often than ACTIVE_LQ_IDLE_TIMEOUT; jitter
+            // keeps a fleet of mirrors from reconnecting in step.
+            let wait =
+                (opts.retry_interval + jitter(opts.retry_interval)).saturating_sub(t.elapsed());
+            status.set_phase(&replica, Phase::Reconnecting);
+            tokio::time::sleep(wait).await;
+        }
+        last_attempt = Some(Instant::now());
+        xid = xid.wrapping_add(2);
+        let end = session(opts, &open, xid, &mut replica, &mut events, &mut status).await;
+        match end {
+            Ok(()) => {}
+            Err(e) if e.starts_with("replica") => return Err(e),
+            Err(e) => {
+                warn!(server = %opts.server, reason = %e, "mirror connection lost; will reconnect")
+            }
+        }
+    }
+}
+
+fn jitter(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base.mul_f64(f64::from(nanos % 1000) / 5000.0) // up to +20 %
+}
+
+async fn session<F, Fut>(
+    opts: &MirrorOptions,
+    open: &F,
+    xid: u32,
+    replica: &mut Replica,
+    events: &mut EventSink,
+    status: &mut status::Status,
+) -> Result<(), String>
+where
+    F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
+{
+    let saved = replica
+        .saved_base_time()
+        .map_err(|e| format!("replica: {e}"))?;
+    let since = match saved {
+        Some(t) => t,
+        None => {
+            // An empty replica: every binding first (RFC 7724 §4).
+            status.set_phase(replica, Phase::Bulk);
+            let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+            let (tx, mut rx) = mpsc::channel(1024);
+            let prl = DEFAULT_PRL.to_vec();
+            let server = opts.server;
+            let fetch = tokio::spawn(async move {
+                bulk_fetch::fetch(stream, server, xid.wrapping_add(1), (None, None), &prl, tx).await
+            });
+            while let Some(l) = rx.recv().await {
+                apply(replica, events, status, l);
+            }
+            let done = fetch.await.map_err(|e| e.to_string())??;
+            let first = done
+                .first_base_time
+                .ok_or("the bulk reply carried no base-time")?;
+            info!(
+                records = done.records,
+                base_time = first,
+                "initial bulk query complete"
+            );
+            first
+        }
+    };
+    status.set_phase(replica, Phase::CatchUp);
+    let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+    let mut conn = FramedConn::new(stream);
+    conn.send(&active_query(xid, Some(since), DEFAULT_PRL))
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(server = %opts.server, since, "active query sent");
+
+    let mut caught_up = false;
+    let mut highest: Option<u32> = None;
+    let mut fill: Option<Fill> = None;
+    let mut last_save = Instant::now();
+    let mut tick = tokio::time::interval(opts.status_interval);
+    loop {
+        tokio::select! {
+            m = conn.recv(opts.rcv_timeout) => {
+                let m = m.map_err(|e| e.to_string())?;
+                if let Some(t) = base_time_of(&m) {
+                    status.observe_base_time(t);
+                    if caught_up {
+                        highest = highest.max(Some(t));
+                    }
+                }
+                match classify(&m) {
+                    ActiveEvent::Update(_) => {
+                        if let Some(l) = from_reply(&m) {
+                            apply(replica, events, status, l);
+                        }
+                    }
+                    ActiveEvent::Status { code: StatusCode::CatchUpComplete, base_time, .. } => {
+                        caught_up = true;
+                        highest = highest.max(base_time);
+                        info!(base_time = ?base_time, "catch-up complete");
+                    }
+                    ActiveEvent::Status { code: StatusCode::DataMissing, base_time, .. } => {
+                        // RFC 7724 §7.4.1: bulk from the saved time to this base-time, in parallel.
+                        caught_up = true;
+                        highest = highest.max(base_time);
+                        warn!(from = since, until = ?base_time, "data missing: filling the gap with a bulk query");
+                        status.set_phase(replica, Phase::Filling);
+                        let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+                        let (tx, rx) = mpsc::channel(1024);
+                        let prl = DEFAULT_PRL.to_vec();
+                        let server = opts.server;
+                        let window = (Some(since), base_time);
+                        let task = tokio::spawn(async move { bulk_fetch::fetch(stream, server, xid.wrapping_add(1), window, &prl, tx).await });
+                        fill = Some((rx, task));
+                    }
+                    ActiveEvent::Status { code: StatusCode::ConnectionActive, .. } => {}
+                    ActiveEvent::Status { code: StatusCode::QueryTerminated, .. } => {
+                        return Err("the server terminated the query".into());
+                    }
+                    ActiveEvent::Status { code, text, .. } => {
+                        return Err(format!("the server refused the active query: {} {text}", code.name()));
+                    }
+                    ActiveEvent::TlsRefused => return Err("the server refused TLS".into()),
+                    ActiveEvent::Unexpected(t) => {
+                        let st = status_of(&m).map(|(c, _)| c.name()).unwrap_or("");
+                        return Err(format!("unexpected message type {t} {st}"));
+                    }
+                }
+            }
+            l = recv_fill(&mut fill) => match l {
+                Some(l) => apply(replica, events, status, l),
+                None => {
+                    if let Some((_, task)) = fill.take() {
+                        let done = task.await.map_err(|e| e.to_string())??;
+                        info!(records = done.records, "gap filled");
+                    }
+                }
+            },
+            _ = tick.tick() => status.report(replica),
+        }
+        if caught_up && fill.is_none() {
+            status.set_phase_if_changed(replica, Phase::Live);
+            if last_save.elapsed() >= Duration::from_secs(1) {
+                if let Some(t) = highest {
+                    replica.sync().await.map_err(|e| format!("replica: {e}"))?;
+                    replica
+                        .save_base_time(t)
+                        .map_err(|e| format!("replica: {e}"))?;
+                    last_save = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+async fn recv_fill(fill: &mut Option<Fill>) -> Option<Learned> {
+    match fill {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn apply(replica: &mut Replica, events: &mut EventSink, status: &mut status::Status, l: Learned) {
+    let base = l.base_time;
+    if let Some(b) = replica.apply(l) {
+        events.write(&b, base);
+        status.applied();
+    }
+}

@@ -1,0 +1,92 @@
+//! Which of two records about one address is newer (RFC 6926 §7.6), so a
+//! duplicate or an out-of-order reply never overwrites a newer state.
+
+use std::cmp::Ordering;
+
+use leaseline_proto::DATA_SOURCE_REMOTE;
+
+/// What the comparison needs of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Absolute CLTT, when the record carried one.
+    pub cltt: Option<u32>,
+    pub state_since: u32,
+    pub data_source: u8,
+    /// When the server built the message: the last tie-breaker.
+    pub base_time: u32,
+}
+
+impl Freshness {
+    /// RFC 6926 §7.6: later CLTT; with one CLTT missing, that CLTT against
+    /// the other's start-time-of-state; else start-time-of-state; then local
+    /// beats REMOTE. When that is inconclusive, §7.6 asks for "additional
+    /// information": the later start-time-of-state (a lease that expired
+    /// keeps its CLTT but starts a new state), then the later base-time.
+    pub fn compare(&self, other: &Freshness) -> Ordering {
+        let primary = match (self.cltt, other.cltt) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(a), None) => a.cmp(&other.state_since),
+            (None, Some(b)) => self.state_since.cmp(&b),
+            (None, None) => self.state_since.cmp(&other.state_since),
+        };
+        let local = |f: &Freshness| f.data_source & DATA_SOURCE_REMOTE == 0;
+        primary
+            .then_with(|| local(self).cmp(&local(other)))
+            .then_with(|| self.state_since.cmp(&other.state_since))
+            .then_with(|| self.base_time.cmp(&other.base_time))
+    }
+
+    /// Should `incoming` replace `self`? Equal records are duplicates: keep.
+    pub fn superseded_by(&self, incoming: &Freshness) -> bool {
+        incoming.compare(self) == Ordering::Greater
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(cltt: Option<u32>, since: u32, remote: bool, base: u32) -> Freshness {
+        Freshness {
+            cltt,
+            state_since: since,
+            data_source: u8::from(remote),
+            base_time: base,
+        }
+    }
+
+    #[test]
+    fn later_cltt_wins() {
+        assert!(f(Some(10), 10, false, 50).superseded_by(&f(Some(11), 5, false, 40)));
+        assert!(!f(Some(11), 10, false, 50).superseded_by(&f(Some(10), 20, false, 60)));
+    }
+
+    #[test]
+    fn missing_cltt_compares_against_start_time_of_state() {
+        assert!(f(Some(10), 10, false, 50).superseded_by(&f(None, 12, false, 50)));
+        assert!(!f(None, 12, false, 50).superseded_by(&f(Some(11), 11, false, 50)));
+    }
+
+    #[test]
+    fn local_beats_remote_on_a_tie() {
+        assert!(f(Some(10), 10, true, 50).superseded_by(&f(Some(10), 10, false, 50)));
+        assert!(!f(Some(10), 10, false, 50).superseded_by(&f(Some(10), 10, true, 50)));
+    }
+
+    #[test]
+    fn expiry_keeps_cltt_but_starts_a_new_state() {
+        let active = f(Some(100), 100, false, 150);
+        let expired = f(Some(100), 400, false, 400);
+        assert!(active.superseded_by(&expired));
+        assert!(
+            !expired.superseded_by(&active),
+            "an out-of-order older reply is ignored"
+        );
+    }
+
+    #[test]
+    fn exact_duplicate_is_not_applied_twice() {
+        let a = f(Some(100), 100, false, 150);
+        assert!(!a.superseded_by(&a));
+    }
+}
