@@ -7,6 +7,7 @@ pub mod engine;
 pub mod leasequery;
 pub mod run;
 pub mod stats;
+pub mod tls;
 pub mod udp;
 
 pub use config::{Config, ConfigError};
