@@ -41,6 +41,13 @@ pub enum ActiveError {
     Framing(#[from] leaseline_wire::FrameError),
     #[error("undecodable message from the server: {0}")]
     Decode(#[from] leaseline_wire::WireError),
+    /// DHCPTLS answered with TLSConnectionRefused (RFC 7724 §7.2): the server
+    /// runs insecure mode only. Never followed by a plaintext attempt.
+    #[error("the server refused TLS (DHCPTLS with TLSConnectionRefused)")]
+    TlsRefused,
+    /// Secure mode failed: no usable DHCPTLS answer, or the TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What the server said.

@@ -5,4 +5,5 @@ pub mod mirror;
 pub mod record;
 pub mod resume;
 pub mod timearg;
+pub mod tls;
 pub mod watch;
