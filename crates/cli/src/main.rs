@@ -1,11 +1,13 @@
 //! `leaseline`: the server and the requestor tools in one binary.
 
 mod cmd_bulk;
+mod cmd_certs;
 mod cmd_check;
 mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
 mod cmd_watch;
+mod tls_args;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ enum Command {
     Watch(cmd_watch::WatchArgs),
     /// Keep a replica of a server's bindings current (bulk, then active), and query it.
     Mirror(cmd_mirror::MirrorArgs),
+    /// Make a lab PKI for secure mode (TLS): a CA, a server and a requestor certificate.
+    Certs(cmd_certs::CertsArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Bulk(args) => cmd_bulk::run(args),
         Command::Watch(args) => cmd_watch::run(args),
         Command::Mirror(args) => cmd_mirror::run(args),
+        Command::Certs(args) => cmd_certs::run(args),
     };
     match result {
         Ok(code) => code,
