@@ -54,6 +54,21 @@ pub struct LeasequerySection {
     pub udp: Option<UdpLeasequerySection>,
     pub bulk: Option<BulkLeasequerySection>,
     pub active: Option<ActiveLeasequerySection>,
+    pub tls: Option<TlsSection>,
+}
+
+/// Secure mode for the leasequery TCP listener (RFC 7724 §8.1, §9): the
+/// server's certificate, the CA requestor certificates must chain to, and
+/// the requestors allowed in (`san:NAME`, `sha256:HEX`, `spki-sha256:HEX`).
+/// Relative paths are relative to the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub allowed_requestors: Vec<String>,
 }
 
 /// Active Leasequery (RFC 7724). It runs on the Bulk Leasequery listener
@@ -332,6 +347,19 @@ pub struct LeasequeryConfig {
     pub bulk: Option<BulkLeasequery>,
     /// Active Leasequery (RFC 7724) on the bulk listener; None when off.
     pub active: Option<ActiveLeasequery>,
+    /// Secure mode material; None when no TLS is configured.
+    pub tls: Option<TlsFiles>,
+    /// Plain TCP accepted on the listener. With TLS configured, only when
+    /// Active Leasequery's `insecure` says so (RFC 7724 §8.1: never the default).
+    pub plaintext: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub allowed_requestors: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -717,12 +745,12 @@ impl Validator<'_> {
                         "Active Leasequery runs on the Bulk Leasequery listener: enable leasequery.bulk too (RFC 7724 §8)",
                     ));
                 }
-                if !a.insecure {
+                if !a.insecure && raw.tls.is_none() {
                     // RFC 7724 §8.1: secure mode is the default; it needs TLS material.
                     return Err(self.key_err(
-                        "leasequery.active.insecure",
-                        "secure mode (TLS) is the default and needs certificates, which this build cannot load yet; \
-                         set insecure = true explicitly for plain TCP (lab use only)",
+                        "leasequery.active",
+                        "secure mode (the default) needs [leasequery.tls] cert, key, ca and \
+                         allowed_requestors; or set insecure = true explicitly for plain TCP (lab use only)",
                     ));
                 }
                 if a.max_connections == 0 || a.max_connections_per_requestor == 0 {
@@ -747,11 +775,43 @@ impl Validator<'_> {
             }
             _ => None,
         };
+        let tls = match &raw.tls {
+            Some(t) => {
+                if t.allowed_requestors.is_empty() {
+                    return Err(self.key_err(
+                        "leasequery.tls.allowed_requestors",
+                        "secure mode needs at least one allowed requestor identity (san:, sha256: or spki-sha256:)",
+                    ));
+                }
+                let base = Path::new(self.path).parent().unwrap_or(Path::new("."));
+                let rel = |p: &PathBuf| {
+                    if p.is_absolute() {
+                        p.clone()
+                    } else {
+                        base.join(p)
+                    }
+                };
+                Some(TlsFiles {
+                    cert: rel(&t.cert),
+                    key: rel(&t.key),
+                    ca: rel(&t.ca),
+                    allowed_requestors: t.allowed_requestors.clone(),
+                })
+            }
+            None => None,
+        };
+        let plaintext = match (&active, &tls) {
+            (Some(a), _) => a.insecure,
+            (None, Some(_)) => false,
+            (None, None) => true,
+        };
         Ok(LeasequeryConfig {
             allow,
             udp,
             bulk,
             active,
+            tls,
+            plaintext,
         })
     }
 }
@@ -874,5 +934,54 @@ relay_addresses = ["127.0.0.1"]
             .replace("127.0.0.1:1067", "0.0.0.0:1067");
         let e = Config::parse(&text, "t").unwrap_err().to_string();
         assert!(e.contains("server_id"), "{e}");
+    }
+
+    const LQ: &str = "[leasequery]\nallow = [\"127.0.0.0/8\"]\n[leasequery.bulk]\nenabled = true\nlisten = \"127.0.0.1:6767\"\n";
+
+    #[test]
+    fn active_needs_bulk() {
+        let text = format!("{GOOD}[leasequery]\nallow = [\"127.0.0.0/8\"]\n[leasequery.active]\nenabled = true\ninsecure = true\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("leasequery.bulk"), "{e}");
+    }
+
+    #[test]
+    fn active_is_secure_by_default_and_needs_certificates() {
+        let text = format!("{GOOD}{LQ}[leasequery.active]\nenabled = true\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(
+            e.contains("secure mode") && e.contains("insecure = true"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn insecure_active_is_an_explicit_second_setting() {
+        let text = format!("{GOOD}{LQ}[leasequery.active]\nenabled = true\ninsecure = true\n");
+        let c = Config::parse(&text, "t").unwrap();
+        assert!(c.leasequery.active.is_some());
+        assert!(c.leasequery.plaintext);
+        let off = format!("{GOOD}{LQ}[leasequery.active]\ninsecure = true\n");
+        assert!(
+            Config::parse(&off, "t")
+                .unwrap()
+                .leasequery
+                .active
+                .is_none(),
+            "off unless enabled"
+        );
+    }
+
+    #[test]
+    fn bulk_with_tls_and_no_active_refuses_plaintext() {
+        let text = format!(
+            "{GOOD}{LQ}[leasequery.tls]\ncert = \"s.pem\"\nkey = \"k.pem\"\nca = \"ca.pem\"\nallowed_requestors = [\"san:r\"]\n"
+        );
+        let c = Config::parse(&text, "/etc/leaseline/t.toml").unwrap();
+        assert!(!c.leasequery.plaintext);
+        assert_eq!(
+            c.leasequery.tls.unwrap().cert,
+            PathBuf::from("/etc/leaseline/s.pem")
+        );
     }
 }
