@@ -111,8 +111,20 @@ enum Version {
 }
 
 fn client_config(ca: &Ca, who: Option<&Leaf>, version: Version) -> Arc<ClientConfig> {
+    client_config_pem(
+        &ca.pem,
+        who.map(|l| (l.pem.as_str(), l.key_pem.as_str())),
+        version,
+    )
+}
+
+fn client_config_pem(
+    ca_pem: &str,
+    who: Option<(&str, &str)>,
+    version: Version,
+) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    for c in certs(&ca.pem) {
+    for c in certs(ca_pem) {
         roots.add(c).unwrap();
     }
     let versions: &[&rustls::SupportedProtocolVersion] = match version {
@@ -124,10 +136,10 @@ fn client_config(ca: &Ca, who: Option<&Leaf>, version: Version) -> Arc<ClientCon
         .unwrap()
         .with_root_certificates(roots);
     let cfg = match who {
-        Some(l) => b
+        Some((cert_pem, key_pem)) => b
             .with_client_auth_cert(
-                certs(&l.pem),
-                PrivateKeyDer::from_pem_slice(l.key_pem.as_bytes()).unwrap(),
+                certs(cert_pem),
+                PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
             )
             .unwrap(),
         None => b.with_no_client_auth(),
@@ -148,6 +160,14 @@ async fn run(
     acceptor: &TlsAcceptor,
     client: Arc<ClientConfig>,
 ) -> (Result<PeerIdentity, TlsRefusal>, ClientSide) {
+    run_as(acceptor, client, "localhost").await
+}
+
+async fn run_as(
+    acceptor: &TlsAcceptor,
+    client: Arc<ClientConfig>,
+    server_name: &str,
+) -> (Result<PeerIdentity, TlsRefusal>, ClientSide) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acc = acceptor.clone();
@@ -162,13 +182,13 @@ async fn run(
             Err(r) => Err(r),
         }
     });
-    let client_side = connect(addr, client).await;
+    let client_side = connect(addr, client, server_name).await;
     (server.await.unwrap(), client_side)
 }
 
-async fn connect(addr: SocketAddr, client: Arc<ClientConfig>) -> ClientSide {
+async fn connect(addr: SocketAddr, client: Arc<ClientConfig>, server_name: &str) -> ClientSide {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = ServerName::try_from(server_name.to_string()).unwrap();
     match TlsConnector::from(client).connect(name, tcp).await {
         Err(e) => ClientSide::HandshakeFailed(e.to_string()),
         Ok(mut s) => {
@@ -616,5 +636,101 @@ fn only_tls12_and_tls13_with_ecdhe_aead_suites() {
             names.iter().any(|n| n == want),
             "{want} missing from {names:?}"
         );
+    }
+}
+
+// --- the OpenSSL commands of docs/tls.md ---------------------------------------
+
+/// The shell block between `<!-- NAME-begin -->` and `<!-- NAME-end -->`.
+fn doc_block(doc: &str, name: &str) -> String {
+    let begin = format!("<!-- {name}-begin -->");
+    let end = format!("<!-- {name}-end -->");
+    let start = doc.find(&begin).expect("begin marker") + begin.len();
+    let stop = doc[start..].find(&end).expect("end marker") + start;
+    doc[start..stop]
+        .lines()
+        .filter(|l| !l.starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sh(dir: &std::path::Path, script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The PKI made with the documented OpenSSL commands loads, and the hashes
+/// printed by the documented commands admit the requestor.
+#[tokio::test]
+async fn docs_openssl_commands_make_a_working_pki() {
+    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tls.md");
+    let Ok(doc) = std::fs::read_to_string(&doc_path) else {
+        eprintln!("{} not found; skipped", doc_path.display());
+        return;
+    };
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("openssl not installed; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    sh(dir, &doc_block(&doc, "openssl-pki"));
+    let hashes = sh(dir, &doc_block(&doc, "openssl-hashes"));
+    let fingerprint = hashes
+        .lines()
+        .find_map(|l| {
+            l.split_once("Fingerprint=")
+                .map(|(_, h)| h.trim().to_string())
+        })
+        .expect("fingerprint line");
+    let spki = hashes
+        .lines()
+        .find(|l| l.ends_with("*stdin"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("spki line")
+        .to_string();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let (ca_pem, req_pem, req_key) = (
+        read("ca.pem"),
+        read("requestor.pem"),
+        read("requestor-key.pem"),
+    );
+    for entry in [
+        "san:requestor1.example.net".to_string(),
+        format!("sha256:{fingerprint}"),
+        format!("spki-sha256:{spki}"),
+    ] {
+        let settings = TlsSettings::load(
+            &dir.join("server.pem"),
+            &dir.join("server-key.pem"),
+            &dir.join("ca.pem"),
+            &[entry.as_str()],
+        )
+        .unwrap();
+        let acc = settings.acceptor().unwrap();
+        for v in [Version::Any, Version::Tls12] {
+            let client = client_config_pem(&ca_pem, Some((&req_pem, &req_key)), v);
+            let (peer, side) = run_as(&acc, client, "dhcp1.example.net").await;
+            let peer = peer.unwrap_or_else(|r| panic!("{entry}: {r}"));
+            assert_eq!(peer.matched, entry.parse::<AllowEntry>().unwrap());
+            assert!(
+                matches!(side, ClientSide::Read(ref g, None) if g == b"secret"),
+                "{side:?}"
+            );
+        }
     }
 }
