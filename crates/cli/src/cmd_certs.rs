@@ -180,6 +180,10 @@ pub fn init(a: &InitArgs) -> anyhow::Result<String> {
 
     let id = CertIdentity::from_der(requestor.der());
     let p = |f: &str| dir.join(f).display().to_string();
+    // The server resolves relative paths against its configuration file, which
+    // may live anywhere: the snippet uses absolute ones.
+    let abs_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    let abs = |f: &str| toml_string(&abs_dir.join(f).display().to_string());
     let spki = id
         .spki_sha256
         .map(leaseline_server::tls::AllowEntry::SpkiSha256)
@@ -196,12 +200,13 @@ pub fn init(a: &InitArgs) -> anyhow::Result<String> {
   {srv}, {srv_key}   server certificate for {names}
   {req}, {req_key}   requestor certificate for {rname}
 
-Server configuration (secure mode is the default for Active Leasequery):
+Server configuration (secure mode is the default for Active Leasequery;
+relative paths would be relative to the configuration file):
 
 [leasequery.tls]
-cert = "{srv}"
-key = "{srv_key}"
-ca = "{ca}"
+cert = {abs_srv}
+key = {abs_srv_key}
+ca = {abs_ca}
 # Requestors allowed in, by name (subject alternative name) or by hash:
 allowed_requestors = [
     "san:{rname}",
@@ -221,8 +226,27 @@ Requestor flags (watch, bulk, mirror):
         req = p("requestor.pem"),
         req_key = p("requestor-key.pem"),
         names = server_names.join(", "),
+        abs_srv = abs("server.pem"),
+        abs_srv_key = abs("server-key.pem"),
+        abs_ca = abs("ca.pem"),
         rname = a.requestor_name,
     ))
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn write(dir: &Path, name: &str, body: &str, secret: bool, force: bool) -> anyhow::Result<()> {
@@ -301,6 +325,28 @@ mod tests {
         let mut forced = args(&dir);
         forced.force = true;
         init(&forced).unwrap();
+    }
+
+    /// The printed server snippet is valid configuration: appended to the
+    /// loopback example with Active Leasequery on, it parses, and the files
+    /// it names load.
+    #[test]
+    fn printed_snippet_is_valid_configuration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = init(&args(&tmp.path().join("certs"))).unwrap();
+        let start = out.find("[leasequery.tls]").unwrap();
+        let end = out[start..].find("\n]\n").unwrap() + start + 3;
+        let snippet = &out[start..end];
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/loopback.toml");
+        let Ok(base) = std::fs::read_to_string(&example) else {
+            eprintln!("{} not found; skipped", example.display());
+            return;
+        };
+        let text = format!("{base}\n[leasequery.active]\nenabled = true\n\n{snippet}");
+        let config = leaseline_server::Config::parse(&text, "/elsewhere/leaseline.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let tls = config.leasequery.tls.expect("tls section");
+        TlsSettings::load(&tls.cert, &tls.key, &tls.ca, &tls.allowed_requestors).unwrap();
     }
 
     #[test]
