@@ -1,0 +1,195 @@
+//! `leaseline-bench`: load generators and probes for bench/*.sh. Not a test:
+//! it prints figures.
+//!
+//! - `active-latency`: drives DORA as a relay and measures, per ACK, how long
+//!   until the matching Active Leasequery update reaches each of N watchers.
+//! - `watchers`: holds N idle active connections open (for a DORA rate run
+//!   with watchers attached).
+//! - `catchup`: time for one watcher to catch up from a given time.
+
+mod dora;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use leaseline_requestor::active::{active_query, classify, ActiveEvent, FramedConn, DEFAULT_PRL};
+use leaseline_wire::StatusCode;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    ActiveLatency {
+        #[arg(long)]
+        dhcp: SocketAddr,
+        #[arg(long)]
+        tcp: SocketAddr,
+        #[arg(long, default_value = "127.0.0.30")]
+        giaddr: Ipv4Addr,
+        #[arg(long, default_value_t = 1)]
+        watchers: usize,
+        /// DORA exchanges per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// First client number (distinct runs use distinct clients).
+        #[arg(long, default_value_t = 0)]
+        first_client: u32,
+    },
+    Watchers {
+        #[arg(long)]
+        tcp: SocketAddr,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    Catchup {
+        #[arg(long)]
+        tcp: SocketAddr,
+        #[arg(long)]
+        since: u32,
+    },
+}
+
+type AckTimes = Arc<Mutex<HashMap<Ipv4Addr, Instant>>>;
+
+/// One watcher: every update's address and arrival time.
+async fn watcher(
+    tcp: SocketAddr,
+    arrivals: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>>,
+    until: Instant,
+) -> anyhow::Result<u64> {
+    let s = TcpStream::connect(tcp).await.context("connect")?;
+    s.set_nodelay(true)?;
+    let mut conn = FramedConn::new(s);
+    conn.send(&active_query(1, None, DEFAULT_PRL)).await?;
+    let mut updates = 0u64;
+    let mut local = Vec::with_capacity(100_000);
+    while Instant::now() < until {
+        let m = match conn.recv(Duration::from_secs(1)).await {
+            Ok(m) => m,
+            Err(leaseline_requestor::active::ActiveError::Timeout(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let now = Instant::now();
+        if let ActiveEvent::Update(r) = classify(&m) {
+            updates += 1;
+            local.push((r.ip, now));
+        }
+    }
+    arrivals.lock().extend(local);
+    Ok(updates)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    match cli.cmd {
+        Cmd::ActiveLatency {
+            dhcp,
+            tcp,
+            giaddr,
+            watchers,
+            rate,
+            seconds,
+            first_client,
+        } => {
+            let acks: AckTimes = Arc::new(Mutex::new(HashMap::new()));
+            let arrivals = Arc::new(Mutex::new(Vec::new()));
+            let until = Instant::now() + Duration::from_secs(seconds + 2);
+            let tasks: Vec<_> = (0..watchers)
+                .map(|_| rt.spawn(watcher(tcp, arrivals.clone(), until)))
+                .collect();
+            // Let the watchers subscribe before the load starts.
+            std::thread::sleep(Duration::from_millis(500));
+            let acked = dora::drive(
+                dhcp,
+                giaddr,
+                rate,
+                Duration::from_secs(seconds),
+                first_client,
+                &acks,
+            )?;
+            let mut updates = 0;
+            for t in tasks {
+                updates += rt.block_on(t)??;
+            }
+            // The update may even beat the ACK to us (the commit publishes,
+            // then the ACK leaves): that counts as zero latency.
+            let acks = acks.lock();
+            let s: Vec<u32> = arrivals
+                .lock()
+                .iter()
+                .filter_map(|(ip, at)| {
+                    acks.get(ip)
+                        .map(|t| at.saturating_duration_since(*t).as_micros() as u32)
+                })
+                .collect();
+            let (p50, p99) = stats::percentiles(&s);
+            println!(
+                "active-latency watchers={watchers} rate={rate}/s acks={acked} updates={updates} samples={} p50_us={p50} p99_us={p99}",
+                s.len()
+            );
+        }
+        Cmd::Watchers {
+            tcp,
+            count,
+            seconds,
+        } => {
+            let arrivals = Arc::new(Mutex::new(Vec::new()));
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let tasks: Vec<_> = (0..count)
+                .map(|_| rt.spawn(watcher(tcp, arrivals.clone(), until)))
+                .collect();
+            let mut updates = 0;
+            for t in tasks {
+                updates += rt.block_on(t)??;
+            }
+            println!("watchers count={count} updates={updates}");
+        }
+        Cmd::Catchup { tcp, since } => {
+            rt.block_on(async move {
+                let s = TcpStream::connect(tcp).await?;
+                let mut conn = FramedConn::new(s);
+                let t0 = Instant::now();
+                conn.send(&active_query(1, Some(since), DEFAULT_PRL))
+                    .await?;
+                let mut n = 0u64;
+                loop {
+                    match classify(&conn.recv(Duration::from_secs(60)).await?) {
+                        ActiveEvent::Update(_) => n += 1,
+                        ActiveEvent::Status {
+                            code: StatusCode::CatchUpComplete,
+                            ..
+                        } => break,
+                        ActiveEvent::Status { code, .. } => anyhow::bail!("status {}", code.name()),
+                        _ => {}
+                    }
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                println!(
+                    "catchup updates={n} seconds={secs:.3} rate={:.0}/s",
+                    n as f64 / secs
+                );
+                anyhow::Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
