@@ -9,6 +9,7 @@ use anyhow::Context;
 use leaseline_requestor::active::server_addr;
 use leaseline_requestor::mirror::events::{binding_json, binding_line};
 use leaseline_requestor::mirror::{self, status::read_report, MirrorOptions};
+use leaseline_requestor::tls::tls_connector;
 use leaseline_requestor::watch::connect_tcp;
 use leaseline_store::{Binding, LeaseStore, SqliteOptions, SqliteStore};
 
@@ -44,6 +45,8 @@ pub struct RunArgs {
     /// Seconds between status reports (log and replica).
     #[arg(long, default_value_t = 30)]
     pub status_interval: u64,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 #[derive(clap::Subcommand)]
@@ -91,6 +94,7 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
 fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
     let server = a.server.context("--server is required to run the mirror")?;
     let db = a.db.context("--db is required")?;
+    let tls = a.tls.client(&server)?;
     let server = server_addr(&server).map_err(anyhow::Error::msg)?;
     if a.rcv_timeout < 120 || a.retry_interval < 60 {
         tracing::warn!(
@@ -110,8 +114,15 @@ fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("runtime")?;
     rt.block_on(async move {
+        // With --tls there is never a plaintext fallback (RFC 7724 §7.2).
+        let run = async {
+            match tls {
+                Some(client) => mirror::run(&opts, tls_connector(client)).await,
+                None => mirror::run(&opts, connect_tcp).await,
+            }
+        };
         tokio::select! {
-            r = mirror::run(&opts, connect_tcp) => r.map_err(anyhow::Error::msg),
+            r = run => r.map_err(anyhow::Error::msg),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use leaseline_requestor::active::{server_addr, DEFAULT_PRL};
 use leaseline_requestor::timearg::parse_time;
+use leaseline_requestor::tls::tls_connector;
 use leaseline_requestor::watch::{self, connect_tcp, WatchEnd, WatchEvent, WatchOptions};
 use serde_json::json;
 
@@ -38,6 +39,8 @@ pub struct WatchArgs {
     /// Exit on a lost connection instead of reconnecting.
     #[arg(long)]
     pub no_reconnect: bool,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
@@ -71,14 +74,22 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         prl: DEFAULT_PRL.to_vec(),
     };
     let json = args.json;
+    let tls = args.tls.client(&args.server)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("runtime")?;
     let end = rt.block_on(async move {
         let mut print = move |e: WatchEvent| print_event(&e, json);
+        // With --tls there is never a plaintext fallback (RFC 7724 §7.2).
+        let run = async {
+            match tls {
+                Some(client) => watch::watch(&opts, tls_connector(client), &mut print).await,
+                None => watch::watch(&opts, connect_tcp, &mut print).await,
+            }
+        };
         tokio::select! {
-            end = watch::watch(&opts, connect_tcp, &mut print) => Some(end),
+            end = run => Some(end),
             _ = tokio::signal::ctrl_c() => None,
         }
     });

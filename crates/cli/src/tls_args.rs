@@ -2,7 +2,6 @@
 //! (RFC 7724 §7.2): `--tls --ca FILE --cert FILE --key FILE [--server-name NAME]`.
 
 // Used once watch, bulk and mirror flatten `TlsArgs` (the lead wires them).
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::path::PathBuf;
 

@@ -153,7 +153,20 @@ where
     F: Fn(SocketAddr) -> Fut,
     Fut: std::future::Future<Output = Result<BoxStream, ActiveError>>,
 {
-    let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+    let stream = match open(opts.server).await {
+        Ok(s) => s,
+        // RFC 7724 §7.2: the server is insecure-only. Reported as a refusal
+        // (no reconnect loop, no plaintext fallback).
+        Err(ActiveError::TlsRefused) => {
+            let text = "the server runs insecure mode only".to_string();
+            sink(WatchEvent::Refused {
+                code: StatusCode::TlsConnectionRefused,
+                text: text.clone(),
+            });
+            return Ok(WatchEnd::Refused(StatusCode::TlsConnectionRefused, text));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let mut conn = FramedConn::new(stream);
     conn.send(&active_query(xid, since, &opts.prl))
         .await
