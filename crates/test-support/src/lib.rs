@@ -1,1 +1,278 @@
-//! Test support.
+//! Test support for Leaseline's integration and interop tests.
+//!
+//! - [`ServerProcess`]: runs `leaseline serve` on a config whose `state_dir`
+//!   is a fresh temporary directory, waits for `leaseline ready`, keeps every
+//!   stderr line for [`ServerProcess::wait_for_log`], and can be killed with
+//!   SIGKILL, stopped with SIGTERM and restarted on the same state.
+//! - [`Perfdhcp`]: builds a perfdhcp command line and parses its report.
+//! - [`Netns`] / [`NetnsPair`]: RAII network namespaces joined by a veth pair.
+//! - [`RelayClient`]: a minimal DHCP relay agent built on leaseline-wire, for
+//!   tests that need exact control over each message.
+//! - [`Capture`]: a dumpcap capture, read back with tshark.
+//! - [`require_tool`] / [`require_root`]: interop tests never skip; a missing
+//!   tool fails the test with the command that installs it.
+//!
+//! Synchronisation is always "wait for a condition with a deadline", never a
+//! bare sleep.
+
+mod capture;
+mod netns;
+mod packets;
+mod perfdhcp;
+mod relay;
+mod server;
+mod store;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use capture::{read_dhcp_capture, Capture, CapturedDhcp};
+pub use netns::{Netns, NetnsPair};
+pub use packets::{malformed, RawRequest, XorShift};
+pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
+pub use relay::{Lease, RelayClient, TestClient};
+pub use server::{ServerBuilder, ServerProcess};
+pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};
+
+pub use leaseline_proto::{Binding, DhcpState};
+
+/// Where Debian puts the tools we use, in case PATH (e.g. of a non-login
+/// shell) lacks the sbin directories.
+const EXTRA_PATH: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// The Debian package that provides each external tool.
+fn package_for(tool: &str) -> &'static str {
+    match tool {
+        "perfdhcp" => "kea-admin",
+        "kea-dhcp4" => "kea-dhcp4-server",
+        "dhclient" | "dhclient-script" => "isc-dhcp-client",
+        "dhcpd" => "isc-dhcp-server",
+        "tshark" => "tshark",
+        "dumpcap" => "wireshark-common (comes with tshark)",
+        "ip" => "iproute2",
+        _ => "(see .ci/run)",
+    }
+}
+
+/// The absolute path of an external tool. Interop tests never skip: when the
+/// tool is missing this panics (fails the test) with the install command.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    let dirs = path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .chain(EXTRA_PATH.iter().map(|s| s.to_string()));
+    for dir in dirs {
+        let candidate = PathBuf::from(dir).join(name);
+        if is_executable(&candidate) {
+            return candidate;
+        }
+    }
+    panic!(
+        "required tool `{name}` not found (looked in PATH and {EXTRA_PATH:?}).\n\
+         Install it: sudo apt-get install -y {pkg}\n\
+         (.ci/run installs every tool the interop tests need.) Interop tests do not skip.",
+        pkg = package_for(name)
+    );
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Fails the test unless it runs as root (network namespaces, port 67, packet
+/// capture). CI runs as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this interop test needs root (network namespaces, UDP port 67, packet capture); \
+         run it as root, e.g. `sudo -E cargo test --workspace`. Interop tests do not skip."
+    );
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago and that no other
+/// caller in this process has been given.
+pub fn free_udp_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+            .expect("bind an ephemeral UDP port on 127.0.0.1");
+        let port = sock.local_addr().expect("local_addr").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("could not find a free UDP port");
+}
+
+/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The loopback config of examples/loopback.toml: DHCP on `listen` for
+/// relays whose giaddr is one of `relays`, subnet 10.0.0.0/16 (pool
+/// 10.0.0.10-10.0.255.250, about 65,000 addresses). `state_dir` is filled
+/// in by [`ServerProcess`].
+pub fn loopback_config(listen: std::net::SocketAddr, relays: &[Ipv4Addr]) -> String {
+    let relays = relays
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"[server]
+state_dir = "@STATE_DIR@"
+server_id = "127.0.0.1"
+
+[dhcp]
+listen = "{listen}"
+offer_hold = 30
+decline_hold = 3600
+expired_grace = 600
+
+[store]
+history_max_age = 3600
+history_max_count = 100000
+
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["10.0.0.10-10.0.255.250"]
+relay_addresses = [{relays}]
+router = ["10.0.0.1"]
+dns_servers = ["10.0.0.2", "10.0.0.3"]
+domain_name = "lab.example"
+lease_time = 3600
+"#
+    )
+}
+
+/// Runs `cmd` with stdout and stderr sent to `log` (a file, not a pipe, so a
+/// program that leaves a daemon behind cannot hold the test up), waiting at
+/// most `timeout`. Returns the exit status and the log's contents.
+pub fn run_logged(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String) {
+    let file = std::fs::File::create(log).expect("create command log");
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("dup log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("{cmd:?} did not finish within {timeout:?}; output:\n{text}");
+            }
+        }
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
+
+/// Seconds since the Unix epoch, the server's clock.
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// `aa:bb:cc:dd:ee:ff` for a hardware address.
+pub fn mac_string(hw: &[u8]) -> String {
+    hw.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (any length of hex pairs).
+pub fn parse_mac(s: &str) -> Option<Vec<u8>> {
+    s.trim()
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).ok())
+        .collect()
+}
+
+/// Removes ANSI escape sequences (colours) from a log line.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters and intermediates up to a final byte 0x40..=0x7e.
+                for c2 in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c2) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_colours() {
+        let s = "\u{1b}[33m WARN\u{1b}[0m \u{1b}[3mpeer\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.9:67";
+        assert_eq!(strip_ansi(s), " WARN peer=127.0.0.9:67");
+    }
+
+    #[test]
+    fn mac_round_trip() {
+        let m = [0x00, 0x0c, 0x01, 0x02, 0x03, 0xff];
+        assert_eq!(mac_string(&m), "00:0c:01:02:03:ff");
+        assert_eq!(parse_mac("00:0c:01:02:03:ff").unwrap(), m);
+        assert!(parse_mac("zz:00").is_none());
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let a = free_udp_port();
+        let b = free_udp_port();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn missing_tool_fails_with_hint() {
+        let err = std::panic::catch_unwind(|| require_tool("no-such-tool-leaseline")).unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("apt-get install"), "{msg}");
+    }
+}

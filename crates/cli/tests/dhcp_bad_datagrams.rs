@@ -1,0 +1,153 @@
+//! No input from the network panics or aborts the process: malformed
+//! datagrams of each class, then 10,000 random ones, are each refused with a
+//! `dropped datagram` WARN naming the peer and a reason, nothing is sent
+//! back, the server keeps running, and a valid DORA still succeeds.
+//!
+//! Each class is sent from its own loopback address (127.0.0.41..46, port
+//! chosen by the kernel), so its log line can be told apart.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use leaseline_test_support::{
+    free_udp_port, loopback_config, malformed, require_root, RelayClient, ServerProcess,
+    TestClient, XorShift,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
+/// This test's relay address (giaddr), distinct from every other test's.
+const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 40);
+const RANDOM_DATAGRAMS: usize = 10_000;
+
+struct Class {
+    name: &'static str,
+    sock: UdpSocket,
+    peer: SocketAddr,
+}
+
+fn class(name: &'static str, last_octet: u8) -> Class {
+    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, last_octet), 0))
+        .expect("bind a loopback sender");
+    let peer = sock.local_addr().expect("local_addr");
+    Class { name, sock, peer }
+}
+
+#[test]
+fn malformed_datagrams_are_dropped_and_logged() {
+    // Port 67 on 127.0.0.40 for the relay client.
+    require_root();
+
+    let port = free_udp_port();
+    let server_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut server = ServerProcess::spawn(BIN, &loopback_config(server_addr, &[RELAY]));
+
+    let cases: Vec<(Class, Vec<u8>)> = vec![
+        (class("truncated", 41), malformed::truncated(RELAY)),
+        (
+            class("bad magic cookie", 42),
+            malformed::bad_magic_cookie(RELAY),
+        ),
+        (
+            class("option past the end", 43),
+            malformed::option_overrun(RELAY),
+        ),
+        (
+            class("option 52 overload", 44),
+            malformed::option_overload(RELAY),
+        ),
+        (
+            class("message type 99", 45),
+            malformed::unknown_message_type(RELAY),
+        ),
+    ];
+    for (c, bytes) in &cases {
+        let mark = server.log_mark();
+        c.sock.send_to(bytes, server_addr).expect("send");
+        let peer = format!("peer={}", c.peer);
+        let line = server
+            .try_wait_for_line(mark, Duration::from_secs(10), |l| {
+                l.contains("dropped datagram") && l.contains(&peer)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `dropped datagram` line with `{peer}` for the {} datagram\n--- server log ---\n{}",
+                    c.name,
+                    server.log_tail(50)
+                )
+            });
+        assert!(line.contains("WARN"), "{}: not a WARN line: {line}", c.name);
+        assert!(
+            line.split("reason=")
+                .nth(1)
+                .is_some_and(|r| !r.trim().is_empty()),
+            "{}: no reason= in: {line}",
+            c.name
+        );
+        server.assert_running();
+    }
+
+    // 10,000 random datagrams from one more sender.
+    let random = class("random", 46);
+    let mut rng = XorShift::new(0x1ea5_e11e);
+    let mark = server.log_mark();
+    for i in 0..RANDOM_DATAGRAMS {
+        let d = malformed::random(&mut rng, RELAY);
+        random
+            .sock
+            .send_to(&d, server_addr)
+            .expect("send random datagram");
+        if i % 1000 == 999 {
+            server.assert_running();
+        }
+    }
+    let peer = format!("peer={}", random.peer);
+    let line = server
+        .try_wait_for_line(mark, Duration::from_secs(30), |l| {
+            l.contains("dropped datagram") && l.contains(&peer) && l.contains("reason=")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no `dropped datagram` line with `{peer}` for random datagrams\n{}",
+                server.log_tail(50)
+            )
+        });
+    assert!(line.contains("WARN"), "not a WARN line: {line}");
+    server.assert_running();
+
+    // The server still serves: a full DORA through the relay client.
+    let mut relay = RelayClient::bind(RELAY, server_addr).expect("bind 127.0.0.40:67");
+    let lease = relay
+        .dora(&TestClient::new(0x0bad_0001))
+        .unwrap_or_else(|e| {
+            panic!(
+                "DORA after the malformed datagrams: {e}\n{}",
+                server.log_tail(50)
+            )
+        });
+    assert!(lease.ip.octets()[0] == 10, "leased {}", lease.ip);
+    assert_eq!(lease.server_id, Ipv4Addr::LOCALHOST);
+
+    // Nothing was ever sent back to a sender of malformed datagrams.
+    for (c, _) in &cases {
+        c.sock.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0u8; 2048];
+        assert!(
+            c.sock.recv_from(&mut buf).is_err(),
+            "the server answered the {} datagram",
+            c.name
+        );
+    }
+    random.sock.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    assert!(
+        random.sock.recv_from(&mut buf).is_err(),
+        "the server answered a random datagram"
+    );
+
+    server.assert_running();
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "server exit status after SIGTERM: {status:?}"
+    );
+}

@@ -1,0 +1,193 @@
+//! Packet capture with dumpcap, read back with tshark (package tshark).
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::netns::Netns;
+
+/// A running dumpcap writing a pcapng file. Dropping it stops the capture.
+pub struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+    stderr: mpsc::Receiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+impl Capture {
+    /// Starts `dumpcap -i IFACE -f FILTER -w FILE` (inside `netns` if given)
+    /// and returns once dumpcap reports that it is capturing into the file.
+    pub fn start(iface: &str, filter: &str, file: &Path, netns: Option<&Netns>) -> Capture {
+        let dumpcap = crate::require_tool("dumpcap");
+        let mut cmd = match netns {
+            Some(ns) => ns.command(dumpcap),
+            None => Command::new(dumpcap),
+        };
+        cmd.args(["-i", iface, "-f", filter, "-w"])
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start dumpcap");
+        let stderr = child.stderr.take().expect("dumpcap stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // dumpcap separates its packet counters with '\r'.
+            let mut r = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                for part in String::from_utf8_lossy(&buf).split('\r') {
+                    let part = part.trim();
+                    if !part.is_empty() && tx.send(part.to_owned()).is_err() {
+                        return;
+                    }
+                }
+                buf.clear();
+            }
+        });
+        let mut cap = Capture {
+            child: Some(child),
+            file: file.to_owned(),
+            stderr: rx,
+            stderr_seen: Vec::new(),
+        };
+        // "Capturing on 'Loopback: lo'" comes once the capture handle is
+        // active, "File: ..." once the output file is open.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match cap.stderr.recv_timeout(left.max(Duration::from_millis(1))) {
+                Ok(line) => {
+                    let ready = line.starts_with("File:");
+                    cap.stderr_seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => panic!(
+                    "dumpcap did not start capturing on {iface} within 20 s: {}",
+                    cap.stderr_seen.join("\n")
+                ),
+            }
+        }
+        cap
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Stops the capture (SIGINT, so dumpcap finishes the file) and returns its path.
+    pub fn stop(mut self) -> PathBuf {
+        self.stop_inner();
+        self.file.clone()
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signal our own, not yet reaped child.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// One DHCP message read from a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedDhcp {
+    /// Option 53 value (5 = ACK).
+    pub msg_type: u8,
+    pub yiaddr: Ipv4Addr,
+    /// chaddr as `aa:bb:cc:dd:ee:ff`.
+    pub chaddr: String,
+}
+
+/// Every DHCP message in `pcap`, via
+/// `tshark -r FILE -T fields -e dhcp.option.dhcp -e dhcp.ip.your -e dhcp.hw.mac_addr`.
+pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
+    let out = Command::new(crate::require_tool("tshark"))
+        .arg("-r")
+        .arg(pcap)
+        .args([
+            "-Y",
+            "dhcp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-e",
+            "dhcp.option.dhcp",
+            "-e",
+            "dhcp.ip.your",
+            "-e",
+            "dhcp.hw.mac_addr",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark -r {} failed: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_fields(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_fields(text: &str) -> Vec<CapturedDhcp> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            // Several values of one field are comma-separated; the first
+            // dhcp.hw.mac_addr is chaddr (a client-id of type 1 adds another).
+            let msg_type = f.next()?.split(',').next()?.trim().parse().ok()?;
+            let yiaddr = f.next()?.split(',').next()?.trim().parse().ok()?;
+            let chaddr = f.next()?.split(',').next()?.trim().to_lowercase();
+            Some(CapturedDhcp {
+                msg_type,
+                yiaddr,
+                chaddr,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tshark_fields() {
+        let t = "5\t10.0.0.10\t00:0c:01:02:03:04,00:0c:01:02:03:04\n2\t10.0.0.11\t00:0C:01:02:03:05\n\n";
+        let v = parse_fields(t);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].msg_type, 5);
+        assert_eq!(v[0].yiaddr, Ipv4Addr::new(10, 0, 0, 10));
+        assert_eq!(v[0].chaddr, "00:0c:01:02:03:04");
+        assert_eq!(v[1].chaddr, "00:0c:01:02:03:05");
+    }
+}
