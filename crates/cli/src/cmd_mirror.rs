@@ -63,21 +63,21 @@ pub enum MirrorCmd {
 }
 
 #[derive(clap::Args)]
-#[group(id = "key", required = true, multiple = false)]
+#[command(group = clap::ArgGroup::new("key").required(true).args(["ip", "mac", "client_id", "remote_id", "relay_id", "all"]))]
 pub struct QueryArgs {
     #[arg(long)]
     pub db: PathBuf,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub ip: Option<Ipv4Addr>,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub mac: Option<String>,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub client_id: Option<String>,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub remote_id: Option<String>,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub relay_id: Option<String>,
-    #[arg(long, group = "key")]
+    #[arg(long)]
     pub all: bool,
     #[arg(long)]
     pub json: bool,

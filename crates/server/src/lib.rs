@@ -5,6 +5,7 @@ pub mod active;
 pub mod config;
 pub mod engine;
 pub mod leasequery;
+pub mod listener;
 pub mod run;
 pub mod stats;
 pub mod tls;

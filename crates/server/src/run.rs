@@ -9,12 +9,16 @@ use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use crate::access::Allowlist;
+use crate::active::ActiveContext;
 use crate::config::Config;
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
+use crate::listener::{merge_ranges, BulkContext, ListenerContext};
 use crate::stats::Stats;
+use crate::tls::TlsSettings;
 use crate::udp;
 
 #[derive(Debug, Error)]
@@ -33,6 +37,8 @@ pub enum RunError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("secure mode: {0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
 }
 
 /// State shared by the front ends.
@@ -118,6 +124,14 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         udp_threads.push(t);
     }
     tasks.push(tokio::spawn(reaper(Arc::clone(&shared), stop_rx.clone())));
+    if let Some((listener, ctx, label)) = leasequery_listener(&cfg, &shared)? {
+        endpoints.push(label);
+        tasks.push(tokio::spawn(crate::listener::serve(
+            listener,
+            ctx,
+            stop_rx.clone(),
+        )));
+    }
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
@@ -142,6 +156,89 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     }
     info!(stats = %shared.stats.summary(), "leaseline stopped");
     Ok(())
+}
+
+/// The Bulk / Active Leasequery TCP listener, when configured.
+#[allow(clippy::type_complexity)]
+fn leasequery_listener(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+) -> Result<Option<(tokio::net::TcpListener, Arc<ListenerContext>, String)>, RunError> {
+    let Some(b) = &cfg.leasequery.bulk else {
+        return Ok(None);
+    };
+    let server_id = cfg
+        .subnets
+        .first()
+        .map(|s| s.server_id)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let mut configured = Vec::new();
+    for s in &cfg.subnets {
+        configured.extend(s.pools.iter().copied());
+        configured.extend(
+            s.reservations
+                .iter()
+                .map(|r| (u32::from(r.ip), u32::from(r.ip))),
+        );
+    }
+    let mut denied = b.denied_options.clone();
+    denied.push(leaseline_wire::code::ASSOCIATED_IP); // RFC 6926 §8.3: never in bulk replies
+    let bulk = BulkContext {
+        store: Arc::clone(&shared.store),
+        server_id,
+        denied,
+        configured: merge_ranges(configured),
+    };
+    let active = cfg.leasequery.active.clone().map(|a| {
+        // RFC 7724 §5.3: smaller values SHOULD NOT be used; accepted for tests, with a warning.
+        if a.idle_timeout < Duration::from_secs(60) || a.send_timeout < Duration::from_secs(120) {
+            warn!(idle = ?a.idle_timeout, send = ?a.send_timeout, "active leasequery timeouts below the RFC 7724 defaults (60 s idle, 120 s send)");
+        }
+        ActiveContext::new(Arc::clone(&shared.store), a, server_id, b.data_timeout)
+    });
+    if b.data_timeout < Duration::from_secs(300) {
+        warn!(timeout = ?b.data_timeout, "BULK_LQ_DATA_TIMEOUT below the RFC 6926 default of 300 s");
+    }
+    let tls = match &cfg.leasequery.tls {
+        Some(f) => {
+            Some(TlsSettings::load(&f.cert, &f.key, &f.ca, &f.allowed_requestors)?.acceptor()?)
+        }
+        None => None,
+    };
+    let mut modes = vec!["bulk"];
+    if active.is_some() {
+        modes.push("active");
+    }
+    if tls.is_some() {
+        modes.push("tls");
+    }
+    if cfg.leasequery.plaintext {
+        modes.push(if active.is_some() {
+            "insecure"
+        } else {
+            "plain"
+        });
+    }
+    let ctx = ListenerContext::new(
+        Allowlist::new(cfg.leasequery.allow.clone()),
+        b.max_connections,
+        b.data_timeout,
+        b.max_queries_per_connection,
+        b.max_message_size,
+        bulk,
+        active,
+        tls,
+        cfg.leasequery.plaintext,
+    );
+    let listener = crate::listener::bind(b.listen).map_err(|source| RunError::Bind {
+        what: format!("tcp {}", b.listen),
+        source,
+    })?;
+    Ok(Some((
+        listener,
+        Arc::new(ctx),
+        format!("tcp {} ({})", b.listen, modes.join("+")),
+    )))
 }
 
 /// Drives time-based state transitions once a second and commits them.
