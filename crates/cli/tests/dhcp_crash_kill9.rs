@@ -63,6 +63,7 @@ fn acked_leases_survive_kill9() {
         |p| p.acks_received >= before.acks_received + 300,
     );
     let report = perf.wait(Duration::from_secs(90));
+    eprintln!("killed at {before:?}\n{report}");
     server.assert_running();
     let status = server.terminate();
     assert!(
@@ -128,4 +129,11 @@ fn acked_leases_survive_kill9() {
             .join("\n")
     );
     assert!(active.len() >= clients_of.len());
+    eprintln!(
+        "{} ACKs captured for {} addresses; store: {} rows, {} ACTIVE",
+        acks.len(),
+        clients_of.len(),
+        bindings.len(),
+        active.len()
+    );
 }

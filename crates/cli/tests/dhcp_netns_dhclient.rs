@@ -117,6 +117,10 @@ fn dhclient_gets_an_address_and_releases_it() {
         (u32::from(POOL_FIRST)..=u32::from(POOL_LAST)).contains(&u32::from(ip)),
         "address {ip} is outside the pool"
     );
+    eprintln!(
+        "dhclient configured {ip} on {} ({client_mac})",
+        net.client_if
+    );
     let routes = net.client.ip(&["-4", "route", "show", "default"]);
     assert!(
         routes.contains(&format!("default via {SERVER_ADDR}")),

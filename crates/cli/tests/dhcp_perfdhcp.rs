@@ -42,6 +42,7 @@ fn perfdhcp_relay_dora_for_1000_clients() {
         .base_mac("02:00:0c:00:00:00")
         .run(Duration::from_secs(180));
     server.assert_running();
+    eprintln!("{report}");
 
     let offers = report.do_stats();
     let acks = report.ra_stats();
@@ -82,6 +83,7 @@ fn perfdhcp_relay_dora_for_1000_clients() {
         active.len(),
         bindings.len()
     );
+    eprintln!("store: {} rows, {} ACTIVE", bindings.len(), active.len());
     for b in active.values() {
         assert_eq!(
             b.chaddr.len(),

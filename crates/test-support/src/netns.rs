@@ -214,3 +214,39 @@ impl NetnsPair {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_is_created_and_removed() {
+        let names;
+        {
+            let pair = NetnsPair::new("lltsp");
+            names = (pair.server.name().to_owned(), pair.client.name().to_owned());
+            assert!(netns_exists(&names.0) && netns_exists(&names.1));
+            assert!(pair
+                .server
+                .ip(&["link", "show", "dev", &pair.server_if])
+                .contains("UP"));
+            assert!(pair.client.mac(&pair.client_if).len() == 17);
+            assert!(pair.client.resolv_conf().exists());
+            pair.server
+                .ip(&["addr", "add", "192.0.2.1/24", "dev", &pair.server_if]);
+            assert_eq!(
+                pair.server.ipv4_addrs(&pair.server_if),
+                vec!["192.0.2.1/24".to_owned()]
+            );
+        }
+        assert!(!netns_exists(&names.0) && !netns_exists(&names.1));
+        assert!(!PathBuf::from("/etc/netns").join(&names.0).exists());
+    }
+
+    #[test]
+    fn stale_namespace_is_replaced() {
+        std::mem::forget(Netns::new("ll-tsstale"));
+        let ns = Netns::new("ll-tsstale");
+        assert_eq!(ns.ipv4_addrs("lo"), vec!["127.0.0.1/8".to_owned()]);
+    }
+}

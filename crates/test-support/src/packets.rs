@@ -141,7 +141,7 @@ pub mod malformed {
         let len = rng.range(1, 600);
         let mut b = vec![0u8; len];
         rng.fill(&mut b);
-        if rng.next_u64() % 2 == 0 && len > 240 {
+        if rng.next_u64().is_multiple_of(2) && len > 240 {
             let mut r = base(giaddr, rng.next_u64() as u32);
             r.options = b[240..].to_vec();
             b = r.to_bytes();

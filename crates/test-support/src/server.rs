@@ -367,6 +367,48 @@ impl ServerProcess {
         self.try_wait_for_line(mark, timeout, |l| l.contains(needle))
     }
 
+    /// Waits until at least `count` lines at index `mark` or later contain
+    /// every one of `needles`; returns how many do. Panics (with the log
+    /// tail) on timeout or when the server's output ends first.
+    pub fn wait_for_log_count(
+        &self,
+        mark: usize,
+        needles: &[&str],
+        count: usize,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.log.lock();
+        let mut next = mark;
+        let mut seen = 0;
+        loop {
+            while next < st.lines.len() {
+                if needles.iter().all(|n| st.lines[next].contains(n)) {
+                    seen += 1;
+                }
+                next += 1;
+            }
+            if seen >= count {
+                return seen;
+            }
+            let now = Instant::now();
+            if now >= deadline || st.ended_runs.contains(&self.run) {
+                drop(st);
+                panic!(
+                    "{seen} of {count} expected server log lines containing {needles:?} \
+                     within {timeout:?}\n--- server log ---\n{}",
+                    self.log_tail(100)
+                );
+            }
+            st = self
+                .log
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Waits for a line at index `mark` or later for which `pred` holds.
     pub fn try_wait_for_line(
         &self,
