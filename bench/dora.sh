@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# DORA throughput: the highest rate perfdhcp sustains with < 0.1 % drops,
+# against leaseline (release build) and then against Kea 2.2, one after the
+# other, on loopback. Prints both and their ratio.
+#
+#   bench/dora.sh                 # full run (several minutes)
+#   RATES="500 1000" bench/dora.sh   # just these rates, no search
+#
+# Each step starts the server on an empty store and runs
+#   perfdhcp -4 -N $PORT -r RATE -R $CLIENTS -p $PERIOD -W 2000000 127.0.0.1
+# (perfdhcp relays from 127.0.0.1, so both servers serve 10.0.0.0/16 to relay
+# 127.0.0.1). A step passes when the drops of both exchanges are under
+# 0.1 % of the packets sent and perfdhcp really sent >= 95 % of RATE x PERIOD
+# DISCOVERs. Rates go up by STEP_PCT % until a step fails, then BISECT
+# bisection steps refine the result.
+#
+# Not like for like on durability: leaseline commits every ACK to SQLite
+# with fsync (group commit) before sending it; Kea's memfile appends to a
+# CSV without fsync. Kea runs with its default threading (2.2: single).
+#
+# Needs root (perfdhcp binds port 67) and the tools .ci/run installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${PORT:-1067}
+PERIOD=${PERIOD:-15}
+# The pool has 65,521 addresses; more distinct clients than that exhaust it
+# (perfdhcp reuses its clients in sequence past CLIENTS, and they renew).
+CLIENTS=${CLIENTS:-50000}
+START_RATE=${START_RATE:-500}
+MAX_RATE=${MAX_RATE:-50000}
+STEP_PCT=${STEP_PCT:-50}
+BISECT=${BISECT:-3}
+MAX_DROP_PPM=${MAX_DROP_PPM:-1000}   # 0.1 %
+RATES=${RATES:-}
+WORK=/tmp/leaseline-bench              # bench/kea-dhcp4.json keeps its leases here
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+for tool in perfdhcp kea-dhcp4 cargo; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (see .ci/run)" >&2; exit 1; }
+done
+if ss -Hlun "sport = :$PORT" 2>/dev/null | grep -q .; then
+    echo "UDP port $PORT is in use" >&2
+    exit 1
+fi
+
+echo "== building leaseline (release)"
+cargo build --release -p leaseline >&2
+BIN=${CARGO_TARGET_DIR:-target}/release/leaseline
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# wait_for_line FILE TEXT SECONDS: poll FILE for TEXT, fail after SECONDS.
+wait_for_line() {
+    local deadline=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
+        fi
+        sleep 0.1
+    done
+}
+
+start_leaseline() {
+    local dir="$WORK/leaseline"
+    rm -rf "$dir"; mkdir -p "$dir"
+    cat >"$dir/leaseline.toml" <<EOF
+[server]
+state_dir = "$dir"
+server_id = "127.0.0.1"
+
+[dhcp]
+listen = "127.0.0.1:$PORT"
+offer_hold = 30
+decline_hold = 3600
+expired_grace = 600
+
+[store]
+history_max_age = 3600
+history_max_count = 1000000
+
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["10.0.0.10-10.0.255.250"]
+relay_addresses = ["127.0.0.1"]
+router = ["10.0.0.1"]
+dns_servers = ["10.0.0.2", "10.0.0.3"]
+domain_name = "lab.example"
+lease_time = 3600
+EOF
+    RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" 2>"$dir/server.log" &
+    SERVER_PID=$!
+    wait_for_line "$dir/server.log" "leaseline ready" 30
+}
+
+start_kea() {
+    rm -f "$WORK"/kea-leases4.csv*
+    KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" \
+        kea-dhcp4 -p "$PORT" -c bench/kea-dhcp4.json >"$WORK/kea.log" 2>&1 &
+    SERVER_PID=$!
+    wait_for_line "$WORK/kea.log" "DHCP4_STARTED" 30
+}
+
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# step KIND RATE: sets STEP to "pass|fail <summary>".
+step() {
+    local kind=$1 rate=$2 out
+    "start_$kind"
+    out=$(perfdhcp -4 -N "$PORT" -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W 2000000 127.0.0.1 2>&1) || true
+    stop_server
+    echo "$out" >"$WORK/perfdhcp-$kind-$rate.txt"
+    STEP=$(echo "$out" | awk -v rate="$rate" -v period="$PERIOD" -v maxppm="$MAX_DROP_PPM" '
+        /^\*\*\*Statistics for: DISCOVER-OFFER/ { ex = "do" }
+        /^\*\*\*Statistics for: REQUEST-ACK/ { ex = "ra" }
+        /^sent packets:/ { sent[ex] = $3 }
+        /^received packets:/ { recv[ex] = $3 }
+        /^drops:/ { drops[ex] = $2 }
+        END {
+            s = sent["do"] + sent["ra"]; d = drops["do"] + drops["ra"]
+            ok = (s > 0 && d * 1000000 < s * maxppm && sent["do"] >= 0.95 * rate * period)
+            printf "%s rate=%d discovers=%d acks=%d drops=%d (%.3f %%)\n",
+                (ok ? "pass" : "fail"), rate, sent["do"], recv["ra"], d, (s ? 100 * d / s : 100)
+        }')
+    echo "  $kind: $STEP"
+}
+
+# find_max KIND: sets BEST to the highest passing rate (0: none).
+find_max() {
+    local kind=$1 fail=0 rate i=0
+    BEST=0
+    if [ -n "$RATES" ]; then
+        for rate in $RATES; do
+            step "$kind" "$rate"
+            case $STEP in pass*) BEST=$rate ;; esac
+        done
+        return
+    fi
+    rate=$START_RATE
+    while [ "$rate" -le "$MAX_RATE" ]; do
+        step "$kind" "$rate"
+        case $STEP in
+            pass*) BEST=$rate; rate=$((rate * (100 + STEP_PCT) / 100)) ;;
+            *) fail=$rate; break ;;
+        esac
+    done
+    while [ "$fail" -gt 0 ] && [ "$i" -lt "$BISECT" ] && [ $((fail - BEST)) -gt $((BEST / 20 + 1)) ]; do
+        rate=$(((BEST + fail) / 2))
+        step "$kind" "$rate"
+        case $STEP in pass*) BEST=$rate ;; *) fail=$rate ;; esac
+        i=$((i + 1))
+    done
+}
+
+echo "== leaseline ($BIN)"
+find_max leaseline
+LL=$BEST
+echo "== Kea $(kea-dhcp4 -v)"
+find_max kea
+KEA=$BEST
+
+echo
+echo "highest DORA rate with < 0.1 % drops (perfdhcp -p $PERIOD -R $CLIENTS):"
+echo "  leaseline: $LL DORA/s"
+echo "  kea-dhcp4: $KEA DORA/s"
+if [ "$KEA" -gt 0 ]; then
+    awk -v a="$LL" -v b="$KEA" 'BEGIN { printf "  ratio leaseline/kea: %.2f\n", a / b }'
+else
+    echo "  ratio leaseline/kea: n/a (Kea passed no step)"
+fi
+echo "(perfdhcp reports in $WORK)"
