@@ -95,6 +95,12 @@ where
     let mut scratch = Vec::with_capacity(BATCH);
     let mut rbuf = vec![0u8; 4096];
     let mut last_write = Instant::now();
+    // A message that came in the same read as the query is already in the
+    // decoder: look at it now, not only after the next read.
+    if let Some(end) = requestor_message(&mut decoder, peer, xid, &mut out) {
+        let _ = timeout(Duration::from_secs(2), writer.write_all(&out)).await;
+        return end;
+    }
     loop {
         // Catch-up is complete once every address it named has been sent.
         if catchup.as_ref().is_some_and(HashSet::is_empty) {

@@ -1,0 +1,622 @@
+//! Shared helpers for the Active Leasequery acceptance tests (`active_*.rs`):
+//! a server config with the leasequery TCP listener, a blocking framed
+//! connection for raw protocol checks, `leaseline watch --json` as a child
+//! process, and the comparison of what a watcher saw with the store.
+//!
+//! Every test picks its own relay address (giaddr) in 127.0.0.50..59 and
+//! its own ports, so the test binaries' tests run in parallel.
+
+#![allow(dead_code, unused_imports)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use leaseline_requestor::active::{
+    active_query, classify, tls_request, ActiveEvent, DEFAULT_PRL,
+};
+use leaseline_test_support::{mac_string, Binding, DhcpState, Netns, ServerProcess};
+use leaseline_wire::{encode_frame, FrameDecoder, Message, MessageType, StatusCode};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
+
+/// A TCP port on 127.0.0.1 that was free a moment ago and that no other
+/// caller in this process has been given.
+pub fn free_tcp_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free TCP port");
+}
+
+/// What goes into the server's config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// UDP address of the DHCP service.
+    pub dhcp: SocketAddr,
+    /// TCP address of the leasequery listener (bulk and active).
+    pub tcp: SocketAddr,
+    /// Relay addresses (giaddr) served by the subnet.
+    pub relays: Vec<Ipv4Addr>,
+    pub pool: String,
+    pub history_max_age: u32,
+    pub history_max_count: usize,
+    /// `Some(lines)`: `[leasequery.active] enabled = true, insecure = true`
+    /// plus these lines; `None`: no active section (Active Leasequery off).
+    pub active: Option<String>,
+    /// Extra lines for `[leasequery.bulk]`.
+    pub bulk: String,
+}
+
+impl Config {
+    /// DHCP on a free UDP port and the listener on a free TCP port of
+    /// 127.0.0.1, the whole 10.0.0.0/16 pool, an hour of history, Active
+    /// Leasequery on in insecure mode with the RFC's timers.
+    pub fn new(relay: Ipv4Addr) -> Config {
+        Config {
+            dhcp: SocketAddr::from((Ipv4Addr::LOCALHOST, leaseline_test_support::free_udp_port())),
+            tcp: SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port())),
+            relays: vec![relay],
+            pool: "10.0.0.10-10.0.255.250".into(),
+            history_max_age: 3600,
+            history_max_count: 1_000_000,
+            active: Some(String::new()),
+            bulk: String::new(),
+        }
+    }
+
+    /// `[leasequery.active]` lines, e.g. `"idle_timeout = 1"`.
+    pub fn active(mut self, lines: &str) -> Self {
+        self.active = Some(lines.to_owned());
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let relays = self
+            .relays
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut s = format!(
+            r#"[server]
+state_dir = "@STATE_DIR@"
+server_id = "127.0.0.1"
+
+[dhcp]
+listen = "{dhcp}"
+offer_hold = 30
+decline_hold = 3600
+expired_grace = 600
+
+[store]
+history_max_age = {age}
+history_max_count = {count}
+
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["{pool}"]
+relay_addresses = [{relays}]
+router = ["10.0.0.1"]
+dns_servers = ["10.0.0.2", "10.0.0.3"]
+domain_name = "lab.example"
+lease_time = 3600
+
+[leasequery]
+allow = ["127.0.0.0/8"]
+
+[leasequery.bulk]
+enabled = true
+listen = "{tcp}"
+{bulk}
+"#,
+            dhcp = self.dhcp,
+            age = self.history_max_age,
+            count = self.history_max_count,
+            pool = self.pool,
+            tcp = self.tcp,
+            bulk = self.bulk,
+        );
+        if let Some(lines) = &self.active {
+            s.push_str(&format!(
+                "\n[leasequery.active]\nenabled = true\ninsecure = true\n{lines}\n"
+            ));
+        }
+        s
+    }
+
+    pub fn spawn(&self) -> ServerProcess {
+        ServerProcess::spawn(BIN, &self.render())
+    }
+
+    pub fn spawn_in(&self, ns: &Netns) -> ServerProcess {
+        ServerProcess::builder(BIN, &self.render())
+            .netns(ns)
+            .spawn()
+    }
+}
+
+/// Why no message came.
+#[derive(Debug)]
+pub enum RecvError {
+    Timeout,
+    /// Orderly EOF from the server.
+    Closed,
+    /// Connection reset (the server closed with unread data) or another error.
+    Io(io::Error),
+    Bad(String),
+}
+
+impl RecvError {
+    /// EOF or reset: the server closed the connection.
+    pub fn is_close(&self) -> bool {
+        match self {
+            RecvError::Closed => true,
+            RecvError::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A blocking leasequery TCP connection with the 2-byte framing. Every
+/// frame sent and received is kept (for the tshark check).
+pub struct Conn {
+    pub stream: TcpStream,
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+    pub sent: Vec<Vec<u8>>,
+    pub received: Vec<Vec<u8>>,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Conn::from_stream(s)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            decoder: FrameDecoder::new(65_535),
+            buf: vec![0; 64 * 1024],
+            sent: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, m: &Message) {
+        let body = m.to_bytes().expect("encode");
+        self.sent.push(body.clone());
+        let mut out = Vec::new();
+        encode_frame(&body, &mut out).expect("frame");
+        self.stream.write_all(&out).expect("send");
+    }
+
+    /// Bytes as they are (no framing added, nothing recorded).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn recv(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(f)) => {
+                    let f = f.to_vec();
+                    let m = Message::decode(&f).map_err(|e| RecvError::Bad(e.to_string()));
+                    self.received.push(f);
+                    return m;
+                }
+                Ok(None) => {}
+                Err(e) => return Err(RecvError::Bad(e.to_string())),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RecvError::Timeout);
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => return Err(RecvError::Closed),
+                Ok(n) => self.decoder.extend(&self.buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(RecvError::Timeout)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        }
+    }
+
+    pub fn recv_event(&mut self, timeout: Duration) -> Result<(Message, ActiveEvent), RecvError> {
+        let m = self.recv(timeout)?;
+        let e = classify(&m);
+        Ok((m, e))
+    }
+
+    /// The next message, which must be a DHCPLEASEQUERYSTATUS with `code`
+    /// and a base-time; returns (message, base-time).
+    pub fn expect_status(&mut self, code: StatusCode, timeout: Duration) -> (Message, u32) {
+        let m = self
+            .recv(timeout)
+            .unwrap_or_else(|e| panic!("waiting for LEASEQUERYSTATUS {code:?}: {e:?}"));
+        assert_eq!(
+            m.message_type(),
+            Some(MessageType::LeaseQueryStatus),
+            "expected LEASEQUERYSTATUS {code:?}, got {m:?}"
+        );
+        match classify(&m) {
+            ActiveEvent::Status {
+                code: c,
+                base_time: Some(t),
+                ..
+            } if c == code => (m, t),
+            other => panic!("expected status {code:?} with a base-time, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes the connection (EOF or reset) and
+    /// returns what came before; panics if it stays open past `timeout`.
+    pub fn expect_closed(&mut self, timeout: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left) {
+                Ok(m) => got.push(m),
+                Err(e) if e.is_close() => return got,
+                Err(RecvError::Timeout) => panic!(
+                    "the server did not close the connection within {timeout:?}; received {got:?}"
+                ),
+                Err(e) => panic!("reading until close: {e:?} (received {got:?})"),
+            }
+        }
+    }
+}
+
+/// A DHCPBULKLEASEQUERY for all addresses (RFC 6926 §7.2), optionally
+/// with a time window.
+pub fn bulk_all_query(xid: u32, start: Option<u32>, end: Option<u32>) -> Message {
+    use leaseline_wire::DhcpOption;
+    let mut m = Message {
+        xid,
+        htype: 0,
+        hlen: 0,
+        ..Message::default()
+    };
+    m.options
+        .push(DhcpOption::MessageType(MessageType::BulkLeaseQuery));
+    m.options
+        .push(DhcpOption::ParameterRequestList(DEFAULT_PRL.to_vec()));
+    if let Some(t) = start {
+        m.options.push(DhcpOption::QueryStartTime(t));
+    }
+    if let Some(t) = end {
+        m.options.push(DhcpOption::QueryEndTime(t));
+    }
+    m
+}
+
+/// A binding as an Active Leasequery requestor saw it last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub state: String,
+    pub mac: Option<String>,
+    pub cltt: Option<u32>,
+    pub state_since: Option<u32>,
+    pub base_time: Option<u32>,
+}
+
+impl Seen {
+    /// From a `leaseline watch --json` update line.
+    pub fn from_json(v: &Value) -> Seen {
+        let u = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as u32);
+        Seen {
+            state: v
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
+            mac: v.get("mac").and_then(Value::as_str).map(str::to_owned),
+            cltt: u("cltt"),
+            state_since: u("state_since"),
+            base_time: u("base_time"),
+        }
+    }
+
+    /// From a decoded update on a raw connection.
+    pub fn from_record(r: &leaseline_requestor::record::Record) -> Seen {
+        Seen {
+            state: r.state.map(DhcpState::name).unwrap_or("?").to_owned(),
+            mac: r.mac.clone(),
+            cltt: r.cltt,
+            state_since: r.state_since,
+            base_time: r.base_time,
+        }
+    }
+}
+
+/// Differences between the store and what a requestor saw last, one line
+/// each (empty: they agree). Every stored binding must have been seen, with
+/// the same state, hardware address, CLTT and start of state; nothing may
+/// have been seen for an address the store does not hold, unless it was
+/// seen as AVAILABLE.
+pub fn diff_with_store(store: &[Binding], seen: &HashMap<Ipv4Addr, Seen>) -> Vec<String> {
+    let mut out = Vec::new();
+    let by_ip: BTreeMap<Ipv4Addr, &Binding> = store.iter().map(|b| (b.ip, b)).collect();
+    for (ip, b) in &by_ip {
+        let Some(s) = seen.get(ip) else {
+            out.push(format!("{ip}: {} in the store, never seen", b.state.name()));
+            continue;
+        };
+        let mac = (!b.chaddr.is_empty()).then(|| mac_string(&b.chaddr));
+        let want = (
+            b.state.name(),
+            mac.as_deref(),
+            (b.cltt != 0).then_some(b.cltt),
+            b.state_since,
+        );
+        let got = (
+            s.state.as_str(),
+            s.mac.as_deref(),
+            s.cltt,
+            s.state_since.unwrap_or(0),
+        );
+        if want != got {
+            out.push(format!(
+                "{ip}: store (state, mac, cltt, state_since) = {want:?}, last seen {got:?}"
+            ));
+        }
+    }
+    for (ip, s) in seen {
+        if !by_ip.contains_key(ip) && s.state != "AVAILABLE" {
+            out.push(format!("{ip}: seen as {s:?}, not in the store"));
+        }
+    }
+    out
+}
+
+/// Summary of a diff for assertion messages.
+pub fn show_diff(diff: &[String]) -> String {
+    let mut s = format!("{} differences", diff.len());
+    for d in diff.iter().take(20) {
+        s.push_str("\n  ");
+        s.push_str(d);
+    }
+    s
+}
+
+#[derive(Default)]
+struct WatchLog {
+    events: Vec<Value>,
+    stderr: Vec<String>,
+    ended: bool,
+}
+
+/// `leaseline watch --json ...` as a child process; its events are parsed
+/// as they come.
+pub struct Watch {
+    child: Option<Child>,
+    log: Arc<(Mutex<WatchLog>, Condvar)>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// `leaseline watch --server ADDR --json` plus `args`; inside `ns` when given.
+    pub fn spawn(server: SocketAddr, args: &[&str], ns: Option<&Netns>) -> Watch {
+        let mut cmd = match ns {
+            Some(ns) => ns.command(BIN),
+            None => Command::new(BIN),
+        };
+        cmd.args(["watch", "--server", &server.to_string(), "--json"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start leaseline watch");
+        let log: Arc<(Mutex<WatchLog>, Condvar)> = Arc::default();
+        let mut readers = Vec::new();
+        let out = child.stdout.take().expect("stdout");
+        let l = Arc::clone(&log);
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("watch printed non-JSON `{line}`: {e}"));
+                l.0.lock().unwrap().events.push(v);
+                l.1.notify_all();
+            }
+            l.0.lock().unwrap().ended = true;
+            l.1.notify_all();
+        }));
+        let err = child.stderr.take().expect("stderr");
+        let l = Arc::clone(&log);
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                l.0.lock().unwrap().stderr.push(line);
+            }
+        }));
+        Watch {
+            child: Some(child),
+            log,
+            readers,
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.log.0.lock().unwrap().events.clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.log.0.lock().unwrap().stderr.join("\n")
+    }
+
+    /// Index of the next event.
+    pub fn mark(&self) -> usize {
+        self.log.0.lock().unwrap().events.len()
+    }
+
+    /// The first event at index `from` or later for which `pred` holds.
+    pub fn wait_for(
+        &self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.log.0.lock().unwrap();
+        let mut next = from;
+        loop {
+            while next < st.events.len() {
+                if pred(&st.events[next]) {
+                    return st.events[next].clone();
+                }
+                next += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || st.ended {
+                let tail: Vec<String> = st
+                    .events
+                    .iter()
+                    .rev()
+                    .take(10)
+                    .map(|v| v.to_string())
+                    .collect();
+                panic!(
+                    "leaseline watch: no {what} within {timeout:?} (output ended: {}); last events: {tail:#?}\nstderr:\n{}",
+                    st.ended,
+                    st.stderr.join("\n")
+                );
+            }
+            st = self.log.1.wait_timeout(st, left).unwrap().0;
+        }
+    }
+
+    /// Waits for an event `{"event": name}` at index `from` or later.
+    pub fn wait_event(&self, from: usize, name: &str, timeout: Duration) -> Value {
+        self.wait_for(from, name, timeout, |v| v["event"] == name)
+    }
+
+    /// The last update seen for each address.
+    pub fn view(&self) -> HashMap<Ipv4Addr, Seen> {
+        let st = self.log.0.lock().unwrap();
+        let mut m = HashMap::new();
+        for v in st.events.iter().filter(|v| v["event"] == "update") {
+            let ip: Ipv4Addr = v["ip"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("update without ip: {v}"));
+            m.insert(ip, Seen::from_json(v));
+        }
+        m
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.log
+            .0
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|v| v["event"] == name)
+            .count()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leaseline watch did not exit within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- leaseline watch stderr ---\n{}", self.stderr());
+        }
+    }
+}
+
+/// Runs `f` on a thread that has joined network namespace `ns`: sockets it
+/// creates live in that namespace (and stay there when handed back).
+pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    extern "C" {
+        fn setns(fd: i32, nstype: i32) -> i32;
+    }
+    const CLONE_NEWNET: i32 = 0x4000_0000;
+    let path = format!("/run/netns/{}", ns.name());
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns(2) on a valid namespace fd; it changes the network
+        // namespace of this thread only (CLONE_NEWNET), which ends with `f`.
+        let rc = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Waits until the clock has moved to a later second than `t`; returns it.
+pub fn next_second_after(t: u32) -> u32 {
+    leaseline_test_support::wait_until("the next second", Duration::from_secs(3), || {
+        let now = leaseline_test_support::unix_now();
+        (now > t).then_some(now)
+    })
+}
