@@ -24,5 +24,35 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             s.lease_time
         );
     }
+    if let Some(b) = &cfg.leasequery.bulk {
+        let lq = &cfg.leasequery;
+        let mode = match (lq.tls.is_some(), lq.plaintext) {
+            (true, false) => "secure only (TLS)",
+            (true, true) => "TLS and plain TCP (insecure)",
+            (false, _) => "plain TCP only",
+        };
+        let active = if lq.active.is_some() {
+            "bulk+active"
+        } else {
+            "bulk"
+        };
+        println!("  leasequery tcp {}: {active}, {mode}", b.listen);
+    }
+    // Secure mode: load the files as `serve` would, so a missing or
+    // mismatched certificate fails here rather than at start-up.
+    if let Some(t) = &cfg.leasequery.tls {
+        let settings = leaseline_server::tls::TlsSettings::load(
+            &t.cert,
+            &t.key,
+            &t.ca,
+            &t.allowed_requestors,
+        )?;
+        println!(
+            "  tls: cert {}, ca {}, {} allowed requestor(s)",
+            t.cert.display(),
+            t.ca.display(),
+            settings.allowlist().entries().len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
