@@ -1,0 +1,216 @@
+//! Writes the committed seed corpora (fuzz/corpus/<target>/) with the
+//! project's own codec, so each seed is a valid message of its kind.
+//!
+//!     cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds
+//!
+//! Seeds are small on purpose; the fuzzer's grown corpus lives in
+//! fuzz/work/ (not committed).
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use leaseline_wire::{
+    encode_frame, pad_to_bootp_minimum, DhcpOption, Message, MessageType, RelayAgentInfo,
+    StatusCode, SubOption, BOOTREPLY,
+};
+
+const MAC: [u8; 6] = [0x00, 0x11, 0x22, 0x33, 0x44, 0x55];
+const GIADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+fn base(mt: MessageType) -> Message {
+    Message {
+        htype: 0,
+        hlen: 0,
+        xid: 0x1234_5678,
+        options: vec![DhcpOption::MessageType(mt)],
+        ..Message::default()
+    }
+}
+
+fn set_mac(m: &mut Message) {
+    m.htype = 1;
+    m.hlen = 6;
+    m.chaddr[..6].copy_from_slice(&MAC);
+}
+
+fn relay(subs: &[(u8, &[u8])]) -> DhcpOption {
+    DhcpOption::RelayAgentInfo(RelayAgentInfo {
+        sub_options: subs
+            .iter()
+            .map(|(code, data)| SubOption {
+                code: *code,
+                data: data.to_vec(),
+            })
+            .collect(),
+    })
+}
+
+fn messages() -> Vec<(&'static str, Message)> {
+    let mut out = Vec::new();
+
+    let mut m = base(MessageType::Discover);
+    set_mac(&mut m);
+    m.flags = Message::BROADCAST_FLAG;
+    m.options.extend([
+        DhcpOption::ClientId(vec![1, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55]),
+        DhcpOption::ParameterRequestList(vec![1, 3, 6, 15, 51, 54]),
+        DhcpOption::Hostname(b"host".to_vec()),
+        DhcpOption::VendorClassId(b"MSFT 5.0".to_vec()),
+    ]);
+    out.push(("discover", m));
+
+    let mut m = base(MessageType::Request);
+    set_mac(&mut m);
+    m.giaddr = GIADDR;
+    m.hops = 1;
+    m.options.extend([
+        DhcpOption::RequestedIp(Ipv4Addr::new(10, 0, 0, 5)),
+        DhcpOption::ServerId(Ipv4Addr::new(192, 0, 2, 1)),
+        relay(&[(1, b"eth0/1"), (2, b"rid")]),
+    ]);
+    out.push(("request_relayed", m));
+
+    let mut m = base(MessageType::LeaseQuery);
+    m.giaddr = GIADDR;
+    m.ciaddr = Ipv4Addr::new(10, 0, 0, 5);
+    m.options
+        .push(DhcpOption::ParameterRequestList(vec![51, 58, 59, 61, 82, 91, 92]));
+    out.push(("leasequery_by_ip", m));
+
+    let mut m = base(MessageType::LeaseQuery);
+    m.giaddr = GIADDR;
+    set_mac(&mut m);
+    out.push(("leasequery_by_mac", m));
+
+    let mut m = base(MessageType::LeaseQuery);
+    m.giaddr = GIADDR;
+    m.options
+        .push(DhcpOption::ClientId(vec![1, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55]));
+    out.push(("leasequery_by_client_id", m));
+
+    let mut m = base(MessageType::LeaseQuery);
+    m.giaddr = GIADDR;
+    m.options.push(relay(&[(2, b"remote-1")]));
+    out.push(("leasequery_by_remote_id", m));
+
+    let m = base(MessageType::BulkLeaseQuery);
+    out.push(("bulk_all", m));
+
+    let mut m = base(MessageType::BulkLeaseQuery);
+    set_mac(&mut m);
+    m.options.extend([
+        DhcpOption::QueryStartTime(1_700_000_000),
+        DhcpOption::QueryEndTime(1_700_003_600),
+        DhcpOption::ParameterRequestList(vec![51, 58, 59, 61, 82]),
+        DhcpOption::Vss(vec![255]),
+    ]);
+    out.push(("bulk_by_mac_window", m));
+
+    let mut m = base(MessageType::BulkLeaseQuery);
+    m.options.push(relay(&[(12, b"relay-7")]));
+    out.push(("bulk_by_relay_id", m));
+
+    let mut m = base(MessageType::ActiveLeaseQuery);
+    m.options.extend([
+        DhcpOption::QueryStartTime(1_700_000_000),
+        DhcpOption::ParameterRequestList(vec![51, 61, 82]),
+    ]);
+    out.push(("active", m));
+
+    out.push(("dhcptls", base(MessageType::Tls)));
+
+    // Replies, as a requestor receives them.
+    let mut m = base(MessageType::LeaseActive);
+    m.op = BOOTREPLY;
+    set_mac(&mut m);
+    m.ciaddr = Ipv4Addr::new(10, 0, 0, 5);
+    m.options.extend([
+        DhcpOption::ServerId(Ipv4Addr::new(192, 0, 2, 1)),
+        DhcpOption::BaseTime(1_700_000_100),
+        DhcpOption::StartTimeOfState(100),
+        DhcpOption::DhcpState(2),
+        DhcpOption::DataSource(1),
+        DhcpOption::ClientLastTransactionTime(100),
+        DhcpOption::LeaseTime(3500),
+        DhcpOption::AssociatedIp(vec![Ipv4Addr::new(10, 0, 0, 6)]),
+    ]);
+    out.push(("leaseactive", m));
+
+    let mut m = base(MessageType::LeaseQueryStatus);
+    m.op = BOOTREPLY;
+    m.options.extend([
+        DhcpOption::StatusCode(StatusCode::ConnectionActive, "active".into()),
+        DhcpOption::BaseTime(1_700_000_100),
+    ]);
+    out.push(("status", m));
+
+    // A long option: split into RFC 3396 fragments on the wire.
+    let mut m = base(MessageType::Inform);
+    m.options.push(DhcpOption::Unknown {
+        code: 224,
+        data: (0..300u16).map(|i| i as u8).collect(),
+    });
+    out.push(("long_option", m));
+
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(name), bytes).unwrap();
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut encoded = Vec::new();
+    for (name, m) in messages() {
+        let mut b = m.to_bytes().expect("seed encodes");
+        assert_eq!(Message::decode(&b).unwrap(), m);
+        if name == "discover" {
+            // As clients send it: padded to 300 bytes.
+            pad_to_bootp_minimum(&mut b);
+        }
+        write(&root.join("decode"), name, &b);
+        write(&root.join("query_validation"), name, &b);
+        encoded.push((name, b));
+    }
+
+    // framer: 2-byte max_len, 6 read sizes, then the stream.
+    let get = |n: &str| encoded.iter().find(|(k, _)| *k == n).unwrap().1.clone();
+    let framer = root.join("framer");
+    let header = |max: u16, sizes: [u8; 6]| {
+        let mut h = max.to_be_bytes().to_vec();
+        h.extend_from_slice(&sizes);
+        h
+    };
+    // A bulk query then its DHCPLEASEQUERYSTATUS, read in odd pieces.
+    let mut s = header(65535, [1, 7, 250, 3, 0, 64]);
+    encode_frame(&get("bulk_all"), &mut s).unwrap();
+    encode_frame(&get("status"), &mut s).unwrap();
+    write(&framer, "two_messages", &s);
+    // DHCPTLS then an active query, the second one cut short.
+    let mut s = header(1500, [2, 2, 2, 2, 2, 255]);
+    encode_frame(&get("dhcptls"), &mut s).unwrap();
+    let mut act = Vec::new();
+    encode_frame(&get("active"), &mut act).unwrap();
+    s.extend_from_slice(&act[..act.len() - 10]);
+    write(&framer, "partial_second", &s);
+    // A frame over the decoder's limit.
+    let mut s = header(300, [5, 5, 5, 5, 5, 5]);
+    encode_frame(&get("leaseactive"), &mut s).unwrap();
+    encode_frame(&get("long_option"), &mut s).unwrap();
+    write(&framer, "too_long", &s);
+    // A zero length after a good frame.
+    let mut s = header(65535, [16, 0, 16, 0, 16, 0]);
+    encode_frame(&get("leasequery_by_ip"), &mut s).unwrap();
+    s.extend_from_slice(&[0, 0, 0x12]);
+    write(&framer, "zero_length", &s);
+    // Several tiny frames.
+    let mut s = header(8, [3, 1, 4, 1, 5, 9]);
+    for body in [&b"a"[..], b"bc", b"defgh", b"12345678"] {
+        encode_frame(body, &mut s).unwrap();
+    }
+    write(&framer, "tiny_frames", &s);
+    println!("seeds written under {}", root.display());
+}
