@@ -13,7 +13,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use leaseline_requestor::query::{encode_query, QueryKey, DEFAULT_PRL};
-use leaseline_test_support::{free_udp_port, unix_now, wait_until, RelayClient, ServerProcess, TestClient};
+use leaseline_test_support::{
+    free_udp_port, unix_now, wait_until, RelayClient, ServerProcess, TestClient,
+};
 use leaseline_wire::Message;
 use lq_udp_common::*;
 
@@ -58,10 +60,21 @@ fn by_ip_active_unassigned_unknown() {
     assert!((3590..=3600).contains(&left), "{v}");
     let t1 = v["renewal_time_remaining"].as_u64().expect("option 58");
     let t2 = v["rebinding_time_remaining"].as_u64().expect("option 59");
-    assert!(t1 <= 1800 && t1 >= 1790 && t2 <= 3150 && t2 >= 3140, "{v}");
+    assert!(
+        (1790..=1800).contains(&t1) && (3140..=3150).contains(&t2),
+        "{v}"
+    );
     assert!(v["cltt_age"].as_u64().expect("option 91") <= 10, "{v}");
-    assert_eq!(v["relay_agent_info"]["circuit_id"], hexs(b"port-1/1/7").as_str(), "{v}");
-    assert_eq!(v["relay_agent_info"]["remote_id"], hexs(b"modem-4101").as_str(), "{v}");
+    assert_eq!(
+        v["relay_agent_info"]["circuit_id"],
+        hexs(b"port-1/1/7").as_str(),
+        "{v}"
+    );
+    assert_eq!(
+        v["relay_agent_info"]["remote_id"],
+        hexs(b"modem-4101").as_str(),
+        "{v}"
+    );
     assert_eq!(v["server_id"], "127.0.0.1", "{v}");
     assert_eq!(associated(&v), Vec::<Ipv4Addr>::new(), "{v}");
     assert_eq!(v["giaddr"], "127.0.0.1", "{v}");
@@ -77,7 +90,11 @@ fn by_ip_active_unassigned_unknown() {
         format!("circuit-id        {}", hexs(b"port-1/1/7")),
         "server-id         127.0.0.1".to_string(),
     ] {
-        assert!(t.stdout.contains(&needle), "`{needle}` not in:\n{}", t.stdout);
+        assert!(
+            t.stdout.contains(&needle),
+            "`{needle}` not in:\n{}",
+            t.stdout
+        );
     }
 
     // A pool address never leased: UNASSIGNED, ciaddr set, no other options.
@@ -98,11 +115,16 @@ fn by_ip_active_unassigned_unknown() {
     assert!(t.stdout.starts_with("DHCPLEASEUNKNOWN"), "{t:?}");
 
     // After a RELEASE the address is the server's but not leased.
-    r.release(&client, lease.ip, lease.server_id).expect("send RELEASE");
-    wait_until("the released address to answer UNASSIGNED", Duration::from_secs(10), || {
-        let q = query(listen, &["--ip", &ip, "--json"]);
-        (q.code == EXIT_UNASSIGNED).then_some(())
-    });
+    r.release(&client, lease.ip, lease.server_id)
+        .expect("send RELEASE");
+    wait_until(
+        "the released address to answer UNASSIGNED",
+        Duration::from_secs(10),
+        || {
+            let q = query(listen, &["--ip", &ip, "--json"]);
+            (q.code == EXIT_UNASSIGNED).then_some(())
+        },
+    );
     // ... and the client has no active lease any more.
     query_json(listen, &["--mac", &mac(&client.chaddr)], EXIT_UNKNOWN);
 
@@ -162,8 +184,16 @@ fn by_mac_client_id_remote_id_answer_the_latest_binding_and_list_the_others() {
         assert_eq!(associated(&v), others, "{args:?}: {v}");
         assert_eq!(v["mac"], mac_s.as_str(), "{args:?}: {v}");
         assert_eq!(v["client_id"], cid_s.as_str(), "{args:?}: {v}");
-        assert_eq!(v["relay_agent_info"]["circuit_id"], hexs(circuit).as_str(), "{args:?}: {v}");
-        assert_eq!(v["relay_agent_info"]["remote_id"], rid_s.as_str(), "{args:?}: {v}");
+        assert_eq!(
+            v["relay_agent_info"]["circuit_id"],
+            hexs(circuit).as_str(),
+            "{args:?}: {v}"
+        );
+        assert_eq!(
+            v["relay_agent_info"]["remote_id"],
+            rid_s.as_str(),
+            "{args:?}: {v}"
+        );
     };
     // b is the most recent transaction: ciaddr = b, option 92 = [a].
     check(&["--mac", &mac_s], b, &[a], b"circuit-b");
@@ -172,7 +202,11 @@ fn by_mac_client_id_remote_id_answer_the_latest_binding_and_list_the_others() {
     // By IP there is no option 92.
     let v = query_json(listen, &["--ip", &a.to_string()], EXIT_ACTIVE);
     assert_eq!(associated(&v), Vec::<Ipv4Addr>::new(), "{v}");
-    assert_eq!(v["relay_agent_info"]["circuit_id"], hexs(b"circuit-a").as_str(), "{v}");
+    assert_eq!(
+        v["relay_agent_info"]["circuit_id"],
+        hexs(b"circuit-a").as_str(),
+        "{v}"
+    );
 
     // Renewing a makes it the latest.
     wait_past_second(unix_now());
@@ -193,15 +227,34 @@ fn by_mac_client_id_remote_id_answer_the_latest_binding_and_list_the_others() {
     let v = query_json(listen, &["--mac", &mac_s, "--prl", "51"], EXIT_ACTIVE);
     assert!(v["lease_time_remaining"].is_u64(), "{v}");
     assert_eq!(associated(&v), vec![b], "{v}");
-    for absent in ["client_id", "relay_agent_info", "cltt_age", "renewal_time_remaining"] {
+    for absent in [
+        "client_id",
+        "relay_agent_info",
+        "cltt_age",
+        "renewal_time_remaining",
+    ] {
         assert_eq!(v[absent], serde_json::Value::Null, "{absent}: {v}");
     }
-    let v = query_json(listen, &["--ip", &a.to_string(), "--prl", "82,91"], EXIT_ACTIVE);
+    let v = query_json(
+        listen,
+        &["--ip", &a.to_string(), "--prl", "82,91"],
+        EXIT_ACTIVE,
+    );
     assert_eq!(v["lease_time_remaining"], serde_json::Value::Null, "{v}");
-    assert!(v["cltt_age"].is_u64() && v["relay_agent_info"].is_object(), "{v}");
+    assert!(
+        v["cltt_age"].is_u64() && v["relay_agent_info"].is_object(),
+        "{v}"
+    );
     // No PRL: what a DHCPACK carries (51, 58, 59), plus 92 for a client query.
-    let v = query_json(listen, &["--client-id", &cid_s, "--prl", "none"], EXIT_ACTIVE);
-    assert!(v["lease_time_remaining"].is_u64() && v["renewal_time_remaining"].is_u64(), "{v}");
+    let v = query_json(
+        listen,
+        &["--client-id", &cid_s, "--prl", "none"],
+        EXIT_ACTIVE,
+    );
+    assert!(
+        v["lease_time_remaining"].is_u64() && v["renewal_time_remaining"].is_u64(),
+        "{v}"
+    );
     assert_eq!(v["client_id"], serde_json::Value::Null, "{v}");
     assert_eq!(associated(&v), vec![b], "{v}");
 
@@ -210,8 +263,16 @@ fn by_mac_client_id_remote_id_answer_the_latest_binding_and_list_the_others() {
     query_json(listen, &["--client-id", "ff:00:11"], EXIT_UNKNOWN);
     let v = query_json(listen, &["--remote-id", &hexs(b"nobody")], EXIT_UNKNOWN);
     assert_eq!(v["type"], "DHCPLEASEUNKNOWN", "{v}");
-    assert_eq!(v["relay_agent_info"]["remote_id"], hexs(b"nobody").as_str(), "{v}");
-    assert_eq!(v["relay_agent_info"]["circuit_id"], serde_json::Value::Null, "{v}");
+    assert_eq!(
+        v["relay_agent_info"]["remote_id"],
+        hexs(b"nobody").as_str(),
+        "{v}"
+    );
+    assert_eq!(
+        v["relay_agent_info"]["circuit_id"],
+        serde_json::Value::Null,
+        "{v}"
+    );
     assert_eq!(v["ip"], serde_json::Value::Null, "{v}");
     // A MAC is compared with its hardware type.
     query_json(listen, &["--mac", &mac_s, "--htype", "6"], EXIT_UNKNOWN);
@@ -262,7 +323,11 @@ fn off_until_configured_and_only_for_allowed_requestors() {
     let cfg = config(
         listen1,
         free_udp_port(),
-        &[Subnet { prefix: "10.0.0.0/16", pool: "10.0.0.10-10.0.0.200", relays: &[] }],
+        &[Subnet {
+            prefix: "10.0.0.0/16",
+            pool: "10.0.0.10-10.0.0.200",
+            relays: &[],
+        }],
         "[leasequery]\nallow = [\"127.0.0.0/8\"]\n",
     );
     let mut off = ServerProcess::spawn(BIN, &cfg);
@@ -272,14 +337,21 @@ fn off_until_configured_and_only_for_allowed_requestors() {
     // Retransmitted with backoff: at 0 s and 1 s within 1.5 s.
     assert!(q.stderr.contains("(2 transmissions"), "{q:?}");
     let l = off.wait_for_log("dropped datagram", Duration::from_secs(5));
-    assert!(l.contains("WARN") && l.contains("not enabled") && l.contains("peer=127.0.0.1:"), "{l}");
+    assert!(
+        l.contains("WARN") && l.contains("not enabled") && l.contains("peer=127.0.0.1:"),
+        "{l}"
+    );
 
     // enabled = false is the same.
     let listen2 = listen();
     let cfg = config(
         listen2,
         free_udp_port(),
-        &[Subnet { prefix: "10.0.0.0/16", pool: "10.0.0.10-10.0.0.200", relays: &[] }],
+        &[Subnet {
+            prefix: "10.0.0.0/16",
+            pool: "10.0.0.10-10.0.0.200",
+            relays: &[],
+        }],
         "[leasequery]\nallow = [\"127.0.0.0/8\"]\n[leasequery.udp]\nenabled = false\n",
     );
     let _disabled = ServerProcess::spawn(BIN, &cfg);
@@ -290,13 +362,20 @@ fn off_until_configured_and_only_for_allowed_requestors() {
     let cfg = config(
         listen3,
         free_udp_port(),
-        &[Subnet { prefix: "10.0.0.0/16", pool: "10.0.0.10-10.0.0.200", relays: &[] }],
+        &[Subnet {
+            prefix: "10.0.0.0/16",
+            pool: "10.0.0.10-10.0.0.200",
+            relays: &[],
+        }],
         "[leasequery]\nallow = [\"127.0.41.0/24\"]\n[leasequery.udp]\nenabled = true\n",
     );
     let mut narrow = ServerProcess::spawn(BIN, &cfg);
     query(listen3, &key).expect_code(EXIT_NO_ANSWER);
     let l = narrow.wait_for_log("dropped datagram", Duration::from_secs(5));
-    assert!(l.contains("leasequery.allow") && l.contains("peer=127.0.0.1:"), "{l}");
+    assert!(
+        l.contains("leasequery.allow") && l.contains("peer=127.0.0.1:"),
+        "{l}"
+    );
     let mut allowed = key.to_vec();
     allowed.extend(["--bind", "127.0.41.20"]);
     let v = query(listen3, &allowed);
@@ -318,13 +397,20 @@ fn rate_limit_is_per_requestor() {
     let mut server = ServerProcess::spawn(BIN, &cfg);
     let greedy = RawRequestor::new(Ipv4Addr::new(127, 0, 41, 30), listen);
     for i in 0..10 {
-        greedy.send(&QueryKey::Ip(Ipv4Addr::new(10, 0, 0, 10 + i)), 0x4130_0000 + u32::from(i));
+        greedy.send(
+            &QueryKey::Ip(Ipv4Addr::new(10, 0, 0, 10 + i)),
+            0x4130_0000 + u32::from(i),
+        );
     }
     let got = greedy.replies(Duration::from_millis(1500));
     // The burst, plus at most one more if a second passed.
-    assert!((3..=4).contains(&got.len()), "{} answers to 10 queries", got.len());
+    assert!(
+        (3..=4).contains(&got.len()),
+        "{} answers to 10 queries",
+        got.len()
+    );
     assert!(got.iter().all(|m| m.giaddr == greedy.giaddr()));
-    server.wait_for_log("rate limited", Duration::from_secs(5));
+    server.wait_for_log("over its leasequery rate", Duration::from_secs(5));
 
     // Another requestor is not held back by the first one's excess.
     let polite = RawRequestor::new(Ipv4Addr::new(127, 0, 41, 31), listen);

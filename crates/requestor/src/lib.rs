@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod mirror;
+pub mod query;
 pub mod record;
 pub mod resume;
 pub mod timearg;

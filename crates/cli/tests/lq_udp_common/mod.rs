@@ -31,7 +31,12 @@ pub struct Subnet<'a> {
 /// A server config: DHCP on `listen`, replies to relays on `relay_port`
 /// (so tests need not bind port 67), the given subnets (lease time 3600 s),
 /// then `leasequery` verbatim (e.g. [`LQ_LOOPBACK`]).
-pub fn config(listen: SocketAddr, relay_port: u16, subnets: &[Subnet<'_>], leasequery: &str) -> String {
+pub fn config(
+    listen: SocketAddr,
+    relay_port: u16,
+    subnets: &[Subnet<'_>],
+    leasequery: &str,
+) -> String {
     let mut s = format!(
         r#"[server]
 state_dir = "@STATE_DIR@"
@@ -105,7 +110,8 @@ pub fn rai(circuit: &[u8], remote: &[u8]) -> RelayAgentInfo {
 /// the relay when `rai` is given. Panics with the step that failed.
 pub fn dora(relay: &mut RelayClient, client: &TestClient, rai: Option<&RelayAgentInfo>) -> Lease {
     let mut d = relay.request_template(client, MessageType::Discover);
-    d.options.push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
+    d.options
+        .push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
     if let Some(r) = rai {
         d.options.push(DhcpOption::RelayAgentInfo(r.clone()));
     }
@@ -118,7 +124,8 @@ pub fn dora(relay: &mut RelayClient, client: &TestClient, rai: Option<&RelayAgen
     let mut r = relay.request_template(client, MessageType::Request);
     r.options.push(DhcpOption::RequestedIp(ip));
     r.options.push(DhcpOption::ServerId(server_id));
-    r.options.push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
+    r.options
+        .push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
     if let Some(x) = rai {
         r.options.push(DhcpOption::RelayAgentInfo(x.clone()));
     }
@@ -137,10 +144,16 @@ pub fn dora(relay: &mut RelayClient, client: &TestClient, rai: Option<&RelayAgen
 }
 
 /// A relayed RENEWING REQUEST (ciaddr = `ip`); returns the ACK.
-pub fn renew(relay: &mut RelayClient, client: &TestClient, ip: Ipv4Addr, rai: Option<&RelayAgentInfo>) -> Message {
+pub fn renew(
+    relay: &mut RelayClient,
+    client: &TestClient,
+    ip: Ipv4Addr,
+    rai: Option<&RelayAgentInfo>,
+) -> Message {
     let mut r = relay.request_template(client, MessageType::Request);
     r.ciaddr = ip;
-    r.options.push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
+    r.options
+        .push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
     if let Some(x) = rai {
         r.options.push(DhcpOption::RelayAgentInfo(x.clone()));
     }
@@ -184,7 +197,10 @@ pub fn hexs(b: &[u8]) -> String {
 
 /// `aa:bb:..`.
 pub fn mac(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The result of one `leaseline query` run.
@@ -200,7 +216,8 @@ pub struct QueryRun {
 impl QueryRun {
     /// stdout as one JSON object (panics unless it is exactly one).
     pub fn json(&self) -> serde_json::Value {
-        let mut it = serde_json::Deserializer::from_str(&self.stdout).into_iter::<serde_json::Value>();
+        let mut it =
+            serde_json::Deserializer::from_str(&self.stdout).into_iter::<serde_json::Value>();
         let v = it
             .next()
             .unwrap_or_else(|| panic!("no JSON on stdout: {self:?}"))
@@ -212,7 +229,12 @@ impl QueryRun {
 
     /// Asserts the exit status, with everything in the message.
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit status of `leaseline query {}`:\n{self:#?}", self.args.join(" "));
+        assert_eq!(
+            self.code,
+            code,
+            "exit status of `leaseline query {}`:\n{self:#?}",
+            self.args.join(" ")
+        );
         self
     }
 }
