@@ -151,9 +151,9 @@ fn malformed_datagrams_are_dropped_and_logged() {
     );
 
     server.assert_running();
-    let status = server.terminate();
+    let status = server.interrupt();
     assert!(
         status.success(),
-        "server exit status after SIGTERM: {status:?}"
+        "server exit status after SIGINT: {status:?}"
     );
 }
