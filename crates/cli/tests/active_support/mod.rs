@@ -582,27 +582,6 @@ impl Drop for Watch {
     }
 }
 
-/// Runs `f` on a thread that has joined network namespace `ns`: sockets it
-/// creates live in that namespace (and stay there when handed back).
-pub fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    extern "C" {
-        fn setns(fd: i32, nstype: i32) -> i32;
-    }
-    const CLONE_NEWNET: i32 = 0x4000_0000;
-    let path = format!("/run/netns/{}", ns.name());
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: setns(2) on a valid namespace fd; it changes the network
-        // namespace of this thread only (CLONE_NEWNET), which ends with `f`.
-        let rc = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns({path}): {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
 /// VmRSS of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
