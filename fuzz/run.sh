@@ -75,8 +75,9 @@ for t in "${run[@]}"; do
     else
         result="FAILED (exit $rc)"
         failed+=("$t")
-        grep -E "panicked at|ERROR: |SUMMARY|Test unit written|^Failing input" "$log" | head -20 || true
-        tail -5 "$log"
+        # The panic (file:line and the assertion's message), then libFuzzer's verdict.
+        grep -E -A4 "panicked at" "$log" | head -12 || true
+        grep -E "ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | head -5 || true
     fi
     line="$t	${took}s	runs=${runs:-?}	exec/s=${eps:-?}	corpus=$corp	$result"
     echo "$line"
