@@ -132,7 +132,7 @@ fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
 fn parse_hex(s: &str) -> anyhow::Result<Vec<u8>> {
     let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
     if hex.is_empty()
-        || hex.len() % 2 != 0
+        || !hex.len().is_multiple_of(2)
         || hex.len() != s.chars().filter(|c| *c != ':' && *c != '-').count()
     {
         anyhow::bail!("`{s}` is not hex bytes");

@@ -64,7 +64,11 @@ pub async fn fetch(
             .await
             .map_err(|e| format!("bulk query to {peer}: {e}"))?;
         if m.xid != xid {
-            continue;
+            // RFC 6926 §7.3: a reply to no outstanding query closes the connection.
+            return Err(format!(
+                "bulk query to {peer}: reply with unknown xid {:#010x}",
+                m.xid
+            ));
         }
         if done.first_base_time.is_none() {
             done.first_base_time = base_time_of(&m);

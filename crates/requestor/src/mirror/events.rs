@@ -28,9 +28,11 @@ impl EventSink {
 
     pub fn write(&mut self, b: &Binding, base_time: u32) {
         let Some(out) = self.out.as_mut() else { return };
-        let line = binding_json(b, Some(base_time));
-        // A log shipper tails this: one whole line per change, flushed.
-        let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        let mut line = binding_json(b, Some(base_time)).to_string();
+        line.push('\n');
+        // A log shipper tails this: one whole line per change, in one
+        // write, flushed.
+        let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
     }
 }
 

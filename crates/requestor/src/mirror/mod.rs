@@ -26,8 +26,17 @@ use crate::active::{
 use crate::watch::BoxStream;
 use convert::{from_reply, Learned};
 use events::EventSink;
-use replica::Replica;
+use replica::{Replica, Source};
 use status::Phase;
+
+/// Seconds a query-start-time is set before the saved base-time. Resuming
+/// from base-time T should bring every change on or after T (RFC 7724
+/// §7.3), but a server's history is keyed by the second a change was
+/// handled, which can be a second before the change is published (commit
+/// latency across a second boundary), and a restarted server's history
+/// begins in its first second, which the previous process may have used
+/// too. One second earlier costs a second of duplicates, never a gap.
+pub const RESUME_MARGIN: u32 = 1;
 
 /// A running gap fill: its records, and the task that fetches them.
 type Fill = (
@@ -102,11 +111,12 @@ where
     F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
 {
+    replica.new_session();
     let saved = replica
         .saved_base_time()
         .map_err(|e| format!("replica: {e}"))?;
     let since = match saved {
-        Some(t) => t,
+        Some(t) => t.saturating_sub(RESUME_MARGIN),
         None => {
             // An empty replica: every binding first (RFC 7724 §4).
             status.set_phase(replica, Phase::Bulk);
@@ -118,18 +128,27 @@ where
                 bulk_fetch::fetch(stream, server, xid.wrapping_add(1), (None, None), &prl, tx).await
             });
             while let Some(l) = rx.recv().await {
-                apply(replica, events, status, l);
+                apply(replica, events, status, l, Source::Bulk);
             }
             let done = fetch.await.map_err(|e| e.to_string())??;
             let first = done
                 .first_base_time
                 .ok_or("the bulk reply carried no base-time")?;
+            // Every record was read at or after the bulk's first base-time,
+            // and the history answers "changed on or after" it: once the
+            // records are durable it is a safe point to resume from
+            // (RFC 6926 §7.4), so a connection lost during the catch-up
+            // that follows does not cost another full bulk query.
+            replica.sync().await.map_err(|e| format!("replica: {e}"))?;
+            replica
+                .save_base_time(first)
+                .map_err(|e| format!("replica: {e}"))?;
             info!(
                 records = done.records,
                 base_time = first,
                 "initial bulk query complete"
             );
-            first
+            first.saturating_sub(RESUME_MARGIN)
         }
     };
     status.set_phase(replica, Phase::CatchUp);
@@ -145,10 +164,18 @@ where
     let mut fill: Option<Fill> = None;
     let mut last_save = Instant::now();
     let mut tick = tokio::time::interval(opts.status_interval);
+    // ACTIVE_LQ_RCV_TIMEOUT counts from the last message, whatever else
+    // (status ticks, gap-fill records) wakes this loop in between.
+    let mut last_rx = Instant::now();
     loop {
+        let silence_left = opts.rcv_timeout.saturating_sub(last_rx.elapsed());
         tokio::select! {
-            m = conn.recv(opts.rcv_timeout) => {
-                let m = m.map_err(|e| e.to_string())?;
+            m = conn.recv(silence_left) => {
+                let m = m.map_err(|e| match e {
+                    ActiveError::Timeout(_) => ActiveError::Timeout(opts.rcv_timeout).to_string(),
+                    e => e.to_string(),
+                })?;
+                last_rx = Instant::now();
                 if let Some(t) = base_time_of(&m) {
                     status.observe_base_time(t);
                     if caught_up {
@@ -158,7 +185,7 @@ where
                 match classify(&m) {
                     ActiveEvent::Update(_) => {
                         if let Some(l) = from_reply(&m) {
-                            apply(replica, events, status, l);
+                            apply(replica, events, status, l, Source::Active);
                         }
                     }
                     ActiveEvent::Status { code: StatusCode::CatchUpComplete, base_time, .. } => {
@@ -195,7 +222,7 @@ where
                 }
             }
             l = recv_fill(&mut fill) => match l {
-                Some(l) => apply(replica, events, status, l),
+                Some(l) => apply(replica, events, status, l, Source::Fill),
                 None => {
                     if let Some((_, task)) = fill.take() {
                         let done = task.await.map_err(|e| e.to_string())??;
@@ -227,9 +254,15 @@ async fn recv_fill(fill: &mut Option<Fill>) -> Option<Learned> {
     }
 }
 
-fn apply(replica: &mut Replica, events: &mut EventSink, status: &mut status::Status, l: Learned) {
+fn apply(
+    replica: &mut Replica,
+    events: &mut EventSink,
+    status: &mut status::Status,
+    l: Learned,
+    source: Source,
+) {
     let base = l.base_time;
-    if let Some(b) = replica.apply(l) {
+    if let Some(b) = replica.apply(l, source) {
         events.write(&b, base);
         status.applied();
     }
