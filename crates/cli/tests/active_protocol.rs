@@ -375,3 +375,46 @@ fn sigterm_sends_query_terminated_then_closes() {
     let st = watch.wait_exit(10 * SECOND);
     assert_eq!(st.code(), Some(3), "watch --no-reconnect exit status");
 }
+
+/// RFC 7724 §8.1, §8.3: over the per-requestor limit, the active query is
+/// answered with NotAllowed and the connection closed; the first query
+/// keeps running, and a slot freed is available again.
+#[test]
+fn active_queries_over_the_per_requestor_limit() {
+    let cfg = Config::new(relay(52)).active("max_connections_per_requestor = 1\nidle_timeout = 1");
+    let server = cfg.spawn();
+    let mark = server.log_mark();
+    let mut first = Conn::connect(cfg.tcp);
+    first.send(&active_query(0x11_0001, None, DEFAULT_PRL));
+    server.wait_for_log_since(mark, "active query started", 5 * SECOND);
+
+    let mut second = Conn::connect(cfg.tcp);
+    second.send(&active_query(0x11_0002, None, DEFAULT_PRL));
+    let got = second.expect_closed(5 * SECOND);
+    assert_eq!(got.len(), 1, "one status, then close: {got:?}");
+    assert_eq!(got[0].xid, 0x11_0002);
+    assert!(
+        matches!(
+            classify(&got[0]),
+            ActiveEvent::Status {
+                code: StatusCode::NotAllowed,
+                base_time: Some(_),
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    assert_refusal_logged(&server, mark, &second, "over the connection limit");
+    first.expect_status(StatusCode::ConnectionActive, 5 * SECOND);
+
+    drop(first);
+    let mut third = Conn::connect(cfg.tcp);
+    leaseline_test_support::wait_until("the slot to be free again", 5 * SECOND, || {
+        server
+            .logs_containing(&["active query ended", "RequestorClosed"])
+            .first()
+            .cloned()
+    });
+    third.send(&active_query(0x11_0003, None, DEFAULT_PRL));
+    third.expect_status(StatusCode::ConnectionActive, 5 * SECOND);
+}
