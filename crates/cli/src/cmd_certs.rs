@@ -338,11 +338,11 @@ mod tests {
         let end = out[start..].find("\n]\n").unwrap() + start + 3;
         let snippet = &out[start..end];
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/loopback.toml");
-        let Ok(base) = std::fs::read_to_string(&example) else {
-            eprintln!("{} not found; skipped", example.display());
-            return;
-        };
-        let text = format!("{base}\n[leasequery.active]\nenabled = true\n\n{snippet}");
+        let base = std::fs::read_to_string(&example)
+            .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+        // The loopback example already enables Active Leasequery; the snippet adds secure mode.
+        assert!(base.contains("[leasequery.active]"), "the example enables active leasequery");
+        let text = format!("{base}\n{snippet}");
         let config = leaseline_server::Config::parse(&text, "/elsewhere/leaseline.toml")
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let tls = config.leasequery.tls.expect("tls section");
