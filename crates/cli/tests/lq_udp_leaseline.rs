@@ -16,7 +16,7 @@ use leaseline_requestor::query::{encode_query, QueryKey, DEFAULT_PRL};
 use leaseline_test_support::{
     free_udp_port, unix_now, wait_until, RelayClient, ServerProcess, TestClient,
 };
-use leaseline_wire::Message;
+use leaseline_wire::{DhcpOption, Message};
 use lq_udp_common::*;
 
 fn relay(giaddr: Ipv4Addr, port: u16, server: SocketAddr) -> RelayClient {
@@ -41,6 +41,11 @@ fn by_ip_active_unassigned_unknown() {
             relays: &[g],
         }],
         LQ_LOOPBACK,
+    )
+    // A reserved address outside the pool, never leased.
+    .replace(
+        "lease_time = 3600\n",
+        "lease_time = 3600\n[[subnet.reservation]]\nip = \"10.0.0.250\"\nmac = \"02:aa:00:00:41:01\"\n",
     );
     let mut server = ServerProcess::spawn(BIN, &cfg);
     let mut r = relay(g, rport, listen);
@@ -105,6 +110,12 @@ fn by_ip_active_unassigned_unknown() {
     assert_eq!(v["lease_time_remaining"], serde_json::Value::Null, "{v}");
     assert_eq!(v["relay_agent_info"], serde_json::Value::Null, "{v}");
     assert_eq!(v["other_options"], serde_json::json!([]), "{v}");
+
+    // A reserved address is the server's too: UNASSIGNED until leased.
+    let v = query_json(listen, &["--ip", "10.0.0.250"], EXIT_UNASSIGNED);
+    assert_eq!(v["ip"], "10.0.0.250", "{v}");
+    // In the subnet but neither pool nor reservation: not managed, UNKNOWN.
+    query_json(listen, &["--ip", "10.0.0.251"], EXIT_UNKNOWN);
 
     // Not an address of ours: UNKNOWN.
     let v = query_json(listen, &["--ip", "192.0.2.77"], EXIT_UNKNOWN);
@@ -279,6 +290,57 @@ fn by_mac_client_id_remote_id_answer_the_latest_binding_and_list_the_others() {
 
     server.assert_running();
     assert!(server.terminate().success());
+}
+
+#[test]
+fn other_options_only_from_the_configured_non_sensitive_list() {
+    let g = Ipv4Addr::new(127, 0, 41, 5);
+    let hostname = DhcpOption::Hostname(b"host-4105".to_vec());
+    let vendor = DhcpOption::VendorClassId(b"vendor-x".to_vec());
+    let mut answers = Vec::new();
+    for extra in ["extra_options = [12, 60]\n", ""] {
+        let (listen, rport) = (listen(), free_udp_port());
+        let cfg = config(
+            listen,
+            rport,
+            &[Subnet {
+                prefix: "10.0.0.0/16",
+                pool: "10.0.0.10-10.0.0.200",
+                relays: &[g],
+            }],
+            &format!("{LQ_LOOPBACK}{extra}"),
+        );
+        let server = ServerProcess::spawn(BIN, &cfg);
+        let mut r = relay(g, rport, listen);
+        let client = TestClient::new(0x4105);
+        let ip = dora_with(&mut r, &client, None, &[hostname.clone(), vendor.clone()])
+            .ip
+            .to_string();
+        // 12 and 60 asked for, with 15 and 6 (options the client was given,
+        // not on the list) and 51.
+        let asked = query_json(
+            listen,
+            &["--ip", &ip, "--prl", "51,12,15,6,60"],
+            EXIT_ACTIVE,
+        );
+        // No PRL: 51, 58, 59 and the list.
+        let default = query_json(listen, &["--ip", &ip, "--prl", "none"], EXIT_ACTIVE);
+        answers.push((asked, default));
+        drop(server);
+    }
+    let listed = serde_json::json!([
+        {"code": 12, "data": hexs(b"host-4105")},
+        {"code": 60, "data": hexs(b"vendor-x")},
+    ]);
+    let (asked, default) = &answers[0];
+    assert_eq!(asked["other_options"], listed, "{asked}");
+    assert!(asked["lease_time_remaining"].is_u64(), "{asked}");
+    assert_eq!(default["other_options"], listed, "{default}");
+    assert!(default["renewal_time_remaining"].is_u64(), "{default}");
+    // Without the list, neither comes back, asked for or not.
+    let (asked, default) = &answers[1];
+    assert_eq!(asked["other_options"], serde_json::json!([]), "{asked}");
+    assert_eq!(default["other_options"], serde_json::json!([]), "{default}");
 }
 
 /// A requestor that is not leaseline's CLI: queries from one socket, and

@@ -109,9 +109,20 @@ pub fn rai(circuit: &[u8], remote: &[u8]) -> RelayAgentInfo {
 /// DISCOVER, OFFER, REQUEST, ACK through `relay`, with option 82 added by
 /// the relay when `rai` is given. Panics with the step that failed.
 pub fn dora(relay: &mut RelayClient, client: &TestClient, rai: Option<&RelayAgentInfo>) -> Lease {
+    dora_with(relay, client, rai, &[])
+}
+
+/// As [`dora`], the client also sending `extra` options (e.g. 12, 60).
+pub fn dora_with(
+    relay: &mut RelayClient,
+    client: &TestClient,
+    rai: Option<&RelayAgentInfo>,
+    extra: &[DhcpOption],
+) -> Lease {
     let mut d = relay.request_template(client, MessageType::Discover);
     d.options
         .push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
+    d.options.extend(extra.iter().cloned());
     if let Some(r) = rai {
         d.options.push(DhcpOption::RelayAgentInfo(r.clone()));
     }
@@ -126,6 +137,7 @@ pub fn dora(relay: &mut RelayClient, client: &TestClient, rai: Option<&RelayAgen
     r.options.push(DhcpOption::ServerId(server_id));
     r.options
         .push(DhcpOption::ParameterRequestList(vec![1, 3, 6, 51, 54]));
+    r.options.extend(extra.iter().cloned());
     if let Some(x) = rai {
         r.options.push(DhcpOption::RelayAgentInfo(x.clone()));
     }
