@@ -6,8 +6,13 @@
 //! - `watchers`: holds N idle active connections open (for a DORA rate run
 //!   with watchers attached).
 //! - `catchup`: time for one watcher to catch up from a given time.
+//! - `mirror-lag`: drives DORA and follows a mirror's events file: replica
+//!   lag per change (bench/mirror.sh).
+//! - `prefill`: a server store with N ACTIVE bindings (bench/mirror.sh).
 
 mod dora;
+mod mirror_lag;
+mod prefill;
 mod stats;
 
 use std::collections::HashMap;
@@ -61,6 +66,32 @@ enum Cmd {
         tcp: SocketAddr,
         #[arg(long)]
         since: u32,
+    },
+    MirrorLag {
+        #[arg(long)]
+        dhcp: SocketAddr,
+        #[arg(long, default_value = "127.0.0.75")]
+        giaddr: Ipv4Addr,
+        /// DORA exchanges per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_client: u32,
+        /// The mirror's --events file.
+        #[arg(long)]
+        events: std::path::PathBuf,
+    },
+    Prefill {
+        /// The server's store (created if missing).
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 250_000)]
+        count: u32,
+        /// Bindings go to consecutive addresses from the prefix's network + 10.
+        #[arg(long, default_value = "10.64.0.0/10")]
+        prefix: String,
     },
 }
 
@@ -190,6 +221,15 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })?;
         }
+        Cmd::MirrorLag {
+            dhcp,
+            giaddr,
+            rate,
+            seconds,
+            first_client,
+            events,
+        } => mirror_lag::run(dhcp, giaddr, rate, seconds, first_client, &events)?,
+        Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,
     }
     Ok(())
 }
