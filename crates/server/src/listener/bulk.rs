@@ -32,6 +32,9 @@ struct Replies<'a> {
     out: &'a mpsc::Sender<Vec<u8>>,
     first: bool,
     sent: u64,
+    /// base-time of the replies being built: the time they are built
+    /// (RFC 6926 §6.2.3), refreshed with every chunk.
+    now: u32,
 }
 
 impl Replies<'_> {
@@ -44,13 +47,12 @@ impl Replies<'_> {
         ctx: &BulkContext,
         q: &BulkQuery,
         b: &Binding,
-        now: u32,
     ) -> Result<(), Closed> {
         // RFC 6926 §8.3: server-id in the first reply of each query only.
         let m = build_bulk_reply(
             q.xid,
             b,
-            now,
+            self.now,
             self.first,
             ctx.server_id,
             &q.prl,
@@ -70,7 +72,9 @@ impl Replies<'_> {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 1024));
-        self.out.send(chunk).await.map_err(|_| Closed)
+        self.out.send(chunk).await.map_err(|_| Closed)?;
+        self.now = unix_now();
+        Ok(())
     }
 }
 
@@ -102,11 +106,11 @@ pub async fn run(
         out: &out,
         first: true,
         sent: 0,
+        now: unix_now(),
     };
-    let now = unix_now();
     let result = match &q.primary {
-        BulkPrimary::All => all(&ctx, &q, &mut r, now).await,
-        other => by_key(&ctx, &q, other, &mut r, now).await,
+        BulkPrimary::All => all(&ctx, &q, &mut r).await,
+        other => by_key(&ctx, &q, other, &mut r).await,
     };
     let status = match &result {
         Ok(()) => None,
@@ -146,16 +150,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// MAC, client-id, remote-id, relay-id: every address whose *current*
+/// binding matches, in DHCPLEASEACTIVE (RFC 6926 §8.2), ascending. Bindings
+/// the client no longer holds (RELEASED, EXPIRED, ...) are not answered:
+/// they only appear in a query for all addresses.
 async fn by_key(
     ctx: &BulkContext,
     q: &BulkQuery,
     key: &BulkPrimary,
     r: &mut Replies<'_>,
-    now: u32,
 ) -> Result<(), Failure> {
     let store = Arc::clone(&ctx.store);
     let key = key.clone();
-    let rows = blocking(move || match key {
+    let mut rows = blocking(move || match key {
         BulkPrimary::ByMac { htype, chaddr } => store.by_chaddr(htype, &chaddr),
         BulkPrimary::ByClientId(id) => store.by_client_id(&id),
         BulkPrimary::ByRemoteId(id) => store.by_remote_id(&id),
@@ -163,8 +170,11 @@ async fn by_key(
         BulkPrimary::All => Ok(Vec::new()),
     })
     .await?;
-    for b in rows.iter().filter(|b| q.matches_window(b)) {
-        r.binding(ctx, q, b, now).await?;
+    rows.retain(|b| b.state.is_leased() && q.matches_window(b));
+    rows.sort_unstable_by_key(|b| b.ip);
+    rows.dedup_by_key(|b| b.ip);
+    for b in &rows {
+        r.binding(ctx, q, b).await?;
     }
     Ok(())
 }
@@ -173,12 +183,7 @@ async fn by_key(
 /// (which also covers stored addresses no longer configured: the server
 /// still holds those bindings). With a time window only stored rows can
 /// match: an address never leased has no times (RFC 6926 §7.2).
-async fn all(
-    ctx: &BulkContext,
-    q: &BulkQuery,
-    r: &mut Replies<'_>,
-    now: u32,
-) -> Result<(), Failure> {
+async fn all(ctx: &BulkContext, q: &BulkQuery, r: &mut Replies<'_>) -> Result<(), Failure> {
     let windowed = q.start.is_some() || q.end.is_some();
     let mut configured = Addresses::new(if windowed { &[] } else { &ctx.configured });
     let mut next_conf = configured.next();
@@ -204,7 +209,7 @@ async fn all(
             (Some(c), Some(ip)) if ip <= c => {
                 let b = rows.pop_front().expect("front checked");
                 if q.matches_window(&b) {
-                    r.binding(ctx, q, &b, now).await?;
+                    r.binding(ctx, q, &b).await?;
                 }
                 if ip == c {
                     next_conf = configured.next();
@@ -213,12 +218,12 @@ async fn all(
             (None, Some(_)) => {
                 let b = rows.pop_front().expect("front checked");
                 if q.matches_window(&b) {
-                    r.binding(ctx, q, &b, now).await?;
+                    r.binding(ctx, q, &b).await?;
                 }
             }
             (Some(c), _) => {
                 // Configured, never stored: AVAILABLE (RFC 6926 §8.3: DHCPLEASEUNASSIGNED).
-                r.binding(ctx, q, &Binding::available(Ipv4Addr::from(c)), now)
+                r.binding(ctx, q, &Binding::available(Ipv4Addr::from(c)))
                     .await?;
                 next_conf = configured.next();
             }

@@ -195,6 +195,11 @@ where
     let mut inflight: JoinSet<(u32, Result<u64, bulk::Closed>)> = JoinSet::new();
     let mut xids: HashSet<u32> = HashSet::new();
     let mut last_activity = Instant::now();
+    // When the first byte of the message now partly read arrived, and when
+    // the last bytes did: the data timeout bounds each whole message.
+    let mut msg_started: Option<Instant> = None;
+    let mut last_read = Instant::now();
+    let mut paused = false;
     let mut buf = vec![0u8; 4096];
     let mut eof = false;
     loop {
@@ -203,7 +208,12 @@ where
             let frame = match first.take() {
                 Some(f) => f,
                 None => match decoder.next_frame() {
-                    Ok(Some(f)) => f.to_vec(),
+                    Ok(Some(f)) => {
+                        let f = f.to_vec();
+                        // The next message (if begun) started with the last read.
+                        msg_started = decoder.mid_message().then_some(last_read);
+                        f
+                    }
                     Ok(None) => break,
                     Err(e) => return Err(format!("bad framing: {e}")),
                 },
@@ -212,6 +222,7 @@ where
             match on_message(ctx, &frame, &out_tx, &mut inflight, &mut xids, peer).await {
                 Step::Continue => {}
                 Step::Close(reason) => {
+                    inflight.abort_all();
                     drop(out_tx);
                     let _ = timeout(Duration::from_secs(2), &mut writer).await;
                     return Err(reason);
@@ -229,14 +240,36 @@ where
             debug!(peer = %peer, "requestor closed the connection");
             return Ok(());
         }
-        // The data timeout bounds idleness and each whole message, not the gap between bytes.
-        let idle_deadline = (inflight.is_empty() || decoder.mid_message())
-            .then(|| last_activity + ctx.data_timeout);
         let can_read = !eof && inflight.len() < ctx.max_queries;
+        if !can_read {
+            paused = true;
+        } else if std::mem::take(&mut paused) && decoder.mid_message() {
+            // The pause was ours, not the requestor's: restart its clock.
+            msg_started = Some(Instant::now());
+        }
+        // The data timeout bounds each whole message from its first byte
+        // (a requestor trickling bytes is still closed) and, with no query
+        // outstanding, the silence since the last DONE (RFC 6926 §8.5).
+        // Not while reading is paused at the query limit.
+        let partial = can_read && decoder.mid_message();
+        let msg_deadline = partial.then(|| msg_started.unwrap_or(last_read) + ctx.data_timeout);
+        let idle_deadline = inflight
+            .is_empty()
+            .then(|| last_activity + ctx.data_timeout);
+        let deadline = match (msg_deadline, idle_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = rd.read(&mut buf), if can_read => match r {
                 Ok(0) => eof = true,
-                Ok(n) => decoder.extend(&buf[..n]),
+                Ok(n) => {
+                    last_read = Instant::now();
+                    if !decoder.mid_message() {
+                        msg_started = Some(last_read);
+                    }
+                    decoder.extend(&buf[..n]);
+                }
                 Err(e) => return Err(format!("read: {e}")),
             },
             Some(done) = inflight.join_next(), if !inflight.is_empty() => {
@@ -244,20 +277,45 @@ where
                 if let Ok((xid, result)) = done {
                     xids.remove(&xid);
                     if let Ok(n) = result {
-                        debug!(peer = %peer, xid, bindings = n, "bulk query done");
+                        info!(peer = %peer, xid, bindings = n, "bulk query done");
                     }
                 }
             }
-            _ = sleep_until(idle_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))), if idle_deadline.is_some() => {
-                return Err(format!("idle for {:?} (BULK_LQ_DATA_TIMEOUT)", ctx.data_timeout));
+            _ = sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))), if deadline.is_some() => {
+                return Err(if partial {
+                    format!("message not completed within {:?} (BULK_LQ_DATA_TIMEOUT)", ctx.data_timeout)
+                } else {
+                    format!("idle for {:?} (BULK_LQ_DATA_TIMEOUT)", ctx.data_timeout)
+                });
             }
             w = &mut writer => {
+                inflight.abort_all();
                 return Err(match w {
                     Ok(Err(reason)) => reason,
                     _ => "writer stopped".into(),
                 });
             }
-            _ = stop.changed() => return Err("server shutting down".into()),
+            _ = stop.changed() => {
+                // RFC 6926 §8.5: an aborted query is told so (QueryTerminated).
+                inflight.abort_all();
+                while inflight.join_next().await.is_some() {}
+                for xid in xids.drain() {
+                    // Whether a reply preceded it is unknown: server-id,
+                    // which the first message must carry (§8.3), is included.
+                    let done = build_done(
+                        xid,
+                        Some((StatusCode::QueryTerminated, "server shutting down")),
+                        unix_now(),
+                        Some(ctx.bulk.server_id),
+                    );
+                    let mut chunk = Vec::new();
+                    frame_into(&mut chunk, &done);
+                    let _ = timeout(Duration::from_secs(1), out_tx.send(chunk)).await;
+                }
+                drop(out_tx);
+                let _ = timeout(Duration::from_secs(2), &mut writer).await;
+                return Err("server shutting down".into());
+            }
         }
     }
 }
