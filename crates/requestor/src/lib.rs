@@ -1,6 +1,7 @@
 //! Leaseline requestor side.
 
 pub mod active;
+pub mod bulk;
 pub mod mirror;
 pub mod query;
 pub mod record;
