@@ -76,6 +76,21 @@ impl UdpLeasequery {
             ));
         }
         let q = parse_leasequery(msg).map_err(|r| Refusal::new(r.reason(), r.to_string()))?;
+        if !unicast_giaddr(q.giaddr, shared.engine.lock().config()) {
+            // RFC 4388 §6.4.3 unicasts the reply to giaddr: never broadcast binding data.
+            return Err(Refusal::new(
+                "giaddr not unicast",
+                format!("giaddr {} is not a unicast address", q.giaddr),
+            ));
+        }
+        if IpAddr::V4(q.giaddr) != peer.ip() && !self.allow.allows(IpAddr::V4(q.giaddr)) {
+            // A reply goes to giaddr: it must be an allowed requestor too, or an
+            // allowed host could steer binding data to any address.
+            return Err(Refusal::new(
+                "giaddr not allowed",
+                format!("giaddr {} is not in leasequery.allow", q.giaddr),
+            ));
+        }
         let reply = self
             .build(shared, &q, now)
             .map_err(|e| Refusal::new("store error", e.to_string()))?;
@@ -125,6 +140,18 @@ impl UdpLeasequery {
             value: &|_, _| None,
         }
     }
+}
+
+/// Not 0/8, multicast, reserved, limited broadcast, or a served subnet's broadcast address.
+fn unicast_giaddr(g: Ipv4Addr, cfg: &Config) -> bool {
+    let o = g.octets()[0];
+    !(o == 0
+        || g.is_multicast()
+        || o >= 240
+        || cfg
+            .subnets
+            .iter()
+            .any(|s| s.prefix.prefix_len() < 31 && s.prefix.broadcast() == g))
 }
 
 /// The server identifier of the subnet holding `ip`, else the first subnet's.
@@ -177,5 +204,23 @@ mod tests {
         let g = Ipv4Addr::new(192, 0, 2, 1);
         let peer = SocketAddr::from(([127, 0, 0, 9], 40_000));
         assert_eq!(destination(&query(g), peer, 67), SocketAddrV4::new(g, 67));
+    }
+
+    #[test]
+    fn broadcast_multicast_and_reserved_giaddrs_are_not_unicast() {
+        let text = "[server]\nserver_id = \"127.0.0.1\"\n[dhcp]\nlisten = \"127.0.0.1:1067\"\n[[subnet]]\nprefix = \"10.99.0.0/24\"\nrelay_addresses = [\"127.0.0.1\"]\n";
+        let cfg = Config::parse(text, "t").unwrap();
+        for bad in [
+            "255.255.255.255",
+            "224.0.0.1",
+            "10.99.0.255",
+            "0.1.2.3",
+            "240.0.0.1",
+        ] {
+            assert!(!unicast_giaddr(bad.parse().unwrap(), &cfg), "{bad}");
+        }
+        for good in ["127.0.0.1", "10.99.0.1", "192.0.2.1"] {
+            assert!(unicast_giaddr(good.parse().unwrap(), &cfg), "{good}");
+        }
     }
 }
