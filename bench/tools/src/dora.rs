@@ -41,6 +41,19 @@ pub fn drive(
     first_client: u32,
     acks: &AckTimes,
 ) -> anyhow::Result<u64> {
+    drive_timed(server, giaddr, rate, duration, first_client, acks, None)
+}
+
+/// [`drive`], also noting in `requests` when each address's REQUEST left.
+pub fn drive_timed(
+    server: SocketAddr,
+    giaddr: Ipv4Addr,
+    rate: u32,
+    duration: Duration,
+    first_client: u32,
+    acks: &AckTimes,
+    requests: Option<&AckTimes>,
+) -> anyhow::Result<u64> {
     let sock = UdpSocket::bind(SocketAddrV4::new(giaddr, 67))?;
     sock.set_nonblocking(true)?;
     let start = Instant::now();
@@ -84,6 +97,9 @@ pub fn drive(
                                 ),
                                 server,
                             )?;
+                            if let Some(r) = requests {
+                                r.lock().insert(m.yiaddr, Instant::now());
+                            }
                         }
                     }
                     Some(MessageType::Ack) => {

@@ -2,13 +2,18 @@
 //! it prints figures.
 //!
 //! - `active-latency`: drives DORA as a relay and measures, per ACK, how long
-//!   until the matching Active Leasequery update reaches each of N watchers.
+//!   until the matching Active Leasequery update reaches each of N watchers
+//!   (`p50_us`, `p99_us`; an update that beats its ACK counts as 0), and the
+//!   same from the REQUEST's departure (`req_p50_us`, `req_p99_us`).
 //! - `watchers`: holds N idle active connections open (for a DORA rate run
 //!   with watchers attached).
 //! - `catchup`: time for one watcher to catch up from a given time.
 //! - `mirror-lag`: drives DORA and follows a mirror's events file: replica
 //!   lag per change (bench/mirror.sh).
 //! - `prefill`: a server store with N ACTIVE bindings (bench/mirror.sh).
+//!
+//! Each connects in plain TCP, or in secure mode (DHCPTLS then mutual TLS,
+//! RFC 7724 §7.2) with `--tls-ca`, `--tls-cert` and `--tls-key`.
 
 mod dora;
 mod mirror_lag;
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use leaseline_requestor::active::{active_query, classify, ActiveEvent, FramedConn, DEFAULT_PRL};
+use leaseline_requestor::tls::{TlsClient, TlsClientSettings};
+use leaseline_requestor::watch::BoxStream;
 use leaseline_wire::StatusCode;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -31,6 +38,55 @@ use tokio::net::TcpStream;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Secure mode: all three files, or none (plain TCP).
+#[derive(clap::Args, Clone, Default)]
+struct TlsOpts {
+    /// CA bundle the server certificate must chain to (secure mode).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This requestor's certificate (secure mode).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (secure mode).
+    #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<std::path::PathBuf>,
+    /// Name the server certificate must carry (default: the server's IP).
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl TlsOpts {
+    fn client(&self) -> anyhow::Result<Option<Arc<TlsClient>>> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key)
+        else {
+            return Ok(None);
+        };
+        let c = TlsClient::new(&TlsClientSettings {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            server_name: self.tls_server_name.clone(),
+        })?;
+        Ok(Some(Arc::new(c)))
+    }
+}
+
+/// A leasequery connection: plain TCP, or DHCPTLS then TLS.
+async fn open(tcp: SocketAddr, tls: Option<&TlsClient>) -> anyhow::Result<BoxStream> {
+    match tls {
+        None => {
+            let s = TcpStream::connect(tcp).await.context("connect")?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s))
+        }
+        Some(c) => Ok(Box::new(
+            leaseline_requestor::tls::connect(tcp, c)
+                .await
+                .context("secure connection")?,
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -52,6 +108,8 @@ enum Cmd {
         /// First client number (distinct runs use distinct clients).
         #[arg(long, default_value_t = 0)]
         first_client: u32,
+        #[command(flatten)]
+        tls: TlsOpts,
     },
     Watchers {
         #[arg(long)]
@@ -60,12 +118,16 @@ enum Cmd {
         count: usize,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        #[command(flatten)]
+        tls: TlsOpts,
     },
     Catchup {
         #[arg(long)]
         tcp: SocketAddr,
         #[arg(long)]
         since: u32,
+        #[command(flatten)]
+        tls: TlsOpts,
     },
     MirrorLag {
         #[arg(long)]
@@ -100,11 +162,11 @@ type AckTimes = Arc<Mutex<HashMap<Ipv4Addr, Instant>>>;
 /// One watcher: every update's address and arrival time.
 async fn watcher(
     tcp: SocketAddr,
+    tls: Option<Arc<TlsClient>>,
     arrivals: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>>,
     until: Instant,
 ) -> anyhow::Result<u64> {
-    let s = TcpStream::connect(tcp).await.context("connect")?;
-    s.set_nodelay(true)?;
+    let s = open(tcp, tls.as_deref()).await?;
     let mut conn = FramedConn::new(s);
     conn.send(&active_query(1, None, DEFAULT_PRL)).await?;
     let mut updates = 0u64;
@@ -140,22 +202,26 @@ fn main() -> anyhow::Result<()> {
             rate,
             seconds,
             first_client,
+            tls,
         } => {
+            let tls = tls.client()?;
             let acks: AckTimes = Arc::new(Mutex::new(HashMap::new()));
+            let requests: AckTimes = Arc::new(Mutex::new(HashMap::new()));
             let arrivals = Arc::new(Mutex::new(Vec::new()));
             let until = Instant::now() + Duration::from_secs(seconds + 2);
             let tasks: Vec<_> = (0..watchers)
-                .map(|_| rt.spawn(watcher(tcp, arrivals.clone(), until)))
+                .map(|_| rt.spawn(watcher(tcp, tls.clone(), arrivals.clone(), until)))
                 .collect();
             // Let the watchers subscribe before the load starts.
             std::thread::sleep(Duration::from_millis(500));
-            let acked = dora::drive(
+            let acked = dora::drive_timed(
                 dhcp,
                 giaddr,
                 rate,
                 Duration::from_secs(seconds),
                 first_client,
                 &acks,
+                Some(&requests),
             )?;
             let mut updates = 0;
             for t in tasks {
@@ -173,8 +239,22 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect();
             let (p50, p99) = stats::percentiles(&s);
+            // From the REQUEST leaving to the update arriving: the commit,
+            // the ACK and the update all inside; never clamped.
+            let requests = requests.lock();
+            let r: Vec<u32> = arrivals
+                .lock()
+                .iter()
+                .filter_map(|(ip, at)| {
+                    requests
+                        .get(ip)
+                        .map(|t| at.saturating_duration_since(*t).as_micros() as u32)
+                })
+                .collect();
+            let (req_p50, req_p99) = stats::percentiles(&r);
             println!(
-                "active-latency watchers={watchers} rate={rate}/s acks={acked} updates={updates} samples={} p50_us={p50} p99_us={p99}",
+                "active-latency mode={} watchers={watchers} rate={rate}/s acks={acked} updates={updates} samples={} p50_us={p50} p99_us={p99} req_p50_us={req_p50} req_p99_us={req_p99}",
+                if tls.is_some() { "tls" } else { "plain" },
                 s.len()
             );
         }
@@ -182,11 +262,13 @@ fn main() -> anyhow::Result<()> {
             tcp,
             count,
             seconds,
+            tls,
         } => {
+            let tls = tls.client()?;
             let arrivals = Arc::new(Mutex::new(Vec::new()));
             let until = Instant::now() + Duration::from_secs(seconds);
             let tasks: Vec<_> = (0..count)
-                .map(|_| rt.spawn(watcher(tcp, arrivals.clone(), until)))
+                .map(|_| rt.spawn(watcher(tcp, tls.clone(), arrivals.clone(), until)))
                 .collect();
             let mut updates = 0;
             for t in tasks {
@@ -194,9 +276,10 @@ fn main() -> anyhow::Result<()> {
             }
             println!("watchers count={count} updates={updates}");
         }
-        Cmd::Catchup { tcp, since } => {
+        Cmd::Catchup { tcp, since, tls } => {
+            let tls = tls.client()?;
             rt.block_on(async move {
-                let s = TcpStream::connect(tcp).await?;
+                let s = open(tcp, tls.as_deref()).await?;
                 let mut conn = FramedConn::new(s);
                 let t0 = Instant::now();
                 conn.send(&active_query(1, Some(since), DEFAULT_PRL))
