@@ -15,13 +15,16 @@ use leaseline_requestor::tls::TlsError;
 use leaseline_requestor::watch::BoxStream;
 use leaseline_server::config::{parse_hex, parse_mac};
 
+// Exit statuses. 1 is any local error (main prints it); 2 is left to clap,
+// which exits 2 on a command-line usage error, so no outcome shares it
+// (as in `leaseline query`).
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status: the server refused the query (DHCPLEASEQUERYDONE with a
 /// status code, or TLSConnectionRefused).
-pub const EXIT_REFUSED: u8 = 2;
+pub const EXIT_REFUSED: u8 = 3;
 /// Exit status: no connection, or it failed before DHCPLEASEQUERYDONE.
-pub const EXIT_CONNECTION: u8 = 3;
+pub const EXIT_CONNECTION: u8 = 4;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,10 +35,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
                   Times (--since, --until) are Unix seconds or RFC 3339 (2026-11-23T10:00:00Z).\n\n\
                   Exit status:\n  \
                   0  the query completed (DHCPLEASEQUERYDONE without an error status)\n  \
-                  1  usage error (bad arguments, unreadable TLS files)\n  \
-                  2  refused by the server: the status code and its text are printed\n     \
+                  1  error: a bad value (MAC, hex, time), unreadable TLS files\n  \
+                  2  command-line usage error\n  \
+                  3  refused by the server: the status code and its text are printed\n     \
                   (NotAllowed, MalformedQuery, UnspecFail, ..., or TLSConnectionRefused)\n  \
-                  3  connection failure: could not connect, or the connection failed or was\n     \
+                  4  connection failure: could not connect, or the connection failed or was\n     \
                   closed before DHCPLEASEQUERYDONE (e.g. requestor not allowed, server at its\n     \
                   connection limit, BULK_LQ_DATA_TIMEOUT)"
 )]
@@ -190,10 +194,11 @@ pub fn run(args: BulkArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(Outcome::OutputClosed) => EXIT_OK,
         Err(Failure::Bulk(e, stats)) => {
-            eprintln!(
-                "leaseline bulk: connection to {server} failed: {e} (after {} binding(s))",
-                stats.count
-            );
+            let after = match stats.count {
+                0 => String::new(),
+                n => format!(" (after {} binding(s))", thousands(n)),
+            };
+            eprintln!("leaseline bulk: connection to {server} failed: {e}{after}");
             if e.is_connection_failure() {
                 EXIT_CONNECTION
             } else {

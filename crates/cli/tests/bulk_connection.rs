@@ -357,11 +357,11 @@ fn connections_over_the_limit_are_accepted_then_closed() {
     );
     let l = server.wait_for_log_since(mark, "connection limit", Duration::from_secs(5));
     assert!(l.contains("127.0.0.1:"), "{l}");
-    // The CLI reports it as a connection failure (exit 3).
+    // The CLI reports it as a connection failure (exit 4).
     let out = run_bulk(&["--server", &s.tcp.to_string(), "--all"]);
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -396,7 +396,7 @@ fn requestors_outside_the_allowlist_are_closed_at_once() {
     let l = server.wait_for_log("leasequery.allow", Duration::from_secs(5));
     assert!(l.contains("127.0.0.1:"), "{l}");
     let out = run_bulk(&["--server", &s.tcp.to_string(), "--all"]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(4));
 }
 
 #[test]

@@ -417,8 +417,9 @@ fn refusals_of_section_8_2_end_with_done_and_a_status() {
     );
 }
 
-/// The CLI's exit statuses: 2 with the status and its text when the server
-/// refuses, 3 when the connection fails. A scripted peer plays the server
+/// The CLI's exit statuses: 3 with the status and its text when the server
+/// refuses, 4 when the connection fails, 1 for a bad value, 2 (clap) for a
+/// command-line usage error. A scripted peer plays the server
 /// for the refusal (no real query makes our server refuse what the CLI sends).
 #[test]
 fn cli_exit_status_tells_refusal_and_connection_failure_apart() {
@@ -452,7 +453,7 @@ fn cli_exit_status_tells_refusal_and_connection_failure_apart() {
     let out = run_bulk(&["--server", &addr.to_string(), "--all"]);
     peer.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(
         err.contains("NotAllowed (4)") && err.contains("requestor may not ask"),
         "{err}"
@@ -466,7 +467,7 @@ fn cli_exit_status_tells_refusal_and_connection_failure_apart() {
     let out = run_bulk(&["--server", &closed.to_string(), "--all"]);
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -478,15 +479,17 @@ fn cli_exit_status_tells_refusal_and_connection_failure_apart() {
     let out = run_bulk(&["--server", &addr.to_string(), "--all"]);
     peer.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
         err.contains("before DHCPLEASEQUERYDONE") || err.contains("reset"),
         "{err}"
     );
 
-    // Usage errors: 1 from our own checks.
+    // A bad value: 1; a usage error (no query kind): 2, from clap.
     let out = run_bulk(&["--server", "127.0.0.1", "--all", "--since", "yesterday"]);
     assert_eq!(out.status.code(), Some(1));
+    let out = run_bulk(&["--server", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

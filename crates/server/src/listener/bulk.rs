@@ -288,4 +288,192 @@ mod tests {
         assert_eq!(all, vec![5, 10, 11, 12, 13, 14, 15, 16]);
         assert_eq!(Addresses::new(&[(u32::MAX, u32::MAX)]).count(), 1);
     }
+
+    use std::collections::BTreeSet;
+
+    use leaseline_proto::DhcpState;
+    use leaseline_store::{HistoryLimits, SqliteOptions, SqliteStore};
+    use leaseline_wire::{DhcpOption, FrameDecoder, MessageType};
+
+    const BASE: u32 = 0x0a00_0000; // 10.0.0.0
+    const T0: u32 = 1_700_000_000;
+
+    /// 3,000 stored rows (three store pages and a bit), one every 2
+    /// addresses from 10.0.0.0: below, inside, between and beyond the
+    /// configured ranges. Every 4th address ACTIVE, the others RELEASED;
+    /// row i changed at T0 + i.
+    async fn fixture() -> (tempfile::TempDir, Arc<BulkContext>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            SqliteOptions {
+                path: dir.path().join("t.db"),
+                history: HistoryLimits {
+                    max_age: 60,
+                    max_count: 10_000,
+                },
+                max_batch: 4096,
+            },
+            T0,
+        )
+        .unwrap();
+        let rows: Vec<Binding> = (0..3000u32)
+            .map(|i| {
+                let mut b = Binding::available(Ipv4Addr::from(BASE + 2 * i));
+                b.state = if i.is_multiple_of(2) {
+                    DhcpState::Active
+                } else {
+                    DhcpState::Released
+                };
+                b.htype = 1;
+                b.chaddr = vec![2, 0, 0, 0, (i >> 8) as u8, i as u8];
+                b.cltt = T0 + i;
+                b.state_since = T0 + i;
+                b.expiry = u32::MAX - 1;
+                b.lease_time = 3600;
+                b
+            })
+            .collect();
+        store.submit(rows, T0).await.unwrap().unwrap();
+        let ctx = BulkContext {
+            store: Arc::new(store),
+            server_id: Ipv4Addr::LOCALHOST,
+            denied: vec![leaseline_wire::code::ASSOCIATED_IP],
+            // 2,500 addresses from .100, and one reservation far above.
+            configured: merge_ranges(vec![(BASE + 100, BASE + 2599), (BASE + 5000, BASE + 5000)]),
+        };
+        (dir, Arc::new(ctx))
+    }
+
+    fn query(primary: BulkPrimary, start: Option<u32>, end: Option<u32>) -> BulkQuery {
+        BulkQuery {
+            xid: 7,
+            primary,
+            start,
+            end,
+            prl: vec![51, 91, 152, 153, 156],
+        }
+    }
+
+    /// Every message of one query, DONE last.
+    async fn answer(ctx: &Arc<BulkContext>, q: BulkQuery) -> Vec<Message> {
+        let (tx, mut rx) = mpsc::channel(2);
+        let task = tokio::spawn(run(Arc::clone(ctx), q, tx));
+        let mut d = FrameDecoder::new(65535);
+        let mut out = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            assert!(chunk.len() <= CHUNK + 2048, "chunks stay bounded");
+            d.extend(&chunk);
+            while let Some(f) = d.next_frame().unwrap() {
+                out.push(Message::decode(f).unwrap());
+            }
+        }
+        assert_eq!(d.buffered(), 0, "chunks hold whole frames");
+        task.await.unwrap().unwrap();
+        let done = out.last().expect("DONE");
+        assert_eq!(done.message_type(), Some(MessageType::LeaseQueryDone));
+        assert!(!done
+            .options
+            .iter()
+            .any(|o| matches!(o, DhcpOption::StatusCode(..))));
+        out
+    }
+
+    fn state_of(m: &Message) -> u8 {
+        m.options
+            .iter()
+            .find_map(|o| match o {
+                DhcpOption::DhcpState(s) => Some(*s),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn all_addresses_merge_configured_ranges_with_store_pages_once_each() {
+        let (_dir, ctx) = fixture().await;
+        let msgs = answer(&ctx, query(BulkPrimary::All, None, None)).await;
+        let replies = &msgs[..msgs.len() - 1];
+        let ips: Vec<u32> = replies.iter().map(|m| u32::from(m.ciaddr)).collect();
+        assert!(ips.windows(2).all(|w| w[0] < w[1]), "ascending, each once");
+        let stored: BTreeSet<u32> = (0..3000).map(|i| BASE + 2 * i).collect();
+        let mut want: BTreeSet<u32> = (BASE + 100..=BASE + 2599).collect();
+        want.insert(BASE + 5000);
+        want.extend(&stored);
+        assert_eq!(ips.iter().copied().collect::<BTreeSet<_>>(), want);
+        for m in replies {
+            let ip = u32::from(m.ciaddr);
+            let (t, s) = (m.message_type().unwrap(), state_of(m));
+            if stored.contains(&ip) {
+                let i = (ip - BASE) / 2;
+                if i.is_multiple_of(2) {
+                    assert_eq!((t, s), (MessageType::LeaseActive, 2), "{}", m.ciaddr);
+                } else {
+                    assert_eq!((t, s), (MessageType::LeaseUnassigned, 4), "{}", m.ciaddr);
+                }
+            } else {
+                assert_eq!((t, s), (MessageType::LeaseUnassigned, 1), "{}", m.ciaddr);
+            }
+        }
+        // Server-id in the first message only.
+        assert!(msgs[0].has_option(54));
+        assert!(msgs[1..].iter().all(|m| !m.has_option(54)));
+    }
+
+    #[tokio::test]
+    async fn a_window_selects_stored_rows_only() {
+        let (_dir, ctx) = fixture().await;
+        let msgs = answer(
+            &ctx,
+            query(BulkPrimary::All, Some(T0 + 1000), Some(T0 + 1999)),
+        )
+        .await;
+        let ips: Vec<u32> = msgs[..msgs.len() - 1]
+            .iter()
+            .map(|m| u32::from(m.ciaddr))
+            .collect();
+        let want: Vec<u32> = (1000..2000).map(|i| BASE + 2 * i).collect();
+        assert_eq!(ips, want);
+        // Only an end: rows changed on or before it, never the addresses
+        // without a row (they have no times).
+        let msgs = answer(&ctx, query(BulkPrimary::All, None, Some(T0 + 9))).await;
+        assert_eq!(msgs.len() - 1, 10);
+        // Nothing in the window: DONE alone, carrying the server-id.
+        let msgs = answer(&ctx, query(BulkPrimary::All, Some(T0 + 5000), None)).await;
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].has_option(54));
+    }
+
+    #[tokio::test]
+    async fn keyed_queries_answer_current_bindings_only() {
+        let (_dir, ctx) = fixture().await;
+        let mac = |i: u32| vec![2, 0, 0, 0, (i >> 8) as u8, i as u8];
+        let active = answer(
+            &ctx,
+            query(
+                BulkPrimary::ByMac {
+                    htype: 1,
+                    chaddr: mac(10),
+                },
+                None,
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(active.len(), 2);
+        assert_eq!(active[0].ciaddr, Ipv4Addr::from(BASE + 20));
+        assert_eq!(active[0].message_type(), Some(MessageType::LeaseActive));
+        let released = answer(
+            &ctx,
+            query(
+                BulkPrimary::ByMac {
+                    htype: 1,
+                    chaddr: mac(11),
+                },
+                None,
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(released.len(), 1, "RELEASED is no current binding");
+    }
 }
