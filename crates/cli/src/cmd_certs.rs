@@ -341,7 +341,10 @@ mod tests {
         let base = std::fs::read_to_string(&example)
             .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
         // The loopback example already enables Active Leasequery; the snippet adds secure mode.
-        assert!(base.contains("[leasequery.active]"), "the example enables active leasequery");
+        assert!(
+            base.contains("[leasequery.active]"),
+            "the example enables active leasequery"
+        );
         let text = format!("{base}\n{snippet}");
         let config = leaseline_server::Config::parse(&text, "/elsewhere/leaseline.toml")
             .unwrap_or_else(|e| panic!("{e}\n{text}"));

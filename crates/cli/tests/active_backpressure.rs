@@ -274,7 +274,7 @@ fn churn(server: SocketAddr, changes: u64, window: usize, deadline: Duration) ->
                         st.worst = st.worst.max(first.elapsed());
                         let c = &mut cycles[client as usize];
                         *c += 1;
-                        if *c % 2 == 0 {
+                        if (*c).is_multiple_of(2) {
                             let mut r = build(client, m.xid, MessageType::Release);
                             r.ciaddr = m.yiaddr;
                             r.options.push(DhcpOption::ServerId(sid));
