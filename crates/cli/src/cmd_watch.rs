@@ -11,11 +11,12 @@ use leaseline_requestor::tls::tls_connector;
 use leaseline_requestor::watch::{self, connect_tcp, WatchEnd, WatchEvent, WatchOptions};
 use serde_json::json;
 
-/// Exit status: 0 stopped by a signal; 2 the server refused the query
-/// (status code and text printed); 3 connection failed and --no-reconnect.
+/// Exit status: 0 stopped by a signal; 2 usage error (clap); 3 the server
+/// refused the query (status code and text printed); 4 connection failed
+/// and --no-reconnect.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit status: 0 interrupted, 2 refused by the server, 3 connection failure (with --no-reconnect)."
+    after_help = "Exit status: 0 interrupted, 2 command-line usage error, 3 refused by the server (status printed), 4 connection failure (with --no-reconnect)."
 )]
 pub struct WatchArgs {
     /// Server address, ADDR[:PORT] (port 67 by default).
@@ -101,11 +102,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 code.name(),
                 code.as_u8()
             );
-            ExitCode::from(2)
+            ExitCode::from(3)
         }
         Some(WatchEnd::Failed(reason)) => {
             eprintln!("leaseline watch: {reason}");
-            ExitCode::from(3)
+            ExitCode::from(4)
         }
     })
 }

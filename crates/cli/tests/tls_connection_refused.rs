@@ -36,7 +36,7 @@ fn watch_with_tls_reports_tls_connection_refused_and_never_falls_back() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = Watch::spawn(&args, None).wait_exit(Duration::from_secs(30));
 
-    assert_eq!(code, Some(2), "stdout: {stdout:?}\nstderr: {stderr}");
+    assert_eq!(code, Some(3), "stdout: {stdout:?}\nstderr: {stderr}");
     assert!(stderr.contains("TLSConnectionRefused"), "{stderr}");
     let refused: Vec<&String> = stdout
         .iter()
@@ -75,7 +75,7 @@ fn bulk_with_tls_reports_tls_connection_refused() {
     let pki = TestPki::new();
     let fx = Fixture::start(RELAY, Mode::InsecureOnly, 150);
     let (code, lines, stderr) = bulk_cli(fx.tcp, &pki.ca, &pki.requestor);
-    assert_eq!(code, Some(2), "{lines:?}\n{stderr}");
+    assert_eq!(code, Some(3), "{lines:?}\n{stderr}");
     assert!(stderr.contains("TLSConnectionRefused"), "{stderr}");
     assert!(lines.is_empty(), "records printed: {lines:?}");
     fx.server.wait_for_log(

@@ -230,7 +230,7 @@ fn example_runs_as_is_with_certs_init() {
         Some(root),
     )
     .wait_exit(Duration::from_secs(30));
-    assert_eq!(code, Some(3), "stdout {stdout:?}\nstderr {stderr}");
+    assert_eq!(code, Some(4), "stdout {stdout:?}\nstderr {stderr}");
     assert!(stdout.iter().all(|l| update_ip(l).is_none()), "{stdout:?}");
     server.wait_line(
         "plaintext message on a secure-only listener",

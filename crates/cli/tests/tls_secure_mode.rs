@@ -238,7 +238,7 @@ fn assert_refused(fx: &Fixture, pki: &TestPki, identity: Option<&Identity>, reas
     // `leaseline bulk --tls` (it needs a certificate, so not the no-certificate case).
     if let Some(id) = identity {
         let (code, lines, stderr) = bulk_cli(fx.tcp, &pki.ca, id);
-        assert_eq!(code, Some(3), "leaseline bulk: {lines:?}\n{stderr}");
+        assert_eq!(code, Some(4), "leaseline bulk: {lines:?}\n{stderr}");
         assert!(
             lines.is_empty(),
             "leaseline bulk printed records: {lines:?}"
@@ -399,7 +399,7 @@ fn server_certificate_with_the_wrong_name_is_refused_by_the_requestor() {
     args.extend(tls_flags(&pki.ca, &pki.requestor));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = Watch::spawn(&args, None).wait_exit(Duration::from_secs(30));
-    assert_eq!(code, Some(3), "stdout: {stdout:?}\nstderr: {stderr}");
+    assert_eq!(code, Some(4), "stdout: {stdout:?}\nstderr: {stderr}");
     assert!(
         stdout.iter().all(|l| update_ip(l).is_none()),
         "lease data printed: {stdout:?}"

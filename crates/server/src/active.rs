@@ -128,6 +128,15 @@ where
         tokio::select! {
             biased;
             _ = stop.changed() => {
+                // Changes already committed go out first, so a requestor that
+                // resumes from QueryTerminated's base-time misses none of them
+                // (bounded: at most a few batches, within the 2 s below).
+                for _ in 0..64 {
+                    if sub.pending() == 0 {
+                        break;
+                    }
+                    build_updates(ctx, &sub, &mut scratch, &mut out, xid, &mut first, &query.prl, catchup.as_mut());
+                }
                 // RFC 7724 §7.4: QueryTerminated with base-time is the last message.
                 push(&mut out, &build_status(xid, StatusCode::QueryTerminated, "server shutting down", unix_now()));
                 let _ = timeout(Duration::from_secs(2), async {
