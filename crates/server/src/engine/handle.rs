@@ -318,21 +318,42 @@ fn owned_binding<'a>(e: &'a Engine, key: &ClientKey, ip: u32) -> Option<&'a Bind
         .filter(|b| key.owns(b) && matches!(b.state, DhcpState::Active | DhcpState::Expired))
 }
 
-fn release(e: &mut Engine, msg: &Message, who: &Ident, now: u32) -> Result<Outcome, Drop> {
-    let ip = u32::from(msg.ciaddr);
-    let b = owned_binding(e, &who.key, ip).ok_or(Drop::refuse(
-        "RELEASE for an address not bound to this client",
-    ))?;
-    let mut b = b.clone();
-    b.state = DhcpState::Released;
+/// The client gives its binding up: it enters `state` until `now + hold`.
+fn give_up(
+    e: &mut Engine,
+    who: &Ident,
+    ip: u32,
+    state: DhcpState,
+    hold: u32,
+    now: u32,
+    not_bound: &'static str,
+) -> Result<Outcome, Drop> {
+    let mut b = owned_binding(e, &who.key, ip)
+        .ok_or(Drop::refuse(not_bound))?
+        .clone();
+    b.state = state;
     b.state_since = now;
     b.cltt = now;
-    b.expiry = now.saturating_add(e.cfg.expired_grace);
+    b.expiry = now.saturating_add(hold);
     e.apply(b.clone());
     Ok(Outcome {
         reply: None,
         commit: Some(b),
     })
+}
+
+fn release(e: &mut Engine, msg: &Message, who: &Ident, now: u32) -> Result<Outcome, Drop> {
+    let hold = e.cfg.expired_grace;
+    let why = "RELEASE for an address not bound to this client";
+    give_up(
+        e,
+        who,
+        u32::from(msg.ciaddr),
+        DhcpState::Released,
+        hold,
+        now,
+        why,
+    )
 }
 
 fn decline(
@@ -346,20 +367,12 @@ fn decline(
         return Err(Drop::silent("DECLINE addressed to another server"));
     }
     let ip = requested_ip(msg).ok_or(Drop::refuse("DECLINE without requested address"))?;
-    let b = owned_binding(e, &who.key, ip).ok_or(Drop::refuse(
-        "DECLINE for an address not bound to this client",
-    ))?;
     // RFC 2131 §4.3.3: mark the address as not available; RFC 6926 calls it ABANDONED.
-    let mut b = b.clone();
-    b.state = DhcpState::Abandoned;
-    b.state_since = now;
-    b.cltt = now;
-    b.expiry = now.saturating_add(e.cfg.decline_hold);
-    e.apply(b.clone());
-    Ok(Outcome {
-        reply: None,
-        commit: Some(b),
-    })
+    let (hold, why) = (
+        e.cfg.decline_hold,
+        "DECLINE for an address not bound to this client",
+    );
+    give_up(e, who, ip, DhcpState::Abandoned, hold, now, why)
 }
 
 /// Destination of a reply (RFC 2131 §4.1).
