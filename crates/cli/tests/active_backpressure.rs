@@ -28,14 +28,14 @@ mod active_support;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use active_support::*;
 use leaseline_test_support::load_bindings;
-use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType};
+use leaseline_wire::{FrameDecoder, Message};
 
 const SECOND: Duration = Duration::from_secs(1);
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 57);
@@ -54,37 +54,6 @@ const SEND_TIMEOUT_S: u64 = 3;
 /// tells a per-address pending set from a per-change queue is A's
 /// `pending=` at its close, not this bound, which guards against leaks.
 const RSS_GROWTH_LIMIT_KIB: u64 = 24 * 1024;
-
-/// A TCP connection with a receive buffer of `rcvbuf` bytes (set before
-/// connecting, so the advertised window stays small).
-fn connect_small(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
-    let s = rt
-        .block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.set_recv_buffer_size(rcvbuf)?;
-            let s = sock.connect(addr).await?;
-            s.set_nodelay(true)?;
-            s.into_std()
-        })
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_nonblocking(false).expect("blocking");
-    s
-}
-
-fn send_query(s: &mut TcpStream, xid: u32) {
-    use std::io::Write;
-    let mut out = Vec::new();
-    encode_frame(
-        &active_query(xid, None, DEFAULT_PRL).to_bytes().unwrap(),
-        &mut out,
-    )
-    .unwrap();
-    s.write_all(&out).expect("send the active query");
-}
 
 /// Requestor B: while `slow` is set, reads in bursts (what is there for
 /// `burst`) with a pause of `pause` in between, shorter than the send
@@ -166,156 +135,6 @@ impl Follower {
     }
 }
 
-/// What the relay did.
-#[derive(Debug, Default)]
-struct ChurnStats {
-    acks: u64,
-    releases: u64,
-    /// Requests sent again after 1 s without a reply.
-    retries: u64,
-    /// Exchanges abandoned after 5 tries.
-    failed: u64,
-    /// Slowest completed exchange (DISCOVER sent to ACK received).
-    worst: Duration,
-}
-
-impl ChurnStats {
-    fn changes(&self) -> u64 {
-        self.acks + self.releases
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Stage {
-    Discover,
-    Request(Ipv4Addr, Ipv4Addr),
-}
-
-/// A relay on 127.0.0.57:67 running DORAs for clients 0..CLIENTS, `window`
-/// at a time. After its ACK a client releases its address every other
-/// time (the next DORA leases again) and renews otherwise. Stops once
-/// `changes` binding changes (ACKs and releases) are done.
-fn churn(server: SocketAddr, changes: u64, window: usize, deadline: Duration) -> ChurnStats {
-    let sock = UdpSocket::bind((RELAY, 67)).expect("bind 127.0.0.57:67");
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
-    let build = |client: u32, xid: u32, ty: MessageType| {
-        let b = client.to_be_bytes();
-        let mut m = Message {
-            xid,
-            hops: 1,
-            giaddr: RELAY,
-            ..Message::default()
-        };
-        m.chaddr[..6].copy_from_slice(&[0x02, 0x57, b[0], b[1], b[2], b[3]]);
-        m.options.push(DhcpOption::MessageType(ty));
-        m
-    };
-    let send = |m: &Message| {
-        sock.send_to(&m.to_bytes().unwrap(), server)
-            .expect("send to the server");
-    };
-    let start = Instant::now();
-    let mut st = ChurnStats::default();
-    // xid -> (client, stage, first sent, last sent, tries)
-    let mut inflight: HashMap<u32, (u32, Stage, Instant, Instant, u32)> = HashMap::new();
-    let mut cycles = vec![0u32; CLIENTS as usize];
-    let mut next_client = 0u32;
-    let mut next_xid = 1u32;
-    let mut buf = vec![0u8; 2048];
-    let request = |client: u32, xid: u32, stage: Stage| {
-        let mut m = build(client, xid, MessageType::Discover);
-        if let Stage::Request(ip, sid) = stage {
-            m = build(client, xid, MessageType::Request);
-            m.options.push(DhcpOption::RequestedIp(ip));
-            m.options.push(DhcpOption::ServerId(sid));
-        }
-        m
-    };
-    while st.changes() < changes || !inflight.is_empty() {
-        assert!(
-            start.elapsed() < deadline,
-            "{changes} changes not done within {deadline:?}: {st:?}"
-        );
-        // Keep the window full (one exchange per client at a time).
-        while st.changes() + (inflight.len() as u64) < changes && inflight.len() < window {
-            let client = next_client;
-            next_client = (next_client + 1) % CLIENTS;
-            if inflight.values().any(|e| e.0 == client) {
-                break;
-            }
-            let xid = next_xid;
-            next_xid = next_xid.wrapping_add(1);
-            send(&request(client, xid, Stage::Discover));
-            let now = Instant::now();
-            inflight.insert(xid, (client, Stage::Discover, now, now, 1));
-        }
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => {
-                let Ok(m) = Message::decode(&buf[..n]) else {
-                    continue;
-                };
-                let Some((client, _, first, _, _)) = inflight.remove(&m.xid) else {
-                    continue; // a late reply to a retried request
-                };
-                let sid = m.options.iter().find_map(|o| match o {
-                    DhcpOption::ServerId(a) => Some(*a),
-                    _ => None,
-                });
-                match (m.message_type(), sid) {
-                    (Some(MessageType::Offer), Some(sid)) => {
-                        let stage = Stage::Request(m.yiaddr, sid);
-                        let now = Instant::now();
-                        send(&request(client, m.xid, stage));
-                        inflight.insert(m.xid, (client, stage, first, now, 1));
-                    }
-                    (Some(MessageType::Ack), Some(sid)) => {
-                        st.acks += 1;
-                        st.worst = st.worst.max(first.elapsed());
-                        let c = &mut cycles[client as usize];
-                        *c += 1;
-                        if (*c).is_multiple_of(2) {
-                            let mut r = build(client, m.xid, MessageType::Release);
-                            r.ciaddr = m.yiaddr;
-                            r.options.push(DhcpOption::ServerId(sid));
-                            send(&r);
-                            st.releases += 1;
-                        }
-                    }
-                    other => panic!("client {client}: unexpected reply {other:?}: {m:?}"),
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("relay socket: {e}"),
-        }
-        // Retry what got no answer within a second; give up after 5 tries.
-        let now = Instant::now();
-        let late: Vec<u32> = inflight
-            .iter()
-            .filter(|(_, e)| now.duration_since(e.3) > SECOND)
-            .map(|(x, _)| *x)
-            .collect();
-        for xid in late {
-            let e = inflight.get_mut(&xid).unwrap();
-            if e.4 >= 5 {
-                st.failed += 1;
-                inflight.remove(&xid);
-                continue;
-            }
-            e.3 = now;
-            e.4 += 1;
-            st.retries += 1;
-            let (client, stage) = (e.0, e.1);
-            send(&request(client, xid, stage));
-        }
-    }
-    st
-}
-
 #[test]
 fn stalled_and_slow_requestors_cost_bounded_memory() {
     let mut cfg = Config::new(RELAY).active(&format!("send_timeout = {SEND_TIMEOUT_S}"));
@@ -325,10 +144,10 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
 
     let mark = server.log_mark();
     let mut a = connect_small(cfg.tcp, 4096);
-    send_query(&mut a, 0x0a00_0001);
+    send_query(&mut a, 0x0a00_0001, None);
     let a_peer = format!("peer={}", a.local_addr().unwrap());
     let mut b_stream = connect_small(cfg.tcp, 64 * 1024);
-    send_query(&mut b_stream, 0x0b00_0001);
+    send_query(&mut b_stream, 0x0b00_0001, None);
     let mut b = Follower::start(
         b_stream,
         Duration::from_millis(100),
@@ -359,7 +178,14 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
         })
     };
     let t0 = Instant::now();
-    let st = churn(cfg.dhcp, CHANGES, 64, Duration::from_secs(240));
+    let st = churn(
+        RELAY,
+        cfg.dhcp,
+        CLIENTS,
+        CHANGES,
+        64,
+        Duration::from_secs(240),
+    );
     let took = t0.elapsed();
     sampling.store(false, Ordering::Relaxed);
     let rss_max = sampler.join().unwrap();

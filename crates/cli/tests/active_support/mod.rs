@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ pub use leaseline_requestor::active::{
     active_query, classify, tls_request, ActiveEvent, DEFAULT_PRL,
 };
 use leaseline_test_support::{mac_string, Binding, DhcpState, Netns, ServerProcess};
-use leaseline_wire::{encode_frame, FrameDecoder, Message, MessageType, StatusCode};
+use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
@@ -598,4 +598,195 @@ pub fn next_second_after(t: u32) -> u32 {
         let now = leaseline_test_support::unix_now();
         (now > t).then_some(now)
     })
+}
+
+/// A TCP connection with a receive buffer of `rcvbuf` bytes (set before
+/// connecting, so the advertised window stays small).
+pub fn connect_small(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let s = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.set_recv_buffer_size(rcvbuf)?;
+            let s = sock.connect(addr).await?;
+            s.set_nodelay(true)?;
+            s.into_std()
+        })
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_nonblocking(false).expect("blocking");
+    s
+}
+
+/// Sends a DHCPACTIVELEASEQUERY (query-start-time `since`) on `s`.
+pub fn send_query(s: &mut TcpStream, xid: u32, since: Option<u32>) {
+    let mut out = Vec::new();
+    encode_frame(
+        &active_query(xid, since, DEFAULT_PRL).to_bytes().unwrap(),
+        &mut out,
+    )
+    .unwrap();
+    s.write_all(&out).expect("send the active query");
+}
+
+/// What the relay did.
+#[derive(Debug, Default)]
+pub struct ChurnStats {
+    pub acks: u64,
+    pub releases: u64,
+    /// Requests sent again after 1 s without a reply.
+    pub retries: u64,
+    /// Exchanges abandoned after 5 tries.
+    pub failed: u64,
+    /// Slowest completed exchange (DISCOVER sent to ACK received).
+    pub worst: Duration,
+}
+
+impl ChurnStats {
+    pub fn changes(&self) -> u64 {
+        self.acks + self.releases
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Discover,
+    Request(Ipv4Addr, Ipv4Addr),
+}
+
+/// A closed-loop relay on `relay`:67 running DORAs for `clients` clients,
+/// `window` exchanges in flight (the next sent when one completes, so the
+/// load adapts to the CPU this shared machine leaves us). After its ACK a
+/// client releases its address every other time (its next DORA leases
+/// again) and renews otherwise. Stops once `changes` binding changes (ACKs
+/// and releases) are done. Requests unanswered for 1 s are sent again, up
+/// to 5 times.
+pub fn churn(
+    relay: Ipv4Addr,
+    server: SocketAddr,
+    clients: u32,
+    changes: u64,
+    window: usize,
+    deadline: Duration,
+) -> ChurnStats {
+    let sock = UdpSocket::bind((relay, 67)).unwrap_or_else(|e| panic!("bind {relay}:67: {e}"));
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let build = |client: u32, xid: u32, ty: MessageType| {
+        let b = client.to_be_bytes();
+        let mut m = Message {
+            xid,
+            hops: 1,
+            giaddr: relay,
+            ..Message::default()
+        };
+        m.chaddr[..6].copy_from_slice(&[0x02, relay.octets()[3], b[0], b[1], b[2], b[3]]);
+        m.options.push(DhcpOption::MessageType(ty));
+        m
+    };
+    let send = |m: &Message| {
+        sock.send_to(&m.to_bytes().unwrap(), server)
+            .expect("send to the server");
+    };
+    let start = Instant::now();
+    let mut st = ChurnStats::default();
+    // xid -> (client, stage, first sent, last sent, tries)
+    let mut inflight: HashMap<u32, (u32, Stage, Instant, Instant, u32)> = HashMap::new();
+    let mut cycles = vec![0u32; clients as usize];
+    let mut next_client = 0u32;
+    let mut next_xid = 1u32;
+    let mut buf = vec![0u8; 2048];
+    let request = |client: u32, xid: u32, stage: Stage| {
+        let mut m = build(client, xid, MessageType::Discover);
+        if let Stage::Request(ip, sid) = stage {
+            m = build(client, xid, MessageType::Request);
+            m.options.push(DhcpOption::RequestedIp(ip));
+            m.options.push(DhcpOption::ServerId(sid));
+        }
+        m
+    };
+    while st.changes() < changes || !inflight.is_empty() {
+        assert!(
+            start.elapsed() < deadline,
+            "{changes} changes not done within {deadline:?}: {st:?}"
+        );
+        // Keep the window full (one exchange per client at a time).
+        while st.changes() + (inflight.len() as u64) < changes && inflight.len() < window {
+            let client = next_client;
+            next_client = (next_client + 1) % clients;
+            if inflight.values().any(|e| e.0 == client) {
+                break;
+            }
+            let xid = next_xid;
+            next_xid = next_xid.wrapping_add(1);
+            send(&request(client, xid, Stage::Discover));
+            let now = Instant::now();
+            inflight.insert(xid, (client, Stage::Discover, now, now, 1));
+        }
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let Ok(m) = Message::decode(&buf[..n]) else {
+                    continue;
+                };
+                let Some((client, _, first, _, _)) = inflight.remove(&m.xid) else {
+                    continue; // a late reply to a retried request
+                };
+                let sid = m.options.iter().find_map(|o| match o {
+                    DhcpOption::ServerId(a) => Some(*a),
+                    _ => None,
+                });
+                match (m.message_type(), sid) {
+                    (Some(MessageType::Offer), Some(sid)) => {
+                        let stage = Stage::Request(m.yiaddr, sid);
+                        let now = Instant::now();
+                        send(&request(client, m.xid, stage));
+                        inflight.insert(m.xid, (client, stage, first, now, 1));
+                    }
+                    (Some(MessageType::Ack), Some(sid)) => {
+                        st.acks += 1;
+                        st.worst = st.worst.max(first.elapsed());
+                        let c = &mut cycles[client as usize];
+                        *c += 1;
+                        if (*c).is_multiple_of(2) {
+                            let mut r = build(client, m.xid, MessageType::Release);
+                            r.ciaddr = m.yiaddr;
+                            r.options.push(DhcpOption::ServerId(sid));
+                            send(&r);
+                            st.releases += 1;
+                        }
+                    }
+                    other => panic!("client {client}: unexpected reply {other:?}: {m:?}"),
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("relay socket: {e}"),
+        }
+        // Retry what got no answer within a second; give up after 5 tries.
+        let now = Instant::now();
+        let late: Vec<u32> = inflight
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.3) > Duration::from_secs(1))
+            .map(|(x, _)| *x)
+            .collect();
+        for xid in late {
+            let e = inflight.get_mut(&xid).unwrap();
+            if e.4 >= 5 {
+                st.failed += 1;
+                inflight.remove(&xid);
+                continue;
+            }
+            e.3 = now;
+            e.4 += 1;
+            st.retries += 1;
+            let (client, stage) = (e.0, e.1);
+            send(&request(client, xid, stage));
+        }
+    }
+    st
 }

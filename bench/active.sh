@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Active Leasequery (RFC 7724) benchmark, release build, on loopback:
+#
+#  1. The highest DORA rate with < 0.1 % drops, Active Leasequery enabled and
+#     no watcher: bench/dora.sh's search (its step and find_max functions,
+#     perfdhcp relaying from 127.0.0.1), on an empty store each step; and the
+#     same search with 100 watchers attached (`leaseline-bench watchers`),
+#     each receiving every update. The two searches alternate, ROUNDS times
+#     each (the machine's other load drifts); the ratio of the medians
+#     (target: at least 90 %).
+#  2. Update latency: `leaseline-bench active-latency` drives DORA as relay
+#     $GIADDR at RATE/s (default: half of 1.'s median without watchers) for
+#     LAT_SECONDS while 1, 10 and 100 watchers time each update against the
+#     DHCPACK of the same address (DHCPACK as received by the relay, update as
+#     received by the watcher, one clock): p50 and p99 over all watchers'
+#     updates. A fresh server per run; LAT_ROUNDS runs per watcher count, the
+#     median run (by p99) is reported.
+#  3. Catch-up: CATCHUP distinct clients get a lease (perfdhcp -R/-n at the
+#     rate of 1.), then one active query with query-start-time before them:
+#     time from the query to CatchUpComplete, and the updates it brought.
+#
+# Everything runs in a network namespace of its own (loopback only), so other
+# programs on this machine's 127.0.0.1 (port 67 in particular) do not get in
+# the way. It shares the machine's cores, though: the watchers' CPU is taken
+# from the server's (on a real network the requestors run elsewhere).
+#
+#   bench/active.sh
+#   RATES="2000 4000" RATE=1500 bench/active.sh     # no search
+#
+# Needs root (network namespace) and the tools .ci/run installs. Honours
+# CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NS=${NS:-ll-bench-active}     # the network namespace
+PORT=${PORT:-1067}             # DHCP (UDP)
+TCP_PORT=${TCP_PORT:-67}       # leasequery (TCP)
+GIADDR=${GIADDR:-127.0.0.32}   # relay of leaseline-bench active-latency
+RATE=${RATE:-}                 # DORA/s for the latency runs; default: half of step 1
+LAT_SECONDS=${LAT_SECONDS:-10}
+WATCHER_COUNTS=${WATCHER_COUNTS:-"1 10 100"}
+RATE_WATCHERS=${RATE_WATCHERS:-100}
+ROUNDS=${ROUNDS:-2}
+LAT_ROUNDS=${LAT_ROUNDS:-3}
+CATCHUP=${CATCHUP:-100000}
+# The rate search, as in bench/dora.sh.
+PERIOD=${PERIOD:-15}
+CLIENTS=${CLIENTS:-50000}
+START_RATE=${START_RATE:-500}
+MAX_RATE=${MAX_RATE:-50000}
+STEP_PCT=${STEP_PCT:-50}
+BISECT=${BISECT:-3}
+MAX_DROP_PPM=${MAX_DROP_PPM:-1000}   # 0.1 %
+RATES=${RATES:-}
+WORK=/tmp/leaseline-bench-active
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+for tool in perfdhcp ip cargo; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (see .ci/run)" >&2; exit 1; }
+done
+PERFDHCP=$(command -v perfdhcp)
+in_ns() { ip netns exec "$NS" "$@"; }
+# dora.sh's step() runs `perfdhcp`: in the namespace.
+perfdhcp() { in_ns "$PERFDHCP" "$@"; }
+
+# bench/dora.sh's rate search, without running that script.
+for f in step find_max; do
+    def=$(sed -n "/^$f() {/,/^}/p" bench/dora.sh)
+    [ -n "$def" ] || { echo "bench/dora.sh has no $f(): update bench/active.sh" >&2; exit 1; }
+    eval "$def"
+done
+
+echo "== building leaseline and leaseline-bench (release)"
+cargo build --release -p leaseline -p leaseline-bench >&2
+TARGET=${CARGO_TARGET_DIR:-target}/release
+BIN=$TARGET/leaseline
+BENCH=$TARGET/leaseline-bench
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+ip netns del "$NS" 2>/dev/null || true
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+SERVER_PID=""
+WATCHERS_PID=""
+cleanup() {
+    stop_server
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+}
+stop_server() {
+    if [ -n "$WATCHERS_PID" ]; then
+        kill "$WATCHERS_PID" 2>/dev/null || true
+        wait "$WATCHERS_PID" 2>/dev/null || true
+        WATCHERS_PID=""
+    fi
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+}
+trap cleanup EXIT
+
+wait_for_line() {
+    local deadline=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# start_server: leaseline on an empty store, Active Leasequery on (insecure,
+# loopback only), room for 100+ watchers from one address. 10.0.0.0/15
+# (131,000 addresses) so that CATCHUP distinct clients fit.
+start_server() {
+    local dir="$WORK/server"
+    rm -rf "$dir"; mkdir -p "$dir"
+    cat >"$dir/leaseline.toml" <<EOF
+[server]
+state_dir = "$dir"
+server_id = "127.0.0.1"
+
+[dhcp]
+listen = "127.0.0.1:$PORT"
+offer_hold = 30
+decline_hold = 3600
+expired_grace = 600
+
+[store]
+history_max_age = 3600
+history_max_count = 1000000
+
+[[subnet]]
+prefix = "10.0.0.0/15"
+pools = ["10.0.0.10-10.1.255.250"]
+relay_addresses = ["127.0.0.1", "$GIADDR"]
+router = ["10.0.0.1"]
+dns_servers = ["10.0.0.2", "10.0.0.3"]
+domain_name = "lab.example"
+lease_time = 3600
+
+[leasequery]
+allow = ["127.0.0.0/8"]
+
+[leasequery.bulk]
+enabled = true
+listen = "127.0.0.1:$TCP_PORT"
+max_connections = 256
+
+[leasequery.active]
+enabled = true
+insecure = true
+max_connections = 200
+max_connections_per_requestor = 200
+EOF
+    # ip and env exec: $! is the server's pid.
+    ip netns exec "$NS" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" \
+        2>"$dir/server.log" &
+    SERVER_PID=$!
+    wait_for_line "$dir/server.log" "leaseline ready" 30
+}
+
+# wait_for_count FILE TEXT N SECONDS: until N lines of FILE contain TEXT.
+wait_for_count() {
+    local deadline=$((SECONDS + $4))
+    until [ "$(grep -c "$2" "$1" 2>/dev/null || true)" -ge "$3" ]; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "fewer than $3 \"$2\" in $1 within $4 s" >&2; tail -n 20 "$1" >&2; return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# The kinds of server dora.sh's step() starts ("start_$kind").
+start_active0() { start_server; }
+start_watched() {
+    start_server
+    ip netns exec "$NS" "$BENCH" watchers --tcp "127.0.0.1:$TCP_PORT" --count "$RATE_WATCHERS" --seconds 3600 \
+        >"$WORK/watchers.log" 2>&1 &
+    WATCHERS_PID=$!
+    wait_for_count "$WORK/server/server.log" "active query started" "$RATE_WATCHERS" 30
+}
+
+# median N...: the middle value (the lower middle for an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+BASES=()
+WATCHEDS=()
+for round in $(seq "$ROUNDS"); do
+    echo "== 1. round $round: highest DORA rate, Active Leasequery on, no watcher"
+    find_max active0
+    BASES+=("$BEST")
+    echo "== 1. round $round: highest DORA rate, $RATE_WATCHERS watchers"
+    find_max watched
+    WATCHEDS+=("$BEST")
+done
+BASE=$(median "${BASES[@]}")
+WATCHED=$(median "${WATCHEDS[@]}")
+[ -n "$RATE" ] || RATE=$((BASE / 2))
+[ "$RATE" -gt 0 ] || RATE=2000
+
+echo "== 2. update latency at $RATE DORA/s for $LAT_SECONDS s"
+LATENCY=()
+for w in $WATCHER_COUNTS; do
+    runs=()
+    for i in $(seq "$LAT_ROUNDS"); do
+        start_server
+        out=$(in_ns "$BENCH" active-latency --dhcp "127.0.0.1:$PORT" --tcp "127.0.0.1:$TCP_PORT" \
+            --giaddr "$GIADDR" --watchers "$w" --rate "$RATE" --seconds "$LAT_SECONDS")
+        stop_server
+        echo "  $out"
+        runs+=("$(echo "$out" | sed -n 's/.*p99_us=\([0-9]*\).*/\1/p') $out")
+    done
+    # The run with the median p99.
+    LATENCY+=("$(printf '%s\n' "${runs[@]}" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }' | cut -d' ' -f2-)")
+done
+
+echo "== 3. catch-up of $CATCHUP changed addresses"
+start_server
+since=$(date +%s)
+catchup_rate=$(( BASE > 0 ? BASE : 1000 ))
+perfdhcp -4 -N "$PORT" -r "$catchup_rate" -R "$CATCHUP" -n "$CATCHUP" -W 5000000 \
+    -b mac=02:00:0c:ca:00:00 127.0.0.1 >"$WORK/perfdhcp-catchup.txt" 2>&1 || true
+acks=$(awk '/^\*\*\*Statistics for: REQUEST-ACK/ { on = 1 } on && /^received packets:/ { print $3; exit }' "$WORK/perfdhcp-catchup.txt")
+CATCHUP_OUT=$(in_ns "$BENCH" catchup --tcp "127.0.0.1:$TCP_PORT" --since "$since")
+CATCHUP_OUT2=$(in_ns "$BENCH" catchup --tcp "127.0.0.1:$TCP_PORT" --since "$since")
+stop_server
+echo "  perfdhcp: $acks ACKs at $catchup_rate/s"
+echo "  $CATCHUP_OUT"
+echo "  again (warm): $CATCHUP_OUT2"
+
+echo
+echo "Active Leasequery, $(nproc) cores, $(date -u +%Y-%m-%d):"
+echo "  highest DORA rate, no watcher:  median $BASE DORA/s (rounds: ${BASES[*]})"
+echo "  highest DORA rate, $RATE_WATCHERS watchers: median $WATCHED DORA/s (rounds: ${WATCHEDS[*]})"
+if [ "$BASE" -gt 0 ]; then
+    awk -v a="$WATCHED" -v b="$BASE" 'BEGIN { printf "  ratio: %.0f %% (target >= 90 %%)\n", 100 * a / b }'
+fi
+echo "  update latency at $RATE DORA/s (median of $LAT_ROUNDS runs by p99):"
+for l in "${LATENCY[@]}"; do
+    echo "$l" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "    %3d watchers: p50 %.2f ms, p99 %.2f ms (%s samples)\n",
+            v["watchers"], v["p50_us"] / 1000, v["p99_us"] / 1000, v["samples"] }'
+done
+echo "  catch-up: $CATCHUP_OUT"
+echo "(logs and perfdhcp reports in $WORK)"
