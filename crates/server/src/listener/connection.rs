@@ -37,7 +37,11 @@ pub async fn handle(
         Ok(()) => return,
         Err(r) => r,
     };
-    warn!(peer = %peer, reason = %reason, "leasequery connection closed");
+    // Every close is logged with its reason; a flood of hostile
+    // connections is summarised past a few a second (see udp::log_refusal).
+    if crate::udp::log_refusal(peer.ip(), "leasequery connection closed") {
+        warn!(peer = %peer, reason = %reason, "leasequery connection closed");
+    }
 }
 
 /// Read one whole message within the data timeout.

@@ -146,13 +146,17 @@ pub async fn serve(
                     }
                 };
                 if !ctx.allow.allows(peer.ip()) {
-                    warn!(peer = %peer, reason = "requestor not in leasequery.allow", "leasequery connection refused");
+                    if crate::udp::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
+                        warn!(peer = %peer, reason = "requestor not in leasequery.allow", "leasequery connection refused");
+                    }
                     continue; // dropping the stream closes it at once
                 }
                 if ctx.open.fetch_add(1, Ordering::Relaxed) >= ctx.max_connections {
                     ctx.open.fetch_sub(1, Ordering::Relaxed);
                     // RFC 6926 §6.3: over BULK_LQ_MAX_CONNS, accepted then closed.
-                    warn!(peer = %peer, limit = ctx.max_connections, reason = "connection limit", "leasequery connection refused");
+                    if crate::udp::log_refusal(peer.ip(), "connection limit") {
+                        warn!(peer = %peer, limit = ctx.max_connections, reason = "connection limit", "leasequery connection refused");
+                    }
                     continue;
                 }
                 let guard = Open(Arc::clone(&ctx));
