@@ -2,6 +2,7 @@
 //! never touches a socket or a clock.
 
 pub mod active;
+pub mod active_session;
 mod binding;
 pub mod bulk;
 mod opts;
@@ -11,6 +12,7 @@ pub mod udp_query;
 pub mod udp_reply;
 
 pub use active::{parse_active_query, ActiveQuery, ActiveRefusal};
+pub use active_session::{ActiveSession, History, SessionEnd, Update};
 pub use binding::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 pub use bulk::{
     build_bulk_reply, build_done, build_status, in_window, parse_bulk_query, BulkPrimary, BulkQuery,

@@ -7,14 +7,13 @@
 //! flow 4): a blocked requestor costs one entry per distinct address, and
 //! the message is built (with a fresh base-time) only when it can be written.
 
-use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leaseline_proto::{build_bulk_reply, build_status, ActiveQuery, Binding};
-use leaseline_store::{LeaseStore, Subscription};
-use leaseline_wire::{FrameDecoder, Message, MessageType, StatusCode};
+use leaseline_proto::{ActiveQuery, ActiveSession, Binding, History, SessionEnd, Update};
+use leaseline_store::{LeaseStore, PendingEntry, Subscription};
+use leaseline_wire::FrameDecoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -48,7 +47,8 @@ pub enum End {
 }
 
 /// Run one active query until it ends. `decoder` holds any bytes already
-/// read past the query; `stop` flips to true at server shutdown.
+/// read past the query; `stop` flips to true at server shutdown. The
+/// protocol decisions are [`ActiveSession`]'s; this drives its IO.
 pub async fn run<R, W>(
     ctx: &ActiveContext,
     query: ActiveQuery,
@@ -62,62 +62,47 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let xid = query.xid;
+    let feed = ctx.store.feed();
     // Subscribe before reading the history: a change committed in between
     // is in both, and the pending set de-duplicates it.
-    let sub = ctx.store.feed().subscribe();
+    let sub = feed.subscribe();
+    let mut session = ActiveSession::new(&query, ctx.server_id);
     let mut out = Vec::with_capacity(64 * 1024);
-    let mut first = true;
-    let mut catchup: Option<HashSet<Ipv4Addr>> = None;
-    if let Some(since) = query.start {
-        let now = unix_now();
-        match ctx.store.feed().changed_since(since, now) {
+    let now = feed.now(unix_now());
+    let history = match query.start {
+        None => History::None,
+        Some(since) => match feed.changed_since(since, now) {
             None => {
-                // RFC 7724 §7.4.1: not enough history: DataMissing, base-time = now, at once.
-                info!(peer = %peer, since, horizon = ctx.store.feed().horizon(), "active query: catch-up outside the history");
-                push(
-                    &mut out,
-                    &build_status(
-                        xid,
-                        StatusCode::DataMissing,
-                        "history does not reach query-start-time",
-                        now,
-                    ),
-                );
+                info!(peer = %peer, since, horizon = feed.horizon(), "active query: catch-up outside the history (DataMissing)");
+                History::Missing
             }
             Some(ips) => {
                 debug!(peer = %peer, since, count = ips.len(), "active query: catching up");
-                sub.extend(&ips);
-                catchup = Some(ips.into_iter().collect());
+                History::CatchUp(ips)
             }
-        }
-    }
-    let mut scratch = Vec::with_capacity(BATCH);
+        },
+    };
+    let catchup = session.begin(history, now, &mut out);
+    sub.extend(&catchup, now);
+    drop(catchup);
+    let mut batch = Batch::default();
     let mut rbuf = vec![0u8; 4096];
     let mut last_write = Instant::now();
-    // A message that came in the same read as the query is already in the
-    // decoder: look at it now, not only after the next read.
-    if let Some(end) = requestor_message(&mut decoder, peer, xid, &mut out) {
-        let _ = timeout(Duration::from_secs(2), writer.write_all(&out)).await;
-        return end;
-    }
     loop {
-        // Catch-up is complete once every address it named has been sent.
-        if catchup.as_ref().is_some_and(HashSet::is_empty) {
-            catchup = None;
-            push(
-                &mut out,
-                &build_status(xid, StatusCode::CatchUpComplete, "", unix_now()),
-            );
+        // A message that came in the same read as the query is already in
+        // the decoder: it is looked at before anything is sent.
+        if let Some(end) = session.requestor(&mut decoder, || feed.now(unix_now()), &mut out) {
+            let _ = timeout(Duration::from_secs(2), writer.write_all(&out)).await;
+            return refused(peer, end);
         }
         if !out.is_empty() {
-            match timeout(ctx.cfg.send_timeout, writer.write_all(&out)).await {
-                Err(_) => {
+            match write_progressing(&mut writer, &out, ctx.cfg.send_timeout).await {
+                Err(WriteEnd::Stalled) => {
                     warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = sub.pending(), "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
                     return End::SendTimeout;
                 }
-                Ok(Err(e)) => return End::Io(e.to_string()),
-                Ok(Ok(())) => {}
+                Err(WriteEnd::Io(e)) => return End::Io(e),
+                Ok(()) => {}
             }
             out.clear();
             last_write = Instant::now();
@@ -129,35 +114,29 @@ where
             biased;
             _ = stop.changed() => {
                 // Changes already committed go out first, so a requestor that
-                // resumes from QueryTerminated's base-time misses none of them
-                // (bounded: at most a few batches, within the 2 s below).
+                // resumes from QueryTerminated's base-time misses as few as
+                // possible (bounded: a few batches, within the 2 s below);
+                // base-time is capped at what is left anyway.
                 for _ in 0..64 {
                     if sub.pending() == 0 {
                         break;
                     }
-                    build_updates(ctx, &sub, &mut scratch, &mut out, xid, &mut first, &query.prl, catchup.as_mut());
+                    batch.send(ctx, &sub, &mut session, &mut out);
                 }
-                // RFC 7724 §7.4: QueryTerminated with base-time is the last message.
-                push(&mut out, &build_status(xid, StatusCode::QueryTerminated, "server shutting down", unix_now()));
+                let now = feed.now(unix_now());
+                session.terminate(now, sub.oldest_pending(), &mut out);
                 let _ = timeout(Duration::from_secs(2), async {
                     writer.write_all(&out).await?;
                     writer.shutdown().await
                 }).await;
                 return End::Shutdown;
             }
-            _ = sub.changed() => {
-                build_updates(ctx, &sub, &mut scratch, &mut out, xid, &mut first, &query.prl, catchup.as_mut());
-            }
+            _ = sub.changed() => batch.send(ctx, &sub, &mut session, &mut out),
             r = reader.read(&mut rbuf) => {
-                let n = match r {
+                match r {
                     Ok(0) => return End::RequestorClosed,
-                    Ok(n) => n,
+                    Ok(n) => decoder.extend(&rbuf[..n]),
                     Err(e) => return End::Io(e.to_string()),
-                };
-                decoder.extend(&rbuf[..n]);
-                if let Some(end) = requestor_message(&mut decoder, peer, xid, &mut out) {
-                    let _ = timeout(Duration::from_secs(2), writer.write_all(&out)).await;
-                    return end;
                 }
             }
             _ = sleep_until(read_deadline.unwrap_or_else(far_future)), if read_deadline.is_some() => {
@@ -165,10 +144,19 @@ where
                 return End::Refused("data timeout");
             }
             _ = sleep_until(last_write + ctx.cfg.idle_timeout) => {
-                // RFC 7724 §7.4: ConnectionActive when idle.
-                push(&mut out, &build_status(xid, StatusCode::ConnectionActive, "", unix_now()));
+                session.idle(feed.now(unix_now()), sub.oldest_pending(), &mut out);
             }
         }
+    }
+}
+
+fn refused(peer: SocketAddr, end: SessionEnd) -> End {
+    match end {
+        SessionEnd::Refused(reason) => {
+            warn!(peer = %peer, reason, "active connection: refused, closing");
+            End::Refused(reason)
+        }
+        SessionEnd::Terminated => End::Shutdown,
     }
 }
 
@@ -176,105 +164,78 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Take a batch of pending addresses and encode their current state.
-#[allow(clippy::too_many_arguments)]
-fn build_updates(
-    ctx: &ActiveContext,
-    sub: &Subscription,
-    scratch: &mut Vec<(Ipv4Addr, Option<Arc<Binding>>)>,
-    out: &mut Vec<u8>,
-    xid: u32,
-    first: &mut bool,
-    prl: &[u8],
-    mut catchup: Option<&mut HashSet<Ipv4Addr>>,
-) {
-    scratch.clear();
-    sub.take_entries(BATCH, scratch);
-    let now = unix_now();
-    for (ip, latest) in scratch.drain(..) {
-        let binding = match latest {
-            Some(b) => b,
-            // Catch-up addresses carry no binding: read the committed state.
-            None => match ctx.store.get(ip) {
-                Ok(Some(b)) => Arc::new(b),
-                Ok(None) => Arc::new(Binding::available(ip)),
-                Err(e) => {
-                    warn!(ip = %ip, error = %e, "active query: cannot read binding; skipped");
-                    continue;
-                }
-            },
-        };
-        let m = build_bulk_reply(xid, &binding, now, *first, ctx.server_id, prl, &ctx.denied);
-        *first = false;
-        push(out, &m);
-        if let Some(set) = catchup.as_deref_mut() {
-            set.remove(&ip);
+enum WriteEnd {
+    Stalled,
+    Io(String),
+}
+
+/// Write all of `buf`, giving up only when no byte could be written for
+/// `stall` (ACTIVE_LQ_SEND_TIMEOUT bounds a blocked connection, not a slow
+/// one that keeps reading).
+async fn write_progressing<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &[u8],
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    let mut at = 0;
+    while at < buf.len() {
+        match timeout(stall, w.write(&buf[at..])).await {
+            Err(_) => return Err(WriteEnd::Stalled),
+            Ok(Err(e)) => return Err(WriteEnd::Io(e.to_string())),
+            Ok(Ok(0)) => return Err(WriteEnd::Io("connection closed while writing".into())),
+            Ok(Ok(n)) => at += n,
         }
+    }
+    // TLS buffers records: push them out under the same rule.
+    match timeout(stall, w.flush()).await {
+        Err(_) => Err(WriteEnd::Stalled),
+        Ok(Err(e)) => Err(WriteEnd::Io(e.to_string())),
+        Ok(Ok(())) => Ok(()),
     }
 }
 
-/// A message from the requestor on an active connection. Only one active
-/// query per connection (RFC 7724 §8.3), and nothing else belongs here
-/// (§8.1.1): answer what warrants an answer, then close.
-fn requestor_message(
-    decoder: &mut FrameDecoder,
-    peer: SocketAddr,
-    xid: u32,
-    out: &mut Vec<u8>,
-) -> Option<End> {
-    let frame = match decoder.next_frame() {
-        Ok(None) => return None,
-        Ok(Some(f)) => f,
-        Err(e) => {
-            warn!(peer = %peer, error = %e, "bad framing on active connection: closing");
-            return Some(End::Refused("bad framing"));
-        }
-    };
-    let kind = Message::decode(frame).ok().and_then(|m| m.message_type());
-    match kind {
-        Some(MessageType::ActiveLeaseQuery) => {
-            warn!(peer = %peer, "second active query on one connection: refused, closing");
-            push(
-                out,
-                &build_status(
-                    xid,
-                    StatusCode::NotAllowed,
-                    "one active query per connection",
-                    unix_now(),
-                ),
-            );
-            Some(End::Refused("second active query"))
-        }
-        Some(MessageType::BulkLeaseQuery) => {
-            warn!(peer = %peer, "bulk query on an active connection: refused, closing");
-            push(
-                out,
-                &build_status(
-                    xid,
-                    StatusCode::NotAllowed,
-                    "bulk queries need their own connection",
-                    unix_now(),
-                ),
-            );
-            Some(End::Refused("bulk query on active connection"))
-        }
-        other => {
-            warn!(peer = %peer, message_type = ?other.map(|t| t.name()), "message not allowed on an active connection: closing");
-            Some(End::Refused("message type not allowed"))
-        }
-    }
+/// Scratch space for one batch of updates, reused across wake-ups.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<PendingEntry>,
+    bindings: Vec<(Arc<Binding>, u32)>,
 }
 
-/// Append `m` framed (2-byte length, RFC 7724 §5.1), encoding in place.
-fn push(out: &mut Vec<u8>, m: &Message) {
-    let at = out.len();
-    out.extend_from_slice(&[0, 0]);
-    match m.encode(out) {
-        Ok(()) => match u16::try_from(out.len() - at - 2) {
-            Ok(len) => out[at..at + 2].copy_from_slice(&len.to_be_bytes()),
-            Err(_) => out.truncate(at),
-        },
-        Err(_) => out.truncate(at),
+impl Batch {
+    /// Take a batch of pending addresses and queue their current state.
+    fn send(
+        &mut self,
+        ctx: &ActiveContext,
+        sub: &Subscription,
+        session: &mut ActiveSession,
+        out: &mut Vec<u8>,
+    ) {
+        // The feed's time is read before taking: a change published later
+        // is recorded at or after it (see ChangeFeed::now).
+        let now = ctx.store.feed().now(unix_now());
+        self.entries.clear();
+        let oldest_left = sub.take_entries(BATCH, &mut self.entries);
+        self.bindings.clear();
+        for e in self.entries.drain(..) {
+            let binding = match e.latest {
+                Some(b) => b,
+                // Catch-up addresses carry no binding: read the committed state.
+                None => match ctx.store.get(e.ip) {
+                    Ok(Some(b)) => Arc::new(b),
+                    Ok(None) => Arc::new(Binding::available(e.ip)),
+                    Err(err) => {
+                        warn!(ip = %e.ip, error = %err, "active query: cannot read binding; skipped");
+                        continue;
+                    }
+                },
+            };
+            self.bindings.push((binding, e.time));
+        }
+        let updates = self.bindings.iter().map(|(b, changed)| Update {
+            binding: b,
+            changed: *changed,
+        });
+        session.updates(updates, &ctx.denied, now, oldest_left, out);
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::pending::{Latest, PendingSet};
+use crate::pending::{Latest, PendingEntry, PendingSet};
 use crate::Binding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,10 +125,39 @@ impl ChangeFeed {
         st.trim();
         if any {
             for sub in st.live_subscribers() {
-                sub.push(entries.clone());
+                sub.push(entries.clone(), time);
             }
         }
         st.next_seq - 1
+    }
+
+    /// The feed's current time: `clock` (the caller's reading of the wall
+    /// clock), or the newest time already recorded if later. Every change
+    /// published after this call is recorded at or after the value returned,
+    /// and every change published before it is already in the subscribers'
+    /// pending sets: so a base-time taken from here, capped at the oldest
+    /// pending change, never skips an undelivered change (RFC 7724 §7.4).
+    pub fn now(&self, clock: u32) -> u32 {
+        let mut st = self.inner.lock();
+        st.observe(clock);
+        st.newest
+    }
+
+    /// Rebuild the history at start-up from what the store knows: `changes`
+    /// as `(time, ip)`, one per address, recorded no earlier than the change
+    /// was published by the previous run. Subscribers are not told (there
+    /// are none yet at start-up).
+    pub fn seed(&self, mut changes: Vec<(u32, Ipv4Addr)>) {
+        changes.sort_unstable();
+        let mut st = self.inner.lock();
+        for (time, ip) in changes {
+            let time = time.max(st.horizon);
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.history.push_back(Change { seq, time, ip });
+            st.newest = st.newest.max(time);
+        }
+        st.trim();
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -189,10 +218,10 @@ struct SubShared {
 }
 
 impl SubShared {
-    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>) {
+    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>, time: u32) {
         let added = {
             let mut p = self.pending.lock();
-            entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest) | acc)
+            entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest, time) | acc)
         };
         if added {
             // Wakes every `changed()` whose Notified future is enabled; those
@@ -229,19 +258,28 @@ impl Subscription {
         self.shared.pending.lock().take(n, out);
     }
 
-    /// Move up to `n` pending entries into `out`: each address with the
-    /// latest committed binding the feed saw for it (None: read it from the store).
-    pub fn take_entries(&self, n: usize, out: &mut Vec<(Ipv4Addr, Option<Arc<Binding>>)>) {
-        self.shared.pending.lock().take_entries(n, out);
+    /// Move up to `n` pending entries into `out`, in order of their latest
+    /// change: each address with the latest committed binding the feed saw
+    /// for it (None: read it from the store) and that change's feed time.
+    /// Returns the change time of the first entry still pending (None: the
+    /// set is now empty).
+    pub fn take_entries(&self, n: usize, out: &mut Vec<PendingEntry>) -> Option<u32> {
+        self.shared.pending.lock().take_entries(n, out)
+    }
+
+    /// The change time of the first entry not yet taken (None: nothing pending).
+    pub fn oldest_pending(&self) -> Option<u32> {
+        self.shared.pending.lock().oldest()
     }
 
     pub fn pending(&self) -> usize {
         self.shared.pending.lock().len()
     }
 
-    /// Add addresses (catch-up); ones already pending keep their place.
-    pub fn extend(&self, ips: &[Ipv4Addr]) {
-        self.shared.push(ips.iter().map(|&ip| (ip, None)));
+    /// Add addresses (catch-up) as of `time`, which must come from
+    /// [`ChangeFeed::now`] so that pending times stay in order.
+    pub fn extend(&self, ips: &[Ipv4Addr], time: u32) {
+        self.shared.push(ips.iter().map(|&ip| (ip, None)), time);
     }
 }
 
@@ -321,20 +359,20 @@ mod tests {
     }
 
     #[test]
-    fn subscription_dedups_and_keeps_place() {
+    fn subscription_dedups_in_order_of_latest_change() {
         let f = feed(1000, 1000);
         let s = f.subscribe();
         f.publish(100, &[ip(1), ip(2), ip(1)]);
-        s.extend(&[ip(3), ip(2)]);
-        f.publish(101, &[ip(1)]);
-        assert_eq!(s.pending(), 3);
+        s.extend(&[ip(3), ip(2)], f.now(100));
+        f.publish(101, &[ip(4)]);
+        assert_eq!(s.pending(), 4);
         let mut out = Vec::new();
         s.take(2, &mut out);
-        assert_eq!(out, vec![ip(1), ip(2)]);
+        assert_eq!(out, vec![ip(1), ip(3)]);
         f.publish(102, &[ip(1)]);
         out.clear();
         s.take(10, &mut out);
-        assert_eq!(out, vec![ip(3), ip(1)]);
+        assert_eq!(out, vec![ip(2), ip(4), ip(1)]);
         assert_eq!(s.pending(), 0);
     }
 
@@ -346,6 +384,13 @@ mod tests {
             f.publish(100 + t, &[ip(t % 7)]);
         }
         assert_eq!(s.pending(), 7);
+        assert!(
+            s.shared.pending.lock().queue_len() <= 2 * 7 + 65,
+            "stale places compacted"
+        );
+        let mut out = Vec::new();
+        s.take(100, &mut out);
+        assert_eq!(out, vec![ip(4), ip(5), ip(6), ip(0), ip(1), ip(2), ip(3)]);
     }
 
     #[test]
@@ -415,19 +460,84 @@ mod tests {
         let sub = f.subscribe();
         let mut b = crate::Binding::available(ip(1));
         b.cltt = 1;
-        f.publish_bindings(10, &[Arc::new(b.clone())]);
-        f.publish(11, &[ip(2)]);
+        f.publish_bindings(110, &[Arc::new(b.clone())]);
+        f.publish(111, &[ip(2)]);
         b.cltt = 2;
-        f.publish_bindings(12, &[Arc::new(b.clone())]);
+        f.publish_bindings(112, &[Arc::new(b.clone())]);
         let mut out = Vec::new();
-        sub.take_entries(10, &mut out);
+        assert_eq!(sub.take_entries(10, &mut out), None, "nothing left");
         assert_eq!(out.len(), 2, "deduplicated by address");
-        assert_eq!(out[0].0, ip(1), "keeps its first place");
         assert_eq!(
-            out[0].1.as_ref().map(|b| b.cltt),
+            (out[0].ip, out[0].latest.clone(), out[0].time),
+            (ip(2), None, 111)
+        );
+        assert_eq!(out[1].ip, ip(1), "moved behind by its later change");
+        assert_eq!(
+            out[1].latest.as_ref().map(|b| b.cltt),
             Some(2),
             "the newest state wins"
         );
-        assert_eq!(out[1], (ip(2), None));
+        assert_eq!(out[1].time, 112, "the latest change's time");
+    }
+
+    #[test]
+    fn take_reports_the_oldest_change_left_pending() {
+        let f = feed(3600, 100);
+        let sub = f.subscribe();
+        f.publish(110, &[ip(1)]);
+        f.publish(112, &[ip(2)]);
+        f.publish(115, &[ip(1), ip(3)]);
+        assert_eq!(sub.oldest_pending(), Some(112));
+        let mut out = Vec::new();
+        assert_eq!(sub.take_entries(1, &mut out), Some(115));
+        assert_eq!(out[0].ip, ip(2));
+        assert_eq!(sub.take_entries(5, &mut out), None);
+        assert_eq!(sub.oldest_pending(), None);
+        let ips: Vec<Ipv4Addr> = out.iter().map(|e| e.ip).collect();
+        assert_eq!(ips, vec![ip(2), ip(1), ip(3)]);
+    }
+
+    #[test]
+    fn now_is_never_behind_a_recorded_change() {
+        let f = feed(3600, 100);
+        f.publish(50, &[ip(1)]);
+        assert_eq!(f.now(40), 100, "the start time is already recorded");
+        assert_eq!(f.now(120), 120);
+        // A change handled before that reading but published after it is
+        // recorded at the reading, so a requestor resuming from it gets it.
+        f.publish(119, &[ip(2)]);
+        assert_eq!(f.changed_since(120, 120), Some(vec![ip(2)]));
+    }
+
+    #[test]
+    fn seeded_history_answers_catch_up_after_a_restart() {
+        // Horizon 900: what the store vouches for; 1000: the restart.
+        let f = ChangeFeed::new(
+            HistoryLimits {
+                max_age: 100,
+                max_count: 3,
+            },
+            900,
+        );
+        f.seed(vec![(995, ip(2)), (990, ip(1)), (1000, ip(3))]);
+        assert_eq!(f.now(1000), 1000);
+        assert_eq!(f.changed_since(1000, 1000), Some(vec![ip(3)]));
+        assert_eq!(f.changed_since(991, 1000), Some(vec![ip(2), ip(3)]));
+        assert_eq!(f.changed_since(900, 1000), Some(vec![ip(1), ip(2), ip(3)]));
+        assert_eq!(f.changed_since(899, 1000), None, "before the horizon");
+        let f = ChangeFeed::new(
+            HistoryLimits {
+                max_age: 100,
+                max_count: 2,
+            },
+            900,
+        );
+        f.seed(vec![(990, ip(1)), (995, ip(2)), (999, ip(3))]);
+        assert_eq!(
+            f.horizon(),
+            991,
+            "count trim moves the horizon past the dropped time"
+        );
+        assert_eq!(f.changed_since(991, 1000), Some(vec![ip(2), ip(3)]));
     }
 }

@@ -1,6 +1,15 @@
-//! An insertion-ordered, deduplicated set of addresses: an Active Leasequery
-//! connection's pending work (architecture, data flow 4). Its size is bounded
-//! by the number of distinct addresses, whatever the reader's speed.
+//! An Active Leasequery connection's pending work (architecture, data flow
+//! 4): a deduplicated set of addresses, each with its latest committed
+//! binding and the feed time of its latest change, kept in order of that
+//! time. Its size is bounded by the number of distinct addresses, whatever
+//! the reader's speed.
+//!
+//! Why that order: a requestor resumes from the highest base-time it saw
+//! (RFC 7724 §6.3), and catch-up sends every address changed at or after it.
+//! Sending addresses in order of their latest change lets each message's
+//! base-time be the next unsent address's change time: never past a change
+//! the requestor has not got, and never before the change the message
+//! itself carries (so its relative times stay non-negative).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -12,67 +21,136 @@ use crate::Binding;
 /// had it (None: the reader looks it up, e.g. for catch-up addresses).
 pub type Latest = Option<Arc<Binding>>;
 
+/// One pending address as handed to the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    pub ip: Ipv4Addr,
+    /// Latest committed binding (None: read it from the store).
+    pub latest: Latest,
+    /// Feed time of the address's latest change.
+    pub time: u32,
+}
+
+struct Member {
+    latest: Latest,
+    time: u32,
+    /// Which `order` slot is this member's current place.
+    stamp: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct PendingSet {
-    order: VecDeque<Ipv4Addr>,
-    members: HashMap<Ipv4Addr, Latest>,
+    /// `(ip, stamp)` in order of change time; a slot whose stamp is not its
+    /// member's is a stale place left by a later change (skipped, and
+    /// compacted away so the queue stays within twice the members).
+    order: VecDeque<(Ipv4Addr, u64)>,
+    members: HashMap<Ipv4Addr, Member>,
+    next_stamp: u64,
 }
 
 /// Above this capacity an emptied set gives its memory back.
 const SHRINK_ABOVE: usize = 4096;
 
 impl PendingSet {
-    /// Append `ip` unless already pending (then it keeps its place).
-    /// Returns whether it was added.
-    /// A newer `latest` replaces the one held (the entry keeps its place).
-    pub(crate) fn insert(&mut self, ip: Ipv4Addr, latest: Latest) -> bool {
-        match self.members.entry(ip) {
+    /// Record a change of `ip` at feed time `time` (non-decreasing across
+    /// calls): the address goes to the back. A `latest` of None keeps the
+    /// binding already held. Returns whether the address was not pending.
+    pub(crate) fn insert(&mut self, ip: Ipv4Addr, latest: Latest, time: u32) -> bool {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.order.push_back((ip, stamp));
+        let added = match self.members.entry(ip) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
+                let m = e.get_mut();
                 if latest.is_some() {
-                    e.insert(latest);
+                    m.latest = latest;
                 }
+                m.time = time;
+                m.stamp = stamp;
                 false
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(latest);
-                self.order.push_back(ip);
+                e.insert(Member {
+                    latest,
+                    time,
+                    stamp,
+                });
                 true
             }
+        };
+        if self.order.len() > 2 * self.members.len() + 64 {
+            let members = &self.members;
+            self.order
+                .retain(|(ip, s)| members.get(ip).is_some_and(|m| m.stamp == *s));
         }
+        added
     }
 
     /// Move up to `n` addresses from the front into `out`.
     pub(crate) fn take(&mut self, n: usize, out: &mut Vec<Ipv4Addr>) {
-        let n = n.min(self.order.len());
-        for ip in self.order.drain(..n) {
-            self.members.remove(&ip);
-            out.push(ip);
-        }
-        self.shrink();
+        let mut taken = Vec::new();
+        self.take_entries(n, &mut taken);
+        out.extend(taken.into_iter().map(|e| e.ip));
     }
 
-    /// Move up to `n` entries (address and latest binding) from the front into `out`.
-    pub(crate) fn take_entries(&mut self, n: usize, out: &mut Vec<(Ipv4Addr, Latest)>) {
-        let n = n.min(self.order.len());
-        for ip in self.order.drain(..n) {
-            let latest = self.members.remove(&ip).flatten();
-            out.push((ip, latest));
+    /// Move up to `n` entries from the front into `out`. Returns the change
+    /// time of the first entry left pending (None when none are left).
+    pub(crate) fn take_entries(&mut self, n: usize, out: &mut Vec<PendingEntry>) -> Option<u32> {
+        let mut taken = 0;
+        while taken < n {
+            let Some((ip, stamp)) = self.order.pop_front() else {
+                break;
+            };
+            match self.members.entry(ip) {
+                std::collections::hash_map::Entry::Occupied(e) if e.get().stamp == stamp => {
+                    let m = e.remove();
+                    out.push(PendingEntry {
+                        ip,
+                        latest: m.latest,
+                        time: m.time,
+                    });
+                    taken += 1;
+                }
+                _ => {} // a stale place
+            }
         }
         self.shrink();
+        self.oldest()
+    }
+
+    /// The change time of the front entry: the oldest latest-change pending.
+    pub(crate) fn oldest(&mut self) -> Option<u32> {
+        while let Some(&(ip, stamp)) = self.order.front() {
+            match self.members.get(&ip) {
+                Some(m) if m.stamp == stamp => return Some(m.time),
+                _ => {
+                    self.order.pop_front();
+                }
+            }
+        }
+        None
     }
 
     fn shrink(&mut self) {
-        if self.order.is_empty() && self.order.capacity() > SHRINK_ABOVE {
-            self.order = VecDeque::new();
-            self.members = HashMap::new();
+        if self.members.is_empty() {
+            self.order.clear();
+            if self.order.capacity() > SHRINK_ABOVE {
+                self.order = VecDeque::new();
+                self.members = HashMap::new();
+            }
         }
     }
 
     pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn queue_len(&self) -> usize {
         self.order.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.members.is_empty()
     }
 }

@@ -6,6 +6,7 @@
 //! `spawn_blocking` for large ones (`range`, `load_all`). `submit` never blocks.
 
 mod codec;
+mod history;
 mod readers;
 mod schema;
 mod writer;
@@ -41,10 +42,17 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Open (creating if needed) the store; `now` starts the feed's history.
+    /// The history is rebuilt from the rows' change times (see [`history`]).
     pub fn open(opts: SqliteOptions, now: u32) -> Result<Self, crate::StoreError> {
-        let conn = schema::open_writer(&opts.path)?;
+        let conn = schema::open_writer(&opts.path, now)?;
         let readers = ReadPool::new(opts.path.clone())?;
-        let feed = Arc::new(ChangeFeed::new(opts.history, now));
+        let feed =
+            Arc::new(
+                history::rebuild(&conn, opts.history, now).map_err(|e| StoreError::Open {
+                    path: opts.path.display().to_string(),
+                    reason: format!("reading the change history: {e}"),
+                })?,
+            );
         let (tx, rx) = mpsc::channel();
         let max_batch = opts.max_batch.max(1);
         let writer_feed = feed.clone();

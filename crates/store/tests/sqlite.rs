@@ -59,9 +59,18 @@ fn reopen_keeps_data_and_drop_drains_queue() {
         store.get(sample(7, T0).ip).expect("get"),
         Some(sample(7, T0))
     );
-    // The feed of a reopened store starts empty at its `now`.
-    assert_eq!(store.feed().last_seq(), 0);
-    assert_eq!(store.feed().horizon(), T0);
+    // The reopened store's history is rebuilt from the rows: a requestor
+    // resuming from the first run catches up on all 200 (RFC 7724 §7.4.1).
+    assert_eq!(
+        store.feed().horizon(),
+        T0,
+        "recorded since the store was created"
+    );
+    let caught_up = store
+        .feed()
+        .changed_since(T0, T0)
+        .expect("inside the history");
+    assert_eq!(caught_up.len(), 200);
 
     let raw = rusqlite::Connection::open(&path).expect("raw");
     let mode: String = raw
@@ -71,7 +80,73 @@ fn reopen_keeps_data_and_drop_drains_queue() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+}
+
+#[test]
+fn restart_history_covers_recent_changes_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = open(&path);
+    let old = sample(1, T0);
+    let recent = sample(2, T0 + 100_000);
+    store
+        .submit(vec![old], T0)
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    store
+        .submit(vec![recent.clone()], T0 + 100_000)
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    drop(store);
+    // Reopened a day and a bit later: only the last max_age (86,400 s) is kept.
+    let now = T0 + 100_100;
+    let store = SqliteStore::open(opts(&path), now).expect("reopen");
+    assert_eq!(store.feed().horizon(), now - 86_400);
+    assert_eq!(
+        store.feed().changed_since(now - 86_400, now),
+        Some(vec![recent.ip])
+    );
+    assert_eq!(store.feed().changed_since(now - 86_401, now), None);
+    // Recorded no earlier than it was published: a requestor that resumes
+    // from a base-time a little after the change still gets it.
+    assert_eq!(
+        store.feed().changed_since(T0 + 100_030, now),
+        Some(vec![recent.ip])
+    );
+}
+
+#[test]
+fn upgrade_from_schema_1_vouches_for_history_from_the_upgrade_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    {
+        let raw = rusqlite::Connection::open(&path).expect("raw");
+        raw.execute_batch(
+            "CREATE TABLE bindings (ip INTEGER PRIMARY KEY, state INTEGER NOT NULL,
+                htype INTEGER NOT NULL, chaddr BLOB NOT NULL, client_id BLOB,
+                expiry INTEGER NOT NULL, cltt INTEGER NOT NULL,
+                state_since INTEGER NOT NULL, data_source INTEGER NOT NULL,
+                relay_info BLOB, circuit_id BLOB, remote_id BLOB, relay_id BLOB,
+                vendor_class_id BLOB, hostname BLOB, lease_time INTEGER NOT NULL);
+             INSERT INTO bindings VALUES (167772161, 2, 1, x'020000000001', NULL,
+                1700003600, 1700000000, 1700000000, 0, NULL, NULL, NULL, NULL,
+                NULL, NULL, 3600);
+             PRAGMA user_version = 1;",
+        )
+        .expect("schema 1");
+    }
+    let store = open(&path);
+    assert_eq!(store.load_all().expect("load_all").len(), 1, "rows kept");
+    assert_eq!(
+        store.feed().horizon(),
+        T0,
+        "nothing vouched for before the upgrade"
+    );
+    assert_eq!(store.feed().changed_since(T0, T0), Some(vec![]));
+    assert_eq!(store.feed().changed_since(T0 - 1, T0), None);
 }
 
 #[test]

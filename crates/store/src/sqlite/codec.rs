@@ -16,8 +16,8 @@ pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, c
 pub(super) const UPSERT: &str = "
 INSERT INTO bindings (ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
     data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    lease_time, changed_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
 ON CONFLICT(ip) DO UPDATE SET
     state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
     client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
@@ -25,14 +25,24 @@ ON CONFLICT(ip) DO UPDATE SET
     relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
     remote_id = excluded.remote_id, relay_id = excluded.relay_id,
     vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
-    lease_time = excluded.lease_time";
+    lease_time = excluded.lease_time, changed_at = excluded.changed_at";
 
 /// The address as the table's integer key.
 pub(super) fn ip_key(ip: Ipv4Addr) -> i64 {
     i64::from(u32::from(ip))
 }
 
-pub(super) fn upsert(stmt: &mut Statement<'_>, b: &Binding) -> rusqlite::Result<()> {
+/// The inverse of [`ip_key`]; None for a key that is not an address.
+pub(super) fn ip_key_to_ip(key: i64) -> Option<Ipv4Addr> {
+    u32::try_from(key).map(Ipv4Addr::from).ok()
+}
+
+/// Store `b`, changed at `changed_at` (the handling time of its commit).
+pub(super) fn upsert(
+    stmt: &mut Statement<'_>,
+    b: &Binding,
+    changed_at: u32,
+) -> rusqlite::Result<()> {
     stmt.execute(params![
         ip_key(b.ip),
         b.state.as_u8(),
@@ -50,6 +60,7 @@ pub(super) fn upsert(stmt: &mut Statement<'_>, b: &Binding) -> rusqlite::Result<
         b.vendor_class_id,
         b.hostname,
         b.lease_time,
+        changed_at,
     ])?;
     Ok(())
 }
@@ -58,7 +69,7 @@ pub(super) fn upsert(stmt: &mut Statement<'_>, b: &Binding) -> rusqlite::Result<
 pub(super) fn decode(row: &Row<'_>) -> Result<Binding, StoreError> {
     let raw_ip = value(row, 0)?;
     let ip = match raw_ip {
-        ValueRef::Integer(v) => u32::try_from(v).map(Ipv4Addr::from).ok(),
+        ValueRef::Integer(v) => ip_key_to_ip(v),
         _ => None,
     }
     .ok_or_else(|| StoreError::Corrupt {

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits on a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,8 +30,18 @@ CREATE TABLE IF NOT EXISTS bindings (
     relay_id        BLOB,
     vendor_class_id BLOB,
     hostname        BLOB,
-    lease_time      INTEGER NOT NULL
+    lease_time      INTEGER NOT NULL,
+    -- When the row last changed (the handling time of its last commit): it
+    -- rebuilds the Active Leasequery history after a restart (RFC 7724 §7.4.1).
+    changed_at      INTEGER NOT NULL DEFAULT 0
 );
+-- Since when `changed_at` is recorded for every change: catch-up can never
+-- reach before it.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bindings_changed_at ON bindings (changed_at);
 -- Bulk Leasequery selectors (RFC 6926 §7.2): MAC, client-id, remote-id, relay-id.
 CREATE INDEX IF NOT EXISTS bindings_chaddr ON bindings (htype, chaddr);
 CREATE INDEX IF NOT EXISTS bindings_client_id ON bindings (client_id) WHERE client_id IS NOT NULL;
@@ -49,7 +59,7 @@ fn open_error(path: &Path, reason: impl ToString) -> StoreError {
 /// The writer connection: WAL (readers never block the writer) and
 /// synchronous=FULL, so every COMMIT is fsync'd before a ticket resolves and
 /// an ACKed binding survives kill -9 (architecture: Invariants).
-pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, e))?;
@@ -61,11 +71,13 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.execute_batch("PRAGMA synchronous = FULL")
         .map_err(|e| open_error(path, e))?;
-    migrate(&conn).map_err(|e| open_error(path, e))?;
+    migrate(&conn, now).map_err(|e| open_error(path, e))?;
     Ok(conn)
 }
 
-fn migrate(conn: &Connection) -> Result<(), String> {
+/// Create or upgrade the schema. Version 1 had no `changed_at`: its rows
+/// keep 0, and the history is vouched for only from the upgrade on.
+fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| e.to_string())?;
@@ -74,11 +86,21 @@ fn migrate(conn: &Connection) -> Result<(), String> {
             "schema version {version} is newer than this build's {SCHEMA_VERSION}"
         ));
     }
+    let upgrade = if version == 1 {
+        "ALTER TABLE bindings ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;"
+    } else {
+        ""
+    };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {CREATE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {CREATE} \
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('{HISTORY_SINCE}', {now}); \
+         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(|e| e.to_string())
 }
+
+/// `meta` key: the time from which every change has its `changed_at`.
+pub(super) const HISTORY_SINCE: &str = "history_since";
 
 /// A read connection. WAL lets it read while the writer commits; it is
 /// opened without CREATE and marked query-only.

@@ -59,22 +59,34 @@ fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::R
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(codec::UPSERT)?;
-        for b in batch.iter().flat_map(|r| &r.bindings) {
-            codec::upsert(&mut stmt, b)?;
+        for req in batch {
+            for b in &req.bindings {
+                codec::upsert(&mut stmt, b, req.now)?;
+            }
         }
     }
     // Dropping `tx` on an error above rolls the whole batch back.
     tx.commit()
 }
 
-/// Each request is published separately, in queue (= commit) order, so its
-/// ticket carries the seq of its own last change.
+/// The whole group is published at once (one feed lock, one wake-up per
+/// subscriber however many requests it held: an Active Leasequery session
+/// then writes the group's changes in one go). Tickets resolve afterwards,
+/// in queue (= commit) order, each with the seq of its own last change.
 fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
+    let Some(now) = batch.iter().map(|r| r.now).max() else {
+        return;
+    };
+    let mut counts = Vec::with_capacity(batch.len());
     let mut committed: Vec<Arc<Binding>> = Vec::new();
-    for req in batch.drain(..) {
-        committed.clear();
-        committed.extend(req.bindings.into_iter().map(Arc::new));
-        let seq = feed.publish_bindings(req.now, &committed);
+    for req in batch.iter_mut() {
+        counts.push(req.bindings.len() as u64);
+        committed.extend(req.bindings.drain(..).map(Arc::new));
+    }
+    let last = feed.publish_bindings(now, &committed);
+    let mut seq = last - committed.len() as u64;
+    for (req, count) in batch.drain(..).zip(counts) {
+        seq += count;
         (req.done)(Ok(seq));
     }
 }
