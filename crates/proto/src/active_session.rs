@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use leaseline_wire::{FrameDecoder, Message, MessageType, StatusCode};
 
-use crate::{build_bulk_reply, build_status, ActiveQuery, Binding};
+use crate::{build_bulk_reply, build_status, frame_into as push, ActiveQuery, Binding};
 
 /// Why the session ended, or asks to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,20 +237,6 @@ impl ActiveSession {
 /// The base-time for a message: now, but never past an unsent change.
 fn cap(now: u32, oldest_unsent: Option<u32>) -> u32 {
     oldest_unsent.map_or(now, |t| t.min(now))
-}
-
-/// Append `m` framed (2-byte length, RFC 7724 §5.1), encoding in place. A
-/// message that does not encode or fit is left out, never half-written.
-pub fn push(out: &mut Vec<u8>, m: &Message) {
-    let at = out.len();
-    out.extend_from_slice(&[0, 0]);
-    match m.encode(out) {
-        Ok(()) => match u16::try_from(out.len() - at - 2) {
-            Ok(len) => out[at..at + 2].copy_from_slice(&len.to_be_bytes()),
-            Err(_) => out.truncate(at),
-        },
-        Err(_) => out.truncate(at),
-    }
 }
 
 #[cfg(test)]

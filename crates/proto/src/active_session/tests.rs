@@ -3,6 +3,7 @@ use std::net::Ipv4Addr;
 use leaseline_wire::{DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 
 use super::*;
+use crate::frame_into;
 use crate::DhcpState;
 
 const SID: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -166,7 +167,7 @@ fn keepalive_and_termination_carry_a_safe_base_time() {
 
 fn framed(m: &Message) -> Vec<u8> {
     let mut out = Vec::new();
-    push(&mut out, m);
+    frame_into(&mut out, m);
     out
 }
 

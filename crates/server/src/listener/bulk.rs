@@ -35,6 +35,7 @@ struct Replies<'a> {
     /// base-time of the replies being built: the time they are built
     /// (RFC 6926 §6.2.3), refreshed with every chunk.
     now: u32,
+    store: &'a dyn LeaseStore,
 }
 
 impl Replies<'_> {
@@ -73,7 +74,7 @@ impl Replies<'_> {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 1024));
         self.out.send(chunk).await.map_err(|_| Closed)?;
-        self.now = unix_now();
+        self.now = self.store.feed().now(unix_now());
         Ok(())
     }
 }
@@ -82,18 +83,7 @@ impl Replies<'_> {
 #[derive(Debug)]
 pub struct Closed;
 
-/// Append `m` with its 2-byte length (RFC 6926 §6.3), encoded in place.
-pub fn frame_into(out: &mut Vec<u8>, m: &Message) {
-    let at = out.len();
-    out.extend_from_slice(&[0, 0]);
-    match m.encode(out) {
-        Ok(()) => match u16::try_from(out.len() - at - 2) {
-            Ok(len) => out[at..at + 2].copy_from_slice(&len.to_be_bytes()),
-            Err(_) => out.truncate(at),
-        },
-        Err(_) => out.truncate(at),
-    }
-}
+pub use leaseline_proto::frame_into;
 
 /// Run one query to its DONE. Returns the number of bindings sent.
 pub async fn run(
@@ -106,7 +96,12 @@ pub async fn run(
         out: &out,
         first: true,
         sent: 0,
-        now: unix_now(),
+        // Taken before any binding is read, from the feed's clock: a change
+        // this query does not see is recorded at or after it, so a requestor
+        // that follows with an active query from this base-time gets it
+        // (RFC 7724 §7.4.1, the mirror's bulk-then-active start).
+        now: ctx.store.feed().now(unix_now()),
+        store: ctx.store.as_ref(),
     };
     let result = match &q.primary {
         BulkPrimary::All => all(&ctx, &q, &mut r).await,
