@@ -162,6 +162,11 @@ fn keepalive_and_termination_carry_a_safe_base_time() {
     let mut out = Vec::new();
     s.idle(1200, None, &mut out);
     s.updates(std::iter::empty(), &[], 1200, None, &mut out);
+    // A requestor message after QueryTerminated (found by the fuzz target's
+    // first run): the session stays terminated and writes nothing.
+    let mut d = FrameDecoder::new(1024);
+    d.extend(&[0, 3, 1, 2, 3]);
+    assert_eq!(s.requestor(&mut d, || 1200, &mut out), Some(SessionEnd::Terminated));
     assert!(out.is_empty());
 }
 
