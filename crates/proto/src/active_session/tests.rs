@@ -166,7 +166,10 @@ fn keepalive_and_termination_carry_a_safe_base_time() {
     // first run): the session stays terminated and writes nothing.
     let mut d = FrameDecoder::new(1024);
     d.extend(&[0, 3, 1, 2, 3]);
-    assert_eq!(s.requestor(&mut d, || 1200, &mut out), Some(SessionEnd::Terminated));
+    assert_eq!(
+        s.requestor(&mut d, || 1200, &mut out),
+        Some(SessionEnd::Terminated)
+    );
     assert!(out.is_empty());
 }
 
