@@ -6,6 +6,7 @@ pub mod active_session;
 mod binding;
 pub mod bulk;
 mod framed;
+mod opening;
 mod opts;
 pub mod relay;
 pub mod time;
@@ -19,6 +20,7 @@ pub use bulk::{
     build_bulk_reply, build_done, build_status, in_window, parse_bulk_query, BulkPrimary, BulkQuery,
 };
 pub use framed::frame_into;
+pub use opening::{opening, Opening};
 pub use relay::{relay_info_from_raw, relay_info_to_raw};
 pub use udp_query::{parse_leasequery, QueryKind, QueryRefusal, UdpQuery};
 pub use udp_reply::{

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use leaseline_proto::{build_done, build_status, parse_active_query, parse_bulk_query};
-use leaseline_wire::{DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
+use leaseline_proto::{
+    build_done, build_status, opening, parse_active_query, parse_bulk_query, Opening,
+};
+use leaseline_wire::{FrameDecoder, Message, MessageType, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -77,10 +79,6 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-fn message_type(frame: &[u8]) -> Option<MessageType> {
-    Message::decode(frame).ok().and_then(|m| m.message_type())
-}
-
 async fn first_message(
     ctx: &Arc<ListenerContext>,
     stream: TcpStream,
@@ -90,33 +88,28 @@ async fn first_message(
     let (mut rd, mut wr) = stream.into_split();
     let mut decoder = FrameDecoder::new(ctx.max_message);
     let first = read_frame(&mut rd, &mut decoder, ctx.data_timeout).await?;
-    if message_type(&first) != Some(MessageType::Tls) {
-        if !ctx.plaintext {
-            // RFC 7724 §8.1: secure mode closes connections not secured with TLS, sending nothing.
+    let answer = match opening(&first, decoder.buffered(), ctx.plaintext, ctx.tls.is_some()) {
+        Opening::Plain => return session(ctx, rd, wr, decoder, Some(first), peer, stop).await,
+        Opening::RefusePlain => {
             return Err("plaintext message on a secure-only listener".into());
         }
-        return session(ctx, rd, wr, decoder, Some(first), peer, stop).await;
-    }
-    // RFC 7724 §8.1: DHCPTLS. Its options are ignored.
-    let Some(acceptor) = &ctx.tls else {
-        let xid = Message::decode(&first).map(|m| m.xid).unwrap_or(0);
-        let mut out = Vec::new();
-        frame_into(
-            &mut out,
-            &tls_answer(xid, Some(StatusCode::TlsConnectionRefused)),
-        );
-        let _ = timeout(ctx.data_timeout, wr.write_all(&out)).await;
-        let _ = wr.shutdown().await;
-        // RFC 7724 §7.2: the requestor must close now; anything more is not read.
-        return Err("DHCPTLS on an insecure-only listener: answered TLSConnectionRefused".into());
+        Opening::RefuseTls(answer) => {
+            let mut out = Vec::new();
+            frame_into(&mut out, &answer);
+            let _ = timeout(ctx.data_timeout, wr.write_all(&out)).await;
+            let _ = wr.shutdown().await;
+            return Err(
+                "DHCPTLS on an insecure-only listener: answered TLSConnectionRefused".into(),
+            );
+        }
+        Opening::EarlyData(n) => return Err(crate::tls::TlsRefusal::early_data(n).to_string()),
+        Opening::StartTls(answer) => answer,
     };
-    if decoder.buffered() > 0 {
-        // Bytes sent before the handshake are never read as DHCP (STARTTLS injection).
-        return Err(crate::tls::TlsRefusal::early_data(decoder.buffered()).to_string());
-    }
-    let xid = Message::decode(&first).map(|m| m.xid).unwrap_or(0);
+    let Some(acceptor) = &ctx.tls else {
+        return Err("TLS is not configured".into());
+    };
     let mut out = Vec::new();
-    frame_into(&mut out, &tls_answer(xid, None));
+    frame_into(&mut out, &answer);
     timeout(ctx.data_timeout, wr.write_all(&out))
         .await
         .map_err(|_| "blocked writing the DHCPTLS answer".to_string())?
@@ -137,21 +130,6 @@ async fn first_message(
         stop,
     )
     .await
-}
-
-fn tls_answer(xid: u32, status: Option<StatusCode>) -> Message {
-    let mut m = Message {
-        op: leaseline_wire::BOOTREPLY,
-        xid,
-        hlen: 0,
-        htype: 0,
-        ..Message::default()
-    };
-    m.options.push(DhcpOption::MessageType(MessageType::Tls));
-    if let Some(code) = status {
-        m.options.push(DhcpOption::StatusCode(code, String::new()));
-    }
-    m
 }
 
 /// Writes queued chunks; gives the write half back when the queue closes.
