@@ -212,5 +212,39 @@ fn main() {
         encode_frame(body, &mut s).unwrap();
     }
     write(&framer, "tiny_frames", &s);
+
+    // connection_opening: listener flags (bit 0 plaintext, bit 1 TLS), 2
+    // bytes buffered after the first message, then the first message.
+    let opening = root.join("connection_opening");
+    let with = |flags: u8, buffered: u16, first: &[u8]| {
+        let mut s = vec![flags];
+        s.extend_from_slice(&buffered.to_be_bytes());
+        s.extend_from_slice(first);
+        s
+    };
+    write(&opening, "dhcptls_secure", &with(2, 0, &get("dhcptls")));
+    write(&opening, "dhcptls_early_data", &with(3, 9, &get("dhcptls")));
+    write(&opening, "dhcptls_insecure", &with(1, 0, &get("dhcptls")));
+    write(&opening, "bulk_plain", &with(1, 0, &get("bulk_all")));
+    write(&opening, "active_secure_only", &with(2, 0, &get("active")));
+
+    // active_session: byte 0 the history (0 none, 1 catch-up of the listed
+    // addresses, 2 missing), then ops (see the target's doc): 0 requestor
+    // bytes, 1 changes, 2 take a batch, 3 idle, 4 shutdown, 5 clock.
+    let session = root.join("active_session");
+    let mut second_query = vec![0, 0];
+    encode_frame(&get("active"), &mut second_query).unwrap();
+    let n = u8::try_from(second_query.len() - 2).unwrap_or(255);
+    second_query[1] = n;
+    let seeds: [(&str, Vec<u8>); 5] = [
+        ("catchup_then_live", vec![1, 3, 5, 6, 7, 1, 3, 5, 9, 200, 2, 2, 5, 1, 2, 255, 3, 0, 1, 1, 9, 2, 255, 4, 0]),
+        ("live_only", vec![0, 1, 4, 1, 2, 3, 4, 2, 1, 1, 2, 1, 2, 2, 255, 5, 3, 3, 0, 4, 0, 2, 5]),
+        ("missing", vec![2, 1, 1, 8, 2, 1, 4, 0]),
+        ("empty_catchup", vec![1, 0, 1, 2, 1, 2, 2, 255]),
+        ("second_active_query", [vec![0, 1, 1, 8, 2, 1], second_query].concat()),
+    ];
+    for (name, bytes) in seeds {
+        write(&session, name, &bytes);
+    }
     println!("seeds written under {}", root.display());
 }
