@@ -1,0 +1,508 @@
+//! Helpers for `crash_durability.rs`:
+//! - [`PerfChurn`]: perfdhcp in the background, interrupted (SIGINT: final
+//!   report) once the test has done its kills, with its periodic ACK count
+//!   (the test-support parser does not read the three-field counters that
+//!   `-F` / `-f` produce);
+//! - [`read_wire`]: every DHCP message of a capture in wire order, with
+//!   ciaddr (what a RELEASE names);
+//! - [`Ledger`]: what each client was told on the wire, replayed in order,
+//!   and checked against the store.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use leaseline_test_support::{mac_string, require_tool, Binding, DhcpState, PerfReport, Perfdhcp};
+
+pub const DHCPACK: u8 = 5;
+pub const DHCPNAK: u8 = 6;
+pub const DHCPRELEASE: u8 = 7;
+
+#[derive(Default)]
+struct PerfOut {
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    /// ACKs received, from the latest periodic report.
+    acks: u64,
+    ended: bool,
+}
+
+/// perfdhcp running in the background until [`PerfChurn::interrupt`].
+pub struct PerfChurn {
+    command: String,
+    child: Option<Child>,
+    out: Arc<(Mutex<PerfOut>, Condvar)>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// The ACKs of a periodic report: `sent: D/R[/..]; received: O/A[/..]; ...`.
+pub fn progress_acks(line: &str) -> Option<u64> {
+    let line = line.trim();
+    if !line.starts_with("sent:") {
+        return None;
+    }
+    let received = line
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("received:"))?;
+    received.split('/').nth(1)?.trim().parse().ok()
+}
+
+impl PerfChurn {
+    pub fn spawn(p: &Perfdhcp) -> PerfChurn {
+        let mut child = p
+            .command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start perfdhcp");
+        let out: Arc<(Mutex<PerfOut>, Condvar)> = Arc::default();
+        let mut readers = Vec::new();
+        let streams: [(Box<dyn Read + Send>, bool); 2] = [
+            (Box::new(child.stdout.take().expect("stdout")), false),
+            (Box::new(child.stderr.take().expect("stderr")), true),
+        ];
+        for (stream, is_err) in streams {
+            let out = Arc::clone(&out);
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut st = out.0.lock().unwrap_or_else(|e| e.into_inner());
+                    if is_err {
+                        st.stderr.push(line);
+                    } else {
+                        if let Some(a) = progress_acks(&line) {
+                            st.acks = a;
+                        }
+                        st.stdout.push(line);
+                    }
+                    drop(st);
+                    out.1.notify_all();
+                }
+                if !is_err {
+                    out.0.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
+                    out.1.notify_all();
+                }
+            }));
+        }
+        PerfChurn {
+            command: p.command_line(),
+            child: Some(child),
+            out,
+            readers,
+        }
+    }
+
+    pub fn acks(&self) -> u64 {
+        self.out.0.lock().unwrap_or_else(|e| e.into_inner()).acks
+    }
+
+    /// Waits until perfdhcp's periodic report counts at least `n` ACKs;
+    /// panics after `timeout` or when perfdhcp has exited.
+    pub fn wait_acks(&self, n: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.out.0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.acks >= n {
+                return st.acks;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || st.ended {
+                panic!(
+                    "perfdhcp: fewer than {n} ACKs within {timeout:?} (output ended: {})\n$ {}\n{}\nstderr:\n{}",
+                    st.ended,
+                    self.command,
+                    st.stdout.join("\n"),
+                    st.stderr.join("\n")
+                );
+            }
+            st = self
+                .out
+                .1
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// SIGINT (perfdhcp then stops and prints its final report), wait, parse.
+    pub fn interrupt(mut self, timeout: Duration) -> PerfReport {
+        let mut child = self.child.take().expect("perfdhcp running");
+        if let Ok(None) = child.try_wait() {
+            // Our own child, not yet reaped, by pid. `ip netns exec` execs
+            // perfdhcp, so the pid is perfdhcp's.
+            let st = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(st.success(), "kill -INT perfdhcp: {st:?}");
+        }
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("perfdhcp did not exit within {timeout:?} of SIGINT");
+                }
+            }
+        };
+        for h in self.readers.drain(..) {
+            let _ = h.join();
+        }
+        let st = self.out.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut report = PerfReport::parse(&st.stdout.join("\n"));
+        report.command = self.command.clone();
+        report.exit_code = status.code();
+        report.stderr = st.stderr.join("\n");
+        report
+    }
+}
+
+impl Drop for PerfChurn {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One DHCP message of a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireMsg {
+    pub frame: u64,
+    pub msg_type: u8,
+    pub yiaddr: Ipv4Addr,
+    pub ciaddr: Ipv4Addr,
+    /// chaddr as `aa:bb:cc:dd:ee:ff`.
+    pub chaddr: String,
+}
+
+/// Every DHCP message in `pcap`, in capture (= wire) order.
+pub fn read_wire(pcap: &Path) -> Vec<WireMsg> {
+    let out = Command::new(require_tool("tshark"))
+        .arg("-r")
+        .arg(pcap)
+        .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
+        .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
+        .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
+        .args(["-e", "dhcp.hw.mac_addr"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark -r {} failed: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut msgs = parse_wire(&String::from_utf8_lossy(&out.stdout));
+    msgs.sort_by_key(|m| m.frame);
+    msgs
+}
+
+fn parse_wire(text: &str) -> Vec<WireMsg> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            // Several values of one field are comma-separated; the first
+            // dhcp.hw.mac_addr is chaddr (a client-id of type 1 adds another).
+            let mut first = || f.next().and_then(|v| v.split(',').next()).map(str::trim);
+            Some(WireMsg {
+                frame: first()?.parse().ok()?,
+                msg_type: first()?.parse().ok()?,
+                yiaddr: first()?.parse().ok()?,
+                ciaddr: first()?.parse().ok()?,
+                chaddr: first()?.to_lowercase(),
+            })
+        })
+        .collect()
+}
+
+/// What a client was last told about its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// ACKed, not released since: the store must hold it ACTIVE for the client.
+    Bound(Ipv4Addr),
+    /// ACKed, then released by the client: ACTIVE (the RELEASE was lost
+    /// with a crash: a RELEASE gets no reply, so the client cannot tell)
+    /// or RELEASED for the client, unless another client was ACKed it since.
+    Released(Ipv4Addr),
+}
+
+/// The wire history of every client, replayed in capture order.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub clients: BTreeMap<String, Held>,
+    /// The client an address was last ACKed to.
+    pub holder: HashMap<Ipv4Addr, String>,
+    pub acks: usize,
+    pub naks: usize,
+    pub releases: usize,
+    /// RELEASEs naming an address the client did not hold (the server
+    /// refuses them).
+    pub stray_releases: usize,
+    /// An address ACKed to a client after another client released it.
+    pub handovers: usize,
+    /// Breaches of "an address is never given to two clients" and "a
+    /// client holds one address", seen on the wire itself.
+    pub violations: Vec<String>,
+    /// Each client's ACKs and RELEASEs as (frame, message type, address).
+    pub history: HashMap<String, Vec<(u64, u8, Ipv4Addr)>>,
+}
+
+impl Ledger {
+    pub fn replay(msgs: &[WireMsg]) -> Ledger {
+        let mut l = Ledger::default();
+        for m in msgs {
+            match m.msg_type {
+                DHCPACK => l.ack(m),
+                DHCPNAK => l.naks += 1,
+                DHCPRELEASE => l.release(m),
+                _ => {}
+            }
+        }
+        l
+    }
+
+    /// The last few ACKs and RELEASEs of `client`, for a violation message.
+    fn recent(&self, client: &str) -> String {
+        let h = self.history.get(client).map(Vec::as_slice).unwrap_or(&[]);
+        let from = h.len().saturating_sub(6);
+        h[from..]
+            .iter()
+            .map(|(f, t, ip)| {
+                let what = if *t == DHCPACK { "ACK" } else { "RELEASE" };
+                format!("#{f} {what} {ip}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn ack(&mut self, m: &WireMsg) {
+        self.acks += 1;
+        let ip = m.yiaddr;
+        let client = &m.chaddr;
+        if let Some(other) = self.holder.get(&ip).filter(|o| *o != client) {
+            match self.clients.get(other) {
+                Some(Held::Bound(x)) if *x == ip => {
+                    let v = format!(
+                        "frame {}: {ip} ACKed to {client} while {other} holds it (ACKed, never \
+                         released); {other}: {}; {client}: {}",
+                        m.frame,
+                        self.recent(other),
+                        self.recent(client)
+                    );
+                    self.violations.push(v);
+                }
+                _ => self.handovers += 1,
+            }
+        }
+        if let Some(Held::Bound(x)) = self.clients.get(client) {
+            if *x != ip {
+                let v = format!(
+                    "frame {}: {client} ACKed {ip} while it holds {x} (ACKed, never released): \
+                     a client given two addresses, or an ACK forgotten; {client}: {}",
+                    m.frame,
+                    self.recent(client)
+                );
+                self.violations.push(v);
+            }
+        }
+        self.clients.insert(client.clone(), Held::Bound(ip));
+        self.holder.insert(ip, client.clone());
+        self.history
+            .entry(client.clone())
+            .or_default()
+            .push((m.frame, DHCPACK, ip));
+    }
+
+    fn release(&mut self, m: &WireMsg) {
+        self.releases += 1;
+        self.history
+            .entry(m.chaddr.clone())
+            .or_default()
+            .push((m.frame, DHCPRELEASE, m.ciaddr));
+        match self.clients.get(&m.chaddr) {
+            Some(Held::Bound(x)) if *x == m.ciaddr => {
+                self.clients
+                    .insert(m.chaddr.clone(), Held::Released(m.ciaddr));
+            }
+            _ => self.stray_releases += 1,
+        }
+    }
+
+    /// Each client's last word on the wire against the store: one line per
+    /// difference (empty: all ACKed leases are where they must be).
+    pub fn check_store(&self, store: &[Binding]) -> Vec<String> {
+        let by_ip: HashMap<Ipv4Addr, &Binding> = store.iter().map(|b| (b.ip, b)).collect();
+        let row = |ip: &Ipv4Addr| {
+            by_ip
+                .get(ip)
+                .map(|b| (b.state.name(), mac_string(&b.chaddr)))
+        };
+        let mut out = Vec::new();
+        for (client, held) in &self.clients {
+            match *held {
+                Held::Bound(ip) => {
+                    let ok = by_ip.get(&ip).is_some_and(|b| {
+                        b.state == DhcpState::Active && mac_string(&b.chaddr) == *client
+                    });
+                    if !ok {
+                        out.push(format!(
+                            "{ip} was ACKed to {client} (its last ACK, not released): store has {:?}",
+                            row(&ip)
+                        ));
+                    }
+                }
+                Held::Released(ip) => {
+                    if self.holder.get(&ip) != Some(client) {
+                        continue; // ACKed to another client since; checked there
+                    }
+                    let ok = by_ip.get(&ip).is_some_and(|b| {
+                        matches!(b.state, DhcpState::Active | DhcpState::Released)
+                            && mac_string(&b.chaddr) == *client
+                    });
+                    if !ok {
+                        out.push(format!(
+                            "{ip} was ACKed to {client}, then released: store has {:?} \
+                             (want ACTIVE or RELEASED for {client})",
+                            row(&ip)
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn bound(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|h| matches!(h, Held::Bound(_)))
+            .count()
+    }
+}
+
+/// The first `n` lines of `v`, for assertion messages.
+pub fn first_lines(v: &[String], n: usize) -> String {
+    let mut s = format!("{} in all", v.len());
+    for l in v.iter().take(n) {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(frame: u64, t: u8, ip: [u8; 4], mac: &str) -> WireMsg {
+        let ip = Ipv4Addr::from(ip);
+        WireMsg {
+            frame,
+            msg_type: t,
+            yiaddr: if t == DHCPACK {
+                ip
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            ciaddr: if t == DHCPRELEASE {
+                ip
+            } else {
+                Ipv4Addr::UNSPECIFIED
+            },
+            chaddr: mac.into(),
+        }
+    }
+
+    #[test]
+    fn parses_fields_and_progress() {
+        let t = "3\t5\t10.0.0.10\t0.0.0.0\t02:00:00:00:00:01\n1\t7\t0.0.0.0\t10.0.0.9\t02:00:00:00:00:02,x\n\n";
+        let v = parse_wire(t);
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].frame, v[0].msg_type), (3, DHCPACK));
+        assert_eq!(v[1].ciaddr, Ipv4Addr::new(10, 0, 0, 9));
+        assert_eq!(v[1].chaddr, "02:00:00:00:00:02");
+        assert_eq!(
+            progress_acks("sent: 99/98/3; received: 99/97/0; drops: 0/1/0"),
+            Some(97)
+        );
+        assert_eq!(
+            progress_acks("sent: 9/8; received: 9/7; drops: 0/1"),
+            Some(7)
+        );
+        assert_eq!(progress_acks("Rate: 1"), None);
+    }
+
+    #[test]
+    fn ledger_rules() {
+        let a = "02:00:00:00:00:0a";
+        let b = "02:00:00:00:00:0b";
+        // b may have a's address once a released it.
+        let l = Ledger::replay(&[
+            msg(1, DHCPACK, [10, 0, 0, 1], a),
+            msg(2, DHCPRELEASE, [10, 0, 0, 1], a),
+            msg(3, DHCPACK, [10, 0, 0, 1], b),
+            msg(4, DHCPACK, [10, 0, 0, 2], a),
+        ]);
+        assert!(l.violations.is_empty(), "{:?}", l.violations);
+        assert_eq!(l.handovers, 1);
+        // Not while a holds it.
+        let l = Ledger::replay(&[
+            msg(1, DHCPACK, [10, 0, 0, 1], a),
+            msg(2, DHCPACK, [10, 0, 0, 1], b),
+        ]);
+        assert_eq!(l.violations.len(), 1, "{:?}", l.violations);
+        // A client moved without releasing: an ACK was forgotten.
+        let l = Ledger::replay(&[
+            msg(1, DHCPACK, [10, 0, 0, 1], a),
+            msg(2, DHCPACK, [10, 0, 0, 2], a),
+        ]);
+        assert_eq!(l.violations.len(), 1, "{:?}", l.violations);
+
+        let l = Ledger::replay(&[
+            msg(1, DHCPACK, [10, 0, 0, 1], a),
+            msg(2, DHCPACK, [10, 0, 0, 2], b),
+            msg(3, DHCPRELEASE, [10, 0, 0, 2], b),
+        ]);
+        let bind = |ip: [u8; 4], st, mac: &str| Binding {
+            state: st,
+            chaddr: parse(mac),
+            ..Binding::available(Ipv4Addr::from(ip))
+        };
+        fn parse(mac: &str) -> Vec<u8> {
+            leaseline_test_support::parse_mac(mac).unwrap()
+        }
+        let good = [
+            bind([10, 0, 0, 1], DhcpState::Active, a),
+            bind([10, 0, 0, 2], DhcpState::Released, b),
+        ];
+        assert!(l.check_store(&good).is_empty());
+        let lost_release = [
+            bind([10, 0, 0, 1], DhcpState::Active, a),
+            bind([10, 0, 0, 2], DhcpState::Active, b),
+        ];
+        assert!(l.check_store(&lost_release).is_empty());
+        let lost_ack = [bind([10, 0, 0, 2], DhcpState::Released, b)];
+        assert_eq!(l.check_store(&lost_ack).len(), 1);
+        let wrong_client = [
+            bind([10, 0, 0, 1], DhcpState::Active, b),
+            bind([10, 0, 0, 2], DhcpState::Released, b),
+        ];
+        assert_eq!(l.check_store(&wrong_client).len(), 1);
+    }
+}
