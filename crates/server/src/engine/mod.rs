@@ -179,7 +179,22 @@ impl Engine {
             self.timers.push(Reverse((b.expiry, ip)));
         }
         if !b.chaddr.is_empty() || b.client_id.is_some() {
-            self.by_client.insert(ClientKey::of_binding(&b), ip);
+            // A client's entry is its live lease: an older binding of the
+            // same client that is not active (replayed after it at start-up,
+            // which goes in address order, or returning to AVAILABLE after
+            // its grace) must not take the entry over, or the client would
+            // be offered that address and hold two leases.
+            let key = ClientKey::of_binding(&b);
+            let holds_other = self.by_client.get(&key).is_some_and(|&cur| {
+                cur != ip
+                    && self
+                        .leases
+                        .get(&cur)
+                        .is_some_and(|c| c.state == DhcpState::Active && key.owns(c))
+            });
+            if b.state == DhcpState::Active || !holds_other {
+                self.by_client.insert(key, ip);
+            }
         }
         self.offers.remove(&ip);
         self.leases.insert(ip, b);

@@ -330,6 +330,41 @@ fn restart_from_stored_bindings_keeps_clients_addresses() {
     assert!(stored.iter().all(|b| b.ip != fresh));
 }
 
+/// Found by the crash-durability test: a client with an ACTIVE lease and an
+/// older RELEASED binding at a higher address was, after a restart (bindings
+/// replayed in address order) or once that binding returned to AVAILABLE,
+/// offered the old address and ACKed it: two leases for one client.
+#[test]
+fn an_old_binding_never_takes_over_a_clients_active_lease() {
+    let cfg = config("");
+    let mut e = Engine::new(Arc::clone(&cfg), vec![]);
+    let ip = discover(&mut e, mac(1), T0);
+    let active = select(&mut e, mac(1), ip, T0).commit.unwrap();
+    let mut released = active.clone();
+    released.ip = Ipv4Addr::new(10, 0, 0, 19);
+    released.state = DhcpState::Released;
+    released.state_since = T0 - 50;
+    released.cltt = T0 - 50;
+    released.expiry = T0 + 60;
+    assert!(released.ip > active.ip, "replayed after the active lease");
+
+    let mut e = Engine::new(Arc::clone(&cfg), vec![active.clone(), released.clone()]);
+    assert_eq!(
+        discover(&mut e, mac(1), T0 + 1),
+        active.ip,
+        "after a restart"
+    );
+
+    let changed = e.tick(T0 + 61);
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].state, DhcpState::Available);
+    assert_eq!(
+        discover(&mut e, mac(1), T0 + 62),
+        active.ip,
+        "after the old one's grace"
+    );
+}
+
 #[test]
 fn unrelayed_broadcast_on_listen_socket_is_refused() {
     let mut e = Engine::new(config(""), vec![]);
