@@ -5,22 +5,34 @@
 //! refusals` summary line instead), nothing is sent back, the server keeps
 //! running, and a valid DORA still succeeds.
 //!
-//! Each class is sent from its own loopback address (127.0.0.41..46, port
+//! Each class is sent from its own loopback address (127.0.0.41..47, port
 //! chosen by the kernel), so its log line can be told apart.
+//!
+//! Datagrams are read whole, never cut to a buffer: one over the 16 KiB
+//! limit is refused as oversized, and a 6,000-byte DISCOVER whose options
+//! start after 5,000 bytes of padding is answered.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use leaseline_test_support::{
-    free_udp_port, loopback_config, malformed, require_root, RelayClient, ServerProcess,
-    TestClient, XorShift,
+    free_udp_port, loopback_config, malformed, require_root, RawRequest, RelayClient,
+    ServerProcess, TestClient, XorShift,
 };
+use leaseline_wire::MessageType;
 
 const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 /// This test's relay address (giaddr), distinct from every other test's.
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 40);
 const RANDOM_DATAGRAMS: usize = 10_000;
 const BATCH: usize = 100;
+
+/// A valid DISCOVER followed by padding up to `len` bytes.
+fn oversized_discover(len: usize) -> Vec<u8> {
+    let mut b = RawRequest::discover(RELAY, [0x02, 0, 0, 0, 0x0b, 0x1f], 0x0bad_0004).to_bytes();
+    b.resize(len, 0);
+    b
+}
 
 struct Class {
     name: &'static str,
@@ -62,6 +74,7 @@ fn malformed_datagrams_are_dropped_and_logged() {
             class("message type 99", 45),
             malformed::unknown_message_type(RELAY),
         ),
+        (class("oversized", 47), oversized_discover(20_000)),
     ];
     for (c, bytes) in &cases {
         let mark = server.log_mark();
@@ -86,9 +99,27 @@ fn malformed_datagrams_are_dropped_and_logged() {
             "{}: no reason= in: {line}",
             c.name
         );
+        if c.name == "oversized" {
+            assert!(line.contains("oversized datagram: 20000 bytes"), "{line}");
+        }
         eprintln!("{}: {line}", c.name);
         server.assert_running();
     }
+
+    // A large but acceptable DISCOVER is read whole: its options (message
+    // type included) start after 5,000 pad bytes, so a cut copy would not
+    // decode as a DISCOVER.
+    let mut relay = RelayClient::bind(RELAY, server_addr).expect("bind 127.0.0.40:67");
+    let big = TestClient::new(0x0bad_0003);
+    let m = relay.request_template(&big, MessageType::Discover);
+    let mut bytes = m.to_bytes().expect("encodes");
+    bytes.splice(240..240, std::iter::repeat_n(0u8, 5_000));
+    assert!(bytes.len() > 5_000);
+    relay.send_raw(&bytes).expect("send");
+    let offer = relay
+        .recv_reply(m.xid, Duration::from_secs(10))
+        .expect("an OFFER for the 5,000-byte-padded DISCOVER");
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
 
     // 10,000 random datagrams from one more sender, in batches: each batch
     // is followed by a DISCOVER from the relay client, and the next batch
@@ -98,7 +129,6 @@ fn malformed_datagrams_are_dropped_and_logged() {
     // The log throttles refusals (5 a second in full per peer and reason,
     // then one `suppressed N similar refusals` line per second): every
     // datagram is either a `dropped datagram` line or counted in a summary.
-    let mut relay = RelayClient::bind(RELAY, server_addr).expect("bind 127.0.0.40:67");
     let probe = TestClient::new(0x0bad_0002);
     let random = class("random", 46);
     let peer = format!("peer={}", random.peer);

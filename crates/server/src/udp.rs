@@ -20,9 +20,12 @@ use tracing::{debug, error, warn};
 use crate::engine::{Ingress, Outcome};
 use crate::run::{unix_now, Shared};
 
-/// Receive buffer: large enough that an oversized datagram is seen (and
-/// refused) rather than silently cut.
+/// Receive buffer: larger than any UDP datagram, so an oversized one is
+/// seen whole (and refused) rather than silently cut and read as shorter.
 const MAX_DATAGRAM: usize = 65_536;
+/// The largest DHCP message accepted: room for jumbo frames and RFC 3396
+/// long options, the same bound as a leasequery TCP message's default.
+const MAX_DHCP_MESSAGE: usize = 16_384;
 const SOCKET_BUFFER: usize = 4 << 20;
 /// BOOTP relay agents and old clients expect at least 300 bytes (RFC 1542 §2.1).
 const BOOTP_MIN_LEN: usize = 300;
@@ -272,12 +275,15 @@ fn handle_datagram(
     datagram: &[u8],
     peer: SocketAddr,
 ) {
-    if datagram.len() >= MAX_DATAGRAM {
+    if datagram.len() > MAX_DHCP_MESSAGE {
         return refuse(
             shared,
             peer,
             "oversized datagram",
-            &"datagram larger than 65535 bytes",
+            &format_args!(
+                "oversized datagram: {} bytes, over {MAX_DHCP_MESSAGE}",
+                datagram.len()
+            ),
         );
     }
     let msg = match Message::decode(datagram) {
