@@ -296,6 +296,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BulkClient<S> {
 
     /// The next message from the server, whichever query it belongs to.
     pub async fn next_event(&mut self) -> Result<BulkEvent, BulkError> {
+        let m = self.next_reply().await?;
+        if m.message_type() == Some(MessageType::LeaseQueryDone) {
+            return Ok(BulkEvent::Done(done_of(&m)));
+        }
+        let r = Record::from_reply(&m)
+            .ok_or_else(|| BulkError::Protocol("binding reply without a type".into()))?;
+        Ok(BulkEvent::Binding(r))
+    }
+
+    /// The next message from the server as received: a binding reply
+    /// (DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED) or a DHCPLEASEQUERYDONE (which
+    /// closes its query) of an open query; anything else is a protocol error
+    /// (RFC 6926 §7.3).
+    pub async fn next_reply(&mut self) -> Result<Message, BulkError> {
         if self.open.is_empty() {
             return Err(BulkError::NoQuery);
         }
@@ -308,14 +322,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BulkClient<S> {
             )));
         }
         match m.message_type() {
-            Some(MessageType::LeaseActive | MessageType::LeaseUnassigned) => {
-                let r = Record::from_reply(&m)
-                    .ok_or_else(|| BulkError::Protocol("binding reply without a type".into()))?;
-                Ok(BulkEvent::Binding(r))
-            }
+            Some(MessageType::LeaseActive | MessageType::LeaseUnassigned) => Ok(m),
             Some(MessageType::LeaseQueryDone) => {
                 self.open.remove(&m.xid);
-                Ok(BulkEvent::Done(done_of(&m)))
+                Ok(m)
             }
             _ => Err(BulkError::Protocol(format!(
                 "{} in answer to a bulk query (xid {:#010x})",
