@@ -19,6 +19,7 @@ mod capture;
 mod netns;
 mod packets;
 mod perfdhcp;
+pub mod pki;
 mod relay;
 mod server;
 mod store;

@@ -1,8 +1,8 @@
 //! Shared by tests/tls_*.rs (secure mode, RFC 7724 §7.2, §8.1, §9).
 //!
 //! - [`TestPki`]: a CA, the server certificate and requestor certificates
-//!   (allowed, not allowed, expired, from another CA), made with rcgen in the
-//!   same profile as `leaseline certs init`, written as PEM files.
+//!   (allowed, not allowed, expired, from another CA), made with
+//!   test-support's rcgen PKI, written as PEM files.
 //! - [`server_config`]: a small loopback server (31 addresses) with the
 //!   leasequery TCP listener in the mode asked for.
 //! - [`dora`]: real bindings through a relay on 127.0.0.6x:67, so that "no
@@ -22,12 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leaseline_requestor::active::{active_query, DEFAULT_PRL};
+use leaseline_test_support::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
 use leaseline_test_support::{Lease, RelayClient, ServerProcess, TestClient};
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
@@ -55,42 +52,6 @@ pub struct Identity {
     pub key: PathBuf,
 }
 
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn dn(cn: &str) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    d.push(DnType::OrganizationName, "Leaseline test");
-    d.push(DnType::CommonName, cn);
-    d
-}
-
-fn make_ca(cn: &str) -> Ca {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn(cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let now = time::OffsetDateTime::now_utc();
-    p.not_before = now - time::Duration::days(30);
-    p.not_after = now + time::Duration::days(3650);
-    let key = KeyPair::generate().expect("CA key");
-    let cert = p.self_signed(&key).expect("self-sign the CA");
-    Ca {
-        issuer: Issuer::new(p, key),
-        pem: cert.pem(),
-    }
-}
-
-/// Validity of a leaf certificate, relative to now.
-#[derive(Debug, Clone, Copy)]
-pub enum Validity {
-    Current,
-    /// Expired yesterday.
-    Expired,
-}
-
 fn write_leaf(
     dir: &Path,
     stem: &str,
@@ -99,31 +60,13 @@ fn write_leaf(
     eku: ExtendedKeyUsagePurpose,
     validity: Validity,
 ) -> Identity {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn(stem);
-    p.subject_alt_names = sans;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![eku];
-    p.use_authority_key_identifier_extension = true;
-    let now = time::OffsetDateTime::now_utc();
-    match validity {
-        Validity::Current => {
-            p.not_before = now - time::Duration::hours(1);
-            p.not_after = now + time::Duration::days(30);
-        }
-        Validity::Expired => {
-            p.not_before = now - time::Duration::days(30);
-            p.not_after = now - time::Duration::days(1);
-        }
-    }
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = p.signed_by(&key, &ca.issuer).expect("sign the leaf");
+    let leaf = ca.leaf(stem, sans, eku, validity);
     let id = Identity {
         cert: dir.join(format!("{stem}.pem")),
         key: dir.join(format!("{stem}-key.pem")),
     };
-    std::fs::write(&id.cert, cert.pem()).expect("write certificate");
-    std::fs::write(&id.key, key.serialize_pem()).expect("write key");
+    std::fs::write(&id.cert, leaf.pem).expect("write certificate");
+    std::fs::write(&id.key, leaf.key_pem).expect("write key");
     set_mode_600(&id.key);
     id
 }
@@ -131,10 +74,6 @@ fn write_leaf(
 fn set_mode_600(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
-}
-
-fn requestor_san(name: &str) -> SanType {
-    SanType::DnsName(name.try_into().expect("DNS name"))
 }
 
 /// The certificates of every secure-mode test, in a temporary directory.
@@ -149,7 +88,7 @@ pub struct TestPki {
     pub requestor: Identity,
     /// SAN stranger.leaseline.lab, from the same CA: not on the allowlist.
     pub stranger: Identity,
-    /// SAN requestor.leaseline.lab, from the CA, expired yesterday.
+    /// SAN requestor.leaseline.lab, from the CA, expired (valid 2001–2002).
     pub expired: Identity,
     /// SAN requestor.leaseline.lab, from another CA.
     pub foreign: Identity,
@@ -164,8 +103,8 @@ impl TestPki {
             .tempdir()
             .expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let ca = make_ca("Leaseline test CA");
-        let other = make_ca("Some other CA");
+        let ca = Ca::new("Leaseline test CA");
+        let other = Ca::new("Some other CA");
         let ca_path = dir.join("ca.pem");
         std::fs::write(&ca_path, &ca.pem).expect("write ca.pem");
         let foreign_ca = dir.join("other-ca.pem");
@@ -186,7 +125,7 @@ impl TestPki {
             &dir,
             "requestor",
             &ca,
-            vec![requestor_san(REQUESTOR_NAME)],
+            vec![dns(REQUESTOR_NAME)],
             client.clone(),
             Validity::Current,
         );
@@ -194,7 +133,7 @@ impl TestPki {
             &dir,
             "stranger",
             &ca,
-            vec![requestor_san("stranger.leaseline.lab")],
+            vec![dns("stranger.leaseline.lab")],
             client.clone(),
             Validity::Current,
         );
@@ -202,7 +141,7 @@ impl TestPki {
             &dir,
             "expired",
             &ca,
-            vec![requestor_san(REQUESTOR_NAME)],
+            vec![dns(REQUESTOR_NAME)],
             client.clone(),
             Validity::Expired,
         );
@@ -210,7 +149,7 @@ impl TestPki {
             &dir,
             "foreign",
             &other,
-            vec![requestor_san(REQUESTOR_NAME)],
+            vec![dns(REQUESTOR_NAME)],
             client,
             Validity::Current,
         );

@@ -4,11 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use leaseline_test_support::pki::{Ca, Leaf};
 use leaseline_wire::{DhcpOption, Message};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tokio::io::AsyncReadExt;
@@ -19,49 +16,6 @@ use tokio_rustls::TlsAcceptor;
 use super::*;
 use crate::watch::{watch, WatchEnd, WatchEvent, WatchOptions};
 
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Ca {
-        issuer: Issuer::new(p, key),
-        pem: cert.pem(),
-    }
-}
-
-struct Leaf {
-    pem: String,
-    key_pem: String,
-}
-
-fn leaf(ca: &Ca, sans: Vec<SanType>, eku: ExtendedKeyUsagePurpose) -> Leaf {
-    let mut p = CertificateParams::default();
-    p.subject_alt_names = sans;
-    p.extended_key_usages = vec![eku];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
-    Leaf {
-        pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-fn dns(n: &str) -> SanType {
-    SanType::DnsName(n.try_into().unwrap())
-}
-
 /// A CA, a server certificate for `localhost` and 127.0.0.1, a requestor certificate.
 struct Pki {
     ca: Ca,
@@ -70,17 +24,9 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let ca = ca("Lab CA");
-    let server = leaf(
-        &ca,
-        vec![dns("localhost"), SanType::IpAddress([127, 0, 0, 1].into())],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let requestor = leaf(
-        &ca,
-        vec![dns("requestor.leaseline.lab")],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    let ca = Ca::new("Lab CA");
+    let server = ca.server_leaf();
+    let requestor = ca.requestor_leaf("requestor.leaseline.lab");
     Pki {
         ca,
         server,
@@ -374,12 +320,7 @@ async fn wrong_server_name_fails_the_handshake() {
 #[tokio::test]
 async fn server_certificate_from_another_ca_fails_the_handshake() {
     let p = pki();
-    let other = ca("Other CA");
-    let impostor = leaf(
-        &other,
-        vec![dns("localhost"), SanType::IpAddress([127, 0, 0, 1].into())],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
+    let impostor = Ca::new("Other CA").server_leaf();
     let (addr, server) = serve(Script::Accept, server_config(&p.ca, &impostor)).await;
     let r = connect(addr, &client(&p, None))
         .await

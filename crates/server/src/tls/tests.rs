@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use leaseline_test_support::pki::{dns, Ca, ExtendedKeyUsagePurpose, Leaf, SanType, Validity};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,75 +14,25 @@ use tokio_rustls::TlsConnector;
 
 use super::*;
 
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
 fn ca(name: &str) -> Ca {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Ca {
-        issuer: Issuer::new(p, key),
-        pem: cert.pem(),
-    }
-}
-
-struct Leaf {
-    pem: String,
-    key_pem: String,
-    der: Vec<u8>,
+    Ca::new(name)
 }
 
 fn leaf(ca: &Ca, sans: Vec<SanType>, eku: ExtendedKeyUsagePurpose, expired: bool) -> Leaf {
-    let mut p = CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, "leaf");
-    p.subject_alt_names = sans;
-    p.extended_key_usages = vec![eku];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
-    Leaf {
-        pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
-
-fn dns(n: &str) -> SanType {
-    SanType::DnsName(n.try_into().unwrap())
+    let validity = if expired {
+        Validity::Expired
+    } else {
+        Validity::Current
+    };
+    ca.leaf("leaf", sans, eku, validity)
 }
 
 fn server_leaf(ca: &Ca) -> Leaf {
-    leaf(
-        ca,
-        vec![dns("localhost"), SanType::IpAddress([127, 0, 0, 1].into())],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        false,
-    )
+    ca.server_leaf()
 }
 
 fn requestor(ca: &Ca, name: &str) -> Leaf {
-    leaf(
-        ca,
-        vec![dns(name)],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        false,
-    )
+    ca.requestor_leaf(name)
 }
 
 fn settings(ca: &Ca, server: &Leaf, allowed: &[&str]) -> TlsSettings {
