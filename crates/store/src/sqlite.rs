@@ -5,6 +5,7 @@
 //! short indexed queries but do touch the disk, so async callers should use
 //! `spawn_blocking` for large ones (`range`, `load_all`). `submit` never blocks.
 
+mod checkpoint;
 mod codec;
 mod history;
 mod readers;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
     readers: ReadPool,
+    /// Dropped after the writer has drained.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -46,6 +49,7 @@ impl SqliteStore {
     pub fn open(opts: SqliteOptions, now: u32) -> Result<Self, crate::StoreError> {
         let conn = schema::open_writer(&opts.path, now)?;
         let readers = ReadPool::new(opts.path.clone())?;
+        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
         let feed =
             Arc::new(
                 history::rebuild(&conn, opts.history, now).map_err(|e| StoreError::Open {
@@ -68,6 +72,7 @@ impl SqliteStore {
             tx: Some(tx),
             writer: Some(writer),
             readers,
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -159,5 +164,6 @@ impl Drop for SqliteStore {
                 tracing::error!("store writer thread panicked");
             }
         }
+        drop(self.checkpointer.take());
     }
 }

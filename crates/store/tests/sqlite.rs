@@ -302,3 +302,30 @@ fn group_commit_throughput_report() {
         f64::from(THREADS * PER) / grouped.as_secs_f64()
     );
 }
+
+#[test]
+fn the_wal_is_copied_back_while_the_store_runs() {
+    // The writer never checkpoints (no copy and fsync of the database file
+    // inside a commit); the checkpoint thread copies the WAL back instead.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = open(&path);
+    let initial = std::fs::metadata(&path).expect("db file").len();
+    for chunk in 0..40u32 {
+        let batch: Vec<Binding> = (0..100).map(|n| sample(chunk * 100 + n, T0)).collect();
+        store.submit(batch, T0).blocking_recv().unwrap().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let len = std::fs::metadata(&path).expect("db file").len();
+        if len > initial + 100_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database file still {len} bytes (was {initial}): the WAL is not being checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.load_all().expect("load_all").len(), 4000);
+}

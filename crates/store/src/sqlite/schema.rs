@@ -69,7 +69,8 @@ pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreErro
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(open_error(path, format!("journal_mode is {mode}, not wal")));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL")
+    // Checkpoints run on their own thread (checkpoint.rs), not in a commit.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0")
         .map_err(|e| open_error(path, e))?;
     migrate(&conn, now).map_err(|e| open_error(path, e))?;
     Ok(conn)
@@ -101,6 +102,16 @@ fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
+
+/// The connection that copies the WAL back into the database.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+    conn.execute_batch("PRAGMA synchronous = FULL")
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
 
 /// A read connection. WAL lets it read while the writer commits; it is
 /// opened without CREATE and marked query-only.
