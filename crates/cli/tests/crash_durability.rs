@@ -38,7 +38,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use active_support::{diff_with_store, next_second_after, show_diff, Config, Watch};
-use crash_support::{first_lines, read_wire, Ledger, PerfChurn};
+use crash_support::{first_lines, read_wire, Ledger};
 use leaseline_test_support::{
     assert_no_double_allocation, load_bindings, require_root, require_tool, Capture, DhcpState,
     Netns, Perfdhcp, XorShift,
@@ -137,26 +137,26 @@ fn acked_leases_and_a_resuming_watcher_survive_five_kill9s() {
 
     // DORAs at 100/s, 10 renewals and 20 releases a second; it runs until
     // interrupted after the last restart.
-    let perf = PerfChurn::spawn(
-        &Perfdhcp::new(Ipv4Addr::LOCALHOST)
-            .netns(&ns)
-            .remote_port(DHCP_PORT)
-            .local(RELAY)
-            .rate(100)
-            .extra(&["-f", "10", "-F", "20"])
-            .clients(600)
-            .drop_time(2.0)
-            .report_interval(1)
-            .base_mac("02:00:81:00:00:00")
-            .seed((seed % (1 << 31)) as u32),
-    );
-    perf.wait_acks(100, 30 * SECOND);
+    let mut perf = Perfdhcp::new(Ipv4Addr::LOCALHOST)
+        .netns(&ns)
+        .remote_port(DHCP_PORT)
+        .local(RELAY)
+        .rate(100)
+        .extra(&["-f", "10", "-F", "20"])
+        .clients(600)
+        .drop_time(2.0)
+        .report_interval(1)
+        .base_mac("02:00:81:00:00:00")
+        .seed((seed % (1 << 31)) as u32)
+        .spawn();
+    let acks = |p: &leaseline_test_support::PerfProgress| p.acks_received;
+    perf.wait_progress("100 ACKs", 30 * SECOND, |p| acks(p) >= 100);
 
     for kill in 1..=KILLS {
         // The random moment: the server is serving and the watcher is live.
         let delay = Duration::from_micros(rng.range(300_000, 2_500_000) as u64);
         std::thread::sleep(delay);
-        let acks_before = perf.acks();
+        let acks_before = perf.progress().map_or(0, |p| acks(&p));
         let from = watch.mark();
         let status = server.kill9();
         let down = Instant::now();
@@ -202,7 +202,8 @@ fn acked_leases_and_a_resuming_watcher_survive_five_kill9s() {
         let caught_up = down.elapsed();
 
         // perfdhcp gets ACKs again.
-        let acks = perf.wait_acks(acks_before + 50, 30 * SECOND);
+        let acks =
+            acks(&perf.wait_progress("50 more ACKs", 30 * SECOND, |p| acks(p) >= acks_before + 50));
         eprintln!(
             "kill {kill} after {delay:?} at {acks_before} ACKs: restarted after {restarted:?} \
              (at {restart_time}), watcher caught up from {since} {:?} after the kill; {acks} ACKs",

@@ -150,7 +150,9 @@ impl std::fmt::Display for PerfReport {
     }
 }
 
-/// A periodic (`-t`) report line: `sent: D/R; received: O/A; drops: x/y; ...`.
+/// A periodic (`-t`) report line: `sent: D/R; received: O/A; drops: x/y; ...`
+/// (with `-f` / `-F` each counter has a third field, renewals or releases,
+/// which is not kept).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PerfProgress {
     pub discovers_sent: u64,
@@ -169,9 +171,9 @@ impl PerfProgress {
         let mut p = PerfProgress::default();
         for part in line.split(';') {
             let (k, v) = part.split_once(':')?;
-            let (a, b) = v.trim().split_once('/')?;
-            let a: u64 = a.trim().parse().ok()?;
-            let b: u64 = b.trim().parse().ok()?;
+            let mut fields = v.trim().split('/');
+            let a: u64 = fields.next()?.trim().parse().ok()?;
+            let b: u64 = fields.next()?.trim().parse().ok()?;
             match k.trim() {
                 "sent" => (p.discovers_sent, p.requests_sent) = (a, b),
                 "received" => (p.offers_received, p.acks_received) = (a, b),
@@ -402,6 +404,22 @@ impl PerfRun {
         }
     }
 
+    /// SIGINT (perfdhcp stops and prints its final report), then [`Self::wait`].
+    pub fn interrupt(mut self, timeout: Duration) -> PerfReport {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(None) = child.try_wait() {
+                // Our own child, not yet reaped, by pid (`ip netns exec`
+                // execs perfdhcp, so the pid is perfdhcp's).
+                let st = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(st.success(), "kill -INT perfdhcp: {st:?}");
+            }
+        }
+        self.wait(timeout)
+    }
+
     /// Waits for perfdhcp to exit and parses its report. Panics after
     /// `timeout` (perfdhcp is then killed).
     pub fn wait(mut self, timeout: Duration) -> PerfReport {
@@ -511,6 +529,12 @@ collected packets: 0
         assert_eq!(p.acks_received, 98);
         assert_eq!(p.request_drops, 1);
         assert!(PerfProgress::parse("Rate: 1").is_none());
+        // With -f / -F: a third field (renewals, releases) per counter.
+        let p = PerfProgress::parse("sent: 99/98/3; received: 99/97/0; drops: 0/1/0").unwrap();
+        assert_eq!(
+            (p.requests_sent, p.acks_received, p.request_drops),
+            (98, 97, 1)
+        );
     }
 
     #[test]

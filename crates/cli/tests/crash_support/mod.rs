@@ -1,8 +1,4 @@
 //! Helpers for `crash_durability.rs`:
-//! - [`PerfChurn`]: perfdhcp in the background, interrupted (SIGINT: final
-//!   report) once the test has done its kills, with its periodic ACK count
-//!   (the test-support parser does not read the three-field counters that
-//!   `-F` / `-f` produce);
 //! - [`read_wire`]: every DHCP message of a capture in wire order, with
 //!   ciaddr (what a RELEASE names);
 //! - [`Ledger`]: what each client was told on the wire, replayed in order,
@@ -11,173 +7,15 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use leaseline_test_support::{mac_string, require_tool, Binding, DhcpState, PerfReport, Perfdhcp};
+use leaseline_test_support::{mac_string, require_tool, Binding, DhcpState};
 
 pub const DHCPACK: u8 = 5;
 pub const DHCPNAK: u8 = 6;
 pub const DHCPRELEASE: u8 = 7;
-
-#[derive(Default)]
-struct PerfOut {
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-    /// ACKs received, from the latest periodic report.
-    acks: u64,
-    ended: bool,
-}
-
-/// perfdhcp running in the background until [`PerfChurn::interrupt`].
-pub struct PerfChurn {
-    command: String,
-    child: Option<Child>,
-    out: Arc<(Mutex<PerfOut>, Condvar)>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-/// The ACKs of a periodic report: `sent: D/R[/..]; received: O/A[/..]; ...`.
-pub fn progress_acks(line: &str) -> Option<u64> {
-    let line = line.trim();
-    if !line.starts_with("sent:") {
-        return None;
-    }
-    let received = line
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("received:"))?;
-    received.split('/').nth(1)?.trim().parse().ok()
-}
-
-impl PerfChurn {
-    pub fn spawn(p: &Perfdhcp) -> PerfChurn {
-        let mut child = p
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start perfdhcp");
-        let out: Arc<(Mutex<PerfOut>, Condvar)> = Arc::default();
-        let mut readers = Vec::new();
-        let streams: [(Box<dyn Read + Send>, bool); 2] = [
-            (Box::new(child.stdout.take().expect("stdout")), false),
-            (Box::new(child.stderr.take().expect("stderr")), true),
-        ];
-        for (stream, is_err) in streams {
-            let out = Arc::clone(&out);
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut st = out.0.lock().unwrap_or_else(|e| e.into_inner());
-                    if is_err {
-                        st.stderr.push(line);
-                    } else {
-                        if let Some(a) = progress_acks(&line) {
-                            st.acks = a;
-                        }
-                        st.stdout.push(line);
-                    }
-                    drop(st);
-                    out.1.notify_all();
-                }
-                if !is_err {
-                    out.0.lock().unwrap_or_else(|e| e.into_inner()).ended = true;
-                    out.1.notify_all();
-                }
-            }));
-        }
-        PerfChurn {
-            command: p.command_line(),
-            child: Some(child),
-            out,
-            readers,
-        }
-    }
-
-    pub fn acks(&self) -> u64 {
-        self.out.0.lock().unwrap_or_else(|e| e.into_inner()).acks
-    }
-
-    /// Waits until perfdhcp's periodic report counts at least `n` ACKs;
-    /// panics after `timeout` or when perfdhcp has exited.
-    pub fn wait_acks(&self, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.out.0.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if st.acks >= n {
-                return st.acks;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || st.ended {
-                panic!(
-                    "perfdhcp: fewer than {n} ACKs within {timeout:?} (output ended: {})\n$ {}\n{}\nstderr:\n{}",
-                    st.ended,
-                    self.command,
-                    st.stdout.join("\n"),
-                    st.stderr.join("\n")
-                );
-            }
-            st = self
-                .out
-                .1
-                .wait_timeout(st, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
-    /// SIGINT (perfdhcp then stops and prints its final report), wait, parse.
-    pub fn interrupt(mut self, timeout: Duration) -> PerfReport {
-        let mut child = self.child.take().expect("perfdhcp running");
-        if let Ok(None) = child.try_wait() {
-            // Our own child, not yet reaped, by pid. `ip netns exec` execs
-            // perfdhcp, so the pid is perfdhcp's.
-            let st = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .expect("run kill");
-            assert!(st.success(), "kill -INT perfdhcp: {st:?}");
-        }
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("perfdhcp did not exit within {timeout:?} of SIGINT");
-                }
-            }
-        };
-        for h in self.readers.drain(..) {
-            let _ = h.join();
-        }
-        let st = self.out.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut report = PerfReport::parse(&st.stdout.join("\n"));
-        report.command = self.command.clone();
-        report.exit_code = status.code();
-        report.stderr = st.stderr.join("\n");
-        report
-    }
-}
-
-impl Drop for PerfChurn {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// One DHCP message of a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,15 +275,6 @@ mod tests {
         assert_eq!((v[0].frame, v[0].msg_type), (3, DHCPACK));
         assert_eq!(v[1].ciaddr, Ipv4Addr::new(10, 0, 0, 9));
         assert_eq!(v[1].chaddr, "02:00:00:00:00:02");
-        assert_eq!(
-            progress_acks("sent: 99/98/3; received: 99/97/0; drops: 0/1/0"),
-            Some(97)
-        );
-        assert_eq!(
-            progress_acks("sent: 9/8; received: 9/7; drops: 0/1"),
-            Some(7)
-        );
-        assert_eq!(progress_acks("Rate: 1"), None);
     }
 
     #[test]
