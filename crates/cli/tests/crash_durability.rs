@@ -38,10 +38,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use active_support::{diff_with_store, next_second_after, show_diff, Config, Watch};
-use crash_support::{first_lines, read_wire, Ledger};
+use crash_support::{first_lines, Ledger};
 use leaseline_test_support::{
-    assert_no_double_allocation, load_bindings, require_root, require_tool, Capture, DhcpState,
-    Netns, Perfdhcp, XorShift,
+    assert_no_double_allocation, load_bindings, read_dhcp_capture, require_root, require_tool,
+    Capture, DhcpState, Netns, Perfdhcp, XorShift,
 };
 
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 81);
@@ -261,7 +261,7 @@ fn acked_leases_and_a_resuming_watcher_survive_five_kill9s() {
 
     // The wire against the store.
     let pcap = capture.stop();
-    let wire = read_wire(&pcap);
+    let wire = read_dhcp_capture(&pcap);
     let ledger = Ledger::replay(&wire);
     let missing = ledger.check_store(&store);
     if !ledger.violations.is_empty() || !missing.is_empty() {

@@ -133,7 +133,6 @@ fn malformed_datagrams_are_dropped_and_logged() {
     let random = class("random", 46);
     let peer = format!("peer={}", random.peer);
     let needles = ["dropped datagram", "WARN", peer.as_str(), "reason="];
-    let summary_peer = format!("peer={} ", random.peer.ip());
     let mut rng = XorShift::new(0x1ea5_e11e);
     let mark = server.log_mark();
     let mut sent = 0;
@@ -156,18 +155,7 @@ fn malformed_datagrams_are_dropped_and_logged() {
             .iter()
             .filter(|l| needles.iter().all(|n| l.contains(n)))
             .count();
-        let summarised: u64 = logs[mark..]
-            .iter()
-            .filter(|l| l.contains("similar refusals") && l.contains(&summary_peer))
-            .filter_map(|l| {
-                l.split("suppressed=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum();
+        let summarised = server.suppressed_refusals(mark, random.peer.ip());
         (full, summarised)
     };
     // The last second's summary comes once that second is over.

@@ -119,33 +119,27 @@ impl Drop for Capture {
 /// One DHCP message read from a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapturedDhcp {
+    /// Frame number in the capture (wire order).
+    pub frame: u64,
     /// Option 53 value (5 = ACK).
     pub msg_type: u8,
     pub yiaddr: Ipv4Addr,
+    /// What a RELEASE names.
+    pub ciaddr: Ipv4Addr,
     /// chaddr as `aa:bb:cc:dd:ee:ff`.
     pub chaddr: String,
 }
 
-/// Every DHCP message in `pcap`, via
-/// `tshark -r FILE -T fields -e dhcp.option.dhcp -e dhcp.ip.your -e dhcp.hw.mac_addr`.
+/// Every DHCP message in `pcap`, in wire order, via `tshark -r FILE -T
+/// fields` (frame number, option 53, yiaddr, ciaddr, chaddr).
 pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
     let out = Command::new(crate::require_tool("tshark"))
         .arg("-r")
         .arg(pcap)
-        .args([
-            "-Y",
-            "dhcp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=/t",
-            "-e",
-            "dhcp.option.dhcp",
-            "-e",
-            "dhcp.ip.your",
-            "-e",
-            "dhcp.hw.mac_addr",
-        ])
+        .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
+        .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
+        .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
+        .args(["-e", "dhcp.hw.mac_addr"])
         .stdin(Stdio::null())
         .output()
         .expect("run tshark");
@@ -155,7 +149,9 @@ pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
         pcap.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    parse_fields(&String::from_utf8_lossy(&out.stdout))
+    let mut msgs = parse_fields(&String::from_utf8_lossy(&out.stdout));
+    msgs.sort_by_key(|m| m.frame);
+    msgs
 }
 
 fn parse_fields(text: &str) -> Vec<CapturedDhcp> {
@@ -164,13 +160,13 @@ fn parse_fields(text: &str) -> Vec<CapturedDhcp> {
             let mut f = l.split('\t');
             // Several values of one field are comma-separated; the first
             // dhcp.hw.mac_addr is chaddr (a client-id of type 1 adds another).
-            let msg_type = f.next()?.split(',').next()?.trim().parse().ok()?;
-            let yiaddr = f.next()?.split(',').next()?.trim().parse().ok()?;
-            let chaddr = f.next()?.split(',').next()?.trim().to_lowercase();
+            let mut first = || f.next().and_then(|v| v.split(',').next()).map(str::trim);
             Some(CapturedDhcp {
-                msg_type,
-                yiaddr,
-                chaddr,
+                frame: first()?.parse().ok()?,
+                msg_type: first()?.parse().ok()?,
+                yiaddr: first()?.parse().ok()?,
+                ciaddr: first()?.parse().ok()?,
+                chaddr: first()?.to_lowercase(),
             })
         })
         .collect()
@@ -182,12 +178,14 @@ mod tests {
 
     #[test]
     fn parses_tshark_fields() {
-        let t = "5\t10.0.0.10\t00:0c:01:02:03:04,00:0c:01:02:03:04\n2\t10.0.0.11\t00:0C:01:02:03:05\n\n";
+        let t = "3\t5\t10.0.0.10\t0.0.0.0\t00:0c:01:02:03:04,00:0c:01:02:03:04\n\
+                 1\t7\t0.0.0.0\t10.0.0.9\t00:0C:01:02:03:05\n\n";
         let v = parse_fields(t);
         assert_eq!(v.len(), 2);
-        assert_eq!(v[0].msg_type, 5);
+        assert_eq!((v[0].frame, v[0].msg_type), (3, 5));
         assert_eq!(v[0].yiaddr, Ipv4Addr::new(10, 0, 0, 10));
         assert_eq!(v[0].chaddr, "00:0c:01:02:03:04");
+        assert_eq!(v[1].ciaddr, Ipv4Addr::new(10, 0, 0, 9));
         assert_eq!(v[1].chaddr, "00:0c:01:02:03:05");
     }
 }

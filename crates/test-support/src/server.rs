@@ -320,6 +320,24 @@ impl ServerProcess {
         self.log.lock().lines.clone()
     }
 
+    /// Refusals from `ip` the server counted in its `suppressed N similar
+    /// refusals from IP` summary lines since `mark` (its log throttle).
+    pub fn suppressed_refusals(&self, mark: usize, ip: std::net::IpAddr) -> u64 {
+        let needle = format!("similar refusals from {ip} ");
+        self.logs()[mark..]
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| {
+                l.split("suppressed=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// Lines (all runs) containing every one of `needles`.
     pub fn logs_containing(&self, needles: &[&str]) -> Vec<String> {
         self.log
@@ -564,8 +582,9 @@ mod tests {
         let bin = dir.path().join("fake-server");
         std::fs::write(
             &bin,
-            "#!/bin/sh\necho 'INFO starting' >&2\necho 'INFO leaseline ready' >&2\n\
-             trap 'echo INFO bye >&2; exit 0' TERM\nwhile true; do sleep 0.05; done\n",
+            // The trap is set before "ready": a SIGTERM right after it is handled.
+            "#!/bin/sh\ntrap 'echo INFO bye >&2; exit 0' TERM\necho 'INFO starting' >&2\n\
+             echo 'INFO leaseline ready' >&2\nwhile true; do sleep 0.05; done\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;

@@ -319,21 +319,3 @@ pub fn raise_nofile(want: u64) -> u64 {
     }
     r.cur
 }
-
-/// The number of `suppressed=N` refusals in the summary lines about `ip`
-/// at index `mark` or later.
-pub fn summarised(server: &ServerProcess, mark: usize, ip: Ipv4Addr) -> u64 {
-    let needle = format!("similar refusals from {ip} ");
-    server.logs()[mark..]
-        .iter()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| {
-            l.split("suppressed=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}

@@ -1,73 +1,17 @@
-//! Helpers for `crash_durability.rs`:
-//! - [`read_wire`]: every DHCP message of a capture in wire order, with
-//!   ciaddr (what a RELEASE names);
-//! - [`Ledger`]: what each client was told on the wire, replayed in order,
-//!   and checked against the store.
+//! Helpers for `crash_durability.rs`: [`Ledger`], what each client was
+//! told on the wire (test-support's `read_dhcp_capture`, in wire order),
+//! replayed in order and checked against the store.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Command, Stdio};
 
-use leaseline_test_support::{mac_string, require_tool, Binding, DhcpState};
+use leaseline_test_support::{mac_string, Binding, CapturedDhcp, DhcpState};
 
 pub const DHCPACK: u8 = 5;
 pub const DHCPNAK: u8 = 6;
 pub const DHCPRELEASE: u8 = 7;
-
-/// One DHCP message of a capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireMsg {
-    pub frame: u64,
-    pub msg_type: u8,
-    pub yiaddr: Ipv4Addr,
-    pub ciaddr: Ipv4Addr,
-    /// chaddr as `aa:bb:cc:dd:ee:ff`.
-    pub chaddr: String,
-}
-
-/// Every DHCP message in `pcap`, in capture (= wire) order.
-pub fn read_wire(pcap: &Path) -> Vec<WireMsg> {
-    let out = Command::new(require_tool("tshark"))
-        .arg("-r")
-        .arg(pcap)
-        .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
-        .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
-        .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
-        .args(["-e", "dhcp.hw.mac_addr"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark -r {} failed: {}",
-        pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut msgs = parse_wire(&String::from_utf8_lossy(&out.stdout));
-    msgs.sort_by_key(|m| m.frame);
-    msgs
-}
-
-fn parse_wire(text: &str) -> Vec<WireMsg> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            // Several values of one field are comma-separated; the first
-            // dhcp.hw.mac_addr is chaddr (a client-id of type 1 adds another).
-            let mut first = || f.next().and_then(|v| v.split(',').next()).map(str::trim);
-            Some(WireMsg {
-                frame: first()?.parse().ok()?,
-                msg_type: first()?.parse().ok()?,
-                yiaddr: first()?.parse().ok()?,
-                ciaddr: first()?.parse().ok()?,
-                chaddr: first()?.to_lowercase(),
-            })
-        })
-        .collect()
-}
 
 /// What a client was last told about its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +46,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn replay(msgs: &[WireMsg]) -> Ledger {
+    pub fn replay(msgs: &[CapturedDhcp]) -> Ledger {
         let mut l = Ledger::default();
         for m in msgs {
             match m.msg_type {
@@ -129,7 +73,7 @@ impl Ledger {
             .join(", ")
     }
 
-    fn ack(&mut self, m: &WireMsg) {
+    fn ack(&mut self, m: &CapturedDhcp) {
         self.acks += 1;
         let ip = m.yiaddr;
         let client = &m.chaddr;
@@ -167,7 +111,7 @@ impl Ledger {
             .push((m.frame, DHCPACK, ip));
     }
 
-    fn release(&mut self, m: &WireMsg) {
+    fn release(&mut self, m: &CapturedDhcp) {
         self.releases += 1;
         self.history
             .entry(m.chaddr.clone())
@@ -248,9 +192,9 @@ pub fn first_lines(v: &[String], n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn msg(frame: u64, t: u8, ip: [u8; 4], mac: &str) -> WireMsg {
+    fn msg(frame: u64, t: u8, ip: [u8; 4], mac: &str) -> CapturedDhcp {
         let ip = Ipv4Addr::from(ip);
-        WireMsg {
+        CapturedDhcp {
             frame,
             msg_type: t,
             yiaddr: if t == DHCPACK {
@@ -265,16 +209,6 @@ mod tests {
             },
             chaddr: mac.into(),
         }
-    }
-
-    #[test]
-    fn parses_fields_and_progress() {
-        let t = "3\t5\t10.0.0.10\t0.0.0.0\t02:00:00:00:00:01\n1\t7\t0.0.0.0\t10.0.0.9\t02:00:00:00:00:02,x\n\n";
-        let v = parse_wire(t);
-        assert_eq!(v.len(), 2);
-        assert_eq!((v[0].frame, v[0].msg_type), (3, DHCPACK));
-        assert_eq!(v[1].ciaddr, Ipv4Addr::new(10, 0, 0, 9));
-        assert_eq!(v[1].chaddr, "02:00:00:00:00:02");
     }
 
     #[test]
