@@ -160,7 +160,12 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
+            if writer.thread().id() == std::thread::current().id() {
+                // The last handle was held by a commit callback, which the
+                // writer runs: it cannot join itself. Everything queued before
+                // that callback is committed; the writer sees the closed
+                // queue and exits when this returns.
+            } else if writer.join().is_err() {
                 tracing::error!("store writer thread panicked");
             }
         }

@@ -41,6 +41,43 @@ fn battery() {
     });
 }
 
+/// At shutdown the last handle to the store can be the one a commit
+/// callback holds (the server's DHCP path keeps the store in its callbacks):
+/// it is then dropped on the writer thread, which cannot join itself. The
+/// store closes cleanly anyway, and what was queued is committed.
+#[test]
+fn last_handle_dropped_by_a_commit_callback_closes_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let store = std::sync::Arc::new(open(&path));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let held = std::sync::Arc::clone(&store);
+    store.submit_then(
+        vec![sample(1, T0)],
+        T0,
+        Box::new(move |r| {
+            // Wait for the test to drop its handle: `held` is then the last.
+            while std::sync::Arc::strong_count(&held) > 1 {
+                std::thread::yield_now();
+            }
+            drop(held);
+            let _ = done_tx.send(r.is_ok());
+        }),
+    );
+    drop(store);
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "the callback ran to its end (no panic dropping the store)"
+    );
+    // The writer thread has exited and released the database.
+    let store = open(&path);
+    assert_eq!(
+        store.get(sample(1, T0).ip).expect("get"),
+        Some(sample(1, T0))
+    );
+}
+
 #[test]
 fn reopen_keeps_data_and_drop_drains_queue() {
     let dir = tempfile::tempdir().expect("tempdir");
