@@ -167,7 +167,11 @@ fuzz_target!(|data: &[u8]| {
                 let bs: Vec<(Binding, u32)> =
                     batch.iter().map(|&(ip, t)| (bindings[&ip].clone(), t)).collect();
                 s.updates(
-                    bs.iter().map(|(b, t)| Update { binding: b, changed: *t }),
+                    bs.iter().map(|(b, t)| Update {
+                        binding: b,
+                        changed: *t,
+                        shared: None,
+                    }),
                     &[82],
                     now,
                     pending.oldest(),

@@ -7,6 +7,7 @@ use leaseline_server::Config;
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.worker_threads)
         .enable_all()
         .thread_name("leaseline")
         .build()

@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use leaseline_wire::{FrameDecoder, Message, MessageType, StatusCode};
 
+use crate::shared_wire::{copy_shared, offer_shared, WireKey, WireSlot};
 use crate::{build_bulk_reply, build_status, frame_into as push, ActiveQuery, Binding};
 
 /// Why the session ended, or asks to end.
@@ -40,9 +41,13 @@ pub enum History {
 }
 
 /// One changed binding to send, with the feed time of its latest change.
+#[derive(Clone, Copy)]
 pub struct Update<'a> {
     pub binding: &'a Binding,
     pub changed: u32,
+    /// The change's encoding shared with the other sessions sending it
+    /// (None: build it here, share nothing).
+    pub shared: Option<&'a WireSlot>,
 }
 
 pub struct ActiveSession {
@@ -118,20 +123,29 @@ impl ActiveSession {
         // oldest still unsent once this one is out), but not before its own
         // change (published after `now` was read, it is later than `now`).
         let mut next = updates.clone().skip(1).map(|u| Some(u.changed));
+        let key = WireKey::new(self.server_id, denied, &self.prl);
         for u in updates {
             let after = next.next().flatten().or(oldest_left);
             let base = cap(now, after).max(u.changed);
-            let m = build_bulk_reply(
-                self.xid,
-                u.binding,
-                base,
-                self.first,
-                self.server_id,
-                &self.prl,
-                denied,
-            );
+            // Only the first message carries server-id (RFC 6926 §8.3): never shared.
+            let shared = u.shared.filter(|_| !self.first);
+            if !shared.is_some_and(|slot| copy_shared(slot, &key, base, self.xid, out)) {
+                let m = build_bulk_reply(
+                    self.xid,
+                    u.binding,
+                    base,
+                    self.first,
+                    self.server_id,
+                    &self.prl,
+                    denied,
+                );
+                let at = out.len();
+                push(out, &m);
+                if let Some(slot) = shared {
+                    offer_shared(slot, &key, base, &out[at..]);
+                }
+            }
             self.first = false;
-            push(out, &m);
             if let Some(set) = self.catchup.as_mut() {
                 set.remove(&u.binding.ip);
             }

@@ -9,6 +9,7 @@ mod framed;
 mod opening;
 mod opts;
 pub mod relay;
+pub mod shared_wire;
 pub mod time;
 pub mod udp_query;
 pub mod udp_reply;
@@ -22,6 +23,7 @@ pub use bulk::{
 pub use framed::frame_into;
 pub use opening::{opening, Opening};
 pub use relay::{relay_info_from_raw, relay_info_to_raw};
+pub use shared_wire::{SharedWire, WireSlot};
 pub use udp_query::{parse_leasequery, QueryKind, QueryRefusal, UdpQuery};
 pub use udp_reply::{
     build_leaseactive, build_leaseunassigned, build_leaseunknown, choose_primary, ExtraOptions,

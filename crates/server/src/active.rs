@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leaseline_proto::{ActiveQuery, ActiveSession, Binding, History, SessionEnd, Update};
-use leaseline_store::{LeaseStore, PendingEntry, Subscription};
+use leaseline_store::{Committed, LeaseStore, PendingEntry, Subscription};
 use leaseline_wire::FrameDecoder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -198,7 +198,9 @@ async fn write_progressing<W: AsyncWrite + Unpin>(
 #[derive(Default)]
 struct Batch {
     entries: Vec<PendingEntry>,
-    bindings: Vec<(Arc<Binding>, u32)>,
+    /// Each binding, its change time, and whether it is a live change
+    /// (shared by every session) rather than this session's own read.
+    bindings: Vec<(Arc<Committed>, u32, bool)>,
 }
 
 impl Batch {
@@ -217,23 +219,27 @@ impl Batch {
         let oldest_left = sub.take_entries(BATCH, &mut self.entries);
         self.bindings.clear();
         for e in self.entries.drain(..) {
+            let live = e.latest.is_some();
             let binding = match e.latest {
                 Some(b) => b,
                 // Catch-up addresses carry no binding: read the committed state.
                 None => match ctx.store.get(e.ip) {
-                    Ok(Some(b)) => Arc::new(b),
-                    Ok(None) => Arc::new(Binding::available(e.ip)),
+                    Ok(Some(b)) => Arc::new(Committed::new(b)),
+                    Ok(None) => Arc::new(Committed::new(Binding::available(e.ip))),
                     Err(err) => {
                         warn!(ip = %e.ip, error = %err, "active query: cannot read binding; skipped");
                         continue;
                     }
                 },
             };
-            self.bindings.push((binding, e.time));
+            self.bindings.push((binding, e.time, live));
         }
-        let updates = self.bindings.iter().map(|(b, changed)| Update {
-            binding: b,
+        // Live changes are the same Arc for every session: the first to
+        // send one encodes it, the others copy (leaseline_proto::shared_wire).
+        let updates = self.bindings.iter().map(|(c, changed, live)| Update {
+            binding: &c.binding,
             changed: *changed,
+            shared: live.then_some(&c.wire),
         });
         session.updates(updates, &ctx.denied, now, oldest_left, out);
     }

@@ -183,6 +183,9 @@ pub struct ServerSection {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     pub server_id: Option<Spanned<Ipv4Addr>>,
+    /// Threads of the async runtime (leasequery listeners, sessions, the
+    /// reaper); None: one per core but one (see `Config::worker_threads`).
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ServerSection {
@@ -190,8 +193,19 @@ impl Default for ServerSection {
         ServerSection {
             state_dir: default_state_dir(),
             server_id: None,
+            worker_threads: None,
         }
     }
+}
+
+/// One async worker per core but one: DHCP itself runs on threads of its
+/// own (the UDP loop and the store's writer), which must not queue behind
+/// the leasequery sessions; on two cores, a second worker only ping-pongs
+/// tasks with the first (bench/README.md, Active Leasequery).
+fn default_worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 fn default_state_dir() -> PathBuf {
@@ -324,6 +338,8 @@ pub struct ReservationSection {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub state_dir: PathBuf,
+    /// Threads of the async runtime.
+    pub worker_threads: usize,
     pub store_path: PathBuf,
     pub history_max_age: u32,
     pub history_max_count: usize,
@@ -639,8 +655,14 @@ impl Validator<'_> {
         } else {
             raw.server.state_dir.join(&raw.store.path)
         };
+        let worker_threads = match raw.server.worker_threads {
+            Some(0) => return Err(self.key_err("server.worker_threads", "must be at least 1")),
+            Some(n) => n,
+            None => default_worker_threads(),
+        };
         Ok(Config {
             state_dir: raw.server.state_dir,
+            worker_threads,
             store_path,
             history_max_age: raw.store.history_max_age,
             history_max_count: raw.store.history_max_count,
@@ -890,6 +912,18 @@ relay_addresses = ["127.0.0.1"]
         assert_eq!(c.subnets[0].renew_time, 1800);
         assert_eq!(c.subnets[0].rebind_time, 3150);
         assert_eq!(c.store_path, PathBuf::from("./leaseline.db"));
+    }
+
+    #[test]
+    fn worker_threads_default_leaves_a_core_and_can_be_set() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = Config::parse(GOOD, "t").unwrap();
+        assert_eq!(c.worker_threads, cores.saturating_sub(1).max(1));
+        let text = GOOD.replace("[server]", "[server]\nworker_threads = 3");
+        assert_eq!(Config::parse(&text, "t").unwrap().worker_threads, 3);
+        let text = GOOD.replace("[server]", "[server]\nworker_threads = 0");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("server.worker_threads"), "{e}");
     }
 
     #[test]

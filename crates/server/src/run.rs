@@ -135,7 +135,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), "leaseline ready");
+    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
 
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;

@@ -9,8 +9,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::pending::{Latest, PendingEntry, PendingSet};
-use crate::Binding;
+use crate::pending::{Committed, Latest, PendingEntry, PendingSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
@@ -103,8 +102,11 @@ impl ChangeFeed {
     /// [`ChangeFeed::publish`] with the committed bindings themselves: each
     /// subscriber's pending entry then holds the latest committed state, so
     /// building its message needs no store read.
-    pub fn publish_bindings(&self, time: u32, bindings: &[Arc<Binding>]) -> u64 {
-        self.publish_entries(time, bindings.iter().map(|b| (b.ip, Some(Arc::clone(b)))))
+    pub fn publish_bindings(&self, time: u32, bindings: &[Arc<Committed>]) -> u64 {
+        self.publish_entries(
+            time,
+            bindings.iter().map(|b| (b.binding.ip, Some(Arc::clone(b)))),
+        )
     }
 
     fn publish_entries(
@@ -123,12 +125,24 @@ impl ChangeFeed {
             any = true;
         }
         st.trim();
-        if any {
-            for sub in st.live_subscribers() {
-                sub.push(entries.clone(), time);
-            }
+        let last = st.next_seq - 1;
+        if !any {
+            return last;
         }
-        st.next_seq - 1
+        // Into every pending set under the feed lock (see `now`), but the
+        // wake-ups after it: a woken session reads the feed's time at once,
+        // and must not find the lock still held for the other subscribers.
+        let woken: Vec<Arc<SubShared>> = st
+            .live_subscribers()
+            .filter(|sub| sub.push(entries.clone(), time))
+            .collect();
+        drop(st);
+        for sub in woken {
+            // Wakes every `changed()` whose Notified future is enabled; those
+            // check `pending` after enabling, so no wakeup is lost.
+            sub.notify.notify_waiters();
+        }
+        last
     }
 
     /// The feed's current time: `clock` (the caller's reading of the wall
@@ -218,16 +232,11 @@ struct SubShared {
 }
 
 impl SubShared {
-    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>, time: u32) {
-        let added = {
-            let mut p = self.pending.lock();
-            entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest, time) | acc)
-        };
-        if added {
-            // Wakes every `changed()` whose Notified future is enabled; those
-            // check `pending` after enabling, so no wakeup is lost.
-            self.notify.notify_waiters();
-        }
+    /// Add to the pending set; true if an address was not pending before
+    /// (the subscriber must be woken).
+    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>, time: u32) -> bool {
+        let mut p = self.pending.lock();
+        entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest, time) | acc)
     }
 }
 
@@ -279,7 +288,9 @@ impl Subscription {
     /// Add addresses (catch-up) as of `time`, which must come from
     /// [`ChangeFeed::now`] so that pending times stay in order.
     pub fn extend(&self, ips: &[Ipv4Addr], time: u32) {
-        self.shared.push(ips.iter().map(|&ip| (ip, None)), time);
+        if self.shared.push(ips.iter().map(|&ip| (ip, None)), time) {
+            self.shared.notify.notify_waiters();
+        }
     }
 }
 
@@ -460,10 +471,10 @@ mod tests {
         let sub = f.subscribe();
         let mut b = crate::Binding::available(ip(1));
         b.cltt = 1;
-        f.publish_bindings(110, &[Arc::new(b.clone())]);
+        f.publish_bindings(110, &[Arc::new(Committed::new(b.clone()))]);
         f.publish(111, &[ip(2)]);
         b.cltt = 2;
-        f.publish_bindings(112, &[Arc::new(b.clone())]);
+        f.publish_bindings(112, &[Arc::new(Committed::new(b.clone()))]);
         let mut out = Vec::new();
         assert_eq!(sub.take_entries(10, &mut out), None, "nothing left");
         assert_eq!(out.len(), 2, "deduplicated by address");
@@ -473,7 +484,7 @@ mod tests {
         );
         assert_eq!(out[1].ip, ip(1), "moved behind by its later change");
         assert_eq!(
-            out[1].latest.as_ref().map(|b| b.cltt),
+            out[1].latest.as_ref().map(|c| c.binding.cltt),
             Some(2),
             "the newest state wins"
         );

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 pub use error::StoreError;
 pub use feed::{Change, ChangeFeed, HistoryLimits, Subscription};
 pub use leaseline_proto::{Binding, DhcpState};
-pub use pending::PendingEntry;
+pub use pending::{Committed, PendingEntry};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the

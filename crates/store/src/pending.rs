@@ -15,11 +15,40 @@ use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use leaseline_proto::WireSlot;
+
 use crate::Binding;
+
+/// A committed binding as the feed hands it to every subscriber, with a
+/// slot where the first Active Leasequery session to send it leaves its
+/// encoding for the others (see `leaseline_proto::shared_wire`).
+#[derive(Debug)]
+pub struct Committed {
+    pub binding: Binding,
+    pub wire: WireSlot,
+}
+
+impl Committed {
+    pub fn new(binding: Binding) -> Self {
+        Committed {
+            binding,
+            wire: WireSlot::new(),
+        }
+    }
+}
+
+impl PartialEq for Committed {
+    /// The binding; the encoding slot is a cache.
+    fn eq(&self, other: &Self) -> bool {
+        self.binding == other.binding
+    }
+}
+
+impl Eq for Committed {}
 
 /// The latest committed binding of a pending address, when the publisher
 /// had it (None: the reader looks it up, e.g. for catch-up addresses).
-pub type Latest = Option<Arc<Binding>>;
+pub type Latest = Option<Arc<Committed>>;
 
 /// One pending address as handed to the reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +73,9 @@ pub(crate) struct PendingSet {
     /// member's is a stale place left by a later change (skipped, and
     /// compacted away so the queue stays within twice the members).
     order: VecDeque<(Ipv4Addr, u64)>,
-    members: HashMap<Ipv4Addr, Member>,
+    /// foldhash: a pending set is touched per change per subscriber, where
+    /// SipHash showed in profiles; seeded per set, so keys stay unpredictable.
+    members: HashMap<Ipv4Addr, Member, foldhash::fast::RandomState>,
     next_stamp: u64,
 }
 
@@ -136,7 +167,7 @@ impl PendingSet {
             self.order.clear();
             if self.order.capacity() > SHRINK_ABOVE {
                 self.order = VecDeque::new();
-                self.members = HashMap::new();
+                self.members = HashMap::default();
             }
         }
     }

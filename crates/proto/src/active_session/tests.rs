@@ -71,8 +71,11 @@ fn send(
 ) -> Vec<Message> {
     let mut out = Vec::new();
     s.updates(
-        bs.iter()
-            .map(|&(binding, changed)| Update { binding, changed }),
+        bs.iter().map(|&(binding, changed)| Update {
+            binding,
+            changed,
+            shared: None,
+        }),
         &[],
         now,
         left,
@@ -226,4 +229,78 @@ fn requestor_messages_end_the_session() {
     // Half a message: nothing yet.
     let (end, _) = requestor_sends(&[0, 10, 1]);
     assert_eq!(end, None);
+}
+
+/// Queue `bs` on `s`, sharing encodings through `slots` (one per binding).
+fn send_shared(s: &mut ActiveSession, bs: &[&Binding], slots: &[WireSlot], now: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.updates(
+        bs.iter().zip(slots).map(|(&binding, slot)| Update {
+            binding,
+            changed: now,
+            shared: Some(slot),
+        }),
+        &[],
+        now,
+        None,
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn sessions_sharing_an_encoding_send_what_each_would_build() {
+    let bs = [leased(1, 5000), leased(2, 6000), leased(3, 7000)];
+    let refs: Vec<&Binding> = bs.iter().collect();
+    let slots: Vec<WireSlot> = (0..bs.len()).map(|_| WireSlot::new()).collect();
+    let q = |xid, prl: &[u8]| ActiveQuery {
+        xid,
+        start: None,
+        prl: prl.to_vec(),
+    };
+    let mut a = ActiveSession::new(&q(7, &[51, 58]), SID);
+    let mut b = ActiveSession::new(&q(8, &[51, 58]), SID);
+    let mut c = ActiveSession::new(&q(9, &[51]), SID);
+    let mut alone = ActiveSession::new(&q(8, &[51, 58]), SID);
+    for s in [&mut a, &mut b, &mut c, &mut alone] {
+        s.begin(History::None, 1000, &mut Vec::new());
+    }
+    // a's first message has server-id and is not shared; b and c are on
+    // their second batch, so they take the slots a filled in its second.
+    send_shared(&mut a, &refs[..1], &slots[..1], 1000);
+    send_shared(&mut b, &refs[..1], &[WireSlot::new()], 1000);
+    send_shared(&mut c, &refs[..1], &[WireSlot::new()], 1000);
+    alone.updates(
+        std::iter::once(Update {
+            binding: &bs[0],
+            changed: 1000,
+            shared: None,
+        }),
+        &[],
+        1000,
+        None,
+        &mut Vec::new(),
+    );
+    let from_a = messages(&send_shared(&mut a, &refs[1..], &slots[1..], 1000));
+    let from_b = send_shared(&mut b, &refs[1..], &slots[1..], 1000);
+    let from_c = messages(&send_shared(&mut c, &refs[1..], &slots[1..], 1000));
+    let mut built = Vec::new();
+    alone.updates(
+        refs[1..].iter().map(|&binding| Update {
+            binding,
+            changed: 1000,
+            shared: None,
+        }),
+        &[],
+        1000,
+        None,
+        &mut built,
+    );
+    // b copied a's bytes with its own xid: exactly what it would have built.
+    assert_eq!(from_b, built);
+    assert!(messages(&from_b).iter().all(|m| m.xid == 8));
+    assert!(from_a.iter().all(|m| m.xid == 7));
+    // c asked for other options: built its own (no renewal time, 58).
+    assert!(from_c.iter().all(|m| m.xid == 9 && m.option(58).is_none()));
+    assert!(from_a.iter().all(|m| m.option(58).is_some()));
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::codec;
-use crate::{Binding, ChangeFeed, OnDurable, StoreError};
+use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
 
 pub(super) struct Request {
     pub(super) bindings: Vec<Binding>,
@@ -78,10 +78,10 @@ fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
         return;
     };
     let mut counts = Vec::with_capacity(batch.len());
-    let mut committed: Vec<Arc<Binding>> = Vec::new();
+    let mut committed: Vec<Arc<Committed>> = Vec::new();
     for req in batch.iter_mut() {
         counts.push(req.bindings.len() as u64);
-        committed.extend(req.bindings.drain(..).map(Arc::new));
+        committed.extend(req.bindings.drain(..).map(|b| Arc::new(Committed::new(b))));
     }
     let last = feed.publish_bindings(now, &committed);
     let mut seq = last - committed.len() as u64;
