@@ -2,11 +2,24 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use leaseline_wire::{DhcpOption, Message, MessageType};
 
-use crate::AckTimes;
+use parking_lot::Mutex;
+
+/// When an address's DHCPACK came back (and its REQUEST left).
+#[derive(Debug, Clone, Copy)]
+pub struct AckTime {
+    /// When the relay read the ACK.
+    pub app: Instant,
+    /// The ACK's kernel receive time at the relay's socket.
+    pub kernel: Option<std::time::SystemTime>,
+    pub request_sent: Option<Instant>,
+}
+
+pub type AckTimes = std::sync::Arc<Mutex<HashMap<Ipv4Addr, AckTime>>>;
 
 fn request(
     giaddr: Ipv4Addr,
@@ -41,10 +54,10 @@ pub fn drive(
     first_client: u32,
     acks: &AckTimes,
 ) -> anyhow::Result<u64> {
-    drive_timed(server, giaddr, rate, duration, first_client, acks, None)
+    drive_timed(server, giaddr, rate, duration, first_client, acks)
 }
 
-/// [`drive`], also noting in `requests` when each address's REQUEST left.
+/// [`drive`]; the same, by another name for the latency probe.
 pub fn drive_timed(
     server: SocketAddr,
     giaddr: Ipv4Addr,
@@ -52,10 +65,11 @@ pub fn drive_timed(
     duration: Duration,
     first_client: u32,
     acks: &AckTimes,
-    requests: Option<&AckTimes>,
 ) -> anyhow::Result<u64> {
     let sock = UdpSocket::bind(SocketAddrV4::new(giaddr, 67))?;
     sock.set_nonblocking(true)?;
+    crate::rx_time::enable(sock.as_raw_fd())?;
+    let mut requests: HashMap<Ipv4Addr, Instant> = HashMap::new();
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut next = start;
@@ -76,8 +90,12 @@ pub fn drive_timed(
             client += 1;
             next += interval;
         }
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => {
+        // Block in recv until the next DISCOVER is due: a reply's arrival
+        // time is read as soon as it comes (no polling loop).
+        let due = if now < end { next } else { drain_until };
+        wait_readable(&sock, due.saturating_duration_since(Instant::now()))?;
+        match crate::rx_time::recv(sock.as_raw_fd(), &mut buf) {
+            Ok((n, kernel)) => {
                 let Ok(m) = Message::decode(&buf[..n]) else {
                     continue;
                 };
@@ -97,24 +115,49 @@ pub fn drive_timed(
                                 ),
                                 server,
                             )?;
-                            if let Some(r) = requests {
-                                r.lock().insert(m.yiaddr, Instant::now());
-                            }
+                            requests.insert(m.yiaddr, Instant::now());
                         }
                     }
                     Some(MessageType::Ack) => {
-                        acks.lock().insert(m.yiaddr, Instant::now());
+                        let t = AckTime {
+                            app: Instant::now(),
+                            kernel,
+                            request_sent: requests.remove(&m.yiaddr),
+                        };
+                        acks.lock().insert(m.yiaddr, t);
                         pending.remove(&m.xid);
                         acked += 1;
                     }
                     _ => {}
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_micros(50))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
         }
     }
     Ok(acked)
+}
+
+/// Wait until `sock` is readable or `wait` has passed (ppoll: nanosecond
+/// timeouts, where SO_RCVTIMEO and poll round to the tick or millisecond).
+fn wait_readable(sock: &UdpSocket, wait: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    let r = unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }

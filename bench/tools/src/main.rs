@@ -15,12 +15,13 @@
 //! Each connects in plain TCP, or in secure mode (DHCPTLS then mutual TLS,
 //! RFC 7724 §7.2) with `--tls-ca`, `--tls-cert` and `--tls-key`.
 
+mod active_latency;
 mod dora;
 mod mirror_lag;
 mod prefill;
+mod rx_time;
 mod stats;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,6 @@ use leaseline_requestor::active::{active_query, classify, ActiveEvent, FramedCon
 use leaseline_requestor::tls::{TlsClient, TlsClientSettings};
 use leaseline_requestor::watch::BoxStream;
 use leaseline_wire::StatusCode;
-use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 #[derive(Parser)]
@@ -157,36 +157,6 @@ enum Cmd {
     },
 }
 
-type AckTimes = Arc<Mutex<HashMap<Ipv4Addr, Instant>>>;
-
-/// One watcher: every update's address and arrival time.
-async fn watcher(
-    tcp: SocketAddr,
-    tls: Option<Arc<TlsClient>>,
-    arrivals: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>>,
-    until: Instant,
-) -> anyhow::Result<u64> {
-    let s = open(tcp, tls.as_deref()).await?;
-    let mut conn = FramedConn::new(s);
-    conn.send(&active_query(1, None, DEFAULT_PRL)).await?;
-    let mut updates = 0u64;
-    let mut local = Vec::with_capacity(100_000);
-    while Instant::now() < until {
-        let m = match conn.recv(Duration::from_secs(1)).await {
-            Ok(m) => m,
-            Err(leaseline_requestor::active::ActiveError::Timeout(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let now = Instant::now();
-        if let ActiveEvent::Update(r) = classify(&m) {
-            updates += 1;
-            local.push((r.ip, now));
-        }
-    }
-    arrivals.lock().extend(local);
-    Ok(updates)
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -204,59 +174,16 @@ fn main() -> anyhow::Result<()> {
             first_client,
             tls,
         } => {
-            let tls = tls.client()?;
-            let acks: AckTimes = Arc::new(Mutex::new(HashMap::new()));
-            let requests: AckTimes = Arc::new(Mutex::new(HashMap::new()));
-            let arrivals = Arc::new(Mutex::new(Vec::new()));
-            let until = Instant::now() + Duration::from_secs(seconds + 2);
-            let tasks: Vec<_> = (0..watchers)
-                .map(|_| rt.spawn(watcher(tcp, tls.clone(), arrivals.clone(), until)))
-                .collect();
-            // Let the watchers subscribe before the load starts.
-            std::thread::sleep(Duration::from_millis(500));
-            let acked = dora::drive_timed(
+            let p = active_latency::Params {
                 dhcp,
+                tcp,
                 giaddr,
+                watchers,
                 rate,
-                Duration::from_secs(seconds),
+                seconds,
                 first_client,
-                &acks,
-                Some(&requests),
-            )?;
-            let mut updates = 0;
-            for t in tasks {
-                updates += rt.block_on(t)??;
-            }
-            // The update may even beat the ACK to us (the commit publishes,
-            // then the ACK leaves): that counts as zero latency.
-            let acks = acks.lock();
-            let s: Vec<u32> = arrivals
-                .lock()
-                .iter()
-                .filter_map(|(ip, at)| {
-                    acks.get(ip)
-                        .map(|t| at.saturating_duration_since(*t).as_micros() as u32)
-                })
-                .collect();
-            let (p50, p99) = stats::percentiles(&s);
-            // From the REQUEST leaving to the update arriving: the commit,
-            // the ACK and the update all inside; never clamped.
-            let requests = requests.lock();
-            let r: Vec<u32> = arrivals
-                .lock()
-                .iter()
-                .filter_map(|(ip, at)| {
-                    requests
-                        .get(ip)
-                        .map(|t| at.saturating_duration_since(*t).as_micros() as u32)
-                })
-                .collect();
-            let (req_p50, req_p99) = stats::percentiles(&r);
-            println!(
-                "active-latency mode={} watchers={watchers} rate={rate}/s acks={acked} updates={updates} samples={} p50_us={p50} p99_us={p99} req_p50_us={req_p50} req_p99_us={req_p99}",
-                if tls.is_some() { "tls" } else { "plain" },
-                s.len()
-            );
+            };
+            active_latency::run(&rt, &p, tls.client()?)?;
         }
         Cmd::Watchers {
             tcp,
@@ -265,10 +192,9 @@ fn main() -> anyhow::Result<()> {
             tls,
         } => {
             let tls = tls.client()?;
-            let arrivals = Arc::new(Mutex::new(Vec::new()));
             let until = Instant::now() + Duration::from_secs(seconds);
             let tasks: Vec<_> = (0..count)
-                .map(|_| rt.spawn(watcher(tcp, tls.clone(), arrivals.clone(), until)))
+                .map(|_| rt.spawn(active_latency::watch(tcp, tls.clone(), None, until)))
                 .collect();
             let mut updates = 0;
             for t in tasks {

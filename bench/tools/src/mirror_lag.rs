@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::{dora, stats, AckTimes};
+use crate::dora::{self, AckTimes};
+use crate::stats;
 
 /// One event line as seen: when, which address, its base-time.
 struct Seen {
@@ -107,7 +108,7 @@ pub fn run(
     for s in seen.iter().filter(|s| acks.contains_key(&s.ip)) {
         // An event can beat the ACK to the relay (commit, publish, then
         // the ACK leaves): zero.
-        ack_us.push(s.at.saturating_duration_since(acks[&s.ip]).as_micros() as u32);
+        ack_us.push(s.at.saturating_duration_since(acks[&s.ip].app).as_micros() as u32);
         base_us.push((s.unix_ms.saturating_sub(s.base_time * 1000) * 1000) as u32);
     }
     let missing = acks.len() - {
