@@ -6,12 +6,34 @@ use leaseline_server::Config;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
+    let nice = cfg.leasequery_nice;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.worker_threads)
+        // The runtime serves leasequery (sessions, fan-out, bulk reads); DHCP
+        // has threads of its own, which keep the process's priority.
+        .on_thread_start(move || lower_priority(nice))
         .enable_all()
         .thread_name("leaseline")
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(leaseline_server::run::serve(cfg))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Add `nice` to the calling thread's nice value (Linux: per thread). A
+/// failure only costs the priority split, so it is logged, not fatal.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: plain syscalls on the calling thread, no pointers.
+    let (tid, now) = unsafe {
+        *libc::__errno_location() = 0;
+        (libc::gettid(), libc::getpriority(libc::PRIO_PROCESS, 0))
+    };
+    let target = (now + nice).min(19);
+    // SAFETY: as above; `tid` is this thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), nice, "cannot lower the leasequery threads' priority");
+    }
 }

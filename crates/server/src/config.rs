@@ -186,6 +186,11 @@ pub struct ServerSection {
     /// Threads of the async runtime (leasequery listeners, sessions, the
     /// reaper); None: one per core but one (see `Config::worker_threads`).
     pub worker_threads: Option<usize>,
+    /// Nice value of the async runtime's threads, relative to the DHCP
+    /// threads (which keep the process's): under CPU contention DHCP goes
+    /// first and the leasequery fan-out takes what is left.
+    #[serde(default = "default_leasequery_nice")]
+    pub leasequery_nice: i32,
 }
 
 impl Default for ServerSection {
@@ -194,8 +199,13 @@ impl Default for ServerSection {
             state_dir: default_state_dir(),
             server_id: None,
             worker_threads: None,
+            leasequery_nice: default_leasequery_nice(),
         }
     }
+}
+
+fn default_leasequery_nice() -> i32 {
+    5
 }
 
 /// One async worker per core but one: DHCP itself runs on threads of its
@@ -340,6 +350,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Threads of the async runtime.
     pub worker_threads: usize,
+    /// Added to the async runtime threads' nice value (0..=19).
+    pub leasequery_nice: i32,
     pub store_path: PathBuf,
     pub history_max_age: u32,
     pub history_max_count: usize,
@@ -660,9 +672,16 @@ impl Validator<'_> {
             Some(n) => n,
             None => default_worker_threads(),
         };
+        if !(0..=19).contains(&raw.server.leasequery_nice) {
+            return Err(self.key_err(
+                "server.leasequery_nice",
+                "must be 0 to 19 (0: same priority as DHCP)",
+            ));
+        }
         Ok(Config {
             state_dir: raw.server.state_dir,
             worker_threads,
+            leasequery_nice: raw.server.leasequery_nice,
             store_path,
             history_max_age: raw.store.history_max_age,
             history_max_count: raw.store.history_max_count,
@@ -924,6 +943,18 @@ relay_addresses = ["127.0.0.1"]
         let text = GOOD.replace("[server]", "[server]\nworker_threads = 0");
         let e = Config::parse(&text, "t").unwrap_err().to_string();
         assert!(e.contains("server.worker_threads"), "{e}");
+    }
+
+    #[test]
+    fn leasequery_nice_defaults_to_5_and_is_bounded() {
+        assert_eq!(Config::parse(GOOD, "t").unwrap().leasequery_nice, 5);
+        let text = GOOD.replace("[server]", "[server]\nleasequery_nice = 0");
+        assert_eq!(Config::parse(&text, "t").unwrap().leasequery_nice, 0);
+        for bad in ["-1", "20"] {
+            let text = GOOD.replace("[server]", &format!("[server]\nleasequery_nice = {bad}"));
+            let e = Config::parse(&text, "t").unwrap_err().to_string();
+            assert!(e.contains("server.leasequery_nice"), "{bad}: {e}");
+        }
     }
 
     #[test]
