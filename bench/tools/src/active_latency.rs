@@ -64,7 +64,7 @@ pub fn run(
         .collect();
     // Let the watchers subscribe before the load starts.
     std::thread::sleep(Duration::from_millis(500));
-    let acked = dora::drive_timed(
+    let acked = dora::drive(
         p.dhcp,
         p.giaddr,
         p.rate,

@@ -54,18 +54,6 @@ pub fn drive(
     first_client: u32,
     acks: &AckTimes,
 ) -> anyhow::Result<u64> {
-    drive_timed(server, giaddr, rate, duration, first_client, acks)
-}
-
-/// [`drive`]; the same, by another name for the latency probe.
-pub fn drive_timed(
-    server: SocketAddr,
-    giaddr: Ipv4Addr,
-    rate: u32,
-    duration: Duration,
-    first_client: u32,
-    acks: &AckTimes,
-) -> anyhow::Result<u64> {
     let sock = UdpSocket::bind(SocketAddrV4::new(giaddr, 67))?;
     sock.set_nonblocking(true)?;
     crate::rx_time::enable(sock.as_raw_fd())?;
@@ -76,7 +64,6 @@ pub fn drive_timed(
     let mut client = first_client;
     let mut acked = 0u64;
     let mut buf = [0u8; 1500];
-    let mut pending: HashMap<u32, ()> = HashMap::new();
     let end = start + duration;
     let drain_until = end + Duration::from_secs(1);
     while Instant::now() < drain_until {
@@ -86,7 +73,6 @@ pub fn drive_timed(
                 &request(giaddr, client, MessageType::Discover, None),
                 server,
             )?;
-            pending.insert(client, ());
             client += 1;
             next += interval;
         }
@@ -125,7 +111,6 @@ pub fn drive_timed(
                             request_sent: requests.remove(&m.yiaddr),
                         };
                         acks.lock().insert(m.yiaddr, t);
-                        pending.remove(&m.xid);
                         acked += 1;
                     }
                     _ => {}
