@@ -27,10 +27,7 @@ fn lower_priority(nice: i32) {
         return;
     }
     // SAFETY: plain syscalls on the calling thread, no pointers.
-    let (tid, now) = unsafe {
-        *libc::__errno_location() = 0;
-        (libc::gettid(), libc::getpriority(libc::PRIO_PROCESS, 0))
-    };
+    let (tid, now) = unsafe { (libc::gettid(), libc::getpriority(libc::PRIO_PROCESS, 0)) };
     let target = (now + nice).min(19);
     // SAFETY: as above; `tid` is this thread.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) } != 0 {
