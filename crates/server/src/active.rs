@@ -121,7 +121,7 @@ where
                     if sub.pending() == 0 {
                         break;
                     }
-                    batch.send(ctx, &sub, &mut session, &mut out);
+                    batch.send(ctx, &sub, &mut session, &mut out).await;
                 }
                 let now = feed.now(unix_now());
                 session.terminate(now, sub.oldest_pending(), &mut out);
@@ -131,7 +131,7 @@ where
                 }).await;
                 return End::Shutdown;
             }
-            _ = sub.changed() => batch.send(ctx, &sub, &mut session, &mut out),
+            _ = sub.changed() => batch.send(ctx, &sub, &mut session, &mut out).await,
             r = reader.read(&mut rbuf) => {
                 match r {
                     Ok(0) => return End::RequestorClosed,
@@ -205,7 +205,7 @@ struct Batch {
 
 impl Batch {
     /// Take a batch of pending addresses and queue their current state.
-    fn send(
+    async fn send(
         &mut self,
         ctx: &ActiveContext,
         sub: &Subscription,
@@ -217,19 +217,22 @@ impl Batch {
         let now = ctx.store.feed().now(unix_now());
         self.entries.clear();
         let oldest_left = sub.take_entries(BATCH, &mut self.entries);
+        let mut read = read_committed(ctx, &self.entries).await.into_iter();
         self.bindings.clear();
         for e in self.entries.drain(..) {
             let live = e.latest.is_some();
             let binding = match e.latest {
                 Some(b) => b,
-                // Catch-up addresses carry no binding: read the committed state.
-                None => match ctx.store.get(e.ip) {
-                    Ok(Some(b)) => Arc::new(Committed::new(b)),
-                    Ok(None) => Arc::new(Committed::new(Binding::available(e.ip))),
-                    Err(err) => {
+                // Catch-up addresses carry no binding: their committed state
+                // was read above, in this order.
+                None => match read.next() {
+                    Some(Ok(Some(b))) => Arc::new(Committed::new(b)),
+                    Some(Ok(None)) => Arc::new(Committed::new(Binding::available(e.ip))),
+                    Some(Err(err)) => {
                         warn!(ip = %e.ip, error = %err, "active query: cannot read binding; skipped");
                         continue;
                     }
+                    None => continue,
                 },
             };
             self.bindings.push((binding, e.time, live));
@@ -243,6 +246,30 @@ impl Batch {
         });
         session.updates(updates, &ctx.denied, now, oldest_left, out);
     }
+}
+
+type Read = Result<Option<Binding>, leaseline_store::StoreError>;
+
+/// The committed state of the entries that carry no binding (catch-up), in
+/// their order. SQLite reads block: they run on the blocking pool, so a
+/// requestor catching up never holds up the live updates of the others on
+/// the async workers.
+async fn read_committed(ctx: &ActiveContext, entries: &[PendingEntry]) -> Vec<Read> {
+    let ips: Vec<Ipv4Addr> = entries
+        .iter()
+        .filter(|e| e.latest.is_none())
+        .map(|e| e.ip)
+        .collect();
+    if ips.is_empty() {
+        return Vec::new();
+    }
+    let store = Arc::clone(&ctx.store);
+    let reads = tokio::task::spawn_blocking(move || ips.iter().map(|&ip| store.get(ip)).collect());
+    reads.await.unwrap_or_else(|e| {
+        // Only at shutdown (or a panic in the store): those entries are skipped.
+        warn!(error = %e, "active query: catch-up read did not finish");
+        Vec::new()
+    })
 }
 
 impl ActiveContext {
