@@ -11,7 +11,7 @@
 mod active_support;
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use active_support::*;
 use leaseline_test_support::{
@@ -19,25 +19,6 @@ use leaseline_test_support::{
 };
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// Polls the store until the watcher's view equals it; panics with the
-/// differences after `timeout`.
-fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let store = load_bindings(db);
-        let diff = diff_with_store(&store, &watch.view());
-        if diff.is_empty() {
-            return store.len();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher's last states differ from the store {timeout:?} after the churn: {}",
-            show_diff(&diff)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn watcher_matches_store_after_perfdhcp_churn() {

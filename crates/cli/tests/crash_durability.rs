@@ -37,7 +37,9 @@ mod crash_support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use active_support::{diff_with_store, next_second_after, show_diff, Config, Watch};
+use active_support::{
+    diff_with_store, next_second_after, show_diff, wait_converged, Config, Watch,
+};
 use crash_support::{first_lines, Ledger};
 use leaseline_test_support::{
     assert_no_double_allocation, load_bindings, read_dhcp_capture, require_root, require_tool,
@@ -71,24 +73,6 @@ fn highest_base_time(watch: &Watch) -> u32 {
         .filter_map(|v| v["base_time"].as_u64())
         .max()
         .unwrap_or(0) as u32
-}
-
-/// Polls until the watcher's last state of every address equals the store;
-/// panics with the differences after `timeout`.
-fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let diff = diff_with_store(&load_bindings(db), &watch.view());
-        if diff.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher's last states differ from the store {timeout:?} after the churn: {}",
-            show_diff(&diff)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

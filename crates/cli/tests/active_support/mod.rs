@@ -398,6 +398,25 @@ pub fn diff_with_store(store: &[Binding], seen: &HashMap<Ipv4Addr, Seen>) -> Vec
     out
 }
 
+/// Polls the store until the watcher's last state of every address equals
+/// it; panics with the differences after `timeout`. Returns the store's rows.
+pub fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let store = leaseline_test_support::load_bindings(db);
+        let diff = diff_with_store(&store, &watch.view());
+        if diff.is_empty() {
+            return store.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher's last states differ from the store {timeout:?} after the churn: {}",
+            show_diff(&diff)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Summary of a diff for assertion messages.
 pub fn show_diff(diff: &[String]) -> String {
     let mut s = format!("{} differences", diff.len());
