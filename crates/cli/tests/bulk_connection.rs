@@ -313,7 +313,12 @@ fn shutdown_ends_queries_in_flight_with_query_terminated() {
     for _ in 0..100 {
         c.recv(Duration::from_secs(10)).unwrap();
     }
-    // The answer (65,521 replies) now waits on us; stop the server.
+    // The answer (65,521 replies, more than the socket buffers hold) now
+    // waits on us: stop the server, and read on only once it has seen the
+    // signal, so the answer cannot be complete before the shutdown.
+    let mark = server.log_mark();
+    server.signal(libc::SIGTERM);
+    server.wait_for_log_since(mark, "SIGTERM: shutting down", Duration::from_secs(10));
     let stopper = std::thread::spawn(move || {
         let st = server.terminate();
         (server, st)

@@ -242,7 +242,8 @@ impl ServerProcess {
         }
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    /// Send `sig` without waiting for the process (see [`Self::terminate`]).
+    pub fn signal(&self, sig: libc::c_int) {
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on the pid of our own child (not yet reaped).
             unsafe {
