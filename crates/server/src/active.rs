@@ -98,7 +98,8 @@ where
         if !out.is_empty() {
             match write_progressing(&mut writer, &out, ctx.cfg.send_timeout).await {
                 Err(WriteEnd::Stalled) => {
-                    warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = sub.pending(), "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
+                    let backlog = sub.backlog();
+                    warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
                     return End::SendTimeout;
                 }
                 Err(WriteEnd::Io(e)) => return End::Io(e),

@@ -1,15 +1,30 @@
 //! Change feed: every committed change as `(seq, time, ip)`, a bounded
-//! history for Active Leasequery catch-up (RFC 7724 §7.4), and per-subscriber
-//! pending sets of addresses (not messages), so a slow subscriber costs at
-//! most one entry per distinct address.
+//! history for Active Leasequery catch-up (RFC 7724 §7.4), and the live
+//! delivery to subscribers.
+//!
+//! Live delivery is one shared log of published groups, a linked list each
+//! subscriber walks with its own cursor, without the feed's lock:
+//! publishing a change costs the same with one subscriber or a hundred (the
+//! store's writer thread, which also releases the DHCPACKs, does no
+//! per-subscriber work for a subscriber that keeps reading, even slowly).
+//! A subscriber that falls more than [`LIVE_LOG_CAP`] / 2 changes behind (a
+//! requestor that stopped reading) has what it has not read folded into its
+//! own pending set of addresses (not messages), so the log it holds on to
+//! stays bounded and a stalled subscriber costs at most one entry per
+//! distinct address.
+
+mod subscription;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
-use crate::pending::{Committed, Latest, PendingEntry, PendingSet};
+use crate::pending::{Committed, Latest};
+use subscription::SubShared;
+pub use subscription::{Backlog, Subscription};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
@@ -26,8 +41,61 @@ pub struct HistoryLimits {
     pub max_count: usize,
 }
 
+/// How far behind in the shared log a subscriber may be, in changes (plus
+/// one commit group): every `LIVE_LOG_CAP / 4` changes published, those
+/// more than half of it behind have their unread changes folded into their
+/// pending sets. At 5,000 changes a second that is seconds of lag, or the
+/// burst after a long fsync.
+pub const LIVE_LOG_CAP: usize = 16_384;
+
 pub struct ChangeFeed {
-    inner: Mutex<FeedState>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<FeedState>,
+    /// One past the last published seq (a subscriber's backlog, without
+    /// the feed lock).
+    end: AtomicU64,
+    /// Woken after every publish (after the lock is released).
+    notify: tokio::sync::Notify,
+}
+
+/// Changes published together (one commit group): one feed time. Linked
+/// to the next group published, set once, by the publisher under the feed
+/// lock; read by subscribers without it.
+struct Group {
+    first: u64,
+    time: u32,
+    /// Each address with its committed binding (None: read it from the store).
+    items: Box<[(Ipv4Addr, Latest)]>,
+    next: OnceLock<Arc<Group>>,
+}
+
+impl Group {
+    fn new(first: u64, time: u32, items: Box<[(Ipv4Addr, Latest)]>) -> Self {
+        Group {
+            first,
+            time,
+            items,
+            next: OnceLock::new(),
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.first + self.items.len() as u64
+    }
+}
+
+impl Drop for Group {
+    /// Unlink iteratively: the last subscriber holding an old group would
+    /// otherwise free the whole chain after it by recursion.
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(g) = next {
+            next = Arc::into_inner(g).and_then(|mut g| g.next.take());
+        }
+    }
 }
 
 struct FeedState {
@@ -39,6 +107,13 @@ struct FeedState {
     /// Newest time seen (published or asked about); ages are relative to it.
     newest: u32,
     limits: HistoryLimits,
+    /// The last group published (where the next is linked; a placeholder
+    /// with no changes before the first). Older groups live as long as a
+    /// subscriber has not read them.
+    tail: Arc<Group>,
+    log_cap: usize,
+    /// When to look for subscribers too far behind next (a seq).
+    next_fold_check: u64,
     subscribers: Vec<Weak<SubShared>>,
 }
 
@@ -65,83 +140,108 @@ impl FeedState {
         }
     }
 
-    fn live_subscribers(&mut self) -> impl Iterator<Item = Arc<SubShared>> + '_ {
-        // Dropped subscriptions are pruned here (and in `subscribers()`).
+    /// Every quarter of the log's capacity: fold the unread changes of
+    /// subscribers more than half of it behind into their pending sets, so
+    /// none holds on to more of the log than that (plus a quarter, plus one
+    /// group). Subscribers that keep up cost nothing here but a look.
+    fn fold_laggards(&mut self) {
+        if self.next_seq < self.next_fold_check {
+            return;
+        }
+        self.next_fold_check = self.next_seq + (self.log_cap / 4).max(1) as u64;
+        let tail = Arc::clone(&self.tail);
+        let behind = (self.log_cap / 2) as u64;
         self.subscribers.retain(|w| w.strong_count() > 0);
-        self.subscribers.iter().filter_map(Weak::upgrade)
+        for sub in self.subscribers.iter().filter_map(Weak::upgrade) {
+            sub.fold_if_behind(&tail, behind);
+        }
+    }
+
+    fn live_subscribers(&mut self) -> usize {
+        self.subscribers.retain(|w| w.strong_count() > 0);
+        self.subscribers.len()
     }
 }
 
 impl ChangeFeed {
     /// `start_time`: changes before it are unknown (history starts empty).
     pub fn new(limits: HistoryLimits, start_time: u32) -> Self {
+        Self::with_log_cap(limits, start_time, LIVE_LOG_CAP)
+    }
+
+    /// [`ChangeFeed::new`] with another [`LIVE_LOG_CAP`] (tests).
+    pub fn with_log_cap(limits: HistoryLimits, start_time: u32, log_cap: usize) -> Self {
         ChangeFeed {
-            inner: Mutex::new(FeedState {
-                next_seq: 1,
-                history: VecDeque::new(),
-                horizon: start_time,
-                newest: start_time,
-                limits,
-                subscribers: Vec::new(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(FeedState {
+                    next_seq: 1,
+                    history: VecDeque::new(),
+                    horizon: start_time,
+                    newest: start_time,
+                    limits,
+                    tail: Arc::new(Group::new(1, start_time, Box::new([]))),
+                    log_cap: log_cap.max(1),
+                    next_fold_check: 1,
+                    subscribers: Vec::new(),
+                }),
+                end: AtomicU64::new(1),
+                notify: tokio::sync::Notify::new(),
             }),
         }
     }
 
     /// Assign sequence numbers, append to the history (trimming it by age
-    /// relative to `time` and by count), add each ip to every subscriber's
-    /// pending set and wake them. Returns the last seq assigned.
+    /// relative to `time` and by count) and to the live log, and wake the
+    /// subscribers. Returns the last seq assigned.
     ///
     /// The recorded time is `max(time, newest time seen)`: history stays
     /// ordered by time even if submitters' clocks disagree slightly. Recording
     /// a change later than it happened only adds duplicates for a resuming
     /// requestor, never a gap (architecture: Time).
     pub fn publish(&self, time: u32, ips: &[Ipv4Addr]) -> u64 {
-        self.publish_entries(time, ips.iter().map(|&ip| (ip, None)))
+        self.publish_items(time, ips.iter().map(|&ip| (ip, None)).collect())
     }
 
-    /// [`ChangeFeed::publish`] with the committed bindings themselves: each
-    /// subscriber's pending entry then holds the latest committed state, so
-    /// building its message needs no store read.
+    /// [`ChangeFeed::publish`] with the committed bindings themselves: a
+    /// subscriber then builds its message from the committed state, without
+    /// a store read.
     pub fn publish_bindings(&self, time: u32, bindings: &[Arc<Committed>]) -> u64 {
-        self.publish_entries(
+        self.publish_items(
             time,
-            bindings.iter().map(|b| (b.binding.ip, Some(Arc::clone(b)))),
+            bindings
+                .iter()
+                .map(|b| (b.binding.ip, Some(Arc::clone(b))))
+                .collect(),
         )
     }
 
-    fn publish_entries(
-        &self,
-        time: u32,
-        entries: impl Iterator<Item = (Ipv4Addr, Latest)> + Clone,
-    ) -> u64 {
-        let mut st = self.inner.lock();
+    fn publish_items(&self, time: u32, items: Box<[(Ipv4Addr, Latest)]>) -> u64 {
+        let mut st = self.shared.state.lock();
         st.observe(time);
         let time = st.newest;
-        let mut any = false;
-        for (ip, _) in entries.clone() {
-            let seq = st.next_seq;
-            st.next_seq += 1;
+        let first = st.next_seq;
+        for (i, &(ip, _)) in items.iter().enumerate() {
+            let seq = first + i as u64;
             st.history.push_back(Change { seq, time, ip });
-            any = true;
         }
+        st.next_seq += items.len() as u64;
         st.trim();
         let last = st.next_seq - 1;
-        if !any {
+        if items.is_empty() {
             return last;
         }
-        // Into every pending set under the feed lock (see `now`), but the
-        // wake-ups after it: a woken session reads the feed's time at once,
-        // and must not find the lock still held for the other subscribers.
-        let woken: Vec<Arc<SubShared>> = st
-            .live_subscribers()
-            .filter(|sub| sub.push(entries.clone(), time))
-            .collect();
+        let group = Arc::new(Group::new(first, time, items));
+        // Never set twice: `tail` moves to the group just linked.
+        let _ = st.tail.next.set(Arc::clone(&group));
+        st.tail = group;
+        st.fold_laggards();
+        self.shared.end.store(st.next_seq, Ordering::Release);
+        // Woken after the lock is released: a woken session takes the lock
+        // at once to read the log.
         drop(st);
-        for sub in woken {
-            // Wakes every `changed()` whose Notified future is enabled; those
-            // check `pending` after enabling, so no wakeup is lost.
-            sub.notify.notify_waiters();
-        }
+        // Wakes every `changed()` whose Notified future is enabled; those
+        // check their cursor after enabling, so no wakeup is lost.
+        self.shared.notify.notify_waiters();
         last
     }
 
@@ -149,10 +249,11 @@ impl ChangeFeed {
     /// clock), or the newest time already recorded if later. Every change
     /// published after this call is recorded at or after the value returned,
     /// and every change published before it is already in the subscribers'
-    /// pending sets: so a base-time taken from here, capped at the oldest
-    /// pending change, never skips an undelivered change (RFC 7724 §7.4).
+    /// reach (log or pending set): so a base-time taken from here, capped at
+    /// the oldest unsent change, never skips an undelivered change
+    /// (RFC 7724 §7.4).
     pub fn now(&self, clock: u32) -> u32 {
-        let mut st = self.inner.lock();
+        let mut st = self.shared.state.lock();
         st.observe(clock);
         st.newest
     }
@@ -163,7 +264,7 @@ impl ChangeFeed {
     /// are none yet at start-up).
     pub fn seed(&self, mut changes: Vec<(u32, Ipv4Addr)>) {
         changes.sort_unstable();
-        let mut st = self.inner.lock();
+        let mut st = self.shared.state.lock();
         for (time, ip) in changes {
             let time = time.max(st.horizon);
             let seq = st.next_seq;
@@ -172,23 +273,29 @@ impl ChangeFeed {
             st.newest = st.newest.max(time);
         }
         st.trim();
+        // New subscribers start reading after the seeded changes (seeding
+        // comes before any publish: the placeholder is not linked yet).
+        if st.tail.items.is_empty() && st.tail.next.get().is_none() {
+            st.tail = Arc::new(Group::new(st.next_seq, st.newest, Box::new([])));
+        }
+        self.shared.end.store(st.next_seq, Ordering::Release);
     }
 
     pub fn last_seq(&self) -> u64 {
-        self.inner.lock().next_seq - 1
+        self.shared.state.lock().next_seq - 1
     }
 
     /// The earliest query-start-time the history answers completely
     /// (inclusive comparisons: a change at exactly `since` is included).
     pub fn horizon(&self) -> u32 {
-        self.inner.lock().horizon
+        self.shared.state.lock().horizon
     }
 
     /// Addresses changed at or after `since`, deduplicated, in order of
     /// their latest change; `None` when `since` is before the horizon
     /// (RFC 7724 §7.4: DataMissing). `now` lets age-trimming happen here too.
     pub fn changed_since(&self, since: u32, now: u32) -> Option<Vec<Ipv4Addr>> {
-        let mut st = self.inner.lock();
+        let mut st = self.shared.state.lock();
         st.observe(now);
         if since < st.horizon {
             return None;
@@ -209,346 +316,22 @@ impl ChangeFeed {
 
     /// A copy of the retained history, oldest first (tests, diagnostics).
     pub fn changes(&self) -> Vec<Change> {
-        self.inner.lock().history.iter().copied().collect()
+        self.shared.state.lock().history.iter().copied().collect()
     }
 
     /// Register a subscriber; it sees every change published after this call.
     pub fn subscribe(&self) -> Subscription {
-        let shared = Arc::new(SubShared::default());
         // Registered under the feed lock, so no concurrent publish is half-seen.
-        self.inner.lock().subscribers.push(Arc::downgrade(&shared));
-        Subscription { shared }
+        let mut st = self.shared.state.lock();
+        let sub = Arc::new(SubShared::new(Arc::clone(&st.tail)));
+        st.subscribers.push(Arc::downgrade(&sub));
+        Subscription::new(Arc::clone(&self.shared), sub)
     }
 
     pub fn subscribers(&self) -> usize {
-        self.inner.lock().live_subscribers().count()
-    }
-}
-
-#[derive(Default)]
-struct SubShared {
-    pending: Mutex<PendingSet>,
-    notify: tokio::sync::Notify,
-}
-
-impl SubShared {
-    /// Add to the pending set; true if an address was not pending before
-    /// (the subscriber must be woken).
-    fn push(&self, entries: impl Iterator<Item = (Ipv4Addr, Latest)>, time: u32) -> bool {
-        let mut p = self.pending.lock();
-        entries.fold(false, |acc, (ip, latest)| p.insert(ip, latest, time) | acc)
-    }
-}
-
-/// A subscriber's pending set of addresses: insertion-ordered, deduplicated.
-/// Dropping it unsubscribes.
-pub struct Subscription {
-    shared: Arc<SubShared>,
-}
-
-impl Subscription {
-    /// Resolves when the pending set is non-empty (immediately if it already is).
-    pub async fn changed(&self) {
-        loop {
-            // Enable the Notified future before checking, so a publish
-            // between the check and the await still wakes us.
-            let notified = self.shared.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if !self.shared.pending.lock().is_empty() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Move up to `n` addresses from the front of the pending set into `out`.
-    pub fn take(&self, n: usize, out: &mut Vec<Ipv4Addr>) {
-        self.shared.pending.lock().take(n, out);
-    }
-
-    /// Move up to `n` pending entries into `out`, in order of their latest
-    /// change: each address with the latest committed binding the feed saw
-    /// for it (None: read it from the store) and that change's feed time.
-    /// Returns the change time of the first entry still pending (None: the
-    /// set is now empty).
-    pub fn take_entries(&self, n: usize, out: &mut Vec<PendingEntry>) -> Option<u32> {
-        self.shared.pending.lock().take_entries(n, out)
-    }
-
-    /// The change time of the first entry not yet taken (None: nothing pending).
-    pub fn oldest_pending(&self) -> Option<u32> {
-        self.shared.pending.lock().oldest()
-    }
-
-    pub fn pending(&self) -> usize {
-        self.shared.pending.lock().len()
-    }
-
-    /// Add addresses (catch-up) as of `time`, which must come from
-    /// [`ChangeFeed::now`] so that pending times stay in order.
-    pub fn extend(&self, ips: &[Ipv4Addr], time: u32) {
-        if self.shared.push(ips.iter().map(|&ip| (ip, None)), time) {
-            self.shared.notify.notify_waiters();
-        }
+        self.shared.state.lock().live_subscribers()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn ip(n: u32) -> Ipv4Addr {
-        Ipv4Addr::from(0x0a00_0000 + n)
-    }
-
-    fn feed(max_age: u32, max_count: usize) -> ChangeFeed {
-        ChangeFeed::new(HistoryLimits { max_age, max_count }, 100)
-    }
-
-    #[test]
-    fn seqs_are_consecutive() {
-        let f = feed(1000, 1000);
-        assert_eq!(f.last_seq(), 0);
-        assert_eq!(f.publish(100, &[ip(1), ip(2)]), 2);
-        assert_eq!(f.publish(101, &[]), 2);
-        assert_eq!(f.publish(101, &[ip(3)]), 3);
-        let seqs: Vec<u64> = f.changes().iter().map(|c| c.seq).collect();
-        assert_eq!(seqs, vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn changed_since_is_inclusive_and_dedups_by_latest() {
-        let f = feed(1000, 1000);
-        f.publish(110, &[ip(1), ip(2)]);
-        f.publish(120, &[ip(3), ip(1)]);
-        assert_eq!(f.changed_since(99, 120), None);
-        assert_eq!(f.changed_since(100, 120), Some(vec![ip(2), ip(3), ip(1)]));
-        assert_eq!(f.changed_since(110, 120), Some(vec![ip(2), ip(3), ip(1)]));
-        assert_eq!(f.changed_since(111, 120), Some(vec![ip(3), ip(1)]));
-        assert_eq!(f.changed_since(120, 120), Some(vec![ip(3), ip(1)]));
-        assert_eq!(f.changed_since(121, 120), Some(vec![]));
-    }
-
-    #[test]
-    fn count_trim_moves_horizon_past_trimmed_second() {
-        let f = feed(1000, 2);
-        f.publish(110, &[ip(1)]);
-        f.publish(110, &[ip(2)]);
-        assert_eq!(f.horizon(), 100);
-        f.publish(111, &[ip(3)]);
-        // ip(1) at 110 was trimmed; ip(2) at 110 remains but 110 is incomplete.
-        assert_eq!(f.horizon(), 111);
-        assert_eq!(f.changed_since(110, 111), None);
-        assert_eq!(f.changed_since(111, 111), Some(vec![ip(3)]));
-    }
-
-    #[test]
-    fn age_trim_relative_to_newest_time() {
-        let f = feed(10, 1000);
-        f.publish(100, &[ip(1)]);
-        f.publish(105, &[ip(2)]);
-        f.publish(110, &[ip(3)]);
-        assert_eq!(f.horizon(), 100, "age exactly max_age is kept");
-        // Asking with a later `now` trims too.
-        assert_eq!(f.changed_since(105, 115), Some(vec![ip(2), ip(3)]));
-        assert_eq!(f.horizon(), 101);
-        assert_eq!(f.changed_since(100, 115), None);
-        assert_eq!(f.changed_since(121, 121), Some(vec![]));
-        assert_eq!(f.horizon(), 111);
-        assert!(f.changes().is_empty());
-    }
-
-    #[test]
-    fn clock_going_back_is_recorded_as_newest() {
-        let f = feed(1000, 1000);
-        f.publish(120, &[ip(1)]);
-        f.publish(115, &[ip(2)]);
-        assert_eq!(f.changes()[1].time, 120);
-        assert_eq!(f.changed_since(120, 120), Some(vec![ip(1), ip(2)]));
-    }
-
-    #[test]
-    fn subscription_dedups_in_order_of_latest_change() {
-        let f = feed(1000, 1000);
-        let s = f.subscribe();
-        f.publish(100, &[ip(1), ip(2), ip(1)]);
-        s.extend(&[ip(3), ip(2)], f.now(100));
-        f.publish(101, &[ip(4)]);
-        assert_eq!(s.pending(), 4);
-        let mut out = Vec::new();
-        s.take(2, &mut out);
-        assert_eq!(out, vec![ip(1), ip(3)]);
-        f.publish(102, &[ip(1)]);
-        out.clear();
-        s.take(10, &mut out);
-        assert_eq!(out, vec![ip(2), ip(4), ip(1)]);
-        assert_eq!(s.pending(), 0);
-    }
-
-    #[test]
-    fn subscription_memory_bounded_by_distinct_addresses() {
-        let f = feed(10, 10);
-        let s = f.subscribe();
-        for t in 0..10_000u32 {
-            f.publish(100 + t, &[ip(t % 7)]);
-        }
-        assert_eq!(s.pending(), 7);
-        assert!(
-            s.shared.pending.lock().queue_len() <= 2 * 7 + 65,
-            "stale places compacted"
-        );
-        let mut out = Vec::new();
-        s.take(100, &mut out);
-        assert_eq!(out, vec![ip(4), ip(5), ip(6), ip(0), ip(1), ip(2), ip(3)]);
-    }
-
-    #[test]
-    fn only_changes_after_subscribe_and_drop_unsubscribes() {
-        let f = feed(1000, 1000);
-        f.publish(100, &[ip(1)]);
-        let s = f.subscribe();
-        let s2 = f.subscribe();
-        assert_eq!(f.subscribers(), 2);
-        f.publish(100, &[ip(2)]);
-        let mut out = Vec::new();
-        s.take(10, &mut out);
-        assert_eq!(out, vec![ip(2)]);
-        drop(s2);
-        assert_eq!(f.subscribers(), 1);
-        drop(s);
-        f.publish(100, &[ip(3)]);
-        assert_eq!(f.subscribers(), 0);
-    }
-
-    #[test]
-    fn changed_wakes_without_losing_notifications() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let f = Arc::new(feed(1_000_000, 1_000_000));
-            // Already pending: immediate.
-            let s = f.subscribe();
-            f.publish(100, &[ip(0)]);
-            tokio::time::timeout(Duration::from_secs(5), s.changed())
-                .await
-                .expect("immediate");
-            let mut out = Vec::new();
-            s.take(1, &mut out);
-
-            // Racing publisher: every published address is eventually taken.
-            const N: u32 = 20_000;
-            let pubf = f.clone();
-            let publisher = tokio::spawn(async move {
-                for i in 1..=N {
-                    pubf.publish(100, &[ip(i)]);
-                    if i % 64 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-            });
-            let mut got = 0;
-            while got < N as usize {
-                tokio::time::timeout(Duration::from_secs(5), s.changed())
-                    .await
-                    .expect("lost wakeup");
-                out.clear();
-                s.take(usize::MAX, &mut out);
-                got += out.len();
-            }
-            publisher.await.expect("publisher");
-            assert_eq!(got, N as usize);
-        });
-    }
-
-    #[test]
-    fn pending_entry_holds_the_latest_committed_binding() {
-        let f = feed(3600, 100);
-        let sub = f.subscribe();
-        let mut b = crate::Binding::available(ip(1));
-        b.cltt = 1;
-        f.publish_bindings(110, &[Arc::new(Committed::new(b.clone()))]);
-        f.publish(111, &[ip(2)]);
-        b.cltt = 2;
-        f.publish_bindings(112, &[Arc::new(Committed::new(b.clone()))]);
-        let mut out = Vec::new();
-        assert_eq!(sub.take_entries(10, &mut out), None, "nothing left");
-        assert_eq!(out.len(), 2, "deduplicated by address");
-        assert_eq!(
-            (out[0].ip, out[0].latest.clone(), out[0].time),
-            (ip(2), None, 111)
-        );
-        assert_eq!(out[1].ip, ip(1), "moved behind by its later change");
-        assert_eq!(
-            out[1].latest.as_ref().map(|c| c.binding.cltt),
-            Some(2),
-            "the newest state wins"
-        );
-        assert_eq!(out[1].time, 112, "the latest change's time");
-    }
-
-    #[test]
-    fn take_reports_the_oldest_change_left_pending() {
-        let f = feed(3600, 100);
-        let sub = f.subscribe();
-        f.publish(110, &[ip(1)]);
-        f.publish(112, &[ip(2)]);
-        f.publish(115, &[ip(1), ip(3)]);
-        assert_eq!(sub.oldest_pending(), Some(112));
-        let mut out = Vec::new();
-        assert_eq!(sub.take_entries(1, &mut out), Some(115));
-        assert_eq!(out[0].ip, ip(2));
-        assert_eq!(sub.take_entries(5, &mut out), None);
-        assert_eq!(sub.oldest_pending(), None);
-        let ips: Vec<Ipv4Addr> = out.iter().map(|e| e.ip).collect();
-        assert_eq!(ips, vec![ip(2), ip(1), ip(3)]);
-    }
-
-    #[test]
-    fn now_is_never_behind_a_recorded_change() {
-        let f = feed(3600, 100);
-        f.publish(50, &[ip(1)]);
-        assert_eq!(f.now(40), 100, "the start time is already recorded");
-        assert_eq!(f.now(120), 120);
-        // A change handled before that reading but published after it is
-        // recorded at the reading, so a requestor resuming from it gets it.
-        f.publish(119, &[ip(2)]);
-        assert_eq!(f.changed_since(120, 120), Some(vec![ip(2)]));
-    }
-
-    #[test]
-    fn seeded_history_answers_catch_up_after_a_restart() {
-        // Horizon 900: what the store vouches for; 1000: the restart.
-        let f = ChangeFeed::new(
-            HistoryLimits {
-                max_age: 100,
-                max_count: 3,
-            },
-            900,
-        );
-        f.seed(vec![(995, ip(2)), (990, ip(1)), (1000, ip(3))]);
-        assert_eq!(f.now(1000), 1000);
-        assert_eq!(f.changed_since(1000, 1000), Some(vec![ip(3)]));
-        assert_eq!(f.changed_since(991, 1000), Some(vec![ip(2), ip(3)]));
-        assert_eq!(f.changed_since(900, 1000), Some(vec![ip(1), ip(2), ip(3)]));
-        assert_eq!(f.changed_since(899, 1000), None, "before the horizon");
-        let f = ChangeFeed::new(
-            HistoryLimits {
-                max_age: 100,
-                max_count: 2,
-            },
-            900,
-        );
-        f.seed(vec![(990, ip(1)), (995, ip(2)), (999, ip(3))]);
-        assert_eq!(
-            f.horizon(),
-            991,
-            "count trim moves the horizon past the dropped time"
-        );
-        assert_eq!(f.changed_since(991, 1000), Some(vec![ip(2), ip(3)]));
-    }
-}
+mod tests;

@@ -15,7 +15,7 @@ mod sqlite;
 use std::net::Ipv4Addr;
 
 pub use error::StoreError;
-pub use feed::{Change, ChangeFeed, HistoryLimits, Subscription};
+pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LOG_CAP};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
 pub use sqlite::{SqliteOptions, SqliteStore};

@@ -77,16 +77,28 @@ pub(crate) struct PendingSet {
     /// SipHash showed in profiles; seeded per set, so keys stay unpredictable.
     members: HashMap<Ipv4Addr, Member, foldhash::fast::RandomState>,
     next_stamp: u64,
+    /// The latest time inserted since the set was last empty, and the
+    /// earliest time inserted out of order (behind it) since then: the
+    /// front's time is then no longer the oldest, and `oldest` answers this
+    /// floor instead (earlier is safe: a resuming requestor gets
+    /// duplicates, never a gap).
+    latest_time: Option<u32>,
+    floor: Option<u32>,
 }
 
 /// Above this capacity an emptied set gives its memory back.
 const SHRINK_ABOVE: usize = 4096;
 
 impl PendingSet {
-    /// Record a change of `ip` at feed time `time` (non-decreasing across
-    /// calls): the address goes to the back. A `latest` of None keeps the
-    /// binding already held. Returns whether the address was not pending.
+    /// Record a change of `ip` at feed time `time` (normally non-decreasing
+    /// across calls; see `floor`): the address goes to the back. A `latest`
+    /// of None keeps the binding already held. Returns whether the address
+    /// was not pending.
     pub(crate) fn insert(&mut self, ip: Ipv4Addr, latest: Latest, time: u32) -> bool {
+        match self.latest_time {
+            Some(t) if time < t => self.floor = Some(self.floor.map_or(time, |f| f.min(time))),
+            _ => self.latest_time = Some(time),
+        }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.order.push_back((ip, stamp));
@@ -117,13 +129,6 @@ impl PendingSet {
         added
     }
 
-    /// Move up to `n` addresses from the front into `out`.
-    pub(crate) fn take(&mut self, n: usize, out: &mut Vec<Ipv4Addr>) {
-        let mut taken = Vec::new();
-        self.take_entries(n, &mut taken);
-        out.extend(taken.into_iter().map(|e| e.ip));
-    }
-
     /// Move up to `n` entries from the front into `out`. Returns the change
     /// time of the first entry left pending (None when none are left).
     pub(crate) fn take_entries(&mut self, n: usize, out: &mut Vec<PendingEntry>) -> Option<u32> {
@@ -149,11 +154,14 @@ impl PendingSet {
         self.oldest()
     }
 
-    /// The change time of the front entry: the oldest latest-change pending.
+    /// The change time of the front entry: the oldest latest-change pending
+    /// (or earlier, after an out-of-order insert).
     pub(crate) fn oldest(&mut self) -> Option<u32> {
         while let Some(&(ip, stamp)) = self.order.front() {
             match self.members.get(&ip) {
-                Some(m) if m.stamp == stamp => return Some(m.time),
+                Some(m) if m.stamp == stamp => {
+                    return Some(self.floor.map_or(m.time, |f| f.min(m.time)))
+                }
                 _ => {
                     self.order.pop_front();
                 }
@@ -164,6 +172,8 @@ impl PendingSet {
 
     fn shrink(&mut self) {
         if self.members.is_empty() {
+            self.latest_time = None;
+            self.floor = None;
             self.order.clear();
             if self.order.capacity() > SHRINK_ABOVE {
                 self.order = VecDeque::new();
