@@ -4,7 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use leaseline_test_support::{loopback_config, require_root, Netns, ServerProcess};
+use std::time::Duration;
+
+use leaseline_test_support::{loopback_config, require_root, wait_until, Netns, ServerProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 
@@ -31,7 +33,12 @@ fn niceness(extra: &str) -> Vec<(u32, String, i32)> {
         .replace("[server]", &format!("[server]\n{extra}"));
     let mut server = ServerProcess::builder(BIN, &config).netns(&ns).spawn();
     let pid = server.pid().expect("pid");
-    let t = threads(pid);
+    // "ready" is logged as the UDP thread starts: until it has named itself
+    // it shows the process's name (and is not a runtime thread).
+    let t = wait_until("the UDP thread named", Duration::from_secs(10), || {
+        let t = threads(pid);
+        t.iter().any(|x| x.1 == "leaseline-udp").then_some(t)
+    });
     server.terminate();
     t
 }

@@ -343,3 +343,62 @@ fn the_last_reader_of_a_long_chain_frees_it_without_recursion() {
     drop(f);
     drop(s);
 }
+
+#[test]
+fn folding_while_the_subscriber_reads_loses_and_reorders_nothing() {
+    // A publisher far faster than the reader, a log folded every 16
+    // changes: whatever interleaving, each address's states reach the
+    // reader oldest first, ending with its last.
+    const ADDRS: u32 = 100;
+    const CHANGES: u32 = 50_000;
+    const AHEAD: u32 = 1_000;
+    let f = Arc::new(small_log(64));
+    let s = f.subscribe();
+    let publish = |f: &ChangeFeed, i: u32| {
+        f.publish_bindings(100 + i / 1000, &[committed(i % ADDRS, i)]);
+    };
+    // The reader starts behind, with a fold done; then both run at once.
+    for i in 0..AHEAD {
+        publish(&f, i);
+    }
+    assert!(s.own_queue_len() > 0, "folded");
+    let publisher = {
+        let f = Arc::clone(&f);
+        std::thread::spawn(move || {
+            for i in AHEAD..CHANGES {
+                publish(&f, i);
+            }
+        })
+    };
+    let mut last: std::collections::HashMap<Ipv4Addr, u32> = Default::default();
+    let mut check = |entries: &[crate::PendingEntry]| {
+        for e in entries {
+            let cltt = e
+                .latest
+                .as_ref()
+                .expect("published with its binding")
+                .binding
+                .cltt;
+            if let Some(prev) = last.insert(e.ip, cltt) {
+                assert!(prev < cltt, "{}: state {cltt} after {prev}", e.ip);
+            }
+        }
+    };
+    let mut out = Vec::new();
+    while !publisher.is_finished() {
+        out.clear();
+        s.take_entries(7, &mut out);
+        check(&out);
+        std::thread::yield_now();
+    }
+    publisher.join().expect("publisher");
+    check(&take_all(&s));
+    assert_eq!(last.len(), ADDRS as usize);
+    for n in 0..ADDRS {
+        let want = (0..CHANGES)
+            .rev()
+            .find(|i| i % ADDRS == n)
+            .expect("a change");
+        assert_eq!(last[&ip(n)], want, "{}: ends with its last state", ip(n));
+    }
+}
