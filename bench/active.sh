@@ -58,6 +58,7 @@ WATCHER_NICE=${WATCHER_NICE:-19}
 # runs where the same build gives 3-6 ms at nice 0).
 LAT_NICE=${LAT_NICE:-0}
 LEASEQUERY_NICE=${LEASEQUERY_NICE:-5}   # the server's [server] leasequery_nice
+WORKER_THREADS=${WORKER_THREADS:-}      # the server's [server] worker_threads (default: its own)
 # The rate measurement.
 PERIOD=${PERIOD:-15}
 CLIENTS=${CLIENTS:-50000}
@@ -147,6 +148,7 @@ start_server() {
 state_dir = "$dir"
 server_id = "127.0.0.1"
 leasequery_nice = $LEASEQUERY_NICE
+${WORKER_THREADS:+worker_threads = $WORKER_THREADS}
 
 [dhcp]
 listen = "127.0.0.1:$PORT"
