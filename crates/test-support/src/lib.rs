@@ -4,6 +4,7 @@
 //!   is a fresh temporary directory, waits for `leaseline ready`, keeps every
 //!   stderr line for [`ServerProcess::wait_for_log`], and can be killed with
 //!   SIGKILL, stopped with SIGTERM and restarted on the same state.
+//! - [`ServerConfig`]: the server TOML of a test, from a builder.
 //! - [`Perfdhcp`]: builds a perfdhcp command line and parses its report.
 //! - [`Netns`] / [`NetnsPair`]: RAII network namespaces joined by a veth pair.
 //! - [`RelayClient`]: a minimal DHCP relay agent built on leaseline-wire, for
@@ -16,6 +17,7 @@
 //! bare sleep.
 
 mod capture;
+mod config;
 mod netns;
 mod packets;
 mod perfdhcp;
@@ -31,6 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use capture::{read_dhcp_capture, Capture, CapturedDhcp};
+pub use config::{ServerConfig, Subnet};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
@@ -136,36 +139,7 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Op
 /// 10.0.0.10-10.0.255.250, about 65,000 addresses). `state_dir` is filled
 /// in by [`ServerProcess`].
 pub fn loopback_config(listen: std::net::SocketAddr, relays: &[Ipv4Addr]) -> String {
-    let relays = relays
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{listen}"
-offer_hold = 30
-decline_hold = 3600
-expired_grace = 600
-
-[store]
-history_max_age = 3600
-history_max_count = 100000
-
-[[subnet]]
-prefix = "10.0.0.0/16"
-pools = ["10.0.0.10-10.0.255.250"]
-relay_addresses = [{relays}]
-router = ["10.0.0.1"]
-dns_servers = ["10.0.0.2", "10.0.0.3"]
-domain_name = "lab.example"
-lease_time = 3600
-"#
-    )
+    ServerConfig::loopback(listen, relays).build()
 }
 
 /// Runs `cmd` with stdout and stderr sent to `log` (a file, not a pipe, so a

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 pub use leaseline_requestor::active::{
     active_query, classify, tls_request, ActiveEvent, DEFAULT_PRL,
 };
-use leaseline_test_support::{mac_string, Binding, DhcpState, Netns, ServerProcess};
+use leaseline_test_support::{
+    mac_string, Binding, DhcpState, Netns, ServerConfig, ServerProcess, Subnet,
+};
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use serde_json::Value;
 
@@ -83,57 +85,19 @@ impl Config {
     }
 
     pub fn render(&self) -> String {
-        let relays = self
-            .relays
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut s = format!(
-            r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{dhcp}"
-offer_hold = 30
-decline_hold = 3600
-expired_grace = 600
-
-[store]
-history_max_age = {age}
-history_max_count = {count}
-
-[[subnet]]
-prefix = "10.0.0.0/16"
-pools = ["{pool}"]
-relay_addresses = [{relays}]
-router = ["10.0.0.1"]
-dns_servers = ["10.0.0.2", "10.0.0.3"]
-domain_name = "lab.example"
-lease_time = 3600
-
-[leasequery]
-allow = ["127.0.0.0/8"]
-
-[leasequery.bulk]
-enabled = true
-listen = "{tcp}"
-{bulk}
-"#,
-            dhcp = self.dhcp,
-            age = self.history_max_age,
-            count = self.history_max_count,
-            pool = self.pool,
-            tcp = self.tcp,
-            bulk = self.bulk,
-        );
-        if let Some(lines) = &self.active {
-            s.push_str(&format!(
-                "\n[leasequery.active]\nenabled = true\ninsecure = true\n{lines}\n"
-            ));
+        let config = ServerConfig::new(self.dhcp)
+            .holds()
+            .history(self.history_max_age, self.history_max_count)
+            .subnet(
+                Subnet::new("10.0.0.0/16", &self.pool, &self.relays)
+                    .lab_options(&[Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]),
+            )
+            .allow(&["127.0.0.0/8"])
+            .bulk(self.tcp, &self.bulk);
+        match &self.active {
+            Some(lines) => config.active(true, lines).build(),
+            None => config.build(),
         }
-        s
     }
 
     pub fn spawn(&self) -> ServerProcess {

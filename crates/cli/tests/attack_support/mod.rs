@@ -11,7 +11,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use leaseline_test_support::{free_udp_port, Lease, RelayClient, ServerProcess, TestClient};
+use leaseline_test_support::{
+    free_udp_port, Lease, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient,
+};
 
 use crate::active_support::{free_tcp_port, Watch, BIN};
 
@@ -48,59 +50,33 @@ pub const SECOND: Duration = Duration::from_secs(1);
 /// Active Leasequery insecure (`tls` = None) or in secure mode (`tls` =
 /// the `[leasequery.tls]` section).
 pub fn config(dhcp: SocketAddr, tcp: SocketAddr, relays: &[Ipv4Addr], tls: Option<&str>) -> String {
-    let relays = relays
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let insecure = if tls.is_some() {
-        ""
-    } else {
-        "insecure = true\n"
-    };
-    format!(
-        r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{dhcp}"
-
-[store]
-history_max_age = 3600
-history_max_count = 1000000
-
-[[subnet]]
-prefix = "10.0.0.0/16"
-pools = ["{POOL}"]
-relay_addresses = [{relays}]
-lease_time = 3600
-
-[leasequery]
-allow = ["127.0.0.1/32", "{LQ_ALLOWED}/32", "{FLOOD_SOURCE}/32"]
-
-[leasequery.udp]
-enabled = true
-rate = {UDP_RATE}
-burst = {UDP_BURST}
-
-[leasequery.bulk]
-enabled = true
-listen = "{tcp}"
-data_timeout = {DATA_TIMEOUT_S}
-max_connections = {MAX_CONNECTIONS}
-max_queries_per_connection = {MAX_QUERIES}
-max_message_size = {MAX_MESSAGE}
-
-[leasequery.active]
-enabled = true
-{insecure}send_timeout = {SEND_TIMEOUT_S}
-max_connections_per_requestor = {PER_REQUESTOR}
-
-{tls}
-"#,
-        tls = tls.unwrap_or("")
-    )
+    ServerConfig::new(dhcp)
+        .history(3600, 1_000_000)
+        .subnet(Subnet::new("10.0.0.0/16", POOL, relays))
+        .allow(&[
+            "127.0.0.1/32",
+            &format!("{LQ_ALLOWED}/32"),
+            &format!("{FLOOD_SOURCE}/32"),
+        ])
+        .udp(UDP_RATE, UDP_BURST)
+        .bulk(
+            tcp,
+            &format!(
+                "data_timeout = {DATA_TIMEOUT_S}\n\
+                 max_connections = {MAX_CONNECTIONS}\n\
+                 max_queries_per_connection = {MAX_QUERIES}\n\
+                 max_message_size = {MAX_MESSAGE}"
+            ),
+        )
+        .active(
+            tls.is_none(),
+            &format!(
+                "send_timeout = {SEND_TIMEOUT_S}\n\
+                 max_connections_per_requestor = {PER_REQUESTOR}"
+            ),
+        )
+        .extra(tls.unwrap_or(""))
+        .build()
 }
 
 /// A server, a relay client for the DHCP re-check, and a watcher

@@ -12,7 +12,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use leaseline_test_support::{free_udp_port, RelayClient, ServerProcess, TestClient};
+use leaseline_test_support::{
+    free_udp_port, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient,
+};
 use leaseline_wire::{
     encode_frame, DhcpOption, FrameDecoder, Message, MessageType, RelayAgentInfo, StatusCode,
     SubOption,
@@ -49,38 +51,19 @@ impl Setup {
     /// `subnets` when given) served to this test's relay, UDP leasequery
     /// off, bulk on with `bulk_extra` lines added to `[leasequery.bulk]`.
     pub fn config(&self, subnets: Option<&str>, bulk_extra: &str) -> String {
-        let default_subnet = format!(
-            r#"[[subnet]]
-prefix = "10.0.0.0/16"
-pools = ["10.0.0.10-10.0.255.250"]
-relay_addresses = ["{relay}"]
-lease_time = 3600
-"#,
-            relay = self.relay
-        );
-        let subnets = subnets
-            .map(|s| s.replace("@RELAY@", &self.relay.to_string()))
-            .unwrap_or(default_subnet);
-        format!(
-            r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{dhcp}"
-
-{subnets}
-[leasequery]
-allow = ["127.0.0.0/8"]
-
-[leasequery.bulk]
-enabled = true
-listen = "{tcp}"
-{bulk_extra}
-"#,
-            dhcp = self.dhcp,
-            tcp = self.tcp,
-        )
+        let config = ServerConfig::new(self.dhcp);
+        let config = match subnets {
+            Some(s) => config.subnet_toml(&s.replace("@RELAY@", &self.relay.to_string())),
+            None => config.subnet(Subnet::new(
+                "10.0.0.0/16",
+                "10.0.0.10-10.0.255.250",
+                &[self.relay],
+            )),
+        };
+        config
+            .allow(&["127.0.0.0/8"])
+            .bulk(self.tcp, bulk_extra)
+            .build()
     }
 
     pub fn spawn(&self, config: &str) -> ServerProcess {

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use leaseline_test_support::{unix_now, wait_until, Lease, RelayClient, TestClient};
+use leaseline_test_support::{unix_now, wait_until, Lease, RelayClient, ServerConfig, TestClient};
 use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo, SubOption};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
@@ -37,47 +37,17 @@ pub fn config(
     subnets: &[Subnet<'_>],
     leasequery: &str,
 ) -> String {
-    let mut s = format!(
-        r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{listen}"
-relay_port = {relay_port}
-offer_hold = 30
-decline_hold = 3600
-expired_grace = 600
-
-[store]
-history_max_age = 3600
-history_max_count = 100000
-"#
-    );
+    let mut config = ServerConfig::new(listen)
+        .relay_port(relay_port)
+        .holds()
+        .history(3600, 100_000);
     for sn in subnets {
-        let relays = sn
-            .relays
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        s.push_str(&format!(
-            r#"
-[[subnet]]
-prefix = "{}"
-pools = ["{}"]
-relay_addresses = [{relays}]
-router = ["10.0.0.1"]
-dns_servers = ["10.0.0.2"]
-domain_name = "lab.example"
-lease_time = 3600
-"#,
-            sn.prefix, sn.pool
-        ));
+        config = config.subnet(
+            leaseline_test_support::Subnet::new(sn.prefix, sn.pool, sn.relays)
+                .lab_options(&[Ipv4Addr::new(10, 0, 0, 2)]),
+        );
     }
-    s.push('\n');
-    s.push_str(leasequery);
-    s
+    config.extra(leasequery).build()
 }
 
 /// UDP leasequery on for requestors on loopback, as in examples/loopback.toml.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leaseline_test_support::{load_bindings, mac_string, strip_ansi, Binding, DhcpState, Netns};
+use leaseline_test_support::{
+    load_bindings, mac_string, strip_ansi, Binding, DhcpState, Netns, ServerConfig, Subnet,
+};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 
@@ -34,46 +36,14 @@ pub fn server_config(
     history_age: u32,
     idle_timeout: u32,
 ) -> String {
-    let relays = relays
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{dhcp}"
-offer_hold = 30
-decline_hold = 3600
-expired_grace = 600
-
-[store]
-history_max_age = {history_age}
-history_max_count = 1000000
-
-[[subnet]]
-prefix = "10.0.0.0/16"
-pools = ["10.0.0.10-10.0.255.250"]
-relay_addresses = [{relays}]
-router = ["10.0.0.1"]
-lease_time = 3600
-
-[leasequery]
-allow = ["127.0.0.0/8"]
-
-[leasequery.bulk]
-enabled = true
-listen = "{lq}"
-
-[leasequery.active]
-enabled = true
-insecure = true
-idle_timeout = {idle_timeout}
-"#
-    )
+    ServerConfig::new(dhcp)
+        .holds()
+        .history(history_age, 1_000_000)
+        .subnet(Subnet::new("10.0.0.0/16", "10.0.0.10-10.0.255.250", relays).router())
+        .allow(&["127.0.0.0/8"])
+        .bulk(lq, "")
+        .active(true, &format!("idle_timeout = {idle_timeout}"))
+        .build()
 }
 
 /// `leaseline mirror` as a child process. Each start writes its output to

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use leaseline_requestor::active::{active_query, DEFAULT_PRL};
 use leaseline_test_support::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
-use leaseline_test_support::{Lease, RelayClient, ServerProcess, TestClient};
+use leaseline_test_support::{Lease, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient};
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -205,37 +205,17 @@ pub enum Mode<'a> {
 /// A loopback server: DHCP on `dhcp` for relay `relay` (pool 10.0.0.10 to
 /// 10.0.0.40), Bulk and Active Leasequery on `tcp` in `mode`.
 pub fn server_config(dhcp: SocketAddr, tcp: SocketAddr, relay: Ipv4Addr, mode: Mode) -> String {
-    let (active, tls) = match mode {
-        Mode::Secure(pki, allowed) => ("enabled = true\n", pki.tls_section(allowed)),
-        Mode::InsecureOnly => ("enabled = true\ninsecure = true\n", String::new()),
-    };
-    format!(
-        r#"[server]
-state_dir = "@STATE_DIR@"
-server_id = "127.0.0.1"
-
-[dhcp]
-listen = "{dhcp}"
-
-[[subnet]]
-prefix = "10.0.0.0/24"
-pools = ["10.0.0.10-10.0.0.40"]
-relay_addresses = ["{relay}"]
-router = ["10.0.0.1"]
-lease_time = 3600
-
-[leasequery]
-allow = ["127.0.0.0/8"]
-
-[leasequery.bulk]
-enabled = true
-listen = "{tcp}"
-data_timeout = 10
-
-[leasequery.active]
-{active}
-{tls}"#
-    )
+    let config = ServerConfig::new(dhcp)
+        .subnet(Subnet::new("10.0.0.0/24", "10.0.0.10-10.0.0.40", &[relay]).router())
+        .allow(&["127.0.0.0/8"])
+        .bulk(tcp, "data_timeout = 10");
+    match mode {
+        Mode::Secure(pki, allowed) => config
+            .active(false, "")
+            .extra(&pki.tls_section(allowed))
+            .build(),
+        Mode::InsecureOnly => config.active(true, "").build(),
+    }
 }
 
 /// Every address of the pool in [`server_config`].
