@@ -303,9 +303,12 @@ fn reconnects_no_more_often_than_the_retry_interval() {
     let gaps: Vec<Duration> = accepted.windows(2).map(|w| w[1] - w[0]).collect();
     eprintln!("gaps between connections: {gaps:?}");
     for g in &gaps {
-        // 1 s plus up to 20 % jitter; a little slack for scheduling.
+        // 1 s plus up to 20 % jitter. The times are this thread's accepts:
+        // one that returns late (a loaded machine: 130 ms was seen) makes
+        // the next gap look that much shorter, so the lower bound leaves
+        // room for it; a reconnect without the wait is a gap of a few ms.
         assert!(
-            *g >= Duration::from_millis(950),
+            *g >= Duration::from_millis(750),
             "reconnected after {g:?}: {gaps:?}"
         );
         assert!(*g <= Duration::from_millis(1700), "waited {g:?}: {gaps:?}");
