@@ -170,7 +170,7 @@ impl ChangeFeed {
     }
 
     /// [`ChangeFeed::new`] with another [`LIVE_LOG_CAP`] (tests).
-    pub fn with_log_cap(limits: HistoryLimits, start_time: u32, log_cap: usize) -> Self {
+    pub(crate) fn with_log_cap(limits: HistoryLimits, start_time: u32, log_cap: usize) -> Self {
         ChangeFeed {
             shared: Arc::new(Shared {
                 state: Mutex::new(FeedState {

@@ -106,17 +106,11 @@ pub struct Backlog {
 pub struct Subscription {
     feed: Arc<Shared>,
     shared: Arc<SubShared>,
-    /// Log ranges found under the locks, expanded after (reused).
-    scratch: Mutex<Vec<(Arc<Group>, usize, usize)>>,
 }
 
 impl Subscription {
     pub(super) fn new(feed: Arc<Shared>, shared: Arc<SubShared>) -> Self {
-        Subscription {
-            feed,
-            shared,
-            scratch: Mutex::new(Vec::new()),
-        }
+        Subscription { feed, shared }
     }
 
     fn has_work(&self) -> bool {
@@ -151,29 +145,23 @@ impl Subscription {
     /// store) and that change's feed time. Returns the change time of the
     /// first entry still to take (None: nothing is left).
     pub fn take_entries(&self, n: usize, out: &mut Vec<PendingEntry>) -> Option<u32> {
-        let mut scratch = self.scratch.lock();
-        let oldest = {
-            let mut s = self.shared.state.lock();
-            let before = out.len();
-            s.pending.take_entries(n, out);
-            let mut room = n - (out.len() - before);
-            while room > 0 && s.advance() {
-                let from = s.offset;
-                let to = s.at.items.len().min(from + room);
-                scratch.push((Arc::clone(&s.at), from, to));
-                room -= to - from;
-                s.offset = to;
-            }
-            s.oldest()
-        };
-        for (g, from, to) in scratch.drain(..) {
+        // Only this subscriber and the feed's occasional fold take this lock.
+        let mut s = self.shared.state.lock();
+        let before = out.len();
+        s.pending.take_entries(n, out);
+        let mut room = n - (out.len() - before);
+        while room > 0 && s.advance() {
+            let (g, from) = (Arc::clone(&s.at), s.offset);
+            let to = g.items.len().min(from + room);
             out.extend(g.items[from..to].iter().map(|(ip, latest)| PendingEntry {
                 ip: *ip,
                 latest: latest.clone(),
                 time: g.time,
             }));
+            room -= to - from;
+            s.offset = to;
         }
-        oldest
+        s.oldest()
     }
 
     /// The change time of the first entry not yet taken (None: nothing is left).

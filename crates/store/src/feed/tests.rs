@@ -6,7 +6,12 @@ fn ip(n: u32) -> Ipv4Addr {
 }
 
 fn feed(max_age: u32, max_count: usize) -> ChangeFeed {
-    ChangeFeed::new(HistoryLimits { max_age, max_count }, 100)
+    feed_from(100, max_age, max_count)
+}
+
+/// A feed whose history starts at `start`.
+fn feed_from(start: u32, max_age: u32, max_count: usize) -> ChangeFeed {
+    ChangeFeed::new(HistoryLimits { max_age, max_count }, start)
 }
 
 /// A feed whose live log holds `cap` changes.
@@ -168,26 +173,14 @@ fn now_is_never_behind_a_recorded_change() {
 #[test]
 fn seeded_history_answers_catch_up_after_a_restart() {
     // Horizon 900: what the store vouches for; 1000: the restart.
-    let f = ChangeFeed::new(
-        HistoryLimits {
-            max_age: 100,
-            max_count: 3,
-        },
-        900,
-    );
+    let f = feed_from(900, 100, 3);
     f.seed(vec![(995, ip(2)), (990, ip(1)), (1000, ip(3))]);
     assert_eq!(f.now(1000), 1000);
     assert_eq!(f.changed_since(1000, 1000), Some(vec![ip(3)]));
     assert_eq!(f.changed_since(991, 1000), Some(vec![ip(2), ip(3)]));
     assert_eq!(f.changed_since(900, 1000), Some(vec![ip(1), ip(2), ip(3)]));
     assert_eq!(f.changed_since(899, 1000), None, "before the horizon");
-    let f = ChangeFeed::new(
-        HistoryLimits {
-            max_age: 100,
-            max_count: 2,
-        },
-        900,
-    );
+    let f = feed_from(900, 100, 2);
     f.seed(vec![(990, ip(1)), (995, ip(2)), (999, ip(3))]);
     assert_eq!(
         f.horizon(),
