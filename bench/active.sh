@@ -17,7 +17,8 @@
 #     DHCPACK of the same address (DHCPACK as received by the relay, update as
 #     received by the watcher: kernel receive timestamps at both sockets,
 #     SO_TIMESTAMPNS): p50 and p99 over all watchers' updates. A fresh server per run; LAT_ROUNDS runs per watcher count, the
-#     median run (by p99) is reported.
+#     median run (by p99) is reported. Also per change, from its first
+#     watcher's arrival to its last's (the fan-out alone: spread_*).
 #  3. Catch-up: CATCHUP distinct clients get a lease (perfdhcp -R/-n at the
 #     rate of 1.), then one active query with query-start-time before them:
 #     time from the query to CatchUpComplete, and the updates it brought.
@@ -29,6 +30,7 @@
 #
 #   bench/active.sh
 #   SEARCH=0 CATCHUP=0 RATE=1000 bench/active.sh    # latency only
+#   WATCHER_COUNTS= CATCHUP=0 bench/active.sh        # DORA rate ratio only
 #
 # Needs root (network namespace) and the tools .ci/run installs. Honours
 # CARGO_TARGET_DIR.
@@ -41,7 +43,7 @@ TCP_PORT=${TCP_PORT:-67}       # leasequery (TCP)
 GIADDR=${GIADDR:-127.0.0.32}   # relay of leaseline-bench active-latency
 RATE=${RATE:-}                 # DORA/s for the latency runs; default: half of step 1
 LAT_SECONDS=${LAT_SECONDS:-10}
-WATCHER_COUNTS=${WATCHER_COUNTS:-"1 10 100"}
+WATCHER_COUNTS=${WATCHER_COUNTS-"1 10 100"}   # empty: skip step 2
 RATE_WATCHERS=${RATE_WATCHERS:-100}
 SEARCH=${SEARCH:-1}            # 0: skip the rate measurement (set RATE)
 ROUNDS=${ROUNDS:-3}
@@ -234,8 +236,8 @@ fi
 [ -n "$RATE" ] || RATE=$((BASE / 2))
 [ "$RATE" -gt 0 ] || RATE=2000
 
-echo "== 2. update latency at $RATE DORA/s for $LAT_SECONDS s"
 LATENCY=()
+[ -z "$WATCHER_COUNTS" ] || echo "== 2. update latency at $RATE DORA/s for $LAT_SECONDS s"
 for w in $WATCHER_COUNTS; do
     runs=()
     for i in $(seq "$LAT_ROUNDS"); do
@@ -273,11 +275,11 @@ if [ "$BASE" -gt 0 ]; then
     echo "  DORA rate at saturation, $RATE_WATCHERS watchers: median $WATCHED DORA/s (rounds: ${WATCHEDS[*]})"
     awk -v a="$WATCHED" -v b="$BASE" 'BEGIN { printf "  ratio: %.0f %% (target >= 90 %%)\n", 100 * a / b }'
 fi
-echo "  update latency at $RATE DORA/s (median of $LAT_ROUNDS runs by p99):"
+[ ${#LATENCY[@]} -eq 0 ] || echo "  update latency at $RATE DORA/s (median of $LAT_ROUNDS runs by p99):"
 for l in "${LATENCY[@]}"; do
     echo "$l" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "    %3d watchers: p50 %.2f ms, p99 %.2f ms (%s samples)\n",
-            v["watchers"], v["p50_us"] / 1000, v["p99_us"] / 1000, v["samples"] }'
+        printf "    %3d watchers: p50 %.2f ms, p99 %.2f ms (%s samples); one change to every watcher: p50 %.2f ms, p99 %.2f ms\n",
+            v["watchers"], v["p50_us"] / 1000, v["p99_us"] / 1000, v["samples"], v["spread_p50_us"] / 1000, v["spread_p99_us"] / 1000 }'
 done
 echo "  catch-up: $CATCHUP_OUT"
 echo "(logs and perfdhcp reports in $WORK)"

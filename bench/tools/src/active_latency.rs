@@ -15,7 +15,12 @@
 //!
 //! An update that beats its ACK (the commit publishes to the feed, then the
 //! ACK leaves) counts as 0.
+//!
+//! spread: per change, from its first watcher's arrival to its last's
+//! (kernel times): how long one change takes to reach every watcher, the
+//! fan-out alone, without the ACK's timing.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -81,11 +86,16 @@ pub fn run(
     let mut app = Vec::with_capacity(arrivals.len());
     let mut kernel = Vec::with_capacity(arrivals.len());
     let mut from_request = Vec::with_capacity(arrivals.len());
+    // Per address: its first and last watcher's kernel arrival.
+    let mut reach: HashMap<Ipv4Addr, (SystemTime, SystemTime)> = HashMap::with_capacity(acks.len());
     for a in arrivals.iter() {
         let Some(ack) = acks.get(&a.ip) else { continue };
         app.push(micros(a.app.saturating_duration_since(ack.app)));
         if let (Some(at), Some(ack_at)) = (a.kernel, ack.kernel) {
             kernel.push(micros(at.duration_since(ack_at).unwrap_or_default()));
+            let r = reach.entry(a.ip).or_insert((at, at));
+            r.0 = r.0.min(at);
+            r.1 = r.1.max(at);
         }
         // From the REQUEST leaving to the update arriving: the commit, the
         // ACK and the update all inside; never clamped.
@@ -93,14 +103,22 @@ pub fn run(
             from_request.push(micros(a.app.saturating_duration_since(sent)));
         }
     }
-    let (app, kernel, from_request) = (
+    // From the first watcher's copy of a change to the last's: how long the
+    // server takes to write one change to every watcher (0 with one).
+    let spread = reach
+        .values()
+        .map(|(first, last)| micros(last.duration_since(*first).unwrap_or_default()))
+        .collect();
+    let (app, kernel, from_request, spread) = (
         Percentiles::of(app),
         Percentiles::of(kernel),
         Percentiles::of(from_request),
+        Percentiles::of(spread),
     );
     println!(
         "active-latency mode={} watchers={} rate={}/s acks={acked} updates={updates} samples={} \
-         p50_us={} p99_us={} p999_us={} max_us={} app_p50_us={} app_p99_us={} req_p50_us={} req_p99_us={}",
+         p50_us={} p99_us={} p999_us={} max_us={} app_p50_us={} app_p99_us={} req_p50_us={} req_p99_us={} \
+         spread_p50_us={} spread_p99_us={}",
         if tls.is_some() { "tls" } else { "plain" },
         p.watchers,
         p.rate,
@@ -114,6 +132,8 @@ pub fn run(
         app.p99,
         from_request.p50,
         from_request.p99,
+        spread.p50,
+        spread.p99,
     );
     Ok(())
 }

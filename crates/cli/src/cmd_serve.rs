@@ -9,6 +9,13 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let nice = cfg.leasequery_nice;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.worker_threads)
+        // Store reads for leasequery (bulk, catch-up, changes a lagging
+        // session skipped) run on the blocking pool, at leasequery_nice
+        // like the workers. The kernel weighs each thread on its own: a
+        // hundred sessions reading at once on a hundred threads would
+        // outweigh the DHCP threads whatever their nice, so as many as
+        // the async workers (at least 2).
+        .max_blocking_threads(cfg.worker_threads.max(2))
         // The runtime serves leasequery (sessions, fan-out, bulk reads); DHCP
         // has threads of its own, which keep the process's priority.
         .on_thread_start(move || lower_priority(nice))

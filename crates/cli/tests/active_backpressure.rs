@@ -224,7 +224,8 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no {name}= in {line}"))
     };
-    let (pending, unread_log) = (field("pending"), field("unread_log"));
+    let (pending, unread_log, in_history) =
+        (field("pending"), field("unread_log"), field("in_history"));
     assert!(
         pending <= POOL_SIZE,
         "A's pending set ({pending}) is larger than the number of addresses ({POOL_SIZE})"
@@ -245,6 +246,9 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
             > (leaseline_store::LIVE_LOG_CAP + 2 * POOL_SIZE) as f64,
         "too few changes ({rate:.0}/s) during A's {SEND_TIMEOUT_S} s block to tell coalescing apart"
     );
+    // So A fell out of the window and let go of the log: what it skipped
+    // waits in the shared history, not in memory of its own.
+    assert!(in_history > 0, "A never skipped: {line}");
     let mut a = Conn::from_stream(a);
     let buffered = a.expect_closed(10 * SECOND);
     eprintln!(

@@ -41,6 +41,8 @@ pub struct ActiveContext {
 pub enum End {
     RequestorClosed,
     SendTimeout,
+    /// Too far behind: changes it had not read left the history.
+    FellBehind,
     Shutdown,
     Refused(&'static str),
     Io(String),
@@ -99,7 +101,7 @@ where
             match write_progressing(&mut writer, &out, ctx.cfg.send_timeout).await {
                 Err(WriteEnd::Stalled) => {
                     let backlog = sub.backlog();
-                    warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
+                    warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
                     return End::SendTimeout;
                 }
                 Err(WriteEnd::Io(e)) => return End::Io(e),
@@ -132,7 +134,21 @@ where
                 }).await;
                 return End::Shutdown;
             }
-            _ = sub.changed() => batch.send(ctx, &sub, &mut session, &mut out).await,
+            _ = sub.changed() => {
+                batch.send(ctx, &sub, &mut session, &mut out).await;
+                if let Some(since) = sub.lost() {
+                    // RFC 7724 §7.4: the server cannot go on with the query.
+                    // Base-time no later than the first change it lost: the
+                    // requestor resumes from there (DataMissing, then bulk).
+                    warn!(peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
+                    session.terminate(feed.now(unix_now()), sub.oldest_pending(), &mut out);
+                    let _ = timeout(Duration::from_secs(2), async {
+                        writer.write_all(&out).await?;
+                        writer.shutdown().await
+                    }).await;
+                    return End::FellBehind;
+                }
+            }
             r = reader.read(&mut rbuf) => {
                 match r {
                     Ok(0) => return End::RequestorClosed,

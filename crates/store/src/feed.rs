@@ -8,10 +8,12 @@
 //! store's writer thread, which also releases the DHCPACKs, does no
 //! per-subscriber work for a subscriber that keeps reading, even slowly).
 //! A subscriber that falls more than [`LIVE_LOG_CAP`] / 2 changes behind (a
-//! requestor that stopped reading) has what it has not read folded into its
-//! own pending set of addresses (not messages), so the log it holds on to
-//! stays bounded and a stalled subscriber costs at most one entry per
-//! distinct address.
+//! requestor that stopped reading, or a leasequery runtime starved by DHCP
+//! load) skips what it has not read: it lets go of the log and keeps only
+//! where it was, reading those changes back from the history (addresses;
+//! their state from the store) when it goes on. The publisher's cost is the
+//! same for one laggard or a hundred, the log stays bounded, and a stalled
+//! subscriber costs no memory of its own.
 
 mod subscription;
 
@@ -43,8 +45,8 @@ pub struct HistoryLimits {
 
 /// How far behind in the shared log a subscriber may be, in changes (plus
 /// one commit group): every `LIVE_LOG_CAP / 4` changes published, those
-/// more than half of it behind have their unread changes folded into their
-/// pending sets. At 5,000 changes a second that is seconds of lag, or the
+/// more than half of it behind skip their unread changes (to be read from
+/// the history). At 5,000 changes a second that is seconds of lag, or the
 /// burst after a long fsync.
 pub const LIVE_LOG_CAP: usize = 16_384;
 
@@ -113,7 +115,7 @@ struct FeedState {
     tail: Arc<Group>,
     log_cap: usize,
     /// When to look for subscribers too far behind next (a seq).
-    next_fold_check: u64,
+    next_skip_check: u64,
     subscribers: Vec<Weak<SubShared>>,
 }
 
@@ -140,20 +142,20 @@ impl FeedState {
         }
     }
 
-    /// Every quarter of the log's capacity: fold the unread changes of
-    /// subscribers more than half of it behind into their pending sets, so
-    /// none holds on to more of the log than that (plus a quarter, plus one
-    /// group). Subscribers that keep up cost nothing here but a look.
-    fn fold_laggards(&mut self) {
-        if self.next_seq < self.next_fold_check {
+    /// Every quarter of the log's capacity: subscribers more than half of
+    /// it behind skip their unread changes, so none holds on to more of the
+    /// log than that (plus a quarter, plus one group). A look and O(1) per
+    /// subscriber, whatever it skips.
+    fn skip_laggards(&mut self) {
+        if self.next_seq < self.next_skip_check {
             return;
         }
-        self.next_fold_check = self.next_seq + (self.log_cap / 4).max(1) as u64;
+        self.next_skip_check = self.next_seq + (self.log_cap / 4).max(1) as u64;
         let tail = Arc::clone(&self.tail);
         let behind = (self.log_cap / 2) as u64;
         self.subscribers.retain(|w| w.strong_count() > 0);
         for sub in self.subscribers.iter().filter_map(Weak::upgrade) {
-            sub.fold_if_behind(&tail, behind);
+            sub.skip_if_behind(&tail, behind);
         }
     }
 
@@ -181,7 +183,7 @@ impl ChangeFeed {
                     limits,
                     tail: Arc::new(Group::new(1, start_time, Box::new([]))),
                     log_cap: log_cap.max(1),
-                    next_fold_check: 1,
+                    next_skip_check: 1,
                     subscribers: Vec::new(),
                 }),
                 end: AtomicU64::new(1),
@@ -234,7 +236,7 @@ impl ChangeFeed {
         // Never set twice: `tail` moves to the group just linked.
         let _ = st.tail.next.set(Arc::clone(&group));
         st.tail = group;
-        st.fold_laggards();
+        st.skip_laggards();
         self.shared.end.store(st.next_seq, Ordering::Release);
         // Woken after the lock is released: a woken session takes the lock
         // at once to read the log.

@@ -298,3 +298,52 @@ async fn shutdown_sends_query_terminated_last() {
     assert!(req.next().await.is_none(), "then the connection closes");
     assert_eq!(task.await.unwrap(), End::Shutdown);
 }
+
+#[tokio::test]
+async fn requestor_behind_the_history_gets_query_terminated_with_base_time_before_the_gap() {
+    // History of 1,000 changes; the requestor reads nothing while 12,000
+    // happen, so its session skips past the shared log and the history
+    // drops what it skipped: when the requestor reads again it gets what
+    // was already written, then QueryTerminated with a base-time no later
+    // than the first change it missed (it resumes from there: DataMissing,
+    // then bulk), then the close (RFC 7724 §7.4, §8.4).
+    let f = fixture(HistoryLimits {
+        max_age: 3600,
+        max_count: 1000,
+    });
+    let (mut req, _stop, task) = start(ctx(&f.store, 60, 120), None, 16 * 1024);
+    while f.store.feed().subscribers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let first_change = unix_now();
+    for round in 0..24u32 {
+        let batch = (0..500u32)
+            .map(|n| active(Ipv4Addr::from(0x0a03_0000 + round * 500 + n), 1))
+            .collect();
+        commit(&f.store, batch).await;
+    }
+    let mut updates = 0;
+    let last = loop {
+        let m = req.next().await.expect("QueryTerminated before the close");
+        match m.message_type() {
+            Some(MessageType::LeaseActive) => updates += 1,
+            _ => break m,
+        }
+    };
+    assert_eq!(status(&last), Some(StatusCode::QueryTerminated), "{last:?}");
+    let base = last.options.iter().find_map(|o| match o {
+        DhcpOption::BaseTime(t) => Some(*t),
+        _ => None,
+    });
+    // Resuming from it is outside the history: DataMissing, not a gap.
+    let base = base.expect("base-time");
+    assert!(base >= first_change.saturating_sub(1), "{base}");
+    let horizon = f.store.feed().horizon();
+    assert!(
+        base < horizon,
+        "base-time {base} is inside the history (horizon {horizon}): a resume would miss changes"
+    );
+    assert!(updates < 12_000, "{updates} updates: nothing was missed?");
+    assert!(req.next().await.is_none(), "then the connection closes");
+    assert_eq!(task.await.unwrap(), End::FellBehind);
+}

@@ -1,5 +1,6 @@
 use super::*;
 use std::time::Duration;
+use subscription::FROM_HISTORY;
 
 fn ip(n: u32) -> Ipv4Addr {
     Ipv4Addr::from(0x0a00_0000 + n)
@@ -244,30 +245,39 @@ fn catch_up_addresses_go_before_unread_changes() {
 }
 
 #[test]
-fn a_lagging_subscriber_gets_each_missed_address_once_with_its_latest_state() {
+fn a_lagging_subscriber_skips_at_no_cost_and_reads_back_every_address_from_the_history() {
     const CAP: usize = 8;
     let f = small_log(CAP);
     let s = f.subscribe();
     let keeping_up = f.subscribe();
+    // 16 changes a second: all of it stays in the history (one hour).
     for t in 0..10_000u32 {
-        f.publish_bindings(100 + t, &[committed(t % 7, t)]);
+        f.publish_bindings(100 + t / 16, &[committed(t % 7, t)]);
         if t % 3 == 0 {
             let _ = take_all(&keeping_up);
         }
     }
-    assert_eq!(keeping_up.own_queue_len(), 0, "never fell behind the log");
-    assert!(
-        s.own_queue_len() <= 2 * 7 + 65,
-        "one entry per distinct address: {}",
-        s.own_queue_len()
+    assert_eq!(
+        keeping_up.backlog().in_history,
+        0,
+        "never fell behind the log"
     );
+    let b = s.backlog();
+    assert_eq!(s.own_queue_len(), 0, "skipping holds nothing of its own");
+    assert_eq!(b.own, 0);
+    assert!(b.unread_log <= CAP, "{b:?}");
+    assert_eq!(b.in_history + b.unread_log, 10_000, "{b:?}");
     let got = take_all(&s);
-    // The pending set, then what is left in the log (folding keeps it
-    // under CAP / 2, checked every CAP / 4).
-    assert!(got.len() <= 7 + CAP, "{} entries", got.len());
     assert!(
         got.windows(2).all(|w| w[0].time <= w[1].time),
         "in change order"
+    );
+    // Read back a chunk at a time: each address once per chunk at most,
+    // then what is left in the log, with its binding.
+    assert!(
+        got.len() <= 7 * (10_000 / FROM_HISTORY + 1) + CAP,
+        "{} entries",
+        got.len()
     );
     for n in 0..7 {
         let last = got
@@ -276,9 +286,39 @@ fn a_lagging_subscriber_gets_each_missed_address_once_with_its_latest_state() {
             .find(|e| e.ip == ip(n))
             .expect("every address");
         let want = (0..10_000u32).rev().find(|t| t % 7 == n).expect("a change");
-        assert_eq!(last.latest.as_ref().map(|c| c.binding.cltt), Some(want));
-        assert_eq!(last.time, 100 + want);
+        assert_eq!(last.time, 100 + want / 16);
+        // From the log: the committed binding; from the history: none
+        // (the session reads the store, which has the latest).
+        if let Some(c) = &last.latest {
+            assert_eq!(c.binding.cltt, want);
+        }
     }
+    assert_eq!(s.pending(), 0);
+}
+
+#[test]
+fn a_subscriber_whose_skipped_changes_left_the_history_is_told_when_lost() {
+    // History of 20 changes, log of 4: a subscriber that read nothing
+    // while 50 changes went by has lost the first it skipped.
+    let limits = HistoryLimits {
+        max_age: 3600,
+        max_count: 20,
+    };
+    let f = ChangeFeed::with_log_cap(limits, 100, 4);
+    let s = f.subscribe();
+    let reader = f.subscribe();
+    for t in 0..50u32 {
+        f.publish(100 + t, &[ip(t)]);
+        let _ = take_all(&reader);
+    }
+    assert_eq!(reader.lost(), None, "kept up");
+    assert_eq!(s.lost(), None, "not known before it reads");
+    let mut out = Vec::new();
+    let left = s.take_entries(usize::MAX, &mut out);
+    assert_eq!(s.lost(), Some(100), "from the first change it skipped");
+    assert!(out.is_empty(), "nothing handed out past a gap: {out:?}");
+    assert_eq!(left, Some(100), "base-time stays at the gap");
+    assert_eq!(s.oldest_pending(), Some(100));
 }
 
 #[test]
@@ -300,17 +340,18 @@ fn take_reports_the_oldest_change_left() {
 
 #[test]
 fn oldest_never_passes_a_change_moved_behind_catch_up() {
-    // A change read before the catch-up time, folded into the pending set
-    // after the catch-up addresses went in: the oldest time left must not
-    // skip it.
-    let f = small_log(4); // fold beyond 2 behind, checked at every change
+    // A change published before the catch-up time, skipped and read back
+    // from the history after the catch-up addresses went in: the oldest
+    // time left must not pass it.
+    let f = small_log(4); // skip beyond 2 behind, checked at every change
     let s = f.subscribe();
     f.publish(100, &[ip(1)]);
     s.extend(&[ip(5)], f.now(105));
     f.publish(105, &[ip(2)]);
     assert_eq!(s.own_queue_len(), 1, "2 behind: still read from the log");
-    f.publish(105, &[ip(3)]); // 3 behind: ip 1 (at 100) goes behind ip 5
-    assert_eq!(s.own_queue_len(), 4);
+    f.publish(105, &[ip(3)]); // 3 behind: ip 1 (at 100) is skipped, read later
+    assert_eq!(s.own_queue_len(), 1);
+    assert_eq!(s.backlog().in_history, 3);
     assert_eq!(s.oldest_pending(), Some(100));
     let mut out = Vec::new();
     assert_eq!(
@@ -338,10 +379,11 @@ fn the_last_reader_of_a_long_chain_frees_it_without_recursion() {
 }
 
 #[test]
-fn folding_while_the_subscriber_reads_loses_and_reorders_nothing() {
-    // A publisher far faster than the reader, a log folded every 16
-    // changes: whatever interleaving, each address's states reach the
-    // reader oldest first, ending with its last.
+fn skipping_while_the_subscriber_reads_loses_and_reorders_nothing() {
+    // A publisher far faster than the reader, a log checked for laggards
+    // every 16 changes: whatever the interleaving, the reader gets changes
+    // in order of time, each address's log states oldest first, and every
+    // address last at its last change.
     const ADDRS: u32 = 100;
     const CHANGES: u32 = 50_000;
     const AHEAD: u32 = 1_000;
@@ -350,11 +392,11 @@ fn folding_while_the_subscriber_reads_loses_and_reorders_nothing() {
     let publish = |f: &ChangeFeed, i: u32| {
         f.publish_bindings(100 + i / 1000, &[committed(i % ADDRS, i)]);
     };
-    // The reader starts behind, with a fold done; then both run at once.
+    // The reader starts behind, skipped; then both run at once.
     for i in 0..AHEAD {
         publish(&f, i);
     }
-    assert!(s.own_queue_len() > 0, "folded");
+    assert!(s.backlog().in_history > 0, "skipped");
     let publisher = {
         let f = Arc::clone(&f);
         std::thread::spawn(move || {
@@ -363,17 +405,17 @@ fn folding_while_the_subscriber_reads_loses_and_reorders_nothing() {
             }
         })
     };
-    let mut last: std::collections::HashMap<Ipv4Addr, u32> = Default::default();
+    let mut last: std::collections::HashMap<Ipv4Addr, crate::PendingEntry> = Default::default();
+    let mut time = 0;
     let mut check = |entries: &[crate::PendingEntry]| {
         for e in entries {
-            let cltt = e
-                .latest
-                .as_ref()
-                .expect("published with its binding")
-                .binding
-                .cltt;
-            if let Some(prev) = last.insert(e.ip, cltt) {
-                assert!(prev < cltt, "{}: state {cltt} after {prev}", e.ip);
+            assert!(e.time >= time, "{}: time {} after {time}", e.ip, e.time);
+            time = e.time;
+            if let Some(prev) = last.insert(e.ip, e.clone()) {
+                let cltt = |e: &crate::PendingEntry| e.latest.as_ref().map(|c| c.binding.cltt);
+                if let (Some(a), Some(b)) = (cltt(&prev), cltt(e)) {
+                    assert!(a < b, "{}: state {b} after {a}", e.ip);
+                }
             }
         }
     };
@@ -392,6 +434,16 @@ fn folding_while_the_subscriber_reads_loses_and_reorders_nothing() {
             .rev()
             .find(|i| i % ADDRS == n)
             .expect("a change");
-        assert_eq!(last[&ip(n)], want, "{}: ends with its last state", ip(n));
+        let e = &last[&ip(n)];
+        assert_eq!(
+            e.time,
+            100 + want / 1000,
+            "{}: ends at its last change",
+            ip(n)
+        );
+        if let Some(c) = &e.latest {
+            assert_eq!(c.binding.cltt, want, "{}: ends with its last state", ip(n));
+        }
     }
+    assert_eq!(s.lost(), None);
 }
