@@ -1,8 +1,9 @@
-//! An Active Leasequery connection's pending work (architecture, data flow
-//! 4): a deduplicated set of addresses, each with its latest committed
-//! binding and the feed time of its latest change, kept in order of that
-//! time. Its size is bounded by the number of distinct addresses, whatever
-//! the reader's speed.
+//! An Active Leasequery connection's own pending work (architecture, data
+//! flow 4): a deduplicated set of addresses (catch-up, and changes read
+//! back from the history after a skip), each with the feed time of its
+//! latest change, kept in order of that time; their state is read from the
+//! store when they are sent. Its size is bounded by the number of distinct
+//! addresses, whatever the reader's speed.
 //!
 //! Why that order: a requestor resumes from the highest base-time it saw
 //! (RFC 7724 §6.3), and catch-up sends every address changed at or after it.
@@ -61,7 +62,6 @@ pub struct PendingEntry {
 }
 
 struct Member {
-    latest: Latest,
     time: u32,
     /// Which `order` slot is this member's current place.
     stamp: u64,
@@ -91,10 +91,9 @@ const SHRINK_ABOVE: usize = 4096;
 
 impl PendingSet {
     /// Record a change of `ip` at feed time `time` (normally non-decreasing
-    /// across calls; see `floor`): the address goes to the back. A `latest`
-    /// of None keeps the binding already held. Returns whether the address
-    /// was not pending.
-    pub(crate) fn insert(&mut self, ip: Ipv4Addr, latest: Latest, time: u32) -> bool {
+    /// across calls; see `floor`): the address goes to the back. Returns
+    /// whether the address was not pending.
+    pub(crate) fn insert(&mut self, ip: Ipv4Addr, time: u32) -> bool {
         match self.latest_time {
             Some(t) if time < t => self.floor = Some(self.floor.map_or(time, |f| f.min(time))),
             _ => self.latest_time = Some(time),
@@ -105,19 +104,12 @@ impl PendingSet {
         let added = match self.members.entry(ip) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let m = e.get_mut();
-                if latest.is_some() {
-                    m.latest = latest;
-                }
                 m.time = time;
                 m.stamp = stamp;
                 false
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Member {
-                    latest,
-                    time,
-                    stamp,
-                });
+                e.insert(Member { time, stamp });
                 true
             }
         };
@@ -142,7 +134,7 @@ impl PendingSet {
                     let m = e.remove();
                     out.push(PendingEntry {
                         ip,
-                        latest: m.latest,
+                        latest: None,
                         time: m.time,
                     });
                     taken += 1;

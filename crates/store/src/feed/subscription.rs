@@ -228,7 +228,7 @@ impl Subscription {
         let to = end.min(skipped.from + n as u64);
         let count = (to - skipped.from) as usize;
         for c in feed.history.range(at..at + count) {
-            s.pending.insert(c.ip, None, c.time);
+            s.pending.insert(c.ip, c.time);
         }
         s.skipped = (to < end).then(|| Skipped {
             from: to,
@@ -271,7 +271,7 @@ impl Subscription {
         {
             let mut s = self.shared.state.lock();
             for &ip in ips {
-                s.pending.insert(ip, None, time);
+                s.pending.insert(ip, time);
             }
         }
         if !ips.is_empty() {
