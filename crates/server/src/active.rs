@@ -128,10 +128,7 @@ where
                 }
                 let now = feed.now(unix_now());
                 session.terminate(now, sub.oldest_pending(), &mut out);
-                let _ = timeout(Duration::from_secs(2), async {
-                    writer.write_all(&out).await?;
-                    writer.shutdown().await
-                }).await;
+                write_last(&mut writer, &out).await;
                 return End::Shutdown;
             }
             _ = sub.changed() => {
@@ -142,10 +139,7 @@ where
                     // requestor resumes from there (DataMissing, then bulk).
                     warn!(peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
                     session.terminate(feed.now(unix_now()), sub.oldest_pending(), &mut out);
-                    let _ = timeout(Duration::from_secs(2), async {
-                        writer.write_all(&out).await?;
-                        writer.shutdown().await
-                    }).await;
+                    write_last(&mut writer, &out).await;
                     return End::FellBehind;
                 }
             }
@@ -175,6 +169,16 @@ fn refused(peer: SocketAddr, end: SessionEnd) -> End {
         }
         SessionEnd::Terminated => End::Shutdown,
     }
+}
+
+/// QueryTerminated is the last message: write what is queued with it and
+/// close our end (RFC 7724 §7.4), within 2 s whatever the requestor does.
+async fn write_last<W: AsyncWrite + Unpin>(writer: &mut W, out: &[u8]) {
+    let _ = timeout(Duration::from_secs(2), async {
+        writer.write_all(out).await?;
+        writer.shutdown().await
+    })
+    .await;
 }
 
 fn far_future() -> Instant {

@@ -250,12 +250,18 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let now = unix_now();
-        let changed = shared.engine.lock().tick(now);
-        if changed.is_empty() {
-            continue;
-        }
-        let n = changed.len();
-        match shared.store.submit(changed, now).await {
+        // Queued under the engine's lock, like the DHCP path's commits: the
+        // store applies changes in the engine's order (see udp.rs).
+        let (ticket, n) = {
+            let mut engine = shared.engine.lock();
+            let changed = engine.tick(now);
+            if changed.is_empty() {
+                continue;
+            }
+            let n = changed.len();
+            (shared.store.submit(changed, now), n)
+        };
+        match ticket.await {
             Ok(Ok(_)) => tracing::debug!(count = n, "state transitions committed"),
             Ok(Err(e)) => error!(error = %e, count = n, "could not commit state transitions"),
             Err(_) => error!("store writer stopped"),

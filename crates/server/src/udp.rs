@@ -315,26 +315,14 @@ fn handle_datagram(
         }
         return;
     }
-    let outcome = shared.engine.lock().handle(&msg, ingress, now);
-    match outcome {
-        Err(d) if d.quiet => {
-            shared.stats.dropped(d.reason);
-            debug!(peer = %peer, reason = d.reason, xid = msg.xid, "no reply");
-        }
-        Err(d) => {
-            shared.stats.dropped(d.reason);
-            if log_refusal(peer.ip(), d.reason) {
-                warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), "dropped datagram");
-            }
-        }
-        Ok(Outcome {
-            reply,
-            commit: None,
-        }) => {
-            if let Some(r) = reply {
-                send(sock, shared, &r.msg, r.dest);
-            }
-        }
+    let mut engine = shared.engine.lock();
+    let outcome = engine.handle(&msg, ingress, now);
+    // The commit is queued before the engine's lock goes (the reaper does
+    // the same): the store applies changes in the order the engine made
+    // them. Queued after it, a reaper's older transition of the same
+    // address could land after this one and leave the store (and, after a
+    // crash, the server) with a lease it had ACKed shown free.
+    let outcome = match outcome {
         Ok(Outcome {
             reply,
             commit: Some(b),
@@ -357,6 +345,26 @@ fn handle_datagram(
                     }
                 }),
             );
+            return;
+        }
+        other => other,
+    };
+    drop(engine);
+    match outcome {
+        Err(d) if d.quiet => {
+            shared.stats.dropped(d.reason);
+            debug!(peer = %peer, reason = d.reason, xid = msg.xid, "no reply");
+        }
+        Err(d) => {
+            shared.stats.dropped(d.reason);
+            if log_refusal(peer.ip(), d.reason) {
+                warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), "dropped datagram");
+            }
+        }
+        Ok(Outcome { reply, .. }) => {
+            if let Some(r) = reply {
+                send(sock, shared, &r.msg, r.dest);
+            }
         }
     }
 }
