@@ -128,10 +128,12 @@ pub struct CapturedDhcp {
     pub ciaddr: Ipv4Addr,
     /// chaddr as `aa:bb:cc:dd:ee:ff`.
     pub chaddr: String,
+    /// The transaction id: a reply's is its request's.
+    pub xid: u32,
 }
 
 /// Every DHCP message in `pcap`, in wire order, via `tshark -r FILE -T
-/// fields` (frame number, option 53, yiaddr, ciaddr, chaddr).
+/// fields` (frame number, option 53, yiaddr, ciaddr, chaddr, xid).
 pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
     let out = Command::new(crate::require_tool("tshark"))
         .arg("-r")
@@ -139,7 +141,7 @@ pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
         .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
         .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
         .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
-        .args(["-e", "dhcp.hw.mac_addr"])
+        .args(["-e", "dhcp.hw.mac_addr", "-e", "dhcp.id"])
         .stdin(Stdio::null())
         .output()
         .expect("run tshark");
@@ -167,6 +169,7 @@ fn parse_fields(text: &str) -> Vec<CapturedDhcp> {
                 yiaddr: first()?.parse().ok()?,
                 ciaddr: first()?.parse().ok()?,
                 chaddr: first()?.to_lowercase(),
+                xid: u32::from_str_radix(first()?.trim_start_matches("0x"), 16).ok()?,
             })
         })
         .collect()
@@ -178,8 +181,8 @@ mod tests {
 
     #[test]
     fn parses_tshark_fields() {
-        let t = "3\t5\t10.0.0.10\t0.0.0.0\t00:0c:01:02:03:04,00:0c:01:02:03:04\n\
-                 1\t7\t0.0.0.0\t10.0.0.9\t00:0C:01:02:03:05\n\n";
+        let t = "3\t5\t10.0.0.10\t0.0.0.0\t00:0c:01:02:03:04,00:0c:01:02:03:04\t0x0000089e\n\
+                 1\t7\t0.0.0.0\t10.0.0.9\t00:0C:01:02:03:05\t0x00000001\n\n";
         let v = parse_fields(t);
         assert_eq!(v.len(), 2);
         assert_eq!((v[0].frame, v[0].msg_type), (3, 5));
@@ -187,5 +190,6 @@ mod tests {
         assert_eq!(v[0].chaddr, "00:0c:01:02:03:04");
         assert_eq!(v[1].ciaddr, Ipv4Addr::new(10, 0, 0, 9));
         assert_eq!(v[1].chaddr, "00:0c:01:02:03:05");
+        assert_eq!((v[0].xid, v[1].xid), (0x89e, 1));
     }
 }

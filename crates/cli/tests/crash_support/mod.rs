@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use leaseline_test_support::{mac_string, Binding, CapturedDhcp, DhcpState};
 
+pub const DHCPREQUEST: u8 = 3;
 pub const DHCPACK: u8 = 5;
 pub const DHCPNAK: u8 = 6;
 pub const DHCPRELEASE: u8 = 7;
@@ -43,6 +44,14 @@ pub struct Ledger {
     pub violations: Vec<String>,
     /// Each client's ACKs and RELEASEs as (frame, message type, address).
     pub history: HashMap<String, Vec<(u64, u8, Ipv4Addr)>>,
+    /// ACKs answering a REQUEST the client followed with a RELEASE of that
+    /// address before the ACK came (a renewal in flight, then a release:
+    /// the server handled them in that order, so the client ends released).
+    pub acks_before_release: usize,
+    /// Each client's last REQUEST frame per xid.
+    requests: HashMap<(String, u32), u64>,
+    /// Each client's last RELEASE: (frame, address).
+    released: HashMap<String, (u64, Ipv4Addr)>,
 }
 
 impl Ledger {
@@ -50,6 +59,9 @@ impl Ledger {
         let mut l = Ledger::default();
         for m in msgs {
             match m.msg_type {
+                DHCPREQUEST => {
+                    l.requests.insert((m.chaddr.clone(), m.xid), m.frame);
+                }
                 DHCPACK => l.ack(m),
                 DHCPNAK => l.naks += 1,
                 DHCPRELEASE => l.release(m),
@@ -77,6 +89,19 @@ impl Ledger {
         self.acks += 1;
         let ip = m.yiaddr;
         let client = &m.chaddr;
+        let asked = self.requests.get(&(client.clone(), m.xid));
+        let released = self.released.get(client);
+        if let (Some(&asked), Some(&(at, x))) = (asked, released) {
+            if x == ip && asked < at {
+                self.acks_before_release += 1;
+                self.holder.insert(ip, client.clone());
+                self.history
+                    .entry(client.clone())
+                    .or_default()
+                    .push((m.frame, DHCPACK, ip));
+                return;
+            }
+        }
         if let Some(other) = self.holder.get(&ip).filter(|o| *o != client) {
             match self.clients.get(other) {
                 Some(Held::Bound(x)) if *x == ip => {
@@ -117,6 +142,7 @@ impl Ledger {
             .entry(m.chaddr.clone())
             .or_default()
             .push((m.frame, DHCPRELEASE, m.ciaddr));
+        self.released.insert(m.chaddr.clone(), (m.frame, m.ciaddr));
         match self.clients.get(&m.chaddr) {
             Some(Held::Bound(x)) if *x == m.ciaddr => {
                 self.clients
@@ -193,6 +219,10 @@ mod tests {
     use super::*;
 
     fn msg(frame: u64, t: u8, ip: [u8; 4], mac: &str) -> CapturedDhcp {
+        msg_xid(frame, t, ip, mac, 0)
+    }
+
+    fn msg_xid(frame: u64, t: u8, ip: [u8; 4], mac: &str, xid: u32) -> CapturedDhcp {
         let ip = Ipv4Addr::from(ip);
         CapturedDhcp {
             frame,
@@ -208,7 +238,35 @@ mod tests {
                 Ipv4Addr::UNSPECIFIED
             },
             chaddr: mac.into(),
+            xid,
         }
+    }
+
+    #[test]
+    fn an_ack_for_a_renewal_the_client_then_released_leaves_it_released() {
+        let a = "02:00:00:00:00:0a";
+        let b = "02:00:00:00:00:0b";
+        // a renews (xid 7), releases before the ACK arrives; the server
+        // handled the release last, and gives the address to b.
+        let l = Ledger::replay(&[
+            msg_xid(1, DHCPACK, [10, 0, 0, 1], a, 6),
+            msg_xid(2, DHCPREQUEST, [0, 0, 0, 0], a, 7),
+            msg_xid(3, DHCPRELEASE, [10, 0, 0, 1], a, 8),
+            msg_xid(4, DHCPACK, [10, 0, 0, 1], a, 7),
+            msg_xid(5, DHCPACK, [10, 0, 0, 1], b, 9),
+        ]);
+        assert!(l.violations.is_empty(), "{:?}", l.violations);
+        assert_eq!(l.acks_before_release, 1);
+        assert_eq!(l.handovers, 1);
+        // A REQUEST after the release: the ACK binds again.
+        let l = Ledger::replay(&[
+            msg_xid(1, DHCPACK, [10, 0, 0, 1], a, 6),
+            msg_xid(2, DHCPRELEASE, [10, 0, 0, 1], a, 8),
+            msg_xid(3, DHCPREQUEST, [0, 0, 0, 0], a, 9),
+            msg_xid(4, DHCPACK, [10, 0, 0, 1], a, 9),
+            msg_xid(5, DHCPACK, [10, 0, 0, 1], b, 10),
+        ]);
+        assert_eq!(l.violations.len(), 1, "{:?}", l.violations);
     }
 
     #[test]
