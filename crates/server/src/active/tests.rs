@@ -73,6 +73,14 @@ fn active(ip: Ipv4Addr, mac: u8) -> Binding {
     b
 }
 
+/// Until the session has subscribed to the feed (what is committed from
+/// then on reaches it).
+async fn subscribed(store: &Arc<dyn LeaseStore>) {
+    while store.feed().subscribers() == 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn commit(store: &Arc<dyn LeaseStore>, b: Vec<Binding>) {
     store.submit(b, unix_now()).await.unwrap().unwrap();
 }
@@ -149,10 +157,7 @@ async fn live_change_arrives_with_base_time_and_state() {
         max_count: 1000,
     });
     let (mut req, _stop, _task) = start(ctx(&f.store, 60, 120), None, 64 * 1024);
-    // Wait until the session has subscribed before committing.
-    while f.store.feed().subscribers() == 0 {
-        tokio::task::yield_now().await;
-    }
+    subscribed(&f.store).await;
     let ip = Ipv4Addr::new(10, 0, 0, 5);
     commit(&f.store, vec![active(ip, 5)]).await;
     let m = req.next().await.expect("an update");
@@ -288,9 +293,7 @@ async fn shutdown_sends_query_terminated_last() {
         max_count: 1000,
     });
     let (mut req, stop, task) = start(ctx(&f.store, 60, 120), None, 64 * 1024);
-    while f.store.feed().subscribers() == 0 {
-        tokio::task::yield_now().await;
-    }
+    subscribed(&f.store).await;
     stop.send(true).unwrap();
     let m = req.next().await.expect("QueryTerminated");
     assert_eq!(status(&m), Some(StatusCode::QueryTerminated));
@@ -312,9 +315,7 @@ async fn requestor_behind_the_history_gets_query_terminated_with_base_time_befor
         max_count: 1000,
     });
     let (mut req, _stop, task) = start(ctx(&f.store, 60, 120), None, 16 * 1024);
-    while f.store.feed().subscribers() == 0 {
-        tokio::task::yield_now().await;
-    }
+    subscribed(&f.store).await;
     let first_change = unix_now();
     for round in 0..24u32 {
         let batch = (0..500u32)
