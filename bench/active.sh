@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Active Leasequery (RFC 7724) benchmark, release build, on loopback:
 #
-#  1. DORA rate: perfdhcp offers OFFERED DORA/s (far above what the box
-#     serves) for PERIOD s, relaying from 127.0.0.1; the rate is the DORAs
-#     completed per second (ACKs received / PERIOD). Once with Active
-#     Leasequery enabled and no watcher, once with 100 watchers attached
-#     (`leaseline-bench watchers`), each receiving every update; alternating,
-#     ROUNDS times each (the machine's other load drifts); the ratio of the
-#     medians (target: at least 90 %). Why not bench/dora.sh's "highest rate
-#     with < 0.1 % drops": on this VM a single fsync stall of 100-200 ms
-#     drops more than 0.1 % at any rate, so that search measures the disk's
-#     luck; completed DORAs at saturation do not depend on one stall.
+#  1. DORA rate at saturation: `leaseline-bench saturate` keeps WINDOW DORA
+#     exchanges in flight for PERIOD s (closed loop: each ACK starts the next
+#     client's DISCOVER), relaying from 127.0.0.1; the rate is the DORAs
+#     completed per second. Once with Active Leasequery enabled and no
+#     watcher, once with 100 watchers attached (`leaseline-bench watchers`),
+#     each receiving every update; alternating, ROUNDS times each (the
+#     machine's other load drifts); the ratio of the medians (target: at
+#     least 90 %). DRIVER=perfdhcp uses perfdhcp offering OFFERED/s instead:
+#     it spins on its sockets and takes a whole CPU of the two, so that
+#     figure says how the CPU is shared with perfdhcp as much as what the
+#     server does.
 #  2. Update latency: `leaseline-bench active-latency` drives DORA as relay
-#     $GIADDR at RATE/s (default: half of 1.'s median without watchers) for
+#     $GIADDR at RATE/s (default 5,600: a steady load, ten times the renewals
+#     of a million subscribers on one-hour leases) for
 #     LAT_SECONDS while 1, 10 and 100 watchers time each update against the
 #     DHCPACK of the same address (DHCPACK as received by the relay, update as
 #     received by the watcher: kernel receive timestamps at both sockets,
@@ -20,7 +22,7 @@
 #     median run (by p99) is reported. Also per change, from its first
 #     watcher's arrival to its last's (the fan-out alone: spread_*).
 #  3. Catch-up: CATCHUP distinct clients get a lease (perfdhcp -R/-n at the
-#     rate of 1.), then one active query with query-start-time before them:
+#     CATCHUP_RATE), then one active query with query-start-time before them:
 #     time from the query to CatchUpComplete, and the updates it brought.
 #
 # Everything runs in a network namespace of its own (loopback only), so other
@@ -29,7 +31,7 @@
 # from the server's (on a real network the requestors run elsewhere).
 #
 #   bench/active.sh
-#   SEARCH=0 CATCHUP=0 RATE=1000 bench/active.sh    # latency only
+#   SEARCH=0 CATCHUP=0 bench/active.sh             # latency only
 #   WATCHER_COUNTS= CATCHUP=0 bench/active.sh        # DORA rate ratio only
 #
 # Needs root (network namespace) and the tools .ci/run installs. Honours
@@ -41,7 +43,7 @@ NS=${NS:-ll-bench-active}     # the network namespace
 PORT=${PORT:-1067}             # DHCP (UDP)
 TCP_PORT=${TCP_PORT:-67}       # leasequery (TCP)
 GIADDR=${GIADDR:-127.0.0.32}   # relay of leaseline-bench active-latency
-RATE=${RATE:-}                 # DORA/s for the latency runs; default: half of step 1
+RATE=${RATE:-5600}             # DORA/s for the latency runs
 LAT_SECONDS=${LAT_SECONDS:-10}
 WATCHER_COUNTS=${WATCHER_COUNTS-"1 10 100"}   # empty: skip step 2
 RATE_WATCHERS=${RATE_WATCHERS:-100}
@@ -49,6 +51,7 @@ SEARCH=${SEARCH:-1}            # 0: skip the rate measurement (set RATE)
 ROUNDS=${ROUNDS:-3}
 LAT_ROUNDS=${LAT_ROUNDS:-3}
 CATCHUP=${CATCHUP:-100000}
+CATCHUP_RATE=${CATCHUP_RATE:-5000}   # perfdhcp's rate while the CATCHUP clients get leases
 # Step 1's requestors stand in for other hosts: at nice 19 they take only
 # CPU the server leaves (on a network they would take none of it).
 # perfdhcp, the DHCP load of step 1, keeps nice 0. WATCHER_NICE=0 shows
@@ -61,7 +64,13 @@ WATCHER_NICE=${WATCHER_NICE:-19}
 LAT_NICE=${LAT_NICE:-0}
 LEASEQUERY_NICE=${LEASEQUERY_NICE:-5}   # the server's [server] leasequery_nice
 WORKER_THREADS=${WORKER_THREADS:-}      # the server's [server] worker_threads (default: its own)
-# The rate measurement.
+# The rate measurement. DRIVER=closed: `leaseline-bench saturate`, WINDOW
+# DORAs in flight at all times (closed loop: the server's capacity, the
+# probe taking little CPU); DRIVER=perfdhcp: perfdhcp offering OFFERED/s
+# (it spins, taking a whole CPU of this 2-CPU VM from the server: the
+# ratio then measures how the CPU is shared with it as much as the server).
+DRIVER=${DRIVER:-closed}
+WINDOW=${WINDOW:-256}
 PERIOD=${PERIOD:-15}
 CLIENTS=${CLIENTS:-50000}
 OFFERED=${OFFERED:-20000}
@@ -81,15 +90,20 @@ in_ns() { ip netns exec "$NS" "$@"; }
 # saturate() and step 3 run `perfdhcp`: in the namespace.
 perfdhcp() { in_ns "$PERFDHCP" "$@"; }
 
-# saturate KIND: start_KIND, offer OFFERED DORA/s for PERIOD s; RATE_OUT =
-# DORAs completed per second.
+# saturate KIND: start_KIND, load the server to saturation for PERIOD s;
+# RATE_OUT = DORAs completed per second.
 saturate() {
     local kind=$1 out acks
     "start_$kind"
-    out=$(perfdhcp -4 -N "$PORT" -r "$OFFERED" -R "$CLIENTS" -p "$PERIOD" -W 2000000 127.0.0.1 2>&1) || true
+    if [ "$DRIVER" = perfdhcp ]; then
+        out=$(perfdhcp -4 -N "$PORT" -r "$OFFERED" -R "$CLIENTS" -p "$PERIOD" -W 2000000 127.0.0.1 2>&1) || true
+        acks=$(echo "$out" | awk '/^\*\*\*Statistics for: REQUEST-ACK/ { on = 1 } on && /^received packets:/ { print $3; exit }')
+    else
+        out=$(in_ns "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --window "$WINDOW" --clients "$CLIENTS" --seconds "$PERIOD" 2>&1) || true
+        acks=$(echo "$out" | sed -n 's/.* acks=\([0-9]*\).*/\1/p')
+    fi
     stop_server
-    echo "$out" >"$WORK/perfdhcp-$kind-$round.txt"
-    acks=$(echo "$out" | awk '/^\*\*\*Statistics for: REQUEST-ACK/ { on = 1 } on && /^received packets:/ { print $3; exit }')
+    echo "$out" >"$WORK/$DRIVER-$kind-$round.txt"
     RATE_OUT=$(( ${acks:-0} / PERIOD ))
     echo "  $kind: ${acks:-0} DORAs completed in $PERIOD s = $RATE_OUT DORA/s"
 }
@@ -97,7 +111,7 @@ saturate() {
 echo "== building leaseline and leaseline-bench (release)"
 cargo build --release -p leaseline -p leaseline-bench >&2
 TARGET=${CARGO_TARGET_DIR:-target}/release
-BIN=$TARGET/leaseline
+BIN=${LEASELINE_BIN:-$TARGET/leaseline}   # LEASELINE_BIN: another build of the server (A/B)
 BENCH=$TARGET/leaseline-bench
 
 rm -rf "$WORK"
@@ -233,8 +247,6 @@ if [ "$ROUNDS" -gt 0 ]; then
     BASE=$(median "${BASES[@]}")
     WATCHED=$(median "${WATCHEDS[@]}")
 fi
-[ -n "$RATE" ] || RATE=$((BASE / 2))
-[ "$RATE" -gt 0 ] || RATE=2000
 
 LATENCY=()
 [ -z "$WATCHER_COUNTS" ] || echo "== 2. update latency at $RATE DORA/s for $LAT_SECONDS s"
@@ -257,7 +269,7 @@ if [ "$CATCHUP" -gt 0 ]; then
     echo "== 3. catch-up of $CATCHUP changed addresses"
     start_server
     since=$(date +%s)
-    catchup_rate=$(( BASE > 0 ? BASE : 1000 ))
+    catchup_rate=$CATCHUP_RATE
     perfdhcp -4 -N "$PORT" -r "$catchup_rate" -R "$CATCHUP" -n "$CATCHUP" -W 5000000 \
         -b mac=02:00:0c:ca:00:00 127.0.0.1 >"$WORK/perfdhcp-catchup.txt" 2>&1 || true
     acks=$(awk '/^\*\*\*Statistics for: REQUEST-ACK/ { on = 1 } on && /^received packets:/ { print $3; exit }' "$WORK/perfdhcp-catchup.txt")

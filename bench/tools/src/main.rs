@@ -11,6 +11,7 @@
 //! - `mirror-lag`: drives DORA and follows a mirror's events file: replica
 //!   lag per change (bench/mirror.sh).
 //! - `prefill`: a server store with N ACTIVE bindings (bench/mirror.sh).
+//! - `saturate`: DORA capacity, closed loop (bench/active.sh).
 //!
 //! Each connects in plain TCP, or in secure mode (DHCPTLS then mutual TLS,
 //! RFC 7724 §7.2) with `--tls-ca`, `--tls-cert` and `--tls-key`.
@@ -20,6 +21,7 @@ mod dora;
 mod mirror_lag;
 mod prefill;
 mod rx_time;
+mod saturate;
 mod stats;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -145,6 +147,20 @@ enum Cmd {
         #[arg(long)]
         events: std::path::PathBuf,
     },
+    Saturate {
+        #[arg(long)]
+        dhcp: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1")]
+        giaddr: Ipv4Addr,
+        /// Exchanges kept in flight.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+        /// Distinct clients, taken in turn (each DORA again renews its lease).
+        #[arg(long, default_value_t = 50_000)]
+        clients: u32,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     Prefill {
         /// The server's store (created if missing).
         #[arg(long)]
@@ -238,6 +254,19 @@ fn main() -> anyhow::Result<()> {
             first_client,
             events,
         } => mirror_lag::run(dhcp, giaddr, rate, seconds, first_client, &events)?,
+        Cmd::Saturate {
+            dhcp,
+            giaddr,
+            window,
+            clients,
+            seconds,
+        } => saturate::run(&saturate::Params {
+            dhcp,
+            giaddr,
+            window,
+            clients,
+            seconds,
+        })?,
         Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,
     }
     Ok(())

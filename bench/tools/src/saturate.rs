@@ -1,0 +1,108 @@
+//! `saturate`: the server's DORA capacity, closed loop. WINDOW exchanges are
+//! kept in flight (each ACK or NAK starts the next client's DISCOVER; an
+//! exchange unanswered for a second is given up and replaced), from CLIENTS
+//! clients in turn, for SECONDS; prints the DORAs completed per second.
+//!
+//! Why not perfdhcp here: offered far above what the box serves, perfdhcp
+//! spins on its sockets and takes a whole CPU of the two this VM has, so
+//! the figure it gives is how much CPU perfdhcp wins against the server.
+//! This probe blocks in receive and does a few microseconds of work per
+//! packet; with WINDOW in flight the server is never idle for want of load.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::dora;
+
+pub struct Params {
+    pub dhcp: SocketAddr,
+    pub giaddr: Ipv4Addr,
+    pub window: usize,
+    pub clients: u32,
+    pub seconds: u64,
+}
+
+/// How long an exchange may go unanswered before it is given up.
+const GIVE_UP: Duration = Duration::from_secs(1);
+
+pub fn run(p: &Params) -> anyhow::Result<()> {
+    let sock = UdpSocket::bind(SocketAddrV4::new(p.giaddr, 67))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let clients = p.clients.max(1);
+    // xid -> when its DISCOVER (or REQUEST) left.
+    let mut inflight: HashMap<u32, Instant> = HashMap::with_capacity(p.window * 2);
+    let mut next_client = 0u32;
+    let mut xid_base = 0u32;
+    let mut start_one = |inflight: &mut HashMap<u32, Instant>| -> std::io::Result<()> {
+        // The xid names the client (and a round, so a late reply to a
+        // given-up exchange is not taken for the new one).
+        let client = next_client % clients;
+        next_client = next_client.wrapping_add(1);
+        if client == 0 {
+            xid_base = xid_base.wrapping_add(1 << 20);
+        }
+        let xid = xid_base.wrapping_add(client);
+        sock.send_to(&dora::discover(p.giaddr, client, xid), p.dhcp)?;
+        inflight.insert(xid, Instant::now());
+        Ok(())
+    };
+    for _ in 0..p.window {
+        start_one(&mut inflight)?;
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs(p.seconds);
+    let mut sweep = start + GIVE_UP;
+    let (mut acks, mut naks, mut given_up) = (0u64, 0u64, 0u64);
+    let mut buf = [0u8; 1500];
+    while Instant::now() < end {
+        match sock.recv(&mut buf) {
+            Ok(n) => match dora::peek_reply(&buf[..n]) {
+                Some(dora::Reply::Offer {
+                    xid,
+                    yiaddr,
+                    server_id,
+                }) if inflight.contains_key(&xid) => {
+                    let client = xid & 0xf_ffff;
+                    sock.send_to(
+                        &dora::request_for(p.giaddr, client, xid, yiaddr, server_id),
+                        p.dhcp,
+                    )?;
+                }
+                Some(dora::Reply::Ack { xid }) if inflight.remove(&xid).is_some() => {
+                    acks += 1;
+                    start_one(&mut inflight)?;
+                }
+                Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
+                    naks += 1;
+                    start_one(&mut inflight)?;
+                }
+                _ => {}
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = Instant::now();
+        if now >= sweep {
+            sweep = now + GIVE_UP / 4;
+            let before = inflight.len();
+            inflight.retain(|_, sent| now.duration_since(*sent) < GIVE_UP);
+            let lost = before - inflight.len();
+            given_up += lost as u64;
+            for _ in 0..lost {
+                start_one(&mut inflight)?;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "saturate window={} seconds={secs:.1} acks={acks} naks={naks} given_up={given_up} rate={:.0}",
+        p.window,
+        acks as f64 / secs
+    );
+    Ok(())
+}
