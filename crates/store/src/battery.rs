@@ -14,6 +14,7 @@ use crate::{Binding, DhcpState, LeaseStore};
 
 pub fn run_all<S: LeaseStore>(make: impl Fn() -> S) {
     upsert_then_get(&make());
+    get_many_reads_each_address_in_order(&make());
     lookups_find_exactly_their_rows(&make());
     range_pagination(&make());
     feed_publishes_once_in_commit_order_after_readable(&make());
@@ -90,6 +91,22 @@ fn upsert_then_get<S: LeaseStore>(store: &S) {
     let mut all = store.load_all().expect("load_all");
     all.sort_by_key(|b| b.ip);
     assert_eq!(all, vec![bare, a2, max]);
+}
+
+/// A catch-up chunk: every address's binding (or None), in the order asked,
+/// repeats and unknown addresses included.
+fn get_many_reads_each_address_in_order<S: LeaseStore>(store: &S) {
+    let t = start(store);
+    let (a, b) = (sample(11, t), sample(12, t));
+    commit(store, vec![a.clone(), b.clone()], t);
+    let unknown = Ipv4Addr::new(10, 9, 9, 9);
+    assert_eq!(store.get_many(&[]).expect("get_many"), vec![]);
+    assert_eq!(
+        store
+            .get_many(&[b.ip, unknown, a.ip, b.ip])
+            .expect("get_many"),
+        vec![Some(b.clone()), None, Some(a), Some(b)]
+    );
 }
 
 fn sorted(mut v: Vec<Binding>) -> Vec<Binding> {

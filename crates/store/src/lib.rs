@@ -53,6 +53,12 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// The stored binding for one address (None: never stored, i.e. AVAILABLE).
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError>;
+    /// [`LeaseStore::get`] for each address, in order, from one consistent
+    /// view of the store where it has one (a catch-up chunk: one read
+    /// transaction, not one per address).
+    fn get_many(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<Binding>>, StoreError> {
+        ips.iter().map(|&ip| self.get(ip)).collect()
+    }
     /// Every stored binding with this hardware address.
     fn by_chaddr(&self, htype: u8, chaddr: &[u8]) -> Result<Vec<Binding>, StoreError>;
     fn by_client_id(&self, client_id: &[u8]) -> Result<Vec<Binding>, StoreError>;

@@ -113,6 +113,28 @@ impl LeaseStore for SqliteStore {
         Ok(self.select("ip = ?1", &[&ip_key(ip)])?.pop())
     }
 
+    fn get_many(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<Binding>>, StoreError> {
+        self.readers.with(|conn| {
+            // One read transaction for the chunk: one WAL read lock (SQLite
+            // takes a process-wide mutex for it, which the writer needs too)
+            // and one snapshot, instead of one of each per address.
+            let tx = conn.unchecked_transaction()?;
+            let mut stmt =
+                tx.prepare_cached(&format!("SELECT {COLUMNS} FROM bindings WHERE ip = ?1"))?;
+            let mut out = Vec::with_capacity(ips.len());
+            for &ip in ips {
+                let mut rows = stmt.query([ip_key(ip)])?;
+                out.push(match rows.next()? {
+                    Some(row) => Some(decode(row)?),
+                    None => None,
+                });
+            }
+            drop(stmt);
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     fn by_chaddr(&self, htype: u8, chaddr: &[u8]) -> Result<Vec<Binding>, StoreError> {
         self.select("htype = ?1 AND chaddr = ?2", &[&htype, &chaddr])
     }

@@ -211,29 +211,38 @@ impl Subscription {
     }
 
     /// Move up to `n` skipped changes from the feed's history into the
-    /// pending set (feed lock, then this one: the publisher's order).
+    /// pending set (feed lock, then this one: the publisher's order). The
+    /// feed's lock is held only to copy them out: the publisher (the DHCP
+    /// path) waits for it, and this runs at the leasequery threads' lower
+    /// priority.
     fn read_back_skipped(&self, n: usize) {
-        let feed = self.feed.state.lock();
-        let mut s = self.shared.state.lock();
-        let Some(skipped) = s.skipped else { return };
-        let end = s.seq();
-        // The history holds consecutive seqs, oldest first.
-        let front = feed.history.front().map_or(feed.next_seq, |c| c.seq);
-        let Some(at) = skipped.from.checked_sub(front) else {
-            s.lost = Some(skipped.time);
-            s.skipped = None;
-            return;
+        let mut chunk = Vec::new();
+        let mut s = {
+            let feed = self.feed.state.lock();
+            let mut s = self.shared.state.lock();
+            let Some(skipped) = s.skipped else { return };
+            let end = s.seq();
+            // The history holds consecutive seqs, oldest first.
+            let front = feed.history.front().map_or(feed.next_seq, |c| c.seq);
+            let Some(at) = skipped.from.checked_sub(front) else {
+                s.lost = Some(skipped.time);
+                s.skipped = None;
+                return;
+            };
+            let at = at as usize;
+            let to = end.min(skipped.from + n as u64);
+            let count = (to - skipped.from) as usize;
+            chunk.extend(feed.history.range(at..at + count).map(|c| (c.ip, c.time)));
+            s.skipped = (to < end).then(|| Skipped {
+                from: to,
+                time: feed.history[at + count].time,
+            });
+            s
         };
-        let at = at as usize;
-        let to = end.min(skipped.from + n as u64);
-        let count = (to - skipped.from) as usize;
-        for c in feed.history.range(at..at + count) {
-            s.pending.insert(c.ip, c.time);
+        // The publisher takes this lock only to skip a laggard (rarely).
+        for (ip, time) in chunk {
+            s.pending.insert(ip, time);
         }
-        s.skipped = (to < end).then(|| Skipped {
-            from: to,
-            time: feed.history[at + count].time,
-        });
     }
 
     /// The history was trimmed past changes this subscriber skipped before
