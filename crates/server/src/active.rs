@@ -20,6 +20,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::ActiveLeasequery;
+use crate::overload::DhcpLoad;
 use crate::run::unix_now;
 
 /// Updates built per wake-up: bounds the write buffer, keeps latency low.
@@ -34,6 +35,8 @@ pub struct ActiveContext {
     pub server_id: Ipv4Addr,
     /// BULK_LQ_DATA_TIMEOUT: bounds a message the requestor started sending.
     pub data_timeout: Duration,
+    /// Updates wait while DHCP is overloaded.
+    pub load: Arc<DhcpLoad>,
 }
 
 /// How a session ended (for the log).
@@ -113,6 +116,9 @@ where
         let read_deadline = decoder
             .mid_message()
             .then(|| Instant::now() + ctx.data_timeout);
+        // DHCP first: while it is overloaded, updates wait (they stay
+        // pending; keepalives and the requestor's messages do not).
+        let held = ctx.load.overloaded();
         tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -131,7 +137,12 @@ where
                 write_last(&mut writer, &out).await;
                 return End::Shutdown;
             }
-            _ = sub.changed() => {
+            _ = ctx.load.relieved(), if held => {}
+            _ = sub.changed(), if !held => {
+                if ctx.load.overloaded() {
+                    // It began while this session waited: held from now.
+                    continue;
+                }
                 batch.send(ctx, &sub, &mut session, &mut out).await;
                 if let Some(since) = sub.lost() {
                     // RFC 7724 §7.4: the server cannot go on with the query.
@@ -238,7 +249,14 @@ impl Batch {
         let now = ctx.store.feed().now(unix_now());
         self.entries.clear();
         let oldest_left = sub.take_entries(BATCH, &mut self.entries);
-        let mut read = read_committed(ctx, &self.entries).await.into_iter();
+        let mut read = match read_committed(ctx, &self.entries).await {
+            Ok(read) => read.into_iter(),
+            Err(error) => {
+                // Those entries are skipped; the live ones still go out.
+                warn!(%error, "active query: cannot read bindings; skipped");
+                Vec::new().into_iter()
+            }
+        };
         self.bindings.clear();
         for e in self.entries.drain(..) {
             let live = e.latest.is_some();
@@ -247,12 +265,8 @@ impl Batch {
                 // Catch-up addresses carry no binding: their committed state
                 // was read above, in this order.
                 None => match read.next() {
-                    Some(Ok(Some(b))) => Arc::new(Committed::new(b)),
-                    Some(Ok(None)) => Arc::new(Committed::new(Binding::available(e.ip))),
-                    Some(Err(err)) => {
-                        warn!(ip = %e.ip, error = %err, "active query: cannot read binding; skipped");
-                        continue;
-                    }
+                    Some(Some(b)) => Arc::new(Committed::new(b)),
+                    Some(None) => Arc::new(Committed::new(Binding::available(e.ip))),
                     None => continue,
                 },
             };
@@ -269,28 +283,29 @@ impl Batch {
     }
 }
 
-type Read = Result<Option<Binding>, leaseline_store::StoreError>;
-
-/// The committed state of the entries that carry no binding (catch-up), in
-/// their order. SQLite reads block: they run on the blocking pool, so a
-/// requestor catching up never holds up the live updates of the others on
-/// the async workers.
-async fn read_committed(ctx: &ActiveContext, entries: &[PendingEntry]) -> Vec<Read> {
+/// The committed state of the entries that carry no binding (catch-up, or
+/// changes skipped in the log), in their order: one store read for the
+/// batch. SQLite reads block: they run on the blocking pool, so a requestor
+/// catching up never holds up the live updates of the others on the async
+/// workers.
+async fn read_committed(
+    ctx: &ActiveContext,
+    entries: &[PendingEntry],
+) -> Result<Vec<Option<Binding>>, String> {
     let ips: Vec<Ipv4Addr> = entries
         .iter()
         .filter(|e| e.latest.is_none())
         .map(|e| e.ip)
         .collect();
     if ips.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let store = Arc::clone(&ctx.store);
-    let reads = tokio::task::spawn_blocking(move || ips.iter().map(|&ip| store.get(ip)).collect());
-    reads.await.unwrap_or_else(|e| {
-        // Only at shutdown (or a panic in the store): those entries are skipped.
-        warn!(error = %e, "active query: catch-up read did not finish");
-        Vec::new()
-    })
+    match tokio::task::spawn_blocking(move || store.get_many(&ips)).await {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        // Only at shutdown (or a panic in the store).
+        Err(e) => Err(format!("read did not finish: {e}")),
+    }
 }
 
 impl ActiveContext {
@@ -308,7 +323,14 @@ impl ActiveContext {
             denied,
             server_id,
             data_timeout,
+            load: Arc::new(DhcpLoad::new(0)),
         }
+    }
+
+    /// Hold updates while `load` says DHCP is overloaded (by default never).
+    pub fn yielding_to(mut self, load: Arc<DhcpLoad>) -> Self {
+        self.load = load;
+        self
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod leasequery;
 pub mod listener;
+pub mod overload;
 pub mod run;
 pub mod stats;
 pub mod tls;

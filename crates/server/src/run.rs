@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::{merge_ranges, BulkContext, ListenerContext};
+use crate::overload::DhcpLoad;
 use crate::stats::Stats;
 use crate::tls::TlsSettings;
 use crate::udp;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub leasequery: Option<UdpLeasequery>,
     pub store: Arc<dyn LeaseStore>,
     pub stats: Stats,
+    /// Whether DHCP is overloaded (its UDP threads say; leasequery yields).
+    pub load: Arc<DhcpLoad>,
 }
 
 pub fn unix_now() -> u32 {
@@ -85,6 +88,9 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         engine: Mutex::new(engine),
         store: Arc::new(store),
         stats: Stats::default(),
+        load: Arc::new(DhcpLoad::new(
+            usize::from(cfg.listen.is_some()) + interfaces.len(),
+        )),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -111,12 +117,12 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             format!("udp 0.0.0.0:67%{name}"),
         ));
     }
-    for (sock, ingress, label) in sockets {
+    for (slot, (sock, ingress, label)) in sockets.into_iter().enumerate() {
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&udp_stop));
         endpoints.push(label.clone());
         let t = std::thread::Builder::new()
             .name("leaseline-udp".into())
-            .spawn(move || udp::serve(sock, ingress, shared, stop))
+            .spawn(move || udp::serve(sock, slot, ingress, shared, stop))
             .map_err(|source| RunError::Bind {
                 what: label,
                 source,
@@ -195,6 +201,7 @@ fn leasequery_listener(
             warn!(idle = ?a.idle_timeout, send = ?a.send_timeout, "active leasequery timeouts below the RFC 7724 defaults (60 s idle, 120 s send)");
         }
         ActiveContext::new(Arc::clone(&shared.store), a, server_id, b.data_timeout)
+            .yielding_to(Arc::clone(&shared.load))
     });
     if b.data_timeout < Duration::from_secs(300) {
         warn!(timeout = ?b.data_timeout, "BULK_LQ_DATA_TIMEOUT below the RFC 6926 default of 300 s");

@@ -58,12 +58,22 @@ pub fn bind_interface(name: &str, port: u16) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Serve one socket on the calling thread until `stop` is set.
-pub fn serve(sock: UdpSocket, ingress: Ingress, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+/// Serve one socket on the calling thread until `stop` is set. `slot`: its
+/// place in [`crate::overload::DhcpLoad`].
+pub fn serve(
+    sock: UdpSocket,
+    slot: usize,
+    ingress: Ingress,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut meter = shared.load.meter(slot);
     while !stop.load(Ordering::Relaxed) {
-        let (len, peer) = match sock.recv_from(&mut buf) {
+        let received = sock.recv_from(&mut buf);
+        meter.tick(&shared.load);
+        let (len, peer) = match received {
             Ok(x) => x,
             Err(e)
                 if matches!(

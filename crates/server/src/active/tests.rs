@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::{run, ActiveContext, End};
 use crate::config::ActiveLeasequery;
+use crate::overload::DhcpLoad;
 use crate::run::unix_now;
 
 const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40_000));
@@ -347,4 +348,47 @@ async fn requestor_behind_the_history_gets_query_terminated_with_base_time_befor
     assert!(updates < 12_000, "{updates} updates: nothing was missed?");
     assert!(req.next().await.is_none(), "then the connection closes");
     assert_eq!(task.await.unwrap(), End::FellBehind);
+}
+
+fn base_time(m: &Message) -> Option<u32> {
+    m.options.iter().find_map(|o| match o {
+        DhcpOption::BaseTime(t) => Some(*t),
+        _ => None,
+    })
+}
+
+/// While DHCP is overloaded a change is held, not lost: the keepalive that
+/// goes out meanwhile comes first, with a base-time no later than the held
+/// change (a requestor resuming from it would get it), and the change
+/// follows when the overload ends.
+#[tokio::test]
+async fn updates_are_held_while_dhcp_is_overloaded_and_sent_after() {
+    let f = fixture(HistoryLimits {
+        max_age: 3600,
+        max_count: 1000,
+    });
+    let load = Arc::new(DhcpLoad::new(1));
+    let (mut req, _stop, _task) = start(
+        ctx(&f.store, 1, 120).yielding_to(Arc::clone(&load)),
+        None,
+        64 * 1024,
+    );
+    subscribed(&f.store).await;
+    load.set(0, 1000, crate::overload::ON_WINDOWS);
+    let ip = Ipv4Addr::new(10, 0, 2, 7);
+    let committed_at = f.store.feed().now(unix_now());
+    commit(&f.store, vec![active(ip, 7)]).await;
+
+    let m = req.next().await.expect("a keepalive");
+    assert_eq!(
+        status(&m),
+        Some(StatusCode::ConnectionActive),
+        "the update was held"
+    );
+    assert!(base_time(&m).expect("base-time") <= committed_at);
+
+    load.set(0, 0, 0);
+    let m = req.next().await.expect("the held update");
+    assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(m.ciaddr, ip);
 }
