@@ -1,5 +1,5 @@
 //! DHCP before leasequery: the async runtime's threads (leasequery listeners
-//! and sessions) run at `[server] leasequery_nice` (default 5) below the
+//! and sessions) run at `[server] leasequery_nice` (default 19) below the
 //! DHCP threads (UDP loop, store writer), which keep the process's priority.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,8 +56,8 @@ fn leasequery_threads_run_below_dhcp_threads() {
     let dhcp = nice(&|x| x.1 == "leaseline-udp" || x.1.starts_with("leaseline-store"));
     assert!(!workers.is_empty() && dhcp.len() >= 2, "threads: {t:?}");
     assert!(
-        workers.iter().all(|&n| n == 5),
-        "runtime threads at nice 5: {t:?}"
+        workers.iter().all(|&n| n == 19),
+        "runtime threads at nice 19: {t:?}"
     );
     assert!(
         dhcp.iter().all(|&n| n == 0),

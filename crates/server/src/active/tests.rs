@@ -374,7 +374,8 @@ async fn updates_are_held_while_dhcp_is_overloaded_and_sent_after() {
         64 * 1024,
     );
     subscribed(&f.store).await;
-    load.set(0, 1000, crate::overload::ON_WINDOWS);
+    let windows = |busy, over, under| crate::overload::Windows { busy, over, under };
+    load.set(0, windows(1000, crate::overload::ON_WINDOWS, 0));
     let ip = Ipv4Addr::new(10, 0, 2, 7);
     let committed_at = f.store.feed().now(unix_now());
     commit(&f.store, vec![active(ip, 7)]).await;
@@ -387,7 +388,7 @@ async fn updates_are_held_while_dhcp_is_overloaded_and_sent_after() {
     );
     assert!(base_time(&m).expect("base-time") <= committed_at);
 
-    load.set(0, 0, 0);
+    load.set(0, windows(0, 0, crate::overload::OFF_WINDOWS));
     let m = req.next().await.expect("the held update");
     assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
     assert_eq!(m.ciaddr, ip);
