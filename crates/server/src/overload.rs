@@ -3,11 +3,11 @@
 //! waited for a CPU (the kernel's schedstat for the thread). From
 //! [`BUSY_ON`] of the window, DHCP is short of CPU, and Active Leasequery
 //! sessions hold their updates until it wants less than [`BUSY_OFF`] for
-//! [`OFF_WINDOWS`]
-//! (keepalives and the requestors' messages go on). Even at the lowest
-//! priority, 100 requestors' TCP sends filled the CPU DHCP left idle
-//! between packets and cost 10-20 % of the DORA rate at saturation on a
-//! 2-CPU VM: each packet first had to take a CPU back (bench/README.md).
+//! [`OFF_WINDOWS`] (keepalives and the requestors' messages go on). Even
+//! at the lowest priority, 100 requestors' TCP sends filled the CPU DHCP
+//! left idle between packets and cost 10-20 % of the DORA rate at
+//! saturation on a 2-CPU VM: each packet first had to take a CPU back
+//! (bench/README.md).
 //! Held updates stay pending (the shared log, then the history): RFC 7724
 //! §6 lets a requestor miss intermediate states, never the last.
 
@@ -45,10 +45,11 @@ pub struct Windows {
 
 impl Windows {
     fn next(self, busy: u32) -> Windows {
+        let run = |on: bool, n: u32| if on { n + 1 } else { 0 };
         Windows {
             busy,
-            over: if busy >= BUSY_ON { self.over + 1 } else { 0 },
-            under: if busy < BUSY_OFF { self.under + 1 } else { 0 },
+            over: run(busy >= BUSY_ON, self.over),
+            under: run(busy < BUSY_OFF, self.under),
         }
     }
 }
