@@ -28,6 +28,12 @@ struct Fixture {
     store: Arc<dyn LeaseStore>,
 }
 
+/// A history that keeps everything these tests change.
+const HOUR: HistoryLimits = HistoryLimits {
+    max_age: 3600,
+    max_count: 1000,
+};
+
 fn fixture(history: HistoryLimits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(
@@ -153,10 +159,7 @@ fn start(
 
 #[tokio::test]
 async fn live_change_arrives_with_base_time_and_state() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let (mut req, _stop, _task) = start(ctx(&f.store, 60, 120), None, 64 * 1024);
     subscribed(&f.store).await;
     let ip = Ipv4Addr::new(10, 0, 0, 5);
@@ -189,10 +192,7 @@ async fn live_change_arrives_with_base_time_and_state() {
 
 #[tokio::test]
 async fn catch_up_sends_every_changed_address_then_catch_up_complete() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let since = unix_now();
     let ips: Vec<Ipv4Addr> = (1..=20).map(|n| Ipv4Addr::new(10, 0, 1, n)).collect();
     commit(&f.store, ips.iter().map(|&ip| active(ip, 9)).collect()).await;
@@ -217,10 +217,7 @@ async fn catch_up_sends_every_changed_address_then_catch_up_complete() {
 
 #[tokio::test]
 async fn catch_up_outside_history_is_data_missing_at_once() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let before_horizon = f.store.feed().horizon() - 10;
     let (mut req, _stop, _task) = start(ctx(&f.store, 60, 120), Some(before_horizon), 64 * 1024);
     let m = req.next().await.expect("a status");
@@ -238,10 +235,7 @@ async fn catch_up_outside_history_is_data_missing_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn keepalive_after_idle_timeout() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let (mut req, _stop, _task) = start(ctx(&f.store, 5, 120), None, 64 * 1024);
     let t0 = tokio::time::Instant::now();
     let m = req.next().await.expect("a keepalive");
@@ -267,10 +261,7 @@ async fn requestor_that_never_reads_is_closed_after_send_timeout() {
 
 #[tokio::test]
 async fn second_active_query_is_refused_and_closed() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let (mut req, _stop, task) = start(ctx(&f.store, 60, 120), None, 64 * 1024);
     let mut q = Message {
         hlen: 0,
@@ -289,10 +280,7 @@ async fn second_active_query_is_refused_and_closed() {
 
 #[tokio::test]
 async fn shutdown_sends_query_terminated_last() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let (mut req, stop, task) = start(ctx(&f.store, 60, 120), None, 64 * 1024);
     subscribed(&f.store).await;
     stop.send(true).unwrap();
@@ -311,10 +299,7 @@ async fn requestor_behind_the_history_gets_query_terminated_with_base_time_befor
     // was already written, then QueryTerminated with a base-time no later
     // than the first change it missed (it resumes from there: DataMissing,
     // then bulk), then the close (RFC 7724 §7.4, §8.4).
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let (mut req, _stop, task) = start(ctx(&f.store, 60, 120), None, 16 * 1024);
     subscribed(&f.store).await;
     let first_change = unix_now();
@@ -363,10 +348,7 @@ fn base_time(m: &Message) -> Option<u32> {
 /// follows when the overload ends.
 #[tokio::test]
 async fn updates_are_held_while_dhcp_is_overloaded_and_sent_after() {
-    let f = fixture(HistoryLimits {
-        max_age: 3600,
-        max_count: 1000,
-    });
+    let f = fixture(HOUR);
     let load = Arc::new(DhcpLoad::new(1));
     let (mut req, _stop, _task) = start(
         ctx(&f.store, 1, 120).yielding_to(Arc::clone(&load)),
