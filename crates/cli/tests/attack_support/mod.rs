@@ -23,8 +23,13 @@ pub const DATA_TIMEOUT_S: u64 = 2;
 pub const SEND_TIMEOUT_S: u64 = 2;
 /// BULK_LQ_MAX_CONNS.
 pub const MAX_CONNECTIONS: usize = 50;
+/// Active queries at once, overall (the default).
+pub const ACTIVE_MAX_CONNECTIONS: usize = 100;
 /// Active queries at once from one requestor address.
 pub const PER_REQUESTOR: usize = 2;
+/// Connections accepted that have not sent a query yet: as many as the
+/// bulk and active limits together.
+pub const UNDECIDED_MAX: usize = MAX_CONNECTIONS + ACTIVE_MAX_CONNECTIONS;
 /// Queries in flight on one connection (RFC 6926 §8.4).
 pub const MAX_QUERIES: usize = 2;
 /// `max_message_size`: the largest message the server accepts.
@@ -72,6 +77,7 @@ pub fn config(dhcp: SocketAddr, tcp: SocketAddr, relays: &[Ipv4Addr], tls: Optio
             tls.is_none(),
             &format!(
                 "send_timeout = {SEND_TIMEOUT_S}\n\
+                 max_connections = {ACTIVE_MAX_CONNECTIONS}\n\
                  max_connections_per_requestor = {PER_REQUESTOR}"
             ),
         )

@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use super::bulk::{self, frame_into};
-use super::ListenerContext;
+use super::{log_limit_refusal, Kind, ListenerContext, Slot};
 use crate::run::unix_now;
 
 /// Chunks of framed replies queued for the writer (backpressure beyond this).
@@ -32,10 +32,11 @@ pub async fn handle(
     ctx: Arc<ListenerContext>,
     stream: TcpStream,
     peer: SocketAddr,
+    mut slot: Slot,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let reason = match first_message(&ctx, stream, peer, stop).await {
+    let reason = match first_message(&ctx, stream, peer, &mut slot, stop).await {
         Ok(()) => return,
         Err(r) => r,
     };
@@ -83,13 +84,16 @@ async fn first_message(
     ctx: &Arc<ListenerContext>,
     stream: TcpStream,
     peer: SocketAddr,
+    slot: &mut Slot,
     stop: watch::Receiver<bool>,
 ) -> Result<(), Reason> {
     let (mut rd, mut wr) = stream.into_split();
     let mut decoder = FrameDecoder::new(ctx.max_message);
     let first = read_frame(&mut rd, &mut decoder, ctx.data_timeout).await?;
     let answer = match opening(&first, decoder.buffered(), ctx.plaintext, ctx.tls.is_some()) {
-        Opening::Plain => return session(ctx, rd, wr, decoder, Some(first), peer, stop).await,
+        Opening::Plain => {
+            return session(ctx, rd, wr, decoder, Some(first), peer, slot, stop).await
+        }
         Opening::RefusePlain => {
             return Err("plaintext message on a secure-only listener".into());
         }
@@ -127,6 +131,7 @@ async fn first_message(
         FrameDecoder::new(ctx.max_message),
         None,
         peer,
+        slot,
         stop,
     )
     .await
@@ -157,8 +162,11 @@ enum Step {
     Continue,
     Active(leaseline_proto::ActiveQuery),
     Close(Reason),
+    /// Over a limit: refused (and logged as such), closed.
+    Refused,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session<R, W>(
     ctx: &Arc<ListenerContext>,
     mut rd: R,
@@ -166,6 +174,7 @@ async fn session<R, W>(
     mut decoder: FrameDecoder,
     mut first: Option<Vec<u8>>,
     peer: SocketAddr,
+    slot: &mut Slot,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Reason>
 where
@@ -201,8 +210,14 @@ where
                 },
             };
             last_activity = Instant::now();
-            match on_message(ctx, &frame, &out_tx, &mut inflight, &mut xids, peer).await {
+            match on_message(ctx, &frame, &out_tx, &mut inflight, &mut xids, peer, slot).await {
                 Step::Continue => {}
+                Step::Refused => {
+                    // RFC 6926 §8.1: closed, nothing answered.
+                    drop(out_tx);
+                    let _ = timeout(Duration::from_secs(2), &mut writer).await;
+                    return Ok(());
+                }
                 Step::Close(reason) => {
                     inflight.abort_all();
                     drop(out_tx);
@@ -212,7 +227,7 @@ where
                 Step::Active(q) => {
                     drop(out_tx);
                     let wr = writer.await.map_err(|e| e.to_string())??;
-                    return run_active(ctx, q, peer, rd, decoder, wr, stop).await;
+                    return run_active(ctx, q, peer, slot, rd, decoder, wr, stop).await;
                 }
             }
         }
@@ -309,6 +324,7 @@ async fn on_message(
     inflight: &mut JoinSet<(u32, Result<u64, bulk::Closed>)>,
     xids: &mut HashSet<u32>,
     peer: SocketAddr,
+    slot: &mut Slot,
 ) -> Step {
     let msg = match Message::decode(frame) {
         Ok(m) => m,
@@ -316,6 +332,12 @@ async fn on_message(
     };
     match msg.message_type() {
         Some(MessageType::BulkLeaseQuery) => {
+            // The first bulk query makes it a bulk connection: it takes
+            // one of BULK_LQ_MAX_CONNS (RFC 6926 §8.1), or is closed.
+            if let Err(r) = slot.change(Kind::Bulk) {
+                log_limit_refusal(ctx, peer, r);
+                return Step::Refused;
+            }
             if !xids.insert(msg.xid) {
                 // RFC 6926 §7.7: xids are unique per connection; replies could not be told apart.
                 return Step::Close(format!("duplicate xid {:#010x} on one connection", msg.xid));
@@ -391,10 +413,12 @@ async fn on_message(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_active<R, W>(
     ctx: &Arc<ListenerContext>,
     q: leaseline_proto::ActiveQuery,
     peer: SocketAddr,
+    slot: &mut Slot,
     rd: R,
     decoder: FrameDecoder,
     mut wr: W,
@@ -407,7 +431,9 @@ where
     let Some(active) = &ctx.active else {
         return Err("active leasequery disabled".into());
     };
-    let Some(_slot) = ctx.active_slots.claim(peer.ip()) else {
+    // An active connection counts against the active limits (RFC 7724
+    // §8.3, §8.4); one that did bulk queries first gives its bulk place back.
+    if let Err(r) = slot.change(Kind::Active) {
         // RFC 7724 §8.1: a capacity refusal is an answer to the active query.
         let mut out = Vec::new();
         frame_into(
@@ -420,8 +446,12 @@ where
             ),
         );
         let _ = timeout(Duration::from_secs(2), wr.write_all(&out)).await;
-        return Err("active query over the connection limit".into());
-    };
+        return Err(format!(
+            "active query over the connection limit ({}: {})",
+            r.reason(),
+            r.limit(ctx.slots.limits())
+        ));
+    }
     info!(peer = %peer, since = ?q.start, "active query started");
     let end = crate::active::run(active, q, peer, rd, decoder, wr, stop).await;
     match end {
