@@ -47,6 +47,8 @@ fn binding(ip: Ipv4Addr, time: u32, seed: u8) -> Binding {
         b.chaddr = vec![2, 0, 0, 0, seed, ip.octets()[3]];
         b.lease_time = u32::from(seed) * 60 + 1;
         b.expiry = time + b.lease_time;
+        b.renew_time = Some(b.lease_time / 2);
+        b.rebind_time = Some(b.lease_time / 8 * 7);
         b.cltt = time;
         b.state_since = time;
     } else {

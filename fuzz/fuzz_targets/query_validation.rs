@@ -102,6 +102,8 @@ fn env(m: &Message) -> Env {
             _ => None,
         }),
         lease_time: k.u32(),
+        renew_time: (k.u8() % 4 != 0).then(|| k.u32()),
+        rebind_time: (k.u8() % 4 != 0).then(|| k.u32()),
     };
     // A few more bindings of the same client, for choose_primary and
     // option 92: other addresses (sometimes the same one), other times.

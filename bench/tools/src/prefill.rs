@@ -69,6 +69,9 @@ pub fn run(db: &Path, count: u32, prefix: &str) -> anyhow::Result<()> {
             cltt,
             state_since: cltt,
             lease_time: 86_400,
+            // The server's defaults, as its ACK would have granted.
+            renew_time: Some(43_200),
+            rebind_time: Some(75_600),
             ..Binding::available(ip)
         });
         if batch.len() == BATCH {

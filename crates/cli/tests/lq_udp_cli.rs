@@ -166,6 +166,8 @@ fn fake_server(
                 b.state_since = 1_000;
                 b.expiry = 2_000;
                 b.lease_time = 1_000;
+                b.renew_time = Some(500);
+                b.rebind_time = Some(875);
                 build_leaseactive(
                     &q,
                     &b,

@@ -85,8 +85,18 @@ pub struct Binding {
     pub relay_id: Option<Vec<u8>>,
     pub vendor_class_id: Option<Vec<u8>>,
     pub hostname: Option<Vec<u8>>,
-    /// Lease length granted at the last ACK, seconds (for T1/T2 and option 51).
+    /// Lease length granted at the last ACK, seconds (option 51 as sent).
     pub lease_time: u32,
+    /// Renewal time (T1) granted at the last ACK (option 58 as sent), seconds
+    /// after the grant start ([`Binding::grant_start`]). `None` when not
+    /// known (a row stored before the grant was kept, or learned without
+    /// it): then option 58 is not reported rather than guessed.
+    #[serde(default)]
+    pub renew_time: Option<u32>,
+    /// Rebinding time (T2) granted at the last ACK (option 59 as sent), like
+    /// `renew_time`.
+    #[serde(default)]
+    pub rebind_time: Option<u32>,
 }
 
 impl Binding {
@@ -109,6 +119,8 @@ impl Binding {
             vendor_class_id: None,
             hostname: None,
             lease_time: 0,
+            renew_time: None,
+            rebind_time: None,
         }
     }
 }
@@ -133,39 +145,41 @@ impl Binding {
         (self.expiry != 0 && self.expiry > now).then(|| self.expiry - now)
     }
 
-    /// Start of the current grant: `expiry - lease_time` when both are known,
-    /// else the CLTT.
-    fn grant_start(&self) -> u32 {
+    /// Start of the current grant, the instant the ACK's times count from:
+    /// `expiry - lease_time` when both are known, else the CLTT (the engine
+    /// sets both to the ACK's handling time).
+    pub fn grant_start(&self) -> u32 {
         match self.expiry.checked_sub(self.lease_time) {
             Some(s) if self.lease_time != 0 && self.expiry != 0 => s,
             _ => self.cltt,
         }
     }
 
-    /// Remaining time until `grant_start + lease_time * num / den`, if the
-    /// lease is valid and that point is still in the future.
-    fn remaining_fraction(&self, now: u32, num: u64, den: u64) -> Option<u32> {
+    /// Seconds from `now` until `grant_start + offset`, while the lease is
+    /// valid and that instant is still ahead: at or after it the time has
+    /// come and the option is left out (RFC 4388 §6.4.2 "MUST NOT return").
+    fn remaining_after_grant(&self, now: u32, offset: Option<u32>) -> Option<u32> {
+        let offset = offset?;
         self.remaining_lease(now)?;
-        if self.lease_time == 0 {
-            return None;
-        }
-        let at = u64::from(self.grant_start()) + u64::from(self.lease_time) * num / den;
+        let at = u64::from(self.grant_start()) + u64::from(offset);
         let now = u64::from(now);
         // Only a grant start in the future could make this exceed u32; then
         // the option is left out rather than wrapped.
         (at > now).then(|| u32::try_from(at - now).ok()).flatten()
     }
 
-    /// Remaining time until renewal (T1 = lease/2 after the grant), RFC 4388
-    /// §6.4.2: only while the lease is valid and T1 is not yet past.
+    /// Option 58: seconds until renewal, the T1 granted to the client
+    /// counted from the grant (RFC 4388 §6.4.2: the value the client's
+    /// DHCPACK gave, less the time since). `None` when T1 is reached or
+    /// past, the lease is not valid, or T1 is unknown.
     pub fn remaining_t1(&self, now: u32) -> Option<u32> {
-        self.remaining_fraction(now, 1, 2)
+        self.remaining_after_grant(now, self.renew_time)
     }
 
-    /// Remaining time until rebinding (T2 = lease*7/8 after the grant),
-    /// RFC 4388 §6.4.2.
+    /// Option 59: seconds until rebinding (the granted T2), as
+    /// [`Binding::remaining_t1`].
     pub fn remaining_t2(&self, now: u32) -> Option<u32> {
-        self.remaining_fraction(now, 7, 8)
+        self.remaining_after_grant(now, self.rebind_time)
     }
 
     /// Option 91 value: seconds since the CLTT, when one is known (non-zero).
@@ -184,5 +198,102 @@ impl Binding {
         self.relay_info
             .as_deref()
             .and_then(crate::relay::relay_info_from_raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: u32 = 1_700_000_000;
+
+    /// ACTIVE, granted at START: lease 60 s, T1 2 s, T2 4 s.
+    fn granted() -> Binding {
+        Binding {
+            state: DhcpState::Active,
+            expiry: START + 60,
+            cltt: START,
+            state_since: START,
+            lease_time: 60,
+            renew_time: Some(2),
+            rebind_time: Some(4),
+            ..Binding::available(Ipv4Addr::new(10, 0, 0, 1))
+        }
+    }
+
+    fn times(b: &Binding, now: u32) -> (Option<u32>, Option<u32>, Option<u32>) {
+        (
+            b.remaining_lease(now),
+            b.remaining_t1(now),
+            b.remaining_t2(now),
+        )
+    }
+
+    #[test]
+    fn at_the_grant_the_values_sent() {
+        assert_eq!(times(&granted(), START), (Some(60), Some(2), Some(4)));
+    }
+
+    #[test]
+    fn t1_counts_down_then_is_omitted_at_and_after_it() {
+        let b = granted();
+        assert_eq!(times(&b, START + 1), (Some(59), Some(1), Some(3)));
+        assert_eq!(times(&b, START + 2), (Some(58), None, Some(2)));
+        assert_eq!(times(&b, START + 3), (Some(57), None, Some(1)));
+    }
+
+    #[test]
+    fn t2_is_omitted_at_and_after_it() {
+        let b = granted();
+        assert_eq!(times(&b, START + 4), (Some(56), None, None));
+        assert_eq!(times(&b, START + 5), (Some(55), None, None));
+    }
+
+    #[test]
+    fn lease_is_omitted_at_and_after_expiry() {
+        let b = granted();
+        assert_eq!(times(&b, START + 59), (Some(1), None, None));
+        assert_eq!(times(&b, START + 60), (None, None, None));
+        assert_eq!(times(&b, START + 61), (None, None, None));
+    }
+
+    #[test]
+    fn not_derived_from_the_lease_length() {
+        // What was granted, not lease/2 and 7/8: T1 1000, T2 3000 of 3600.
+        let mut b = granted();
+        b.expiry = START + 3600;
+        b.lease_time = 3600;
+        b.renew_time = Some(1000);
+        b.rebind_time = Some(3000);
+        assert_eq!(times(&b, START + 600), (Some(3000), Some(400), Some(2400)));
+        assert_eq!(times(&b, START + 1800), (Some(1800), None, Some(1200)));
+    }
+
+    #[test]
+    fn unknown_grant_is_not_guessed() {
+        // A row from before the grant was stored: the lease is still known.
+        let mut b = granted();
+        b.renew_time = None;
+        b.rebind_time = None;
+        assert_eq!(times(&b, START + 1), (Some(59), None, None));
+    }
+
+    #[test]
+    fn counted_from_the_cltt_when_the_lease_length_is_unknown() {
+        let mut b = granted();
+        b.lease_time = 0;
+        assert_eq!(times(&b, START + 1), (Some(59), Some(1), Some(3)));
+    }
+
+    #[test]
+    fn not_leased_has_no_renewal_times() {
+        for state in [
+            DhcpState::Expired,
+            DhcpState::Released,
+            DhcpState::Abandoned,
+        ] {
+            let b = Binding { state, ..granted() };
+            assert_eq!(times(&b, START + 1), (None, None, None), "{state:?}");
+        }
     }
 }

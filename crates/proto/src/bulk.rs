@@ -227,7 +227,8 @@ fn allowed(denied: &[u8], c: u8) -> bool {
 /// - 91 CLTT age when the CLTT is known (non-zero);
 /// - 51 time until the state times out, when it has one in the future, for
 ///   any state (§8.3 item 4; for ACTIVE, the remaining lease);
-/// - 58 / 59 remaining T1 / T2, when requested and the lease is valid;
+/// - 58 / 59 remaining T1 / T2 as granted in the client's DHCPACK, when
+///   requested, the lease is valid and that time is not reached;
 /// - 61 client-id and 82 relay information, when stored and requested.
 ///
 /// Codes in `denied` (the operator's sensitive-option list, RFC 7724 §8.2)

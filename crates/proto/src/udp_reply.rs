@@ -120,9 +120,10 @@ fn udp_header(q: &UdpQuery, mt: MessageType, server_id: Ipv4Addr) -> Message {
 /// binding's hardware address, xid and giaddr from the query. Options: 53,
 /// 54, then in PRL order (each once; [`DEFAULT_UDP_PRL`] plus
 /// `extra.allowed` when the query had no PRL):
-/// - 51 remaining lease time, 58/59 remaining T1/T2 (T1 = lease/2, T2 =
-///   lease·7/8 after the grant, i.e. `expiry - lease_time`), each only while
-///   the lease is valid and that time is not past;
+/// - 51 remaining lease time, 58/59 remaining T1/T2 as granted in the
+///   client's DHCPACK (stored with the binding), counted from the grant;
+///   each only while the lease is valid and that time is not reached
+///   (RFC 4388 §6.4.2), and 58/59 only when the grant is known;
 /// - 61 the stored client-id, 82 the stored relay information;
 /// - 91 seconds since the CLTT (when known);
 /// - 92 when requested and there are associated addresses;

@@ -401,6 +401,48 @@ fn lease_time_absent_when_past() {
     assert!(find(&m, 59).is_none());
 }
 
+/// 51/58/59 are what the client was granted (here T1 1000 s, T2 3000 s
+/// of a 3600 s lease, not lease/2 and 7/8) less the time since the grant,
+/// each left out once reached; unknown T1/T2 are left out.
+#[test]
+fn renewal_times_are_the_grant() {
+    let mut b = active(5); // granted 100 s ago
+    b.renew_time = Some(1000);
+    b.rebind_time = Some(3000);
+    let at = |now: u32, b: &leaseline_proto::Binding| {
+        let m = build_bulk_reply(7, b, now, false, SERVER, &[51, 58, 59], &[]);
+        (
+            find(&m, 51).cloned(),
+            find(&m, 58).cloned(),
+            find(&m, 59).cloned(),
+        )
+    };
+    assert_eq!(
+        at(NOW, &b),
+        (
+            Some(DhcpOption::LeaseTime(3500)),
+            Some(DhcpOption::RenewalTime(900)),
+            Some(DhcpOption::RebindingTime(2900))
+        )
+    );
+    assert_eq!(at(NOW + 899, &b).1, Some(DhcpOption::RenewalTime(1)));
+    assert_eq!(
+        at(NOW + 900, &b),
+        (
+            Some(DhcpOption::LeaseTime(2600)),
+            None,
+            Some(DhcpOption::RebindingTime(2000))
+        )
+    );
+    assert_eq!(
+        at(NOW + 2900, &b),
+        (Some(DhcpOption::LeaseTime(600)), None, None)
+    );
+    b.renew_time = None;
+    b.rebind_time = None;
+    assert_eq!(at(NOW, &b), (Some(DhcpOption::LeaseTime(3500)), None, None));
+}
+
 #[test]
 fn future_times_saturate() {
     let mut b = active(5);

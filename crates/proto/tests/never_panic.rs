@@ -99,6 +99,8 @@ prop_compose! {
         relay_raw in prop::option::of(small_bytes()),
         hostname in prop::option::of(small_bytes()),
         lease_time in prop_oneof![Just(0u32), any::<u32>(), 0u32..100_000],
+        renew_time in prop::option::of(any::<u32>()),
+        rebind_time in prop::option::of(any::<u32>()),
     ) -> Binding {
         Binding {
             state: DhcpState::from_u8(state).unwrap(),
@@ -112,6 +114,8 @@ prop_compose! {
             relay_info: relay_raw,
             hostname,
             lease_time,
+            renew_time,
+            rebind_time,
             ..Binding::available(Ipv4Addr::from(ip))
         }
     }

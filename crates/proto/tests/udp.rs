@@ -358,6 +358,36 @@ fn leaseactive_without_prl_sends_lease_times() {
     assert_eq!(codes(&m), vec![53, 54, 51, 58, 59]);
 }
 
+/// RFC 4388 §6.4.2: 51/58/59 as the client's DHCPACK gave them (here T1
+/// 2 s, T2 4 s of a 60 s lease), less the time since, each left out once
+/// reached.
+#[test]
+fn leaseactive_reports_the_granted_times() {
+    let mut b = active(5);
+    b.cltt = NOW;
+    b.expiry = NOW + 60;
+    b.lease_time = 60;
+    b.renew_time = Some(2);
+    b.rebind_time = Some(4);
+    let q = query(QueryKind::ByIp(ip(5)), &[51, 58, 59]);
+    let at = |now: u32| {
+        let m = build_leaseactive(&q, &b, &[], now, SERVER, &ExtraOptions::NONE);
+        (
+            find(&m, 51).cloned(),
+            find(&m, 58).cloned(),
+            find(&m, 59).cloned(),
+        )
+    };
+    use DhcpOption::{LeaseTime as L, RebindingTime as T2, RenewalTime as T1};
+    assert_eq!(at(NOW), (Some(L(60)), Some(T1(2)), Some(T2(4))));
+    assert_eq!(at(NOW + 1), (Some(L(59)), Some(T1(1)), Some(T2(3))));
+    assert_eq!(at(NOW + 2), (Some(L(58)), None, Some(T2(2))));
+    assert_eq!(at(NOW + 3), (Some(L(57)), None, Some(T2(1))));
+    assert_eq!(at(NOW + 4), (Some(L(56)), None, None));
+    assert_eq!(at(NOW + 5), (Some(L(55)), None, None));
+    assert_eq!(at(NOW + 60), (None, None, None));
+}
+
 #[test]
 fn leaseactive_past_t1_and_expired() {
     let mut b = active(5);

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
+use crate::engine::Grant;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -582,14 +584,12 @@ impl Validator<'_> {
                     "must be at least 60 seconds",
                 ));
             }
-            let renew_time = s.renew_time.unwrap_or(lease_time / 2);
-            let rebind_time = s.rebind_time.unwrap_or((lease_time as u64 * 7 / 8) as u32);
-            if !(renew_time < rebind_time && rebind_time < lease_time) {
-                return Err(self.key_err(
-                    &key("renew_time"),
-                    "need renew_time < rebind_time < lease_time (RFC 2131 §4.4.5)",
-                ));
-            }
+            let Grant {
+                renew_time,
+                rebind_time,
+                ..
+            } = Grant::resolve(lease_time, s.renew_time, s.rebind_time)
+                .map_err(|why| self.key_err(&key("renew_time"), why))?;
             let server_id = s.server_id.or(global_sid).or(listen_ip).ok_or_else(|| {
                 self.key_err(
                     "server.server_id",

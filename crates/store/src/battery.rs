@@ -20,6 +20,7 @@ pub fn run_all<S: LeaseStore>(make: impl Fn() -> S) {
     feed_publishes_once_in_commit_order_after_readable(&make());
     group_commit_concurrent_submits(&make());
     changed_since_is_inclusive(&make());
+    grant_round_trips(&make());
 }
 
 /// A binding with every field derived from `n`, so lookups have distinct keys.
@@ -43,6 +44,8 @@ pub fn sample(n: u32, time: u32) -> Binding {
         vendor_class_id: Some(b"MSFT 5.0".to_vec()),
         hostname: (n % 5 != 0).then(|| format!("host{n}").into_bytes()),
         lease_time: 3600,
+        renew_time: Some(1800 - n % 7),
+        rebind_time: Some(3150 - n % 11),
     }
 }
 
@@ -91,6 +94,46 @@ fn upsert_then_get<S: LeaseStore>(store: &S) {
     let mut all = store.load_all().expect("load_all");
     all.sort_by_key(|b| b.ip);
     assert_eq!(all, vec![bare, a2, max]);
+}
+
+/// The T1 / T2 granted in the ACK come back as stored: any values (not
+/// derived from the lease length), unknown ones as unknown, each one
+/// replaced by an update, through every read path.
+fn grant_round_trips<S: LeaseStore>(store: &S) {
+    let t = start(store);
+    let mut a = sample(21, t);
+    a.lease_time = 60;
+    a.expiry = t + 60;
+    a.renew_time = Some(2);
+    a.rebind_time = Some(4);
+    let mut unknown = sample(22, t);
+    unknown.renew_time = None;
+    unknown.rebind_time = None;
+    let mut max = sample(23, t);
+    max.renew_time = Some(u32::MAX - 1);
+    max.rebind_time = Some(u32::MAX);
+    let mut zero = sample(24, t);
+    zero.renew_time = Some(0);
+    zero.rebind_time = None;
+    let rows = vec![a.clone(), unknown.clone(), max.clone(), zero.clone()];
+    commit(store, rows.clone(), t);
+    for b in &rows {
+        assert_eq!(store.get(b.ip).expect("get").as_ref(), Some(b));
+        let by_mac = store.by_chaddr(b.htype, &b.chaddr).expect("by_chaddr");
+        assert_eq!(by_mac, vec![b.clone()]);
+    }
+    assert_eq!(sorted(store.load_all().expect("load_all")), sorted(rows));
+
+    // A renewal with a grant from a reloaded configuration replaces both;
+    // a later row without one does not keep the old values.
+    a.renew_time = Some(20);
+    a.rebind_time = Some(40);
+    commit(store, vec![a.clone()], t + 1);
+    assert_eq!(store.get(a.ip).expect("get"), Some(a.clone()));
+    a.renew_time = None;
+    a.rebind_time = None;
+    commit(store, vec![a.clone()], t + 2);
+    assert_eq!(store.get(a.ip).expect("get"), Some(a));
 }
 
 /// A catch-up chunk: every address's binding (or None), in the order asked,

@@ -117,7 +117,7 @@ fn reopen_keeps_data_and_drop_drains_queue() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]
@@ -184,6 +184,69 @@ fn upgrade_from_schema_1_vouches_for_history_from_the_upgrade_on() {
     );
     assert_eq!(store.feed().changed_since(T0, T0), Some(vec![]));
     assert_eq!(store.feed().changed_since(T0 - 1, T0), None);
+}
+
+/// A schema 2 file (no stored T1 / T2) opens as schema 3 with its rows
+/// readable: lease and times as they were, T1 / T2 unknown (the grant was
+/// not kept, and lease/2, 7/8 would be a guess), and a new grant then
+/// stores and reads back.
+#[test]
+fn upgrade_from_schema_2_keeps_rows_with_the_grant_unknown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    {
+        let raw = rusqlite::Connection::open(&path).expect("raw");
+        raw.execute_batch(
+            "CREATE TABLE bindings (ip INTEGER PRIMARY KEY, state INTEGER NOT NULL,
+                htype INTEGER NOT NULL, chaddr BLOB NOT NULL, client_id BLOB,
+                expiry INTEGER NOT NULL, cltt INTEGER NOT NULL,
+                state_since INTEGER NOT NULL, data_source INTEGER NOT NULL,
+                relay_info BLOB, circuit_id BLOB, remote_id BLOB, relay_id BLOB,
+                vendor_class_id BLOB, hostname BLOB, lease_time INTEGER NOT NULL,
+                changed_at INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO meta VALUES ('history_since', 1699999000);
+             INSERT INTO bindings VALUES (167772161, 2, 1, x'020000000001', NULL,
+                1700003600, 1700000000, 1700000000, 0, NULL, NULL, NULL, NULL,
+                NULL, NULL, 3600, 1700000000);
+             PRAGMA user_version = 2;",
+        )
+        .expect("schema 2");
+    }
+    let store = open(&path);
+    let old = store
+        .get(Ipv4Addr::new(10, 0, 0, 1))
+        .expect("get")
+        .expect("row kept");
+    assert_eq!(
+        (old.expiry, old.cltt, old.lease_time),
+        (1_700_003_600, 1_700_000_000, 3600)
+    );
+    assert_eq!((old.renew_time, old.rebind_time), (None, None));
+    assert_eq!(old.remaining_lease(1_700_000_100), Some(3500));
+    assert_eq!(old.remaining_t1(1_700_000_100), None);
+    assert_eq!(old.remaining_t2(1_700_000_100), None);
+    assert_eq!(
+        store.feed().horizon(),
+        1_699_999_000,
+        "history kept from schema 2"
+    );
+
+    let mut renewed = old.clone();
+    renewed.renew_time = Some(1000);
+    renewed.rebind_time = Some(3000);
+    store
+        .submit(vec![renewed.clone()], T0)
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get(renewed.ip).expect("get"), Some(renewed));
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(version, 3);
 }
 
 #[test]

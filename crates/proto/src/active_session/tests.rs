@@ -25,6 +25,8 @@ fn leased(n: u8, expiry: u32) -> Binding {
     b.cltt = expiry - 3600;
     b.state_since = expiry - 3600;
     b.lease_time = 3600;
+    b.renew_time = Some(1800);
+    b.rebind_time = Some(3150);
     b
 }
 

@@ -69,6 +69,8 @@ pub fn active(last: u8) -> Binding {
         circuit_id: Some(vec![0xaa, 0xbb]),
         remote_id: Some(b"rid".to_vec()),
         lease_time: 3600,
+        renew_time: Some(1800),
+        rebind_time: Some(3150),
         hostname: Some(b"host".to_vec()),
         ..Binding::available(ip(last))
     }

@@ -90,6 +90,8 @@ fn digest(b: &Binding) -> u64 {
         &b.vendor_class_id,
         &b.hostname,
         b.lease_time,
+        b.renew_time,
+        b.rebind_time,
     )
         .hash(&mut h);
     h.finish()

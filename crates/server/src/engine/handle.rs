@@ -7,7 +7,7 @@ use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo};
 
 use super::client::{ClientKey, Ident};
 use super::reply::{self, Reply};
-use super::{Engine, Offer};
+use super::{Engine, Grant, Offer};
 
 /// Where a datagram came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,15 @@ fn discover(
             until,
         },
     );
-    let r = reply::lease(e, msg, subnet, MessageType::Offer, Ipv4Addr::from(ip));
+    let grant = Grant::of(&e.cfg.subnets[subnet]);
+    let r = reply::lease(
+        e,
+        msg,
+        subnet,
+        MessageType::Offer,
+        Ipv4Addr::from(ip),
+        grant,
+    );
     Ok(Outcome {
         reply: Some(r),
         commit: None,
@@ -233,9 +241,12 @@ fn ack_or_nak(
     if !e.acceptable(subnet, ip, who, now) {
         return Ok(nak(e, msg, subnet, "address not available to this client"));
     }
-    let b = new_binding(e, msg, subnet, who, ip, now);
+    // One grant for the ACK and the binding: a leasequery then reports
+    // what this client was told (RFC 4388 §6.4.2).
+    let grant = Grant::of(&e.cfg.subnets[subnet]);
+    let b = new_binding(e, msg, who, ip, now, grant);
     e.apply(b.clone());
-    let r = reply::lease(e, msg, subnet, MessageType::Ack, Ipv4Addr::from(ip));
+    let r = reply::lease(e, msg, subnet, MessageType::Ack, Ipv4Addr::from(ip), grant);
     Ok(Outcome {
         reply: Some(r),
         commit: Some(b),
@@ -249,15 +260,7 @@ fn nak(e: &Engine, msg: &Message, subnet: usize, why: &'static str) -> Outcome {
     }
 }
 
-fn new_binding(
-    e: &Engine,
-    msg: &Message,
-    subnet: usize,
-    who: &Ident,
-    ip: u32,
-    now: u32,
-) -> Binding {
-    let s = &e.cfg.subnets[subnet];
+fn new_binding(e: &Engine, msg: &Message, who: &Ident, ip: u32, now: u32, grant: Grant) -> Binding {
     let prev = e.leases.get(&ip);
     // start-time-of-state only moves when the state (or the client) changes.
     let state_since = match prev {
@@ -267,13 +270,13 @@ fn new_binding(
         _ => now,
     };
     let rai = relay_info(msg);
-    Binding {
+    let mut b = Binding {
         ip: Ipv4Addr::from(ip),
         state: DhcpState::Active,
         htype: msg.htype,
         chaddr: msg.hw_addr().to_vec(),
         client_id: who.client_id.as_deref().map(<[u8]>::to_vec),
-        expiry: now.saturating_add(s.lease_time),
+        expiry: 0,
         cltt: now,
         state_since,
         data_source: 0,
@@ -289,8 +292,12 @@ fn new_binding(
             DhcpOption::Hostname(v) => Some(v.clone()),
             _ => None,
         }),
-        lease_time: s.lease_time,
-    }
+        lease_time: 0,
+        renew_time: None,
+        rebind_time: None,
+    };
+    grant.record(&mut b, now);
+    b
 }
 
 pub(super) fn relay_info(msg: &Message) -> Option<&RelayAgentInfo> {

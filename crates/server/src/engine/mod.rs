@@ -3,6 +3,7 @@
 //! commits the returned binding changes to the store before sending replies.
 
 mod client;
+mod grant;
 mod handle;
 mod pool;
 mod reply;
@@ -16,6 +17,7 @@ use leaseline_proto::{Binding, DhcpState};
 use leaseline_wire::Message;
 
 pub use client::{ClientKey, Ident, Owner};
+pub use grant::Grant;
 pub use handle::{Drop, Ingress, Outcome};
 
 use crate::config::Config;

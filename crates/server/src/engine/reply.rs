@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use leaseline_wire::{DhcpOption, Message, MessageType, BOOTREPLY};
 
 use super::handle::{destination, relay_info};
-use super::Engine;
+use super::{Engine, Grant};
 
 /// A reply and where it goes.
 #[derive(Debug, Clone)]
@@ -56,13 +56,15 @@ fn echo_relay_info(req: &Message, m: &mut Message) {
     }
 }
 
-/// DHCPOFFER or DHCPACK for `ip`.
+/// DHCPOFFER or DHCPACK for `ip`, with the times of `grant` (for an ACK,
+/// those the binding keeps).
 pub(super) fn lease(
     e: &Engine,
     req: &Message,
     subnet: usize,
     kind: MessageType,
     ip: Ipv4Addr,
+    grant: Grant,
 ) -> Reply {
     let s = &e.cfg.subnets[subnet];
     let mut m = skeleton(req, kind, s.server_id);
@@ -72,9 +74,9 @@ pub(super) fn lease(
     } else {
         Ipv4Addr::UNSPECIFIED
     };
-    m.options.push(DhcpOption::LeaseTime(s.lease_time));
-    m.options.push(DhcpOption::RenewalTime(s.renew_time));
-    m.options.push(DhcpOption::RebindingTime(s.rebind_time));
+    m.options.push(DhcpOption::LeaseTime(grant.lease_time));
+    m.options.push(DhcpOption::RenewalTime(grant.renew_time));
+    m.options.push(DhcpOption::RebindingTime(grant.rebind_time));
     network_options(e, subnet, &mut m);
     echo_relay_info(req, &mut m);
     Reply {

@@ -152,6 +152,72 @@ fn renewal_keeps_start_time_of_state_and_extends_expiry() {
     assert_eq!(b.expiry, T0 + 400);
 }
 
+fn times(
+    m: &Message,
+) -> (
+    Option<&DhcpOption>,
+    Option<&DhcpOption>,
+    Option<&DhcpOption>,
+) {
+    (m.option(51), m.option(58), m.option(59))
+}
+
+/// The binding keeps the T1 / T2 its ACK sent (RFC 4388 §6.4.2 reports
+/// them): configured ones, and across a configuration change until the
+/// client's next ACK, which sends and stores the new ones.
+#[test]
+fn binding_keeps_the_grant_its_ack_sent() {
+    let cfg = config("renew_time = 100\nrebind_time = 200");
+    let mut e = Engine::new(cfg, vec![]);
+    let ip = discover(&mut e, mac(1), T0);
+    let out = select(&mut e, mac(1), ip, T0);
+    let ack = out.reply.unwrap().msg;
+    assert_eq!(
+        times(&ack),
+        (
+            Some(&DhcpOption::LeaseTime(300)),
+            Some(&DhcpOption::RenewalTime(100)),
+            Some(&DhcpOption::RebindingTime(200))
+        )
+    );
+    let b = out.commit.unwrap();
+    assert_eq!(
+        (b.cltt, b.expiry, b.lease_time, b.renew_time, b.rebind_time),
+        (T0, T0 + 300, 300, Some(100), Some(200))
+    );
+    assert_eq!(
+        (
+            b.remaining_lease(T0),
+            b.remaining_t1(T0),
+            b.remaining_t2(T0)
+        ),
+        (Some(300), Some(100), Some(200))
+    );
+
+    // Restarted with the defaults (T1 150, T2 262): the stored grant stands.
+    let mut e = Engine::new(config(""), vec![b]);
+    let kept = e.binding(ip).unwrap();
+    assert_eq!((kept.renew_time, kept.rebind_time), (Some(100), Some(200)));
+    let mut q = msg(MessageType::Request, mac(1));
+    q.ciaddr = ip;
+    let out = e.handle(&q, Ingress::Listen, T0 + 120).unwrap();
+    assert_eq!(
+        times(&out.reply.unwrap().msg),
+        (
+            Some(&DhcpOption::LeaseTime(300)),
+            Some(&DhcpOption::RenewalTime(150)),
+            Some(&DhcpOption::RebindingTime(262))
+        )
+    );
+    let b = out.commit.unwrap();
+    assert_eq!(
+        (b.expiry, b.renew_time, b.rebind_time),
+        (T0 + 420, Some(150), Some(262))
+    );
+    assert_eq!(b.remaining_t1(T0 + 270), None);
+    assert_eq!(b.remaining_t2(T0 + 270), Some(112));
+}
+
 #[test]
 fn renewing_another_clients_address_is_naked() {
     let mut e = Engine::new(config(""), vec![]);

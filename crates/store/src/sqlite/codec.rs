@@ -11,13 +11,13 @@ use crate::{Binding, DhcpState, StoreError};
 /// Column list shared by every SELECT; `decode` reads them by position.
 pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, cltt, \
      state_since, data_source, relay_info, circuit_id, remote_id, relay_id, \
-     vendor_class_id, hostname, lease_time";
+     vendor_class_id, hostname, lease_time, renew_time, rebind_time";
 
 pub(super) const UPSERT: &str = "
 INSERT INTO bindings (ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
     data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time, changed_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+    lease_time, renew_time, rebind_time, changed_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 ON CONFLICT(ip) DO UPDATE SET
     state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
     client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
@@ -25,7 +25,8 @@ ON CONFLICT(ip) DO UPDATE SET
     relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
     remote_id = excluded.remote_id, relay_id = excluded.relay_id,
     vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
-    lease_time = excluded.lease_time, changed_at = excluded.changed_at";
+    lease_time = excluded.lease_time, renew_time = excluded.renew_time,
+    rebind_time = excluded.rebind_time, changed_at = excluded.changed_at";
 
 /// The address as the table's integer key.
 pub(super) fn ip_key(ip: Ipv4Addr) -> i64 {
@@ -60,6 +61,8 @@ pub(super) fn upsert(
         b.vendor_class_id,
         b.hostname,
         b.lease_time,
+        b.renew_time,
+        b.rebind_time,
         changed_at,
     ])?;
     Ok(())
@@ -98,6 +101,8 @@ pub(super) fn decode(row: &Row<'_>) -> Result<Binding, StoreError> {
         vendor_class_id: d.opt_blob(13, "vendor_class_id")?,
         hostname: d.opt_blob(14, "hostname")?,
         lease_time: d.int(15, "lease_time")?,
+        renew_time: d.opt_int(16, "renew_time")?,
+        rebind_time: d.opt_int(17, "rebind_time")?,
     })
 }
 
@@ -124,6 +129,13 @@ impl Decoder<'_, '_> {
                 T::try_from(v).map_err(|_| self.corrupt(column, "out of range"))
             }
             other => Err(self.corrupt(column, &format!("not an integer: {:?}", other.data_type()))),
+        }
+    }
+
+    fn opt_int<T: TryFrom<i64>>(&self, idx: usize, column: &str) -> Result<Option<T>, StoreError> {
+        match value(self.row, idx)? {
+            ValueRef::Null => Ok(None),
+            _ => self.int(idx, column).map(Some),
         }
     }
 

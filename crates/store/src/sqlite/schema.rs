@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits on a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS bindings (
     vendor_class_id BLOB,
     hostname        BLOB,
     lease_time      INTEGER NOT NULL,
+    -- T1 and T2 as granted in the last DHCPACK, seconds from the grant
+    -- (RFC 4388 §6.4.2 reports what the client was told); NULL when unknown.
+    renew_time      INTEGER,
+    rebind_time     INTEGER,
     -- When the row last changed (the handling time of its last commit): it
     -- rebuilds the Active Leasequery history after a restart (RFC 7724 §7.4.1).
     changed_at      INTEGER NOT NULL DEFAULT 0
@@ -78,6 +82,9 @@ pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreErro
 
 /// Create or upgrade the schema. Version 1 had no `changed_at`: its rows
 /// keep 0, and the history is vouched for only from the upgrade on.
+/// Versions 1 and 2 had no `renew_time` / `rebind_time`: their rows keep
+/// NULL (T1 / T2 unknown: not reported, since what the client was granted
+/// cannot be told from the lease length).
 fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -87,10 +94,14 @@ fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
             "schema version {version} is newer than this build's {SCHEMA_VERSION}"
         ));
     }
-    let upgrade = if version == 1 {
-        "ALTER TABLE bindings ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;"
-    } else {
-        ""
+    const ADD_CHANGED_AT: &str =
+        "ALTER TABLE bindings ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;";
+    const ADD_GRANT: &str = "ALTER TABLE bindings ADD COLUMN renew_time INTEGER; \
+         ALTER TABLE bindings ADD COLUMN rebind_time INTEGER;";
+    let upgrade = match version {
+        1 => format!("{ADD_CHANGED_AT} {ADD_GRANT}"),
+        2 => ADD_GRANT.to_owned(),
+        _ => String::new(),
     };
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {upgrade} {CREATE} \
