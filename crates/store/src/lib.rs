@@ -18,7 +18,7 @@ pub use error::StoreError;
 pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LOG_CAP};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the
 /// feed sequence number of this submission's last change (an empty

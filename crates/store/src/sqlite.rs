@@ -25,6 +25,11 @@ use codec::{decode, ip_key, COLUMNS};
 use readers::ReadPool;
 use writer::Request;
 
+/// The most the WAL file (`<db>-wal`) holds under sustained load: it is
+/// written again from its start once long, and truncated to this size when
+/// it restarts (see `checkpoint.rs`; docs/configuration.md, "Disk use").
+pub const WAL_SIZE_BOUND: u64 = checkpoint::JOURNAL_SIZE_LIMIT;
+
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     pub path: PathBuf,
@@ -49,7 +54,8 @@ impl SqliteStore {
     pub fn open(opts: SqliteOptions, now: u32) -> Result<Self, crate::StoreError> {
         let conn = schema::open_writer(&opts.path, now)?;
         let readers = ReadPool::new(opts.path.clone())?;
-        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
+        let wal_restart = checkpoint::WalRestart::default();
+        let checkpointer = checkpoint::Checkpointer::start(&opts.path, wal_restart.clone())?;
         let feed =
             Arc::new(
                 history::rebuild(&conn, opts.history, now).map_err(|e| StoreError::Open {
@@ -62,7 +68,7 @@ impl SqliteStore {
         let writer_feed = feed.clone();
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_feed, max_batch))
+            .spawn(move || writer::run(conn, rx, writer_feed, max_batch, wal_restart))
             .map_err(|e| StoreError::Open {
                 path: opts.path.display().to_string(),
                 reason: format!("spawning the writer thread: {e}"),

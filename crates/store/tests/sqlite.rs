@@ -429,3 +429,75 @@ fn the_wal_is_copied_back_while_the_store_runs() {
     }
     assert_eq!(store.load_all().expect("load_all").len(), 4000);
 }
+
+/// Bytes this process has handed to write(2) and friends so far.
+fn bytes_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wchar in /proc/self/io")
+}
+
+/// Issue 16 item 0: under sustained writes (a commit always following the
+/// last, readers reading throughout) the WAL used to grow by every commit,
+/// because a passive checkpoint never caught up with the writer and nothing
+/// restarted the log. It must stay within the documented bound however much
+/// is written.
+#[test]
+fn the_wal_stays_bounded_under_sustained_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let store = open(&path);
+    let written_before = bytes_written();
+    // Enough churn for the log to pass its bound several times over.
+    let target = 6 * leaseline_store::WAL_SIZE_BOUND;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut largest = 0u64;
+    let mut commits = 0u32;
+    std::thread::scope(|s| {
+        // Active Leasequery sessions read catch-up chunks all along.
+        s.spawn(|| {
+            let mut n = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                let ips: Vec<Ipv4Addr> = (0..64)
+                    .map(|i| sample((n + i * 997) % 60_000, T0).ip)
+                    .collect();
+                store.get_many(&ips).expect("get_many");
+                n = n.wrapping_add(7919);
+            }
+        });
+        // Two batches in flight, so the writer never idles between commits.
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut x = 1u32;
+        while bytes_written() - written_before < target {
+            let batch: Vec<Binding> = (0..16)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    sample((x >> 8) % 60_000, T0 + commits)
+                })
+                .collect();
+            in_flight.push_back(store.submit(batch, T0 + commits));
+            commits += 1;
+            if in_flight.len() > 2 {
+                let t = in_flight.pop_front().expect("in flight");
+                t.blocking_recv().expect("resolved").expect("committed");
+                let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                largest = largest.max(len);
+            }
+        }
+        for t in in_flight {
+            t.blocking_recv().expect("resolved").expect("committed");
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    let written = bytes_written() - written_before;
+    eprintln!("{commits} commits, {written} bytes written, largest WAL {largest} bytes");
+    assert!(
+        largest <= leaseline_store::WAL_SIZE_BOUND,
+        "the WAL reached {largest} bytes after {commits} commits ({written} bytes written); \
+         its bound is {}",
+        leaseline_store::WAL_SIZE_BOUND
+    );
+}
