@@ -54,8 +54,7 @@ impl SqliteStore {
     pub fn open(opts: SqliteOptions, now: u32) -> Result<Self, crate::StoreError> {
         let conn = schema::open_writer(&opts.path, now)?;
         let readers = ReadPool::new(opts.path.clone())?;
-        let wal_restart = checkpoint::WalRestart::default();
-        let checkpointer = checkpoint::Checkpointer::start(&opts.path, wal_restart.clone())?;
+        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
         let feed =
             Arc::new(
                 history::rebuild(&conn, opts.history, now).map_err(|e| StoreError::Open {
@@ -68,7 +67,7 @@ impl SqliteStore {
         let writer_feed = feed.clone();
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_feed, max_batch, wal_restart))
+            .spawn(move || writer::run(conn, rx, writer_feed, max_batch))
             .map_err(|e| StoreError::Open {
                 path: opts.path.display().to_string(),
                 reason: format!("spawning the writer thread: {e}"),

@@ -73,11 +73,13 @@ pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreErro
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(open_error(path, format!("journal_mode is {mode}, not wal")));
     }
-    // Checkpoints run on their own thread (checkpoint.rs), not in a commit;
-    // a restarted WAL is truncated back to the documented bound.
+    // Checkpoints run on their own thread (checkpoint.rs); a commit
+    // checkpoints only once the log is long, so that it restarts, and a
+    // restarted log is truncated back to the documented bound.
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; \
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {}; \
          PRAGMA journal_size_limit = {}",
+        super::checkpoint::RESTART_FRAMES,
         super::checkpoint::JOURNAL_SIZE_LIMIT
     ))
     .map_err(|e| open_error(path, e))?;

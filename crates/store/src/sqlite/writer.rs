@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::checkpoint::WalRestart;
 use super::codec;
 use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
 
@@ -25,7 +24,6 @@ pub(super) fn run(
     rx: Receiver<Request>,
     feed: Arc<ChangeFeed>,
     max_batch: usize,
-    wal_restart: WalRestart,
 ) {
     let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -51,9 +49,6 @@ pub(super) fn run(
                 }
             }
         }
-        // After this batch's tickets resolved; queued requests wait for it
-        // and go out as one larger batch.
-        wal_restart.run_if_due(&conn);
     }
 }
 
