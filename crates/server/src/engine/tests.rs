@@ -439,3 +439,44 @@ fn unrelayed_broadcast_on_listen_socket_is_refused() {
     let err = e.handle(&d, Ingress::Listen, T0).unwrap_err();
     assert!(!err.quiet);
 }
+
+/// Issue 16 item 0 (the soak's RSS): every renewal left its superseded timer
+/// in the heap for a whole lease time, so memory grew by 8 bytes a renewal
+/// for an hour (with one-hour leases) before the first entry left. The heap
+/// stays within twice the bindings (plus slack), and the bindings still
+/// expire when their last renewal says.
+#[test]
+fn renewals_do_not_pile_up_timers_and_leases_still_expire() {
+    let mut e = Engine::new(config(""), vec![]);
+    let a = dora(&mut e, mac(1), T0);
+    let b = dora(&mut e, mac(2), T0);
+    const RENEWALS: u32 = 10_000;
+    let mut largest = 0;
+    for n in 1..=RENEWALS {
+        for (m, ip) in [(mac(1), a), (mac(2), b)] {
+            let out = select(&mut e, m, ip, T0 + n / 100);
+            assert_eq!(out.commit.map(|b| b.state), Some(DhcpState::Active));
+        }
+        largest = largest.max(e.timers.len());
+    }
+    assert!(
+        largest <= 2 * e.leases.len() + TIMER_SLACK,
+        "{largest} timers for {} bindings after {} renewals",
+        e.leases.len(),
+        2 * RENEWALS
+    );
+    // The last renewal was at T0 + 100 with a 300 s lease.
+    let last = T0 + RENEWALS / 100;
+    assert!(e.tick(last + 299).is_empty(), "nothing expires early");
+    let expired: Vec<_> = e
+        .tick(last + 300)
+        .into_iter()
+        .map(|b| (b.ip, b.state))
+        .collect();
+    assert_eq!(
+        expired.len(),
+        2,
+        "both leases expire at their last expiry: {expired:?}"
+    );
+    assert!(expired.iter().all(|&(_, s)| s == DhcpState::Expired));
+}
