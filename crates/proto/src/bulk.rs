@@ -159,7 +159,10 @@ pub fn parse_bulk_query(msg: &Message) -> Result<BulkQuery, (StatusCode, &'stati
     if let Some(ri) = relay {
         primaries.extend(relay_primaries(ri)?);
     }
-    // RFC 6926 §8.2: more than one primary query → NotAllowed.
+    // RFC 6926 §8.2: more than one primary query → NotAllowed. Unlike a
+    // UDP query (RFC 6148 §5), a remote-id sub-option in a bulk query is
+    // always a primary query of its own (§7.2, "Query by Remote ID"), so a
+    // MAC or client-id beside it is two primaries.
     if primaries.len() > 1 {
         return Err((NOT_ALLOWED, "more than one primary query"));
     }

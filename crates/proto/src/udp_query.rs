@@ -114,10 +114,11 @@ impl From<OptError> for QueryRefusal {
 ///
 /// Exactly one key must be present: a non-zero ciaddr; a hardware address
 /// (hlen > 0 and a non-zero byte among chaddr's first hlen bytes — so
-/// htype=1/hlen=6 with an all-zero chaddr is "no MAC"); option 61; or option
-/// 82 holding exactly one sub-option, a remote-id. An option 82 with other
-/// sub-options is the requestor's own relay information, not a key; it is
-/// still kept in [`UdpQuery::relay_info`] for the echo.
+/// htype=1/hlen=6 with an all-zero chaddr is "no MAC"); option 61; or, when
+/// none of those is present, option 82 holding exactly one sub-option, a
+/// remote-id (RFC 6148 §5). An option 82 that is not the key is the
+/// requestor's own relay information; it is still kept in
+/// [`UdpQuery::relay_info`] for the echo.
 pub fn parse_leasequery(msg: &Message) -> Result<UdpQuery, QueryRefusal> {
     if opts::single_message_type(msg) != Some(MessageType::LeaseQuery) {
         return Err(QueryRefusal::NotALeaseQuery);
@@ -159,7 +160,15 @@ pub fn parse_leasequery(msg: &Message) -> Result<UdpQuery, QueryRefusal> {
         }
         keys.push(QueryKind::ByClientId(cid));
     }
-    if let Some(ri) = &relay_info {
+    // RFC 6148 §5: a query by IP address, MAC address or client-id that also
+    // carries an option 82 holding a remote-id is still that query; only a
+    // query with none of those keys is a query by remote-id.
+    let remote_id_query = if keys.is_empty() {
+        relay_info.as_ref()
+    } else {
+        None
+    };
+    if let Some(ri) = remote_id_query {
         // RFC 6148 §4.1: option 82 with only a remote-id sub-option.
         let subs = &ri.sub_options;
         if !subs.is_empty() && subs.iter().all(|s| s.code == RelayAgentInfo::REMOTE_ID) {
