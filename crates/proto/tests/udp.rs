@@ -102,7 +102,8 @@ fn option_82_with_other_sub_options_is_not_a_key() {
 /// for the echo. Even an empty or repeated remote-id is then no key.
 #[test]
 fn a_remote_id_beside_another_key_leaves_that_key_the_query() {
-    let cases: [(&str, fn(&mut Message), QueryKind); 3] = [
+    type SetKey = fn(&mut Message);
+    let cases: [(&str, SetKey, QueryKind); 3] = [
         ("ip", |m| m.ciaddr = ip(7), QueryKind::ByIp(ip(7))),
         (
             "mac",
