@@ -522,3 +522,59 @@ fn csv_and_text_outputs_and_summary() {
     // Not a terminal: no progress line.
     assert!(!err.contains('\r'), "{err:?}");
 }
+
+/// The bytes of `m` with `raw` (an option as the wire carries it) spliced in
+/// before END: a query the encoder would refuse to write.
+fn with_raw_option(m: &leaseline_wire::Message, raw: &[u8]) -> Vec<u8> {
+    let mut b = m.to_bytes().expect("encode");
+    // Options start after the fixed header and the cookie; walk them to END.
+    let mut at = 240;
+    while b[at] != 255 {
+        at += if b[at] == 0 {
+            1
+        } else {
+            2 + usize::from(b[at + 1])
+        };
+    }
+    b.splice(at..at, raw.iter().copied());
+    b
+}
+
+/// Kea #4549 (issue 16 item 5): a bulk query whose client-id is malformed
+/// (no bytes, or only a type byte: RFC 2132 §9.14 asks for at least two)
+/// gets DHCPLEASEQUERYDONE with MalformedQuery, not silence or a crash, over
+/// real TCP; then the server still answers a good query on a new
+/// connection.
+#[test]
+fn a_malformed_client_id_in_a_bulk_query_gets_malformed_query() {
+    require_root();
+    let s = Setup::new(221);
+    let mut server = s.spawn(&s.config(None, ""));
+    for (xid, raw) in [(0xC1D0u32, &[61u8, 0][..]), (0xC1D1, &[61, 1, 1][..])] {
+        let mut conn = RawConn::connect(s.tcp);
+        let mut framed = Vec::new();
+        leaseline_wire::encode_frame(&with_raw_option(&bulk_query(xid), raw), &mut framed)
+            .expect("frame");
+        conn.send_bytes(&framed).expect("send");
+        let done = conn
+            .recv(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("option {raw:?}: no answer ({e:?})"));
+        assert_eq!(done.xid, xid, "option {raw:?}");
+        assert_eq!(
+            done.message_type(),
+            Some(MessageType::LeaseQueryDone),
+            "option {raw:?}: {done:?}"
+        );
+        assert_eq!(
+            status_of(&done).map(|(c, _)| c),
+            Some(StatusCode::MalformedQuery),
+            "option {raw:?}: {done:?}"
+        );
+        assert!(conn.closed_within(Duration::from_secs(10)));
+    }
+    server.assert_running();
+    let mut conn = RawConn::connect(s.tcp);
+    conn.send(&bulk_query(0xC1D2));
+    let ans = conn.until_done(0xC1D2);
+    assert_eq!(ans.status(), None, "a good query is still answered");
+}

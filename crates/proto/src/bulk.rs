@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use leaseline_wire::{code, DhcpOption, Message, MessageType, RelayAgentInfo, StatusCode};
+use leaseline_wire::{
+    code, DhcpOption, Message, MessageType, RelayAgentInfo, StatusCode, BOOTREQUEST, MAGIC_COOKIE,
+};
 
 use crate::opts::{self, OptError};
 use crate::Binding;
@@ -179,6 +181,22 @@ pub fn parse_bulk_query(msg: &Message) -> Result<BulkQuery, (StatusCode, &'stati
         end,
         prl,
     })
+}
+
+/// A framed message that did not decode: the xid to answer with
+/// DHCPLEASEQUERYDONE / MalformedQuery (RFC 6926 §8.2), when the bytes are a
+/// DHCP request (BOOTREQUEST, a whole fixed header, the magic cookie) whose
+/// options are broken, a malformed client-id say (Kea #4549: such a query
+/// must be told so, not met with silence). Anything else is no DHCP message
+/// at all and gets no answer.
+pub fn malformed_query_xid(frame: &[u8]) -> Option<u32> {
+    const COOKIE_AT: usize = 236;
+    let cookie = frame.get(COOKIE_AT..COOKIE_AT + 4)?;
+    if frame[0] != BOOTREQUEST || cookie != MAGIC_COOKIE.to_be_bytes() {
+        return None;
+    }
+    let xid = frame.get(4..8)?;
+    Some(u32::from_be_bytes([xid[0], xid[1], xid[2], xid[3]]))
 }
 
 /// The remote-id and relay-id primary queries in an option 82 (RFC 6926

@@ -18,7 +18,8 @@ pub use active::{parse_active_query, ActiveQuery, ActiveRefusal};
 pub use active_session::{ActiveSession, History, SessionEnd, Update};
 pub use binding::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 pub use bulk::{
-    build_bulk_reply, build_done, build_status, in_window, parse_bulk_query, BulkPrimary, BulkQuery,
+    build_bulk_reply, build_done, build_status, in_window, malformed_query_xid, parse_bulk_query,
+    BulkPrimary, BulkQuery,
 };
 pub use framed::frame_into;
 pub use opening::{opening, Opening};

@@ -517,3 +517,25 @@ fn done_and_status() {
     }
     assert_eq!(m.giaddr, Ipv4Addr::UNSPECIFIED);
 }
+
+/// Which undecodable frames are answered MalformedQuery (RFC 6926 §8.2; Kea
+/// #4549), one case per branch.
+#[test]
+fn malformed_query_xid_answers_only_dhcp_requests() {
+    use leaseline_proto::malformed_query_xid;
+    let mut good = bulk(|_| {}).to_bytes().unwrap();
+    good[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    assert_eq!(
+        malformed_query_xid(&good),
+        Some(0x0102_0304),
+        "a DHCP request"
+    );
+    let mut reply = good.clone();
+    reply[0] = 2;
+    assert_eq!(malformed_query_xid(&reply), None, "BOOTREPLY");
+    let mut no_cookie = good.clone();
+    no_cookie[236..240].copy_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(malformed_query_xid(&no_cookie), None, "no magic cookie");
+    assert_eq!(malformed_query_xid(&good[..239]), None, "header cut short");
+    assert_eq!(malformed_query_xid(&[]), None, "nothing");
+}

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leaseline_proto::{
-    build_done, build_status, opening, parse_active_query, parse_bulk_query, Opening,
+    build_done, build_status, malformed_query_xid, opening, parse_active_query, parse_bulk_query,
+    Opening,
 };
 use leaseline_wire::{FrameDecoder, Message, MessageType, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -328,7 +329,24 @@ async fn on_message(
 ) -> Step {
     let msg = match Message::decode(frame) {
         Ok(m) => m,
-        Err(e) => return Step::Close(format!("undecodable message: {e}")),
+        Err(e) => {
+            if let Some(xid) = malformed_query_xid(frame) {
+                // RFC 6926 §8.2: a query whose options do not parse is a
+                // malformed query; it is told so before the close.
+                let mut chunk = Vec::new();
+                frame_into(
+                    &mut chunk,
+                    &build_done(
+                        xid,
+                        Some((StatusCode::MalformedQuery, "undecodable options")),
+                        unix_now(),
+                        Some(ctx.bulk.server_id),
+                    ),
+                );
+                let _ = out.send(chunk).await;
+            }
+            return Step::Close(format!("undecodable message: {e}"));
+        }
     };
     match msg.message_type() {
         Some(MessageType::BulkLeaseQuery) => {
