@@ -489,3 +489,67 @@ fn rate_limit_is_per_requestor() {
         .expect("shutdown summary");
     assert!(summary.contains("\"rate limited\"="), "{summary}");
 }
+
+/// Kea #4530 (issue 16 item 5): a binding whose subnet was removed from the
+/// configuration (the server restarted on the same store without it) is
+/// still answered truthfully, by IP and by MAC, and the server keeps
+/// serving; a binding of the remaining subnet is answered as before.
+#[test]
+fn a_binding_whose_subnet_was_removed_is_still_answered() {
+    let (listen, rport) = (listen(), free_udp_port());
+    let (ga, gb) = (Ipv4Addr::new(127, 0, 41, 80), Ipv4Addr::new(127, 0, 41, 81));
+    let cfg = config(
+        listen,
+        rport,
+        &[
+            Subnet {
+                prefix: "10.0.0.0/16",
+                pool: "10.0.0.10-10.0.0.200",
+                relays: &[ga],
+            },
+            Subnet {
+                prefix: "10.9.0.0/16",
+                pool: "10.9.0.10-10.9.0.200",
+                relays: &[gb],
+            },
+        ],
+        LQ_LOOPBACK,
+    );
+    let mut server = ServerProcess::spawn(BIN, &cfg);
+    let kept_client = TestClient::new(0x4180);
+    let kept = dora(&mut relay(ga, rport, listen), &kept_client, None);
+    let gone_client = TestClient::new(0x4181).with_client_id(b"\x01gone-4181");
+    let gone = dora(&mut relay(gb, rport, listen), &gone_client, None);
+    assert!(gone.ip.octets()[..2] == [10, 9], "{gone:?}");
+
+    // The second subnet goes; the store keeps its binding.
+    let text = server.config_text().to_string();
+    let from = text.rfind("[[subnet]]").expect("a second subnet");
+    let to = from
+        + text[from..]
+            .find("[leasequery]")
+            .expect("leasequery after it");
+    assert!(text[from..to].contains("10.9.0.0/16"), "{text}");
+    let without = format!("{}{}", &text[..from], &text[to..]);
+    assert!(
+        !without.contains("10.9.0.0") && without.contains("10.0.0.0/16"),
+        "{without}"
+    );
+    std::fs::write(server.config_path(), without).expect("write config");
+    server.restart();
+
+    let ip = gone.ip.to_string();
+    let mac_text = mac(&gone_client.chaddr);
+    for args in [["--ip", ip.as_str()], ["--mac", mac_text.as_str()]] {
+        let v = query_json(listen, &args, EXIT_ACTIVE);
+        assert_eq!(v["type"], "DHCPLEASEACTIVE", "{args:?}: {v}");
+        assert_eq!(v["ip"], ip.as_str(), "{args:?}: {v}");
+        assert_eq!(v["mac"], mac_text.as_str(), "{args:?}: {v}");
+        assert_eq!(v["client_id"], hexs(b"\x01gone-4181").as_str(), "{v}");
+        let left = v["lease_time_remaining"].as_u64().expect("option 51");
+        assert!((3500..=3600).contains(&left), "{args:?}: {v}");
+    }
+    let v = query_json(listen, &["--ip", &kept.ip.to_string()], EXIT_ACTIVE);
+    assert_eq!(v["mac"], mac(&kept_client.chaddr).as_str(), "{v}");
+    server.assert_running();
+}
