@@ -197,6 +197,77 @@ fn a_remote_id_beside_another_key_is_answered() {
     server.assert_running();
 }
 
+/// Kea #4578 (issue 16 item 5): a client that sent no hardware address
+/// (hlen 0, identified by its client-id) holds a binding with an empty
+/// chaddr. A query "by MAC" with htype set and hlen 0, or with an empty
+/// client-id, names no key: it gets no reply (RFC 4388 §6.3), and in
+/// particular never that binding; a query by the client's real client-id
+/// finds it.
+#[test]
+fn empty_keys_never_match_bindings_with_empty_keys() {
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+    let rport = free_udp_port();
+    let cfg = config(
+        listen,
+        rport,
+        &[Subnet {
+            prefix: "10.0.0.0/16",
+            pool: "10.0.0.10-10.0.0.200",
+            relays: &[RELAY],
+        }],
+        LQ_LOOPBACK,
+    );
+    let mut server = ServerProcess::spawn(BIN, &cfg);
+    let mut relay = RelayClient::bind_port(RELAY, rport, listen).expect("bind relay");
+    let client = TestClient::new(0x4160).with_client_id(b"\x01no-mac-4160");
+    let no_mac = |relay: &mut RelayClient, ty: MessageType| {
+        let mut m = relay.request_template(&client, ty);
+        m.hlen = 0;
+        m.chaddr = [0; 16];
+        m
+    };
+    let discover = no_mac(&mut relay, MessageType::Discover);
+    let offer = relay
+        .exchange(&discover, 3)
+        .expect("an OFFER for a client without hardware address");
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    let mut req = no_mac(&mut relay, MessageType::Request);
+    req.options
+        .push(leaseline_wire::DhcpOption::RequestedIp(offer.yiaddr));
+    req.options.push(leaseline_wire::DhcpOption::ServerId(
+        leaseline_test_support::server_id_of(&offer).expect("server id"),
+    ));
+    let ack = relay.exchange(&req, 3).expect("a reply to REQUEST");
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    let ip = ack.yiaddr;
+
+    let sock = UdpSocket::bind((REQUESTOR, 0)).expect("bind requestor");
+    let empty_mac = {
+        let mut r = Raw::new(0x4160_0001).end();
+        r.htype = 1; // a hardware type, and no address
+        r
+    };
+    let empty_client_id = Raw::new(0x4160_0002).opt(&[61, 0]).end();
+    for r in [&empty_mac, &empty_client_id] {
+        sock.send_to(&r.bytes(), listen).expect("send");
+    }
+    let sentinel = 0x4160_0003;
+    let q = encode_query(
+        &QueryKey::ClientId(b"\x01no-mac-4160".to_vec()),
+        sentinel,
+        REQUESTOR,
+        &DEFAULT_PRL,
+    )
+    .expect("encode");
+    sock.send_to(&q, listen).expect("send");
+    let got = recv_all(&sock, sentinel, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "only the query by client-id is answered");
+    let reply = Message::decode(&got[0]).expect("decodes");
+    assert_eq!(reply.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!((reply.ciaddr, reply.hlen), (ip, 0), "{reply:?}");
+    server.assert_running();
+}
+
 #[test]
 fn malformed_queries_get_no_reply_and_no_crash() {
     // A real binding, so that each malformed query names something the

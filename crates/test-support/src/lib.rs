@@ -37,7 +37,7 @@ pub use config::{ServerConfig, Subnet};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
-pub use relay::{Lease, RelayClient, TestClient};
+pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
 pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};
 
