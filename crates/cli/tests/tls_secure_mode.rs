@@ -549,3 +549,30 @@ fn no_session_resumption_every_connection_is_checked() {
         );
     }
 }
+
+/// Kea #4531 (issue 16 item 5): every path into leasequery passes the same
+/// `[leasequery] allow`. A requestor whose certificate is on the TLS
+/// allowlist, connecting from an address outside `leasequery.allow`, gets no
+/// lease data over TLS either: the connection is closed before the DHCPTLS
+/// exchange and logged with its peer (as plain TCP and UDP are; see
+/// bulk_connection and lq_udp_leaseline). `bulk_cli_all_over_tls` is the
+/// control: the same command from an allowed address gets every binding.
+#[test]
+fn a_certified_requestor_outside_leasequery_allow_gets_nothing_over_tls() {
+    let pki = TestPki::new();
+    let fx = Fixture::start_allowing(RELAY, Mode::Secure(&pki, ALLOWED), 1400, &["127.0.0.77/32"]);
+    let (code, lines, stderr) = bulk_cli(fx.tcp, &pki.ca, &pki.requestor);
+    assert_eq!(code, Some(4), "a connection failure: {stderr}");
+    assert!(lines.is_empty(), "records printed: {lines:?}");
+    let l = fx
+        .server
+        .wait_for_log("requestor not in leasequery.allow", Duration::from_secs(10));
+    assert!(l.contains("peer=127.0.0.1:"), "{l}");
+    assert!(
+        fx.server
+            .logs_containing(&["TLS requestor authenticated"])
+            .is_empty(),
+        "{}",
+        fx.server.log_tail(30)
+    );
+}

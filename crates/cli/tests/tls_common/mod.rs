@@ -205,9 +205,20 @@ pub enum Mode<'a> {
 /// A loopback server: DHCP on `dhcp` for relay `relay` (pool 10.0.0.10 to
 /// 10.0.0.40), Bulk and Active Leasequery on `tcp` in `mode`.
 pub fn server_config(dhcp: SocketAddr, tcp: SocketAddr, relay: Ipv4Addr, mode: Mode) -> String {
+    server_config_allowing(dhcp, tcp, relay, mode, &["127.0.0.0/8"])
+}
+
+/// [`server_config`] with `[leasequery] allow` = `allow`.
+pub fn server_config_allowing(
+    dhcp: SocketAddr,
+    tcp: SocketAddr,
+    relay: Ipv4Addr,
+    mode: Mode,
+    allow: &[&str],
+) -> String {
     let config = ServerConfig::new(dhcp)
         .subnet(Subnet::new("10.0.0.0/24", "10.0.0.10-10.0.0.40", &[relay]).router())
-        .allow(&["127.0.0.0/8"])
+        .allow(allow)
         .bulk(tcp, "data_timeout = 10");
     match mode {
         Mode::Secure(pki, allowed) => config
@@ -251,10 +262,21 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn start(relay: Ipv4Addr, mode: Mode, first_client: u32) -> Fixture {
+        Self::start_allowing(relay, mode, first_client, &["127.0.0.0/8"])
+    }
+
+    /// [`Fixture::start`] with `[leasequery] allow` = `allow`.
+    pub fn start_allowing(
+        relay: Ipv4Addr,
+        mode: Mode,
+        first_client: u32,
+        allow: &[&str],
+    ) -> Fixture {
         let dhcp = SocketAddr::from((Ipv4Addr::LOCALHOST, leaseline_test_support::free_udp_port()));
         let tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+        let config = server_config_allowing(dhcp, tcp, relay, mode, allow);
         // Debug for the listener: it logs each bulk query it starts.
-        let server = ServerProcess::builder(BIN, &server_config(dhcp, tcp, relay, mode))
+        let server = ServerProcess::builder(BIN, &config)
             .env("RUST_LOG", "info,leaseline_server::listener=debug")
             .spawn();
         // The history starts when the server does: catching up from earlier
