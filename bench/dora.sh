@@ -5,6 +5,18 @@
 #
 #   bench/dora.sh                 # full run (several minutes)
 #   RATES="500 1000" bench/dora.sh   # just these rates, no search
+#   SEARCH=0 bench/dora.sh        # only the closed loop and the drop runs
+#
+# Then, in the same run:
+#  - Closed loop: `leaseline-bench saturate` (WINDOW exchanges in flight,
+#    CLOSED_SECONDS each) against the stateless `leaseline-bench responder`
+#    (decodes, answers a canned OFFER/ACK, keeps nothing: this box's
+#    physical limit for the driver), leaseline, Kea single-threaded and Kea
+#    multi-threaded (2 threads); each printed as a fraction of the responder.
+#  - Drops at moderate open-loop rates: perfdhcp at each of DROP_RATES for
+#    DROP_PERIOD s, DROP_RUNS times, against a fresh leaseline and a fresh
+#    Kea; the drops of every run (issue 16 item 3: leaseline must lose none
+#    at 4,000 and 8,000/s).
 #
 # Each step starts the server on an empty store and runs
 #   perfdhcp -4 -N $PORT -r RATE -R $CLIENTS -p $PERIOD -W 2000000 127.0.0.1
@@ -33,6 +45,12 @@ STEP_PCT=${STEP_PCT:-50}
 BISECT=${BISECT:-3}
 MAX_DROP_PPM=${MAX_DROP_PPM:-1000}   # 0.1 %
 RATES=${RATES:-}
+SEARCH=${SEARCH:-1}
+CLOSED_SECONDS=${CLOSED_SECONDS:-15}
+WINDOW=${WINDOW:-256}
+DROP_RATES=${DROP_RATES:-4000 8000}
+DROP_RUNS=${DROP_RUNS:-5}
+DROP_PERIOD=${DROP_PERIOD:-30}
 WORK=/tmp/leaseline-bench              # bench/kea-dhcp4.json keeps its leases here
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -44,9 +62,10 @@ if ss -Hlun "sport = :$PORT" 2>/dev/null | grep -q .; then
     exit 1
 fi
 
-echo "== building leaseline (release)"
-cargo build --release -p leaseline >&2
-BIN=${CARGO_TARGET_DIR:-target}/release/leaseline
+echo "== building leaseline and leaseline-bench (release)"
+cargo build --release -p leaseline -p leaseline-bench >&2
+BIN=${LEASELINE_BIN:-${CARGO_TARGET_DIR:-target}/release/leaseline}
+BENCH=${CARGO_TARGET_DIR:-target}/release/leaseline-bench
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -113,6 +132,27 @@ start_kea() {
     wait_for_line "$WORK/kea.log" "DHCP4_STARTED" 30
 }
 
+# Kea 2.2 with its multi-threading on (2 threads, this box's CPUs).
+start_kea_mt() {
+    rm -f "$WORK"/kea-leases4.csv*
+    sed 's/"Dhcp4": {/"Dhcp4": {\n    "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64 },/' \
+        bench/kea-dhcp4.json >"$WORK/kea-dhcp4-mt.json"
+    KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" \
+        kea-dhcp4 -p "$PORT" -c "$WORK/kea-dhcp4-mt.json" >"$WORK/kea.log" 2>&1 &
+    SERVER_PID=$!
+    wait_for_line "$WORK/kea.log" "DHCP4_STARTED" 30
+}
+
+start_responder() {
+    "$BENCH" responder --listen "127.0.0.1:$PORT" >"$WORK/responder.log" 2>&1 &
+    SERVER_PID=$!
+    local deadline=$((SECONDS + 10))
+    until ss -Hlun "sport = :$PORT" | grep -q .; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "responder not listening" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
 stop_server() {
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -168,20 +208,58 @@ find_max() {
     done
 }
 
-echo "== leaseline ($BIN)"
-find_max leaseline
-LL=$BEST
-echo "== Kea $(kea-dhcp4 -v)"
-find_max kea
-KEA=$BEST
+if [ "$SEARCH" = 1 ]; then
+    echo "== leaseline ($BIN)"
+    find_max leaseline
+    LL=$BEST
+    echo "== Kea $(kea-dhcp4 -v)"
+    find_max kea
+    KEA=$BEST
+
+    echo
+    echo "highest DORA rate with < 0.1 % drops (perfdhcp -p $PERIOD -R $CLIENTS):"
+    echo "  leaseline: $LL DORA/s"
+    echo "  kea-dhcp4: $KEA DORA/s"
+    if [ "$KEA" -gt 0 ]; then
+        awk -v a="$LL" -v b="$KEA" 'BEGIN { printf "  ratio leaseline/kea: %.2f\n", a / b }'
+    else
+        echo "  ratio leaseline/kea: n/a (Kea passed no step)"
+    fi
+fi
+
+# closed KIND: DORA/s of the closed-loop driver against KIND.
+closed() {
+    "start_$1"
+    "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --window "$WINDOW" --clients "$CLIENTS" \
+        --seconds "$CLOSED_SECONDS" >"$WORK/saturate-$1.txt"
+    stop_server
+    sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$WORK/saturate-$1.txt"
+}
+echo
+echo "== closed loop: leaseline-bench saturate, window $WINDOW, $CLOSED_SECONDS s each"
+RESP=$(closed responder)
+echo "  stateless responder: $RESP DORA/s (the limit)"
+for kind in leaseline kea kea_mt; do
+    r=$(closed "$kind")
+    awk -v k="$kind" -v r="$r" -v l="$RESP" 'BEGIN {
+        name = (k == "kea") ? "kea-dhcp4 (1 thread)" : (k == "kea_mt") ? "kea-dhcp4 (2 threads)" : "leaseline (fsync per ACK)"
+        printf "  %-27s %7d DORA/s  %5.1f %% of the responder\n", name ":", r, 100 * r / l }'
+done
 
 echo
-echo "highest DORA rate with < 0.1 % drops (perfdhcp -p $PERIOD -R $CLIENTS):"
-echo "  leaseline: $LL DORA/s"
-echo "  kea-dhcp4: $KEA DORA/s"
-if [ "$KEA" -gt 0 ]; then
-    awk -v a="$LL" -v b="$KEA" 'BEGIN { printf "  ratio leaseline/kea: %.2f\n", a / b }'
-else
-    echo "  ratio leaseline/kea: n/a (Kea passed no step)"
-fi
-echo "(perfdhcp reports in $WORK)"
+echo "== drops at moderate open-loop rates: perfdhcp -r RATE -R $CLIENTS -p $DROP_PERIOD, $DROP_RUNS runs, fresh server each"
+for rate in $DROP_RATES; do
+    for kind in leaseline kea; do
+        line=""
+        for run in $(seq 1 "$DROP_RUNS"); do
+            "start_$kind"
+            out=$(perfdhcp -4 -N "$PORT" -r "$rate" -R "$CLIENTS" -p "$DROP_PERIOD" 127.0.0.1 2>&1) || true
+            stop_server
+            echo "$out" >"$WORK/drops-$kind-$rate-$run.txt"
+            d=$(echo "$out" | awk '/^drops:/ { d += $2 } /^sent packets:/ { s += $3 } END { printf "%d/%d", d, s }')
+            line="$line $d"
+        done
+        printf '  %-9s %5d/s: drops/sent per run:%s\n' "$kind" "$rate" "$line"
+    done
+done
+echo "(reports in $WORK)"

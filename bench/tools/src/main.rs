@@ -11,7 +11,9 @@
 //! - `mirror-lag`: drives DORA and follows a mirror's events file: replica
 //!   lag per change (bench/mirror.sh).
 //! - `prefill`: a server store with N ACTIVE bindings (bench/mirror.sh).
-//! - `saturate`: DORA capacity, closed loop (bench/active.sh).
+//! - `saturate`: DORA capacity, closed loop (bench/active.sh, bench/dora.sh).
+//! - `responder`: a stateless OFFER/ACK answerer, the physical limit the
+//!   DORA benchmark measures leaseline and Kea against (bench/dora.sh).
 //!
 //! Each connects in plain TCP, or in secure mode (DHCPTLS then mutual TLS,
 //! RFC 7724 §7.2) with `--tls-ca`, `--tls-cert` and `--tls-key`.
@@ -20,6 +22,7 @@ mod active_latency;
 mod dora;
 mod mirror_lag;
 mod prefill;
+mod responder;
 mod rx_time;
 mod saturate;
 mod stats;
@@ -161,6 +164,17 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
+    Responder {
+        /// Where DHCP arrives (the address the driver sends to).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Option 54 in every reply.
+        #[arg(long, default_value = "127.0.0.1")]
+        server_id: Ipv4Addr,
+        /// Replies go to giaddr at this port.
+        #[arg(long, default_value_t = 67)]
+        relay_port: u16,
+    },
     Prefill {
         /// The server's store (created if missing).
         #[arg(long)]
@@ -268,6 +282,15 @@ fn main() -> anyhow::Result<()> {
             seconds,
         })?,
         Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,
+        Cmd::Responder {
+            listen,
+            server_id,
+            relay_port,
+        } => responder::run(&responder::Params {
+            listen,
+            server_id,
+            relay_port,
+        })?,
     }
     Ok(())
 }
