@@ -480,3 +480,38 @@ fn renewals_do_not_pile_up_timers_and_leases_still_expire() {
     );
     assert!(expired.iter().all(|&(_, s)| s == DhcpState::Expired));
 }
+
+/// Filling every address of the pools never grows the binding tables: a
+/// rehash of tens of thousands of bindings on the DHCP thread held every
+/// answer for tens of ms (issue 16 item 3).
+#[test]
+fn a_full_pool_never_rehashes_the_binding_tables() {
+    let extra = r#"
+[[subnet.reservation]]
+ip = "10.0.0.5"
+mac = "02:00:00:00:00:f0"
+"#;
+    let mut e = Engine::new(config(extra), vec![]);
+    let before = (
+        e.leases.capacity(),
+        e.by_client.capacity(),
+        e.offers.capacity(),
+    );
+    assert!(
+        before.0 >= 11,
+        "sized for 10 pooled addresses and a reservation: {before:?}"
+    );
+    for n in 0..10 {
+        dora(&mut e, mac(n), T0);
+    }
+    dora(&mut e, [2, 0, 0, 0, 0, 0xf0], T0);
+    assert_eq!(e.leases.len(), 11);
+    assert_eq!(
+        (
+            e.leases.capacity(),
+            e.by_client.capacity(),
+            e.offers.capacity()
+        ),
+        before
+    );
+}
