@@ -322,6 +322,7 @@ pub fn encode_rai(r: &RelayAgentInfo) -> Vec<u8> {
 fn owned_binding<'a>(e: &'a Engine, key: &ClientKey, ip: u32) -> Option<&'a Binding> {
     e.leases
         .get(&ip)
+        .map(|b| &**b)
         .filter(|b| key.owns(b) && matches!(b.state, DhcpState::Active | DhcpState::Expired))
 }
 

@@ -31,15 +31,15 @@ struct Offer {
     until: u32,
 }
 
-/// Bindings the engine's maps are sized for at start, at most: the
-/// addresses its pools and reservations can hold, up to this many. Growing
-/// a map of tens of thousands of bindings rehashes and moves all of them at
-/// once, on the DHCP thread: 8-40 ms without an answer at 50,000 bindings,
-/// and the burst that follows overflowed a requestor's receive buffer
-/// (issue 16 item 3). Reserving costs address space, not memory: a page of
-/// the table is touched when a binding lands in it (one control byte per
-/// slot is written at once, 1 MiB at this cap).
-const PRESIZE_MAX: usize = 1 << 20;
+/// Bindings the engine's tables are sized for at start, at most: the
+/// addresses its pools and reservations can hold, up to this many. A table
+/// that grows rehashes every binding at once on the DHCP thread: 8-40 ms
+/// without an answer at 50,000 bindings, and the burst of replies after it
+/// overflowed a requestor's receive buffer (issue 16 item 3). With bindings
+/// boxed, the entries are 16 bytes (by address) and 32 (by client): at this
+/// cap the two tables take 24 MiB once bindings are spread over them; a
+/// larger pool grows past it, each doubling moving only those entries.
+const PRESIZE_MAX: usize = 1 << 18;
 
 /// Stale timer entries tolerated beyond twice the bindings before the heap
 /// is rebuilt (a small engine does not rebuild on every other change).
@@ -47,7 +47,9 @@ const TIMER_SLACK: usize = 1024;
 
 pub struct Engine {
     cfg: Arc<Config>,
-    leases: HashMap<u32, Binding>,
+    /// Boxed: the table moves 16-byte entries when it grows, not whole
+    /// bindings, and one sized for the pools stays small (see [`PRESIZE_MAX`]).
+    leases: HashMap<u32, Box<Binding>>,
     /// Last address each client held (validated against `leases` on use).
     by_client: HashMap<ClientKey, u32>,
     offers: HashMap<u32, Offer>,
@@ -100,7 +102,7 @@ impl Engine {
             cfg,
             leases: HashMap::with_capacity(room),
             by_client: HashMap::with_capacity(room),
-            offers: HashMap::with_capacity(room),
+            offers: HashMap::new(),
             reserved,
             reserved_by_id,
             reserved_by_mac,
@@ -130,7 +132,7 @@ impl Engine {
 
     /// The binding held in memory for an address (None: never leased).
     pub fn binding(&self, ip: Ipv4Addr) -> Option<&Binding> {
-        self.leases.get(&u32::from(ip))
+        self.leases.get(&u32::from(ip)).map(|b| &**b)
     }
 
     /// Number of stored bindings per state.
@@ -171,7 +173,7 @@ impl Engine {
             if b.expiry != t {
                 continue; // superseded by a later change
             }
-            let mut nb = b.clone();
+            let mut nb = Binding::clone(b);
             match b.state {
                 DhcpState::Active => {
                     nb.state = DhcpState::Expired;
@@ -216,7 +218,7 @@ impl Engine {
             }
         }
         self.offers.remove(&ip);
-        self.leases.insert(ip, b);
+        self.leases.insert(ip, Box::new(b));
         if self.timers.len() > 2 * self.leases.len() + TIMER_SLACK {
             self.compact_timers();
         }
