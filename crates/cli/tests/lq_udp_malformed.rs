@@ -126,9 +126,9 @@ fn recv_all(sock: &UdpSocket, until_xid: u32, timeout: Duration) -> Vec<Vec<u8>>
     }
 }
 
-/// A server with one real binding (client-id `01 "cid-4150"`, remote-id
-/// `r-4150`): the server's DHCP address, the lease's address and MAC.
-fn server_with_a_lease() -> (ServerProcess, SocketAddr, Ipv4Addr, [u8; 6]) {
+/// A server with one subnet served to [`RELAY`], that relay, and the
+/// server's DHCP address.
+fn server_and_relay() -> (ServerProcess, RelayClient, SocketAddr) {
     let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
     let rport = free_udp_port();
     let cfg = config(
@@ -142,7 +142,14 @@ fn server_with_a_lease() -> (ServerProcess, SocketAddr, Ipv4Addr, [u8; 6]) {
         LQ_LOOPBACK,
     );
     let server = ServerProcess::spawn(BIN, &cfg);
-    let mut relay = RelayClient::bind_port(RELAY, rport, listen).expect("bind relay");
+    let relay = RelayClient::bind_port(RELAY, rport, listen).expect("bind relay");
+    (server, relay, listen)
+}
+
+/// A server with one real binding (client-id `01 "cid-4150"`, remote-id
+/// `r-4150`): the server's DHCP address, the lease's address and MAC.
+fn server_with_a_lease() -> (ServerProcess, SocketAddr, Ipv4Addr, [u8; 6]) {
+    let (server, mut relay, listen) = server_and_relay();
     let client = TestClient::new(0x4150).with_client_id(b"\x01cid-4150");
     let lease = dora(&mut relay, &client, Some(&rai(b"c-4150", b"r-4150")));
     (server, listen, lease.ip, client.chaddr)
@@ -205,20 +212,7 @@ fn a_remote_id_beside_another_key_is_answered() {
 /// finds it.
 #[test]
 fn empty_keys_never_match_bindings_with_empty_keys() {
-    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-    let rport = free_udp_port();
-    let cfg = config(
-        listen,
-        rport,
-        &[Subnet {
-            prefix: "10.0.0.0/16",
-            pool: "10.0.0.10-10.0.0.200",
-            relays: &[RELAY],
-        }],
-        LQ_LOOPBACK,
-    );
-    let mut server = ServerProcess::spawn(BIN, &cfg);
-    let mut relay = RelayClient::bind_port(RELAY, rport, listen).expect("bind relay");
+    let (mut server, mut relay, listen) = server_and_relay();
     let client = TestClient::new(0x4160).with_client_id(b"\x01no-mac-4160");
     let no_mac = |relay: &mut RelayClient, ty: MessageType| {
         let mut m = relay.request_template(&client, ty);
