@@ -152,7 +152,8 @@ grep -A9 -E "Statistics for: (DISCOVER-OFFER|REQUEST-ACK)" "$WORK/perfdhcp.out" 
 echo "== settle: the stream stops changing"
 last=""
 while :; do
-    now="$(cat "$WORK"/watch/*.jsonl | wc -l) $("$BIN" mirror status --db "$WORK/mirror/replica.db" --json | grep -o '"applied[^,]*')"
+    # Sizes, not lines: the watchers' streams are GBs after 30 minutes.
+    now="$(stat -c %s "$WORK"/watch/*.jsonl | paste -sd+ | bc) $("$BIN" mirror status --db "$WORK/mirror/replica.db" --json | grep -o '"applied[^,]*')"
     [ "$now" = "$last" ] && break
     last=$now
     sleep 3
