@@ -7,7 +7,7 @@
 //!   CREATEDB; the databases made there are left behind), or
 //! - a cluster of its own: Debian's `postgresql` package's `initdb` and
 //!   `pg_ctl` (`/usr/lib/postgresql/*/bin`) on a temporary directory, trust
-//!   auth, a unix socket in that directory and a free TCP port on 127.0.0.1,
+//!   auth on a unix socket and password `postgres` over TCP, a unix socket in that directory and a free TCP port on 127.0.0.1,
 //!   run as the `postgres` OS user when the tests run as root (initdb
 //!   refuses root). It is stopped (`pg_ctl stop -m immediate`) and its
 //!   directory removed when the test binary exits.
@@ -27,7 +27,7 @@ pub const TEST_PG_URL_ENV: &str = "LEASELINE_TEST_PG_URL";
 /// A fresh database of the shared test cluster.
 #[derive(Debug, Clone)]
 pub struct PgDatabase {
-    /// `postgres://user@host:port/name`, for the store's `url`.
+    /// `postgres://user:password@host:port/name`, for the store's `url`.
     pub url: String,
     pub name: String,
 }
@@ -185,16 +185,31 @@ fn start_cluster() -> Cluster {
         );
     }
     let data = dir.path().join("data");
+    // Trust on the unix socket (psql, pg_ctl); passwords over TCP, so that a
+    // wrong password is refused as on a real server.
+    let pwfile = dir.path().join("pwfile");
+    std::fs::write(&pwfile, "postgres\n").expect("write the password file");
+    if as_postgres {
+        check(
+            "chown postgres the password file",
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&pwfile)
+                .output(),
+        );
+    }
     check(
         "initdb",
         command(&bin.join("initdb"), as_postgres)
             .args([
-                "--auth=trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 "--username=postgres",
                 "--no-sync",
                 "-E",
                 "UTF8",
             ])
+            .arg(format!("--pwfile={}", pwfile.display()))
             .arg("-D")
             .arg(&data)
             .output(),
@@ -230,7 +245,7 @@ fn start_cluster() -> Cluster {
         libc::atexit(stop_cluster_at_exit);
     }
     Cluster {
-        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
         psql: bin.join("psql"),
     }
 }
