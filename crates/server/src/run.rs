@@ -32,8 +32,10 @@ pub enum RunError {
         path: String,
         source: std::io::Error,
     },
+    /// Not a `source`: its text is already in this line, and the binary
+    /// prints the chain (`{:#}`), which printed it twice.
     #[error("lease store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cannot bind {what}: {source}")]
     Bind {
         what: String,
@@ -43,6 +45,12 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error("secure mode: {0}")]
     Tls(#[from] crate::tls::TlsConfigError),
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Store(e)
+    }
 }
 
 /// State shared by the front ends.

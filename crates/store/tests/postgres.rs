@@ -138,6 +138,7 @@ fn bad_url_unreachable_server_and_wrong_password_fail_open_clearly() {
         "postgres://u@127.0.0.1:{port}/db?connect_timeout=5"
     ));
     assert!(e.contains("cannot connect"), "{e}");
+    assert!(e.contains("refused"), "the cause is named: {e}");
     assert!(!e.contains('\n'), "{e}");
     // Password authentication for a role with a password.
     let db = pg_database();
@@ -154,4 +155,32 @@ fn bad_url_unreachable_server_and_wrong_password_fail_open_clearly() {
 
 fn postgres_client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("connect")
+}
+
+/// The server uses the store from its tokio tasks: reads and submits there
+/// must not enter the sync client's own runtime (a panic), so they go to the
+/// store's threads.
+#[test]
+fn reads_and_commits_from_inside_a_tokio_runtime() {
+    let db = pg_database();
+    let store = std::sync::Arc::new(open(&db.url));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let s = store.clone();
+    let got = rt.block_on(async move {
+        tokio::spawn(async move {
+            let seq = s
+                .submit(vec![sample(3, T0)], T0)
+                .await
+                .expect("ticket")
+                .expect("commit");
+            (seq, s.get(sample(3, T0).ip).expect("get"))
+        })
+        .await
+        .expect("task")
+    });
+    assert_eq!(got.0, store.feed().last_seq());
+    assert_eq!(got.1, Some(sample(3, T0)));
 }

@@ -115,10 +115,22 @@ pub(super) fn connect(config: &Config, target: &str) -> Result<Client, StoreErro
 
 /// The server's message for a database error, else the client's.
 pub(super) fn error_text(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
     }
+    // The client's error, then its causes ("error connecting to server:
+    // Connection refused (os error 111)").
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    one_line(&text)
 }
 
 /// Create or upgrade the schema, in one transaction serialised by an
@@ -128,8 +140,12 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
     let mut tx = client.transaction().map_err(fail)?;
     tx.execute("SELECT pg_advisory_xact_lock(7724001)", &[])
         .map_err(fail)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .map_err(fail)?;
+    // No "already exists, skipping" NOTICE in the log at every start.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    )
+    .map_err(fail)?;
     let version: i64 = match tx
         .query_opt("SELECT max(version) FROM schema_version", &[])
         .map_err(fail)?
