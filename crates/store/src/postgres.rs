@@ -81,6 +81,8 @@ impl PostgresStore {
             feed: feed.clone(),
             max_batch: opts.max_batch.max(1),
             pruner: history::Pruner::new(opts.history),
+            config: config.clone(),
+            target: target.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())

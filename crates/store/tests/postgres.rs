@@ -184,3 +184,34 @@ fn reads_and_commits_from_inside_a_tokio_runtime() {
     assert_eq!(got.0, store.feed().last_seq());
     assert_eq!(got.1, Some(sample(3, T0)));
 }
+
+/// A broken connection (the database restarted, or an administrator ended
+/// it) fails the batch it broke under, never resolving it Ok; the writer and
+/// the readers then reconnect by themselves.
+#[test]
+fn writer_and_readers_reconnect_after_their_connections_are_ended() {
+    let db = pg_database();
+    let store = open(&db.url);
+    commit(&store, 1, T0);
+    let mut admin = postgres_client(&db.url);
+    let ended = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db.name],
+        )
+        .expect("terminate");
+    assert!(ended >= 2, "writer and readers: {ended}");
+    // The batch that meets the broken connection may fail (never a false Ok:
+    // if it resolves Ok, it is stored).
+    let first = store
+        .submit(vec![sample(2, T0 + 1)], T0 + 1)
+        .blocking_recv()
+        .expect("ticket");
+    commit(&store, 3, T0 + 2);
+    // Readers reconnect and read again within the same call.
+    let all = store.load_all().expect("load_all after reconnecting");
+    let ips: Vec<_> = all.iter().map(|b| b.ip).collect();
+    assert!(ips.contains(&sample(1, 0).ip) && ips.contains(&sample(3, 0).ip));
+    assert_eq!(first.is_ok(), ips.contains(&sample(2, 0).ip));
+}

@@ -12,7 +12,39 @@ use postgres::{Client, Config};
 use super::schema;
 use crate::StoreError;
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+type Job = Box<dyn FnOnce(&mut Reader) + Send>;
+
+/// One reader thread's connection.
+pub(super) struct Reader {
+    client: Client,
+    config: Config,
+    target: String,
+}
+
+impl Reader {
+    /// Run `f`; if it failed because the connection broke (the database
+    /// restarted, or the connection was ended), reconnect and run it once
+    /// more. A read changes nothing, so running it again is safe.
+    fn run<T>(
+        &mut self,
+        f: &dyn Fn(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let first = f(&mut self.client);
+        if first.is_ok() || !self.client.is_closed() {
+            return first;
+        }
+        match schema::connect(&self.config, &self.target) {
+            Ok(c) => {
+                self.client = c;
+                f(&mut self.client)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store reader cannot reconnect");
+                first
+            }
+        }
+    }
+}
 
 pub(super) struct ReadPool {
     jobs: Option<Sender<Job>>,
@@ -32,7 +64,16 @@ impl ReadPool {
             let owned_target = target.to_owned();
             let t = std::thread::Builder::new()
                 .name(format!("leaseline-pg-reader-{i}"))
-                .spawn(move || serve(client, &rx, &config, &owned_target))
+                .spawn(move || {
+                    serve(
+                        Reader {
+                            client,
+                            config,
+                            target: owned_target,
+                        },
+                        &rx,
+                    )
+                })
                 .map_err(|e| {
                     schema::open_error(target, format!("spawning a reader thread: {e}"))
                 })?;
@@ -46,11 +87,11 @@ impl ReadPool {
 
     pub(super) fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = sync_channel(1);
-        let job: Job = Box::new(move |c| {
-            let _ = tx.send(f(c));
+        let job: Job = Box::new(move |r| {
+            let _ = tx.send(r.run(&f));
         });
         match &self.jobs {
             Some(jobs) if jobs.send(job).is_ok() => {}
@@ -65,23 +106,13 @@ impl ReadPool {
     }
 }
 
-fn serve(mut client: Client, rx: &Mutex<Receiver<Job>>, config: &Config, target: &str) {
+fn serve(mut reader: Reader, rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = match rx.lock().recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        if client.is_closed() {
-            // The connection broke (database restarted): reconnect once per
-            // job; a failure answers this job with the error.
-            match schema::connect(config, target) {
-                Ok(c) => client = c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "store reader cannot reconnect");
-                }
-            }
-        }
-        job(&mut client);
+        job(&mut reader);
     }
 }
 

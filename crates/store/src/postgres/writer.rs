@@ -7,11 +7,11 @@
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use postgres::Client;
+use postgres::{Client, Config};
 
 use super::codec::{Params, UPSERT_AND_LOG};
 use super::history::Pruner;
-use super::schema::{error_text, NOTIFY_CHANNEL};
+use super::schema::{self, error_text, NOTIFY_CHANNEL};
 use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
 
 pub(super) struct Request {
@@ -27,6 +27,9 @@ pub(super) struct Writer {
     pub(super) feed: Arc<ChangeFeed>,
     pub(super) max_batch: usize,
     pub(super) pruner: Pruner,
+    /// To reconnect after the connection broke (database restarted).
+    pub(super) config: Config,
+    pub(super) target: String,
 }
 
 impl Writer {
@@ -45,6 +48,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.reconnect_if_closed();
             match self.commit(&batch, count) {
                 Ok(()) => {
                     publish_and_resolve(&self.feed, &mut batch);
@@ -60,6 +64,21 @@ impl Writer {
                     }
                 }
             }
+        }
+    }
+
+    /// A broken connection failed its batch (no ticket resolved Ok); the
+    /// next batch gets a new one, or fails too while the database is away.
+    fn reconnect_if_closed(&mut self) {
+        if !self.client.is_closed() {
+            return;
+        }
+        match schema::connect(&self.config, &self.target) {
+            Ok(client) => {
+                tracing::info!("store writer reconnected to the database");
+                self.client = client;
+            }
+            Err(e) => tracing::warn!(error = %e, "store writer cannot reconnect"),
         }
     }
 
