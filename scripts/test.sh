@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 # perfdhcp and Kea (kea-admin, kea-dhcp4-server), ISC dhcpd and dhclient,
-# tshark, ip (network namespaces), ps/pkill.
+# tshark, ip (network namespaces), ps/pkill; PostgreSQL (the store's tests
+# start a throwaway cluster of their own with its initdb and pg_ctl, see
+# crates/test-support/src/postgres.rs; Debian's own cluster is not started).
 PACKAGES=(kea-admin kea-dhcp4-server isc-dhcp-server isc-dhcp-client
-          tshark iproute2 procps ca-certificates)
+          tshark iproute2 procps ca-certificates postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -39,7 +41,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     # Keep Debian's maintainer scripts from starting dhcpd / kea-dhcp4: they
-    # would hold UDP port 67 and answer the tests' traffic.
+    # would hold UDP port 67 and answer the tests' traffic (nor PostgreSQL's
+    # default cluster, which the tests do not use).
     POLICY=/usr/sbin/policy-rc.d
     ADDED_POLICY=0
     if [ ! -e "$POLICY" ]; then

@@ -1,12 +1,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use leaseline_server::config::StoreBackend;
 use leaseline_server::Config;
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
     println!("{}: ok", path.display());
-    println!("  store: {}", cfg.store_path.display());
+    match &cfg.store_backend {
+        StoreBackend::Sqlite => println!("  store: {}", cfg.store_path.display()),
+        StoreBackend::Postgres { .. } => println!("  store: postgresql (url not shown)"),
+    }
     if let Some(l) = cfg.listen {
         println!("  dhcp listen: udp {l}");
     }

@@ -278,6 +278,12 @@ fn default_client_port() -> u16 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
+    /// "sqlite" (the default) or "postgres".
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// PostgreSQL URL (backend = "postgres" only).
+    #[serde(default)]
+    pub url: Option<String>,
     /// Store file; relative paths are under `server.state_dir`.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
@@ -292,6 +298,8 @@ pub struct StoreSection {
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
+            backend: None,
+            url: None,
             path: default_store_path(),
             history_max_age: default_history_age(),
             history_max_count: default_history_count(),
@@ -349,6 +357,24 @@ pub struct ReservationSection {
     pub hostname: Option<String>,
 }
 
+/// Where the leases are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The embedded SQLite file at `Config::store_path`.
+    Sqlite,
+    /// A PostgreSQL database (the URL may hold a password: not printed).
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackend::Sqlite => f.write_str("Sqlite"),
+            StoreBackend::Postgres { .. } => f.write_str("Postgres { url: <hidden> }"),
+        }
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -357,6 +383,7 @@ pub struct Config {
     pub worker_threads: usize,
     /// Added to the async runtime threads' nice value (0..=19).
     pub leasequery_nice: i32,
+    pub store_backend: StoreBackend,
     pub store_path: PathBuf,
     pub history_max_age: u32,
     pub history_max_count: usize,
@@ -534,6 +561,27 @@ impl Validator<'_> {
         if raw.store.history_max_count == 0 {
             return Err(self.key_err("store.history_max_count", "must be at least 1"));
         }
+        let store_backend = match (raw.store.backend.as_deref(), &raw.store.url) {
+            (None | Some("sqlite"), None) => StoreBackend::Sqlite,
+            (None | Some("sqlite"), Some(_)) => {
+                return Err(self.key_err("store.url", "is only for backend = \"postgres\""))
+            }
+            (Some("postgres"), Some(url)) if !url.trim().is_empty() => {
+                StoreBackend::Postgres { url: url.clone() }
+            }
+            (Some("postgres"), _) => {
+                return Err(self.key_err(
+                    "store.backend",
+                    "backend = \"postgres\" needs store.url (postgres://user:password@host:port/dbname)",
+                ))
+            }
+            (Some(other), _) => {
+                return Err(self.key_err(
+                    "store.backend",
+                    format!("unknown backend {other:?}: expected \"sqlite\" or \"postgres\""),
+                ))
+            }
+        };
         let listen_ip = match raw.dhcp.listen {
             Some(SocketAddr::V4(a)) if !a.ip().is_unspecified() => Some(*a.ip()),
             Some(SocketAddr::V6(_)) => {
@@ -685,6 +733,7 @@ impl Validator<'_> {
             state_dir: raw.server.state_dir,
             worker_threads,
             leasequery_nice: raw.server.leasequery_nice,
+            store_backend,
             store_path,
             history_max_age: raw.store.history_max_age,
             history_max_count: raw.store.history_max_count,
@@ -934,6 +983,61 @@ relay_addresses = ["127.0.0.1"]
         assert_eq!(c.subnets[0].renew_time, 1800);
         assert_eq!(c.subnets[0].rebind_time, 3150);
         assert_eq!(c.store_path, PathBuf::from("./leaseline.db"));
+    }
+
+    #[test]
+    fn store_backend_defaults_to_sqlite_and_selects_postgres() {
+        assert_eq!(
+            Config::parse(GOOD, "t").unwrap().store_backend,
+            StoreBackend::Sqlite
+        );
+        let text = format!("{GOOD}[store]\nbackend = \"sqlite\"\n");
+        assert_eq!(
+            Config::parse(&text, "t").unwrap().store_backend,
+            StoreBackend::Sqlite
+        );
+        let text = format!(
+            "{GOOD}[store]\nbackend = \"postgres\"\nurl = \"postgres://u:p@db:5432/leases\"\n"
+        );
+        let c = Config::parse(&text, "t").unwrap();
+        assert_eq!(
+            c.store_backend,
+            StoreBackend::Postgres {
+                url: "postgres://u:p@db:5432/leases".into()
+            }
+        );
+        assert!(
+            !format!("{c:?}").contains("u:p@"),
+            "the password is not printed"
+        );
+    }
+
+    #[test]
+    fn bad_store_backend_names_key_and_line() {
+        let text = format!("{GOOD}[store]\nbackend = \"mysql\"\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("t:11:"), "{e}");
+        assert!(e.contains("store.backend"), "{e}");
+        assert!(e.contains("unknown backend \"mysql\""), "{e}");
+    }
+
+    #[test]
+    fn postgres_without_url_and_url_without_postgres_refused() {
+        let text = format!("{GOOD}[store]\nbackend = \"postgres\"\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("store.backend"), "{e}");
+        assert!(e.contains("needs store.url"), "{e}");
+        let text = format!("{GOOD}[store]\nurl = \"postgres://db/leases\"\n");
+        let e = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(e.contains("store.url"), "{e}");
+        assert!(e.contains("t:11:"), "{e}");
+    }
+
+    #[test]
+    fn postgres_example_parses() {
+        let text = include_str!("../../../examples/postgres.toml");
+        let c = Config::parse(text, "postgres.toml").expect("example must validate");
+        assert!(matches!(c.store_backend, StoreBackend::Postgres { .. }));
     }
 
     #[test]

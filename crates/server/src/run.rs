@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use leaseline_store::{HistoryLimits, LeaseStore, SqliteOptions, SqliteStore, StoreError};
+use leaseline_store::{
+    HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore,
+    StoreError,
+};
 use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
@@ -13,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::access::Allowlist;
 use crate::active::ActiveContext;
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::{merge_ranges, BulkContext, ListenerContext};
@@ -29,8 +32,10 @@ pub enum RunError {
         path: String,
         source: std::io::Error,
     },
+    /// Not a `source`: its text is already in this line, and the binary
+    /// prints the chain (`{:#}`), which printed it twice.
     #[error("lease store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("cannot bind {what}: {source}")]
     Bind {
         what: String,
@@ -40,6 +45,12 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error("secure mode: {0}")]
     Tls(#[from] crate::tls::TlsConfigError),
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Store(e)
+    }
 }
 
 /// State shared by the front ends.
@@ -60,6 +71,27 @@ pub fn unix_now() -> u32 {
         .unwrap_or(0)
 }
 
+/// Reader connections of a PostgreSQL store.
+const POSTGRES_READERS: usize = 4;
+
+/// This instance's name in the PostgreSQL change log: host name and pid.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "leaseline".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Opened on a thread of its own: the sync `postgres` client runs a runtime
+/// of its own, which cannot be entered from this runtime's thread.
+fn open_postgres(opts: PostgresOptions, now: u32) -> Result<PostgresStore, StoreError> {
+    std::thread::scope(|s| {
+        s.spawn(move || PostgresStore::open(opts, now))
+            .join()
+            .unwrap_or(Err(StoreError::WriterGone))
+    })
+}
+
 /// Run until SIGTERM or SIGINT.
 pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let cfg = Arc::new(cfg);
@@ -68,25 +100,44 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         source,
     })?;
     let now = unix_now();
-    let store = SqliteStore::open(
-        SqliteOptions {
-            path: cfg.store_path.clone(),
-            history: HistoryLimits {
-                max_age: cfg.history_max_age,
-                max_count: cfg.history_max_count,
-            },
-            max_batch: cfg.max_batch,
-        },
-        now,
-    )?;
+    let history = HistoryLimits {
+        max_age: cfg.history_max_age,
+        max_count: cfg.history_max_count,
+    };
+    let (store, described): (Arc<dyn LeaseStore>, String) = match &cfg.store_backend {
+        StoreBackend::Sqlite => (
+            Arc::new(SqliteStore::open(
+                SqliteOptions {
+                    path: cfg.store_path.clone(),
+                    history,
+                    max_batch: cfg.max_batch,
+                },
+                now,
+            )?),
+            cfg.store_path.display().to_string(),
+        ),
+        StoreBackend::Postgres { url } => (
+            Arc::new(open_postgres(
+                PostgresOptions {
+                    url: url.clone(),
+                    history,
+                    max_batch: cfg.max_batch,
+                    instance_id: instance_id(),
+                    readers: POSTGRES_READERS,
+                },
+                now,
+            )?),
+            "postgresql".to_owned(),
+        ),
+    };
     let stored = store.load_all()?;
-    info!(store = %cfg.store_path.display(), bindings = stored.len(), "lease store opened");
+    info!(store = %described, bindings = stored.len(), "lease store opened");
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
         leasequery: UdpLeasequery::from_config(&cfg),
         engine: Mutex::new(engine),
-        store: Arc::new(store),
+        store,
         stats: Stats::default(),
         load: Arc::new(DhcpLoad::new(
             usize::from(cfg.listen.is_some()) + interfaces.len(),

@@ -8,6 +8,11 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("corrupt row for {ip}: {reason}")]
     Corrupt { ip: String, reason: String },
+    #[error("postgresql: {0}")]
+    Postgres(String),
+    /// Opening a PostgreSQL store failed; `target` never holds the password.
+    #[error("postgresql store {target}: {reason}")]
+    PgOpen { target: String, reason: String },
     #[error("the store's writer has stopped")]
     WriterGone,
 }
@@ -30,6 +35,11 @@ impl StoreError {
             },
             StoreError::Corrupt { ip, reason } => StoreError::Corrupt {
                 ip: ip.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Postgres(m) => StoreError::Postgres(m.clone()),
+            StoreError::PgOpen { target, reason } => StoreError::PgOpen {
+                target: target.clone(),
                 reason: reason.clone(),
             },
             StoreError::WriterGone => StoreError::WriterGone,

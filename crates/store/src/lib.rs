@@ -10,6 +10,7 @@ pub mod battery;
 mod error;
 mod feed;
 mod pending;
+mod postgres;
 mod sqlite;
 
 use std::net::Ipv4Addr;
@@ -18,6 +19,7 @@ pub use error::StoreError;
 pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LOG_CAP};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
+pub use postgres::{LoggedChange, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the

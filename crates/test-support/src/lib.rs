@@ -10,6 +10,8 @@
 //! - [`RelayClient`]: a minimal DHCP relay agent built on leaseline-wire, for
 //!   tests that need exact control over each message.
 //! - [`Capture`]: a dumpcap capture, read back with tshark.
+//! - [`pg_database`]: a fresh database on a throwaway PostgreSQL cluster
+//!   shared by the test binary (or on `LEASELINE_TEST_PG_URL`).
 //! - [`require_tool`] / [`require_root`]: interop tests never skip; a missing
 //!   tool fails the test with the command that installs it.
 //!
@@ -22,6 +24,7 @@ mod netns;
 mod packets;
 mod perfdhcp;
 pub mod pki;
+mod postgres;
 mod relay;
 mod server;
 mod store;
@@ -37,6 +40,7 @@ pub use config::{ServerConfig, Subnet};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
+pub use postgres::{pg_admin_sql, pg_cluster_url, pg_database, PgDatabase, TEST_PG_URL_ENV};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
 pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};

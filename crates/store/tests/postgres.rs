@@ -1,0 +1,217 @@
+//! PostgresStore: the shared battery plus PostgreSQL-specific behaviour, on
+//! test-support's throwaway cluster (or `LEASELINE_TEST_PG_URL`).
+
+use leaseline_store::battery::{run_all, sample};
+use leaseline_store::{
+    HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION,
+};
+use leaseline_test_support::pg_database;
+
+const T0: u32 = 1_700_000_000;
+
+fn opts(url: &str) -> PostgresOptions {
+    PostgresOptions {
+        url: url.to_owned(),
+        history: HistoryLimits {
+            max_age: 86_400,
+            max_count: 100_000,
+        },
+        max_batch: 512,
+        instance_id: "test-a".into(),
+        readers: 2,
+    }
+}
+
+fn open(url: &str) -> PostgresStore {
+    PostgresStore::open(opts(url), T0).expect("open")
+}
+
+fn open_err(url: &str) -> String {
+    match PostgresStore::open(opts(url), T0) {
+        Ok(_) => panic!("open of {url} succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn commit(store: &PostgresStore, n: u32, now: u32) {
+    store
+        .submit(vec![sample(n, now)], now)
+        .blocking_recv()
+        .expect("ticket")
+        .expect("commit");
+}
+
+#[test]
+fn battery() {
+    run_all(|| open(&pg_database().url));
+}
+
+#[test]
+fn every_commit_is_in_the_change_log_in_order() {
+    let db = pg_database();
+    let store = open(&db.url);
+    for n in 1..=5 {
+        commit(&store, n, T0 + n);
+    }
+    commit(&store, 2, T0 + 10);
+    let log = store.changes_after(0, 100).expect("changes_after");
+    let ips: Vec<_> = log.iter().map(|c| c.binding.ip).collect();
+    let want: Vec<_> = [1, 2, 3, 4, 5, 2]
+        .iter()
+        .map(|&n| sample(n, 0).ip)
+        .collect();
+    assert_eq!(ips, want);
+    assert!(log.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(log.iter().all(|c| c.instance_id == "test-a"));
+    assert_eq!(log[5].changed_at, T0 + 10);
+    assert_eq!(log[5].binding, sample(2, T0 + 10));
+    // Paging by id.
+    let rest = store.changes_after(log[2].id, 2).expect("changes_after");
+    assert_eq!(rest, log[3..5].to_vec());
+}
+
+#[test]
+fn change_log_is_pruned_by_count_and_age() {
+    let db = pg_database();
+    let store = open(&db.url);
+    for n in 1..=10 {
+        commit(&store, n, T0 + n);
+    }
+    let limits = HistoryLimits {
+        max_age: 1_000_000,
+        max_count: 4,
+    };
+    assert_eq!(store.prune_changes(limits, T0 + 20).expect("prune"), 6);
+    let left = store.changes_after(0, 100).expect("changes_after");
+    assert_eq!(left.len(), 4);
+    assert_eq!(left[0].binding.ip, sample(7, 0).ip);
+    let by_age = HistoryLimits {
+        max_age: 10,
+        max_count: 100,
+    };
+    // Older than T0 + 19 - 10 = T0 + 9: the row of 7 and 8.
+    assert_eq!(store.prune_changes(by_age, T0 + 19).expect("prune"), 2);
+}
+
+#[test]
+fn reopen_keeps_bindings_and_rebuilds_history() {
+    let db = pg_database();
+    {
+        let store = open(&db.url);
+        commit(&store, 1, T0 + 5);
+    }
+    let store = PostgresStore::open(opts(&db.url), T0 + 100).expect("reopen");
+    assert_eq!(store.load_all().expect("load_all"), vec![sample(1, T0 + 5)]);
+    let changed = store
+        .feed()
+        .changed_since(T0 + 5, T0 + 100)
+        .expect("within the history");
+    assert_eq!(changed, vec![sample(1, 0).ip]);
+}
+
+#[test]
+fn a_newer_schema_fails_open_with_one_line() {
+    let db = pg_database();
+    drop(open(&db.url));
+    let mut c = postgres_client(&db.url);
+    c.execute(
+        "UPDATE schema_version SET version = $1",
+        &[&(PG_SCHEMA_VERSION + 1)],
+    )
+    .expect("bump version");
+    let e = open_err(&db.url);
+    assert!(e.contains("newer than this build"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
+
+#[test]
+fn bad_url_unreachable_server_and_wrong_password_fail_open_clearly() {
+    let e = open_err("postgres://u@127.0.0.1:notaport/db");
+    assert!(e.contains("bad PostgreSQL url"), "{e}");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let e = open_err(&format!(
+        "postgres://u@127.0.0.1:{port}/db?connect_timeout=5"
+    ));
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(e.contains("refused"), "the cause is named: {e}");
+    assert!(!e.contains('\n'), "{e}");
+    // Password authentication for a role with a password.
+    let db = pg_database();
+    let role = format!("{}_pw", db.name);
+    leaseline_test_support::pg_admin_sql(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right'"));
+    let wrong = db
+        .url
+        .replacen("postgres:postgres@", &format!("{role}:wrong@"), 1);
+    let e = open_err(&wrong);
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(e.contains("password"), "{e}");
+    assert!(!e.contains(":wrong"), "the password leaked: {e}");
+}
+
+fn postgres_client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).expect("connect")
+}
+
+/// The server uses the store from its tokio tasks: reads and submits there
+/// must not enter the sync client's own runtime (a panic), so they go to the
+/// store's threads.
+#[test]
+fn reads_and_commits_from_inside_a_tokio_runtime() {
+    let db = pg_database();
+    let store = std::sync::Arc::new(open(&db.url));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let s = store.clone();
+    let got = rt.block_on(async move {
+        tokio::spawn(async move {
+            let seq = s
+                .submit(vec![sample(3, T0)], T0)
+                .await
+                .expect("ticket")
+                .expect("commit");
+            (seq, s.get(sample(3, T0).ip).expect("get"))
+        })
+        .await
+        .expect("task")
+    });
+    assert_eq!(got.0, store.feed().last_seq());
+    assert_eq!(got.1, Some(sample(3, T0)));
+}
+
+/// A broken connection (the database restarted, or an administrator ended
+/// it) fails the batch it broke under, never resolving it Ok; the writer and
+/// the readers then reconnect by themselves.
+#[test]
+fn writer_and_readers_reconnect_after_their_connections_are_ended() {
+    let db = pg_database();
+    let store = open(&db.url);
+    commit(&store, 1, T0);
+    let mut admin = postgres_client(&db.url);
+    let ended = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db.name],
+        )
+        .expect("terminate");
+    assert!(ended >= 2, "writer and readers: {ended}");
+    // The batch that meets the broken connection may fail (never a false Ok:
+    // if it resolves Ok, it is stored).
+    let first = store
+        .submit(vec![sample(2, T0 + 1)], T0 + 1)
+        .blocking_recv()
+        .expect("ticket");
+    commit(&store, 3, T0 + 2);
+    // Readers reconnect and read again within the same call.
+    let all = store.load_all().expect("load_all after reconnecting");
+    let ips: Vec<_> = all.iter().map(|b| b.ip).collect();
+    assert!(ips.contains(&sample(1, 0).ip) && ips.contains(&sample(3, 0).ip));
+    assert_eq!(first.is_ok(), ips.contains(&sample(2, 0).ip));
+}
