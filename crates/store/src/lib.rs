@@ -9,6 +9,7 @@
 pub mod battery;
 mod error;
 mod feed;
+mod group_commit;
 mod pending;
 mod postgres;
 mod sqlite;

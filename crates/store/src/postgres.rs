@@ -26,11 +26,12 @@ use std::thread::JoinHandle;
 use postgres::types::ToSql;
 use postgres::Client;
 
+use crate::group_commit::{self, Request};
 use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError};
 use codec::{decode, ip_key, COLUMNS};
 pub use history::LoggedChange;
 use readers::ReadPool;
-use writer::{Request, Writer};
+use writer::Writer;
 
 /// The schema version this build creates and reads.
 pub const PG_SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
@@ -83,6 +84,7 @@ impl PostgresStore {
             pruner: history::Pruner::new(opts.history),
             config: config.clone(),
             target: target.clone(),
+            upsert: None,
         };
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
@@ -149,18 +151,7 @@ fn pg_error(e: postgres::Error) -> StoreError {
 
 impl LeaseStore for PostgresStore {
     fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        let req = Request {
-            bindings,
-            now,
-            done,
-        };
-        let sent = match &self.tx {
-            Some(tx) => tx.send(req).map_err(|mpsc::SendError(req)| req),
-            None => Err(req),
-        };
-        if let Err(req) = sent {
-            (req.done)(Err(StoreError::WriterGone));
-        }
+        group_commit::submit(self.tx.as_ref(), bindings, now, done);
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {

@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, ToSql};
 
+use crate::group_commit::{self, Request};
 use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError};
 use codec::{decode, ip_key, COLUMNS};
 use readers::ReadPool;
-use writer::Request;
 
 /// The most the WAL file (`<db>-wal`) holds under sustained load: it is
 /// written again from its start once long, and truncated to this size when
@@ -99,19 +99,7 @@ fn query(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<Vec<Bindin
 
 impl LeaseStore for SqliteStore {
     fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        let req = Request {
-            bindings,
-            now,
-            done,
-        };
-        // An unbounded channel: sending never blocks (safe inside a runtime).
-        let sent = match &self.tx {
-            Some(tx) => tx.send(req).map_err(|mpsc::SendError(req)| req),
-            None => Err(req),
-        };
-        if let Err(req) = sent {
-            (req.done)(Err(StoreError::WriterGone));
-        }
+        group_commit::submit(self.tx.as_ref(), bindings, now, done);
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {

@@ -7,19 +7,13 @@
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use postgres::{Client, Config};
+use postgres::{Client, Config, Statement};
 
 use super::codec::{Params, UPSERT_AND_LOG};
 use super::history::Pruner;
 use super::schema::{self, error_text, NOTIFY_CHANNEL};
-use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
-
-pub(super) struct Request {
-    pub(super) bindings: Vec<Binding>,
-    pub(super) now: u32,
-    /// Called on the writer thread once the batch is durable and published.
-    pub(super) done: OnDurable,
-}
+use crate::group_commit::{self, Request};
+use crate::{ChangeFeed, StoreError};
 
 pub(super) struct Writer {
     pub(super) client: Client,
@@ -30,28 +24,19 @@ pub(super) struct Writer {
     /// To reconnect after the connection broke (database restarted).
     pub(super) config: Config,
     pub(super) target: String,
+    /// The upsert, prepared once per connection (not once per commit).
+    pub(super) upsert: Option<Statement>,
 }
 
 impl Writer {
     /// Runs until every sender is gone and the queue is drained.
     pub(super) fn run(mut self, rx: Receiver<Request>) {
         let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut count = first.bindings.len();
-            batch.push(first);
-            while count < self.max_batch {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        count += req.bindings.len();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
-            }
+        while let Some(count) = group_commit::gather(&rx, &mut batch, self.max_batch) {
             self.reconnect_if_closed();
             match self.commit(&batch, count) {
                 Ok(()) => {
-                    publish_and_resolve(&self.feed, &mut batch);
+                    group_commit::publish_and_resolve(&self.feed, &mut batch);
                     if count > 0 {
                         self.pruner.after_commit(&mut self.client, count);
                     }
@@ -59,9 +44,7 @@ impl Writer {
                 Err(e) => {
                     let text = error_text(&e);
                     tracing::error!(error = %text, requests = batch.len(), "store commit failed");
-                    for req in batch.drain(..) {
-                        (req.done)(Err(StoreError::Postgres(text.clone())));
-                    }
+                    group_commit::fail(&mut batch, &StoreError::Postgres(text));
                 }
             }
         }
@@ -77,6 +60,7 @@ impl Writer {
             Ok(client) => {
                 tracing::info!("store writer reconnected to the database");
                 self.client = client;
+                self.upsert = None;
             }
             Err(e) => tracing::warn!(error = %e, "store writer cannot reconnect"),
         }
@@ -86,8 +70,15 @@ impl Writer {
         if count == 0 {
             return Ok(());
         }
+        let stmt = match &self.upsert {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(UPSERT_AND_LOG)?;
+                self.upsert = Some(s.clone());
+                s
+            }
+        };
         let mut tx = self.client.transaction()?;
-        let stmt = tx.prepare(UPSERT_AND_LOG)?;
         for req in batch {
             for b in &req.bindings {
                 let p = Params::new(b, req.now);
@@ -98,25 +89,5 @@ impl Writer {
         tx.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))?;
         // Dropping `tx` on an error above rolls the whole batch back.
         tx.commit()
-    }
-}
-
-/// As SQLite's writer: the whole group is published at once, then tickets
-/// resolve in queue (= commit) order, each with the seq of its last change.
-fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
-    let Some(now) = batch.iter().map(|r| r.now).max() else {
-        return;
-    };
-    let mut counts = Vec::with_capacity(batch.len());
-    let mut committed: Vec<Arc<Committed>> = Vec::new();
-    for req in batch.iter_mut() {
-        counts.push(req.bindings.len() as u64);
-        committed.extend(req.bindings.drain(..).map(|b| Arc::new(Committed::new(b))));
-    }
-    let last = feed.publish_bindings(now, &committed);
-    let mut seq = last - committed.len() as u64;
-    for (req, count) in batch.drain(..).zip(counts) {
-        seq += count;
-        (req.done)(Ok(seq));
     }
 }

@@ -1,0 +1,93 @@
+//! What every backend's writer thread shares (architecture, data flow 1):
+//! the queued submission, gathering a group from the queue, and publishing
+//! a committed group on the feed before its tickets resolve. The backend
+//! only says how one group is committed.
+
+use std::sync::mpsc::{Receiver, SendError, Sender};
+use std::sync::Arc;
+
+use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
+
+pub(crate) struct Request {
+    pub(crate) bindings: Vec<Binding>,
+    pub(crate) now: u32,
+    /// Called on the writer thread once the group is durable and published.
+    pub(crate) done: OnDurable,
+}
+
+/// Queue a submission for the writer (`None` or a writer gone: it fails at
+/// once). The channel is unbounded: sending never blocks, also inside a
+/// runtime.
+pub(crate) fn submit(
+    tx: Option<&Sender<Request>>,
+    bindings: Vec<Binding>,
+    now: u32,
+    done: OnDurable,
+) {
+    let req = Request {
+        bindings,
+        now,
+        done,
+    };
+    let sent = match tx {
+        Some(tx) => tx.send(req).map_err(|SendError(req)| req),
+        None => Err(req),
+    };
+    if let Err(req) = sent {
+        (req.done)(Err(StoreError::WriterGone));
+    }
+}
+
+/// Blocks for one submission, then takes whatever else is already queued,
+/// up to `max_batch` bindings, into `batch`. Returns the number of
+/// bindings, or `None` once every sender is gone and the queue is drained.
+pub(crate) fn gather(
+    rx: &Receiver<Request>,
+    batch: &mut Vec<Request>,
+    max_batch: usize,
+) -> Option<usize> {
+    let first = rx.recv().ok()?;
+    let mut count = first.bindings.len();
+    batch.push(first);
+    while count < max_batch {
+        match rx.try_recv() {
+            Ok(req) => {
+                count += req.bindings.len();
+                batch.push(req);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(count)
+}
+
+/// The whole group is published at once (one feed lock, one wake-up per
+/// subscriber however many requests it held: an Active Leasequery session
+/// then writes the group's changes in one go). Tickets resolve afterwards,
+/// in queue (= commit) order, each with the seq of its own last change.
+pub(crate) fn publish_and_resolve(feed: &ChangeFeed, batch: &mut Vec<Request>) {
+    let Some(now) = batch.iter().map(|r| r.now).max() else {
+        return;
+    };
+    let mut counts = Vec::with_capacity(batch.len());
+    let mut committed: Vec<Arc<Committed>> = Vec::new();
+    for req in batch.iter_mut() {
+        counts.push(req.bindings.len() as u64);
+        committed.extend(req.bindings.drain(..).map(|b| Arc::new(Committed::new(b))));
+    }
+    let last = feed.publish_bindings(now, &committed);
+    let mut seq = last - committed.len() as u64;
+    for (req, count) in batch.drain(..).zip(counts) {
+        seq += count;
+        (req.done)(Ok(seq));
+    }
+}
+
+/// A failed commit fails every submission of its group: nothing of it was
+/// stored or published.
+pub(crate) fn fail(batch: &mut Vec<Request>, e: &StoreError) {
+    for req in batch.drain(..) {
+        // A dropped ticket is the submitter's business.
+        (req.done)(Err(e.duplicate()));
+    }
+}
