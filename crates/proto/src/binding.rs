@@ -57,7 +57,8 @@ impl DhcpState {
     }
 }
 
-/// RFC 6926 §6.2.9 data-source flag: the binding was learned from another server.
+/// RFC 6926 §6.2.8 data-source REMOTE flag: the binding's latest change
+/// was made by another server.
 pub const DATA_SOURCE_REMOTE: u8 = 0x01;
 
 /// One address's binding, as stored. All times are absolute u32 seconds of

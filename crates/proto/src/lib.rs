@@ -8,6 +8,7 @@ pub mod bulk;
 mod framed;
 mod opening;
 mod opts;
+pub mod overwrite;
 pub mod relay;
 pub mod shared_wire;
 pub mod time;
@@ -23,6 +24,7 @@ pub use bulk::{
 };
 pub use framed::frame_into;
 pub use opening::{opening, Opening};
+pub use overwrite::{overwrite, same_client, Overwrite};
 pub use relay::{relay_info_from_raw, relay_info_to_raw};
 pub use shared_wire::{SharedWire, WireSlot};
 pub use udp_query::{parse_leasequery, QueryKind, QueryRefusal, UdpQuery};

@@ -1,3 +1,5 @@
+use std::net::Ipv4Addr;
+
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -15,6 +17,12 @@ pub enum StoreError {
     PgOpen { target: String, reason: String },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A change decided from a stale copy of the bindings: another server
+    /// changed the row first (see `leaseline_proto::overwrite`). The first
+    /// refused change of a submission is named; refused changes are not
+    /// stored, the submission's other changes are.
+    #[error("{ip}: refused by the shared store: {reason}")]
+    Refused { ip: Ipv4Addr, reason: &'static str },
 }
 
 impl StoreError {
@@ -43,6 +51,7 @@ impl StoreError {
                 reason: reason.clone(),
             },
             StoreError::WriterGone => StoreError::WriterGone,
+            StoreError::Refused { ip, reason } => StoreError::Refused { ip: *ip, reason },
         }
     }
 }

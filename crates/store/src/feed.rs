@@ -117,6 +117,10 @@ struct FeedState {
     /// When to look for subscribers too far behind next (a seq).
     next_skip_check: u64,
     subscribers: Vec<Weak<SubShared>>,
+    /// Seconds before a query-start-time that a catch-up starts from (a
+    /// store shared by several servers: the base-time may come from
+    /// another one); 0 for a store only this server writes.
+    resume_margin: u32,
 }
 
 impl FeedState {
@@ -185,6 +189,7 @@ impl ChangeFeed {
                     log_cap: log_cap.max(1),
                     next_skip_check: 1,
                     subscribers: Vec::new(),
+                    resume_margin: 0,
                 }),
                 end: AtomicU64::new(1),
                 notify: tokio::sync::Notify::new(),
@@ -293,8 +298,18 @@ impl ChangeFeed {
         self.shared.state.lock().horizon
     }
 
-    /// Addresses changed at or after `since`, deduplicated, in order of
-    /// their latest change; `None` when `since` is before the horizon
+    /// Answer every query-start-time from `margin` seconds before it (as
+    /// far as the history reaches): for a store several servers share,
+    /// whose requestors may resume with a base-time another server gave.
+    /// Sending a binding's latest state again is harmless; missing one is
+    /// not (docs/postgresql.md, "Time across instances").
+    pub fn set_resume_margin(&self, margin: u32) {
+        self.shared.state.lock().resume_margin = margin;
+    }
+
+    /// Addresses changed at or after `since` (less the resume margin, see
+    /// [`ChangeFeed::set_resume_margin`]), deduplicated, in order of their
+    /// latest change; `None` when `since` is before the horizon
     /// (RFC 7724 §7.4: DataMissing). `now` lets age-trimming happen here too.
     pub fn changed_since(&self, since: u32, now: u32) -> Option<Vec<Ipv4Addr>> {
         let mut st = self.shared.state.lock();
@@ -302,6 +317,7 @@ impl ChangeFeed {
         if since < st.horizon {
             return None;
         }
+        let since = since.saturating_sub(st.resume_margin).max(st.horizon);
         // History is time-ordered: find the first entry at or after `since`.
         let start = st.history.partition_point(|c| c.time < since);
         let mut seen = std::collections::HashSet::new();

@@ -11,6 +11,9 @@ use crate::{Binding, ChangeFeed, Committed, OnDurable, StoreError};
 pub(crate) struct Request {
     pub(crate) bindings: Vec<Binding>,
     pub(crate) now: u32,
+    /// Decided by the DHCP engine from its copy: checked against the stored
+    /// rows where several servers share the store.
+    pub(crate) decided: bool,
     /// Called on the writer thread once the group is durable and published.
     pub(crate) done: OnDurable,
 }
@@ -22,11 +25,13 @@ pub(crate) fn submit(
     tx: Option<&Sender<Request>>,
     bindings: Vec<Binding>,
     now: u32,
+    decided: bool,
     done: OnDurable,
 ) {
     let req = Request {
         bindings,
         now,
+        decided,
         done,
     };
     let sent = match tx {

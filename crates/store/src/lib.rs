@@ -54,6 +54,29 @@ pub trait LeaseStore: Send + Sync + 'static {
         rx
     }
 
+    /// [`LeaseStore::submit_then`] for changes the DHCP engine decided from
+    /// its copy of the bindings. A store several servers share checks each
+    /// against the stored row in the committing transaction
+    /// (`leaseline_proto::overwrite`) and refuses one decided from a stale
+    /// copy ([`StoreError::Refused`]); a store only this server writes
+    /// stores them as they are.
+    fn submit_decided_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
+        self.submit_then(bindings, now, done);
+    }
+
+    /// [`LeaseStore::submit_decided_then`] with a ticket to await.
+    fn submit_decided(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit_decided_then(
+            bindings,
+            now,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
+
     /// The stored binding for one address (None: never stored, i.e. AVAILABLE).
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError>;
     /// [`LeaseStore::get`] for each address, in order, from one consistent
@@ -76,4 +99,21 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// The change feed of this store.
     fn feed(&self) -> &ChangeFeed;
+
+    /// Follow the changes other servers commit to this store (a store
+    /// shared by several servers), telling `observer`. A store only this
+    /// server writes has nothing to tell.
+    fn observe(&self, observer: std::sync::Arc<dyn StoreObserver>) {
+        let _ = observer;
+    }
+}
+
+/// What a store shared by several servers tells the server using it.
+pub trait StoreObserver: Send + Sync + 'static {
+    /// Bindings other servers committed, in commit order, before they are
+    /// published on this server's feed.
+    fn remote_changes(&self, bindings: &[Binding]);
+    /// The live servers changed: this one is `index` of `of` (ordered by
+    /// name), and prefers that share of each pool.
+    fn share(&self, index: usize, of: usize);
 }

@@ -1,19 +1,26 @@
-//! PostgreSQL backend (issue 17, phase 1: one instance). The same contract
-//! as [`crate::SqliteStore`]: one writer thread doing group commit (one
-//! transaction per batch), tickets resolved after the commit and after
+//! PostgreSQL backend, shared by several servers ("instances"). The same
+//! contract as [`crate::SqliteStore`]: one writer thread doing group commit
+//! (one transaction per batch), tickets resolved after the commit and after
 //! publishing on the feed in commit order, history rebuilt at start.
 //!
 //! Every committed binding change is also written, in the same transaction,
-//! to the `lease_changes` log (an identity id, the writing instance, the
-//! binding, the commit's time) and the commit NOTIFYs; the feed is fed by
-//! this instance's own commits. [`PostgresStore::changes_after`] reads the
-//! log by id, for a later phase where every instance follows it.
+//! to the `lease_changes` log (id and log time assigned under a lock every
+//! instance's commit takes, the writing instance, the binding), and the
+//! commit NOTIFYs. Each change is checked against the stored row first
+//! (see `writer`): several instances decide from their own copies, the
+//! database decides who was first. Once observed
+//! ([`LeaseStore::observe`]), a follower thread reads the log by id, so the
+//! feed carries every instance's changes (see `follow`), and heart-beats
+//! this instance (see `instances`).
 //!
 //! Reads run on reader threads that own their connections (see `readers`):
 //! the caller blocks until the answer, like SQLite's reads.
 
 mod codec;
+mod follow;
+mod health;
 mod history;
+mod instances;
 mod readers;
 mod schema;
 mod writer;
@@ -27,11 +34,19 @@ use postgres::types::ToSql;
 use postgres::Client;
 
 use crate::group_commit::{self, Request};
-use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError};
+use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError, StoreObserver};
 use codec::{decode, ip_key, COLUMNS};
+use follow::{Follower, LogFollower};
+use health::Health;
 pub use history::LoggedChange;
 use readers::ReadPool;
 use writer::Writer;
+
+/// How far before a resuming requestor's query-start-time an instance
+/// answers from (RFC 7724 §7.4 catch-up): the base-time it was given came
+/// from another instance, whose clock and view of the log may be a little
+/// behind or ahead (docs/postgresql.md, "Time across instances").
+pub const SHARED_RESUME_MARGIN: u32 = 10;
 
 /// The schema version this build creates and reads.
 pub const PG_SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
@@ -52,10 +67,16 @@ pub struct PostgresOptions {
 
 pub struct PostgresStore {
     feed: Arc<ChangeFeed>,
+    log: Arc<LogFollower>,
+    health: Arc<Health>,
     /// `None` only while dropping: closing it lets the writer drain and exit.
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    /// Started by `observe`.
+    follower: parking_lot::Mutex<Option<Follower>>,
     readers: ReadPool,
+    config: postgres::Config,
+    target: String,
 }
 
 impl PostgresStore {
@@ -66,25 +87,31 @@ impl PostgresStore {
         let (config, target) = schema::parse(&opts.url)?;
         let mut client = schema::connect(&config, &target)?;
         schema::migrate(&mut client, &target, now)?;
-        let feed = Arc::new(
-            history::rebuild(&mut client, opts.history, now).map_err(|e| {
-                schema::open_error(
-                    &target,
-                    format!("reading the change history: {}", schema::error_text(&e)),
-                )
-            })?,
-        );
-        let readers = ReadPool::new(&config, &target, opts.readers)?;
+        let (feed, last_id) = history::rebuild(&mut client, opts.history, now).map_err(|e| {
+            schema::open_error(
+                &target,
+                format!("reading the change history: {}", schema::error_text(&e)),
+            )
+        })?;
+        let feed = Arc::new(feed);
+        let log = Arc::new(LogFollower::new(
+            opts.instance_id.clone(),
+            Arc::clone(&feed),
+            last_id,
+        ));
+        let health = Arc::new(Health::default());
+        let readers = ReadPool::new(&config, &target, opts.readers, &opts.instance_id)?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             client,
-            instance_id: opts.instance_id,
-            feed: feed.clone(),
+            log: Arc::clone(&log),
             max_batch: opts.max_batch.max(1),
             pruner: history::Pruner::new(opts.history),
+            health: Arc::clone(&health),
             config: config.clone(),
             target: target.clone(),
-            upsert: None,
+            statements: None,
+            broken: false,
         };
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
@@ -92,9 +119,14 @@ impl PostgresStore {
             .map_err(|e| schema::open_error(&target, format!("spawning the writer thread: {e}")))?;
         Ok(PostgresStore {
             feed,
+            log,
+            health,
             tx: Some(tx),
             writer: Some(writer),
+            follower: parking_lot::Mutex::new(None),
             readers,
+            config,
+            target,
         })
     }
 
@@ -102,21 +134,21 @@ impl PostgresStore {
     /// ascending by id (see [`LoggedChange`]).
     pub fn changes_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
         self.readers
-            .with(move |c| history::changes_after(c, after, limit))
+            .with(move |c, me| history::changes_after(c, after, i64::MAX, limit, me))
     }
 
-    /// Delete change-log rows beyond the history's limits now (the writer
-    /// also does it every few thousand changes). Returns how many went.
+    /// Delete change-log rows beyond the history's limits at `now` (the
+    /// writer also does it every few thousand changes). Returns how many went.
     pub fn prune_changes(&self, limits: HistoryLimits, now: u32) -> Result<u64, StoreError> {
-        self.readers.with(move |c| {
+        self.readers.with(move |c, _| {
             history::prune(c, limits, now).map_err(|e| StoreError::Postgres(schema::error_text(&e)))
         })
     }
 
     fn select(&self, filter: &'static str, args: Vec<Arg>) -> Result<Vec<Binding>, StoreError> {
-        self.readers.with(move |c| {
+        self.readers.with(move |c, me| {
             let sql = format!("SELECT {COLUMNS} FROM bindings WHERE {filter} ORDER BY ip");
-            query(c, &sql, &args)
+            query(c, &sql, &args, me)
         })
     }
 }
@@ -138,11 +170,11 @@ impl Arg {
     }
 }
 
-fn query(c: &mut Client, sql: &str, args: &[Arg]) -> Result<Vec<Binding>, StoreError> {
+fn query(c: &mut Client, sql: &str, args: &[Arg], me: &str) -> Result<Vec<Binding>, StoreError> {
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(Arg::as_sql).collect();
     let stmt = c.prepare(sql).map_err(pg_error)?;
     let rows = c.query(&stmt, &params).map_err(pg_error)?;
-    rows.iter().map(|r| decode(r, 0)).collect()
+    rows.iter().map(|r| decode(r, 0, me)).collect()
 }
 
 fn pg_error(e: postgres::Error) -> StoreError {
@@ -151,7 +183,11 @@ fn pg_error(e: postgres::Error) -> StoreError {
 
 impl LeaseStore for PostgresStore {
     fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        group_commit::submit(self.tx.as_ref(), bindings, now, done);
+        group_commit::submit(self.tx.as_ref(), bindings, now, false, done);
+    }
+
+    fn submit_decided_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
+        group_commit::submit(self.tx.as_ref(), bindings, now, true, done);
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {
@@ -160,13 +196,13 @@ impl LeaseStore for PostgresStore {
 
     fn get_many(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<Binding>>, StoreError> {
         let keys: Vec<i64> = ips.iter().map(|&ip| ip_key(ip)).collect();
-        self.readers.with(move |c| {
+        self.readers.with(move |c, me| {
             // One statement, one snapshot; answers in the order asked.
             let sql = format!("SELECT {COLUMNS} FROM bindings WHERE ip = ANY($1)");
             let rows = c.query(&sql, &[&keys]).map_err(pg_error)?;
             let mut found = std::collections::HashMap::with_capacity(rows.len());
             for row in &rows {
-                let b = decode(row, 0)?;
+                let b = decode(row, 0, me)?;
                 found.insert(ip_key(b.ip), b);
             }
             Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
@@ -207,11 +243,11 @@ impl LeaseStore for PostgresStore {
             Arg::Int(ip_key(to)),
             Arg::Int(limit),
         ];
-        self.readers.with(move |c| {
+        self.readers.with(move |c, me| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM bindings WHERE ip BETWEEN $1 AND $2 ORDER BY ip LIMIT $3"
             );
-            query(c, &sql, &args)
+            query(c, &sql, &args, me)
         })
     }
 
@@ -222,11 +258,32 @@ impl LeaseStore for PostgresStore {
     fn feed(&self) -> &ChangeFeed {
         &self.feed
     }
+
+    /// Starts the follower (once): from the log position at `open`, every
+    /// change another instance commits goes to `observer`, then the feed.
+    fn observe(&self, observer: Arc<dyn StoreObserver>) {
+        if !self.log.set_observer(observer) {
+            return;
+        }
+        self.feed.set_resume_margin(SHARED_RESUME_MARGIN);
+        match Follower::spawn(
+            Arc::clone(&self.log),
+            self.config.clone(),
+            self.target.clone(),
+            Arc::clone(&self.health),
+        ) {
+            Ok(f) => *self.follower.lock() = Some(f),
+            Err(e) => tracing::error!(error = %e, "cannot start the change-log follower"),
+        }
+    }
 }
 
 impl Drop for PostgresStore {
     /// The writer commits everything already queued, then exits.
     fn drop(&mut self) {
+        // The follower leaves the instances table: the others take this
+        // instance's share of the pools over at once.
+        drop(self.follower.lock().take());
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {
             if writer.thread().id() == std::thread::current().id() {

@@ -6,21 +6,42 @@ use std::net::Ipv4Addr;
 use postgres::types::ToSql;
 use postgres::Row;
 
+use leaseline_proto::DATA_SOURCE_REMOTE;
+
 use crate::{Binding, DhcpState, StoreError};
 
 /// Column list shared by every SELECT; `decode` reads them by position.
 pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, cltt, \
      state_since, data_source, relay_info, circuit_id, remote_id, relay_id, \
-     vendor_class_id, hostname, lease_time, renew_time, rebind_time";
+     vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_by";
 
-/// Upsert one binding and append it to the change log, in one statement
-/// (one round trip). `$20` is the instance id.
-pub(super) const UPSERT_AND_LOG: &str = "
-WITH b AS (
+/// One commit's writes, in one statement (one round trip): every change
+/// appended to the log with its id, the last change of each address
+/// upserted into `bindings`. Arrays in [`Batch`]'s order; `$20` is the log
+/// time, `$21` the writing instance.
+pub(super) const WRITE_BATCH: &str = "
+WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::smallint[],
+        $5::bytea[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::smallint[],
+        $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[],
+        $17::bigint[], $18::bigint[], $19::bigint[], $22::bigint[])
+    AS c(id, ip, state, htype, chaddr, client_id, expiry, cltt, state_since, data_source,
+        relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname, lease_time,
+        renew_time, rebind_time, changed_at)
+), logged AS (
+    INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id, expiry,
+        cltt, state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
+        vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at, changed_by)
+    SELECT id, $20, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
+        data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
+        lease_time, renew_time, rebind_time, changed_at, $21 FROM c
+)
 INSERT INTO bindings (ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
     data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time, renew_time, rebind_time, changed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+    lease_time, renew_time, rebind_time, changed_at, changed_by)
+SELECT DISTINCT ON (ip) ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
+    data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
+    lease_time, renew_time, rebind_time, changed_at, $21 FROM c ORDER BY ip, id DESC
 ON CONFLICT (ip) DO UPDATE SET
     state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
     client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
@@ -29,14 +50,8 @@ ON CONFLICT (ip) DO UPDATE SET
     remote_id = excluded.remote_id, relay_id = excluded.relay_id,
     vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
     lease_time = excluded.lease_time, renew_time = excluded.renew_time,
-    rebind_time = excluded.rebind_time, changed_at = excluded.changed_at
-RETURNING *)
-INSERT INTO lease_changes (instance_id, ip, state, htype, chaddr, client_id, expiry, cltt,
-    state_since, data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id,
-    hostname, lease_time, renew_time, rebind_time, changed_at)
-SELECT $20, ip, state, htype, chaddr, client_id, expiry, cltt, state_since, data_source,
-    relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname, lease_time,
-    renew_time, rebind_time, changed_at FROM b";
+    rebind_time = excluded.rebind_time, changed_at = excluded.changed_at,
+    changed_by = excluded.changed_by";
 
 /// The address as the table's integer key.
 pub(super) fn ip_key(ip: Ipv4Addr) -> i64 {
@@ -48,68 +63,98 @@ pub(super) fn ip_key_to_ip(key: i64) -> Option<Ipv4Addr> {
     u32::try_from(key).map(Ipv4Addr::from).ok()
 }
 
-/// The values of [`UPSERT_AND_LOG`] for `b` changed at `changed_at`.
-pub(super) struct Params {
-    ints: [i64; 9],
-    opt_ints: [Option<i64>; 2],
-    smalls: [i16; 3],
+/// The column arrays of [`WRITE_BATCH`]: one entry per change, borrowing
+/// the bindings' byte strings.
+#[derive(Default)]
+pub(super) struct Batch<'a> {
+    id: Vec<i64>,
+    ip: Vec<i64>,
+    state: Vec<i16>,
+    htype: Vec<i16>,
+    chaddr: Vec<&'a [u8]>,
+    client_id: Vec<Option<&'a [u8]>>,
+    expiry: Vec<i64>,
+    cltt: Vec<i64>,
+    state_since: Vec<i64>,
+    data_source: Vec<i16>,
+    relay_info: Vec<Option<&'a [u8]>>,
+    circuit_id: Vec<Option<&'a [u8]>>,
+    remote_id: Vec<Option<&'a [u8]>>,
+    relay_id: Vec<Option<&'a [u8]>>,
+    vendor_class_id: Vec<Option<&'a [u8]>>,
+    hostname: Vec<Option<&'a [u8]>>,
+    lease_time: Vec<i64>,
+    renew_time: Vec<Option<i64>>,
+    rebind_time: Vec<Option<i64>>,
+    changed_at: Vec<i64>,
 }
 
-impl Params {
-    pub(super) fn new(b: &Binding, changed_at: u32) -> Self {
-        Params {
-            ints: [
-                ip_key(b.ip),
-                i64::from(b.expiry),
-                i64::from(b.cltt),
-                i64::from(b.state_since),
-                i64::from(b.lease_time),
-                i64::from(changed_at),
-                0,
-                0,
-                0,
-            ],
-            opt_ints: [b.renew_time.map(i64::from), b.rebind_time.map(i64::from)],
-            smalls: [
-                i16::from(b.state.as_u8()),
-                i16::from(b.htype),
-                i16::from(b.data_source),
-            ],
-        }
+impl<'a> Batch<'a> {
+    pub(super) fn len(&self) -> usize {
+        self.id.len()
     }
 
-    pub(super) fn refs<'a>(
-        &'a self,
-        b: &'a Binding,
-        instance: &'a String,
-    ) -> [&'a (dyn ToSql + Sync); 20] {
+    /// `b` as log row `id`, changed at `changed_at` (its handling time).
+    pub(super) fn push(&mut self, id: i64, b: &'a Binding, changed_at: u32) {
+        self.id.push(id);
+        self.ip.push(ip_key(b.ip));
+        self.state.push(i16::from(b.state.as_u8()));
+        self.htype.push(i16::from(b.htype));
+        self.chaddr.push(&b.chaddr);
+        self.client_id.push(b.client_id.as_deref());
+        self.expiry.push(i64::from(b.expiry));
+        self.cltt.push(i64::from(b.cltt));
+        self.state_since.push(i64::from(b.state_since));
+        self.data_source.push(i16::from(b.data_source));
+        self.relay_info.push(b.relay_info.as_deref());
+        self.circuit_id.push(b.circuit_id.as_deref());
+        self.remote_id.push(b.remote_id.as_deref());
+        self.relay_id.push(b.relay_id.as_deref());
+        self.vendor_class_id.push(b.vendor_class_id.as_deref());
+        self.hostname.push(b.hostname.as_deref());
+        self.lease_time.push(i64::from(b.lease_time));
+        self.renew_time.push(b.renew_time.map(i64::from));
+        self.rebind_time.push(b.rebind_time.map(i64::from));
+        self.changed_at.push(i64::from(changed_at));
+    }
+
+    /// The parameters of [`WRITE_BATCH`].
+    pub(super) fn params<'p>(
+        &'p self,
+        logged_at: &'p i64,
+        instance: &'p String,
+    ) -> [&'p (dyn ToSql + Sync); 22] {
         [
-            &self.ints[0],
-            &self.smalls[0],
-            &self.smalls[1],
-            &b.chaddr,
-            &b.client_id,
-            &self.ints[1],
-            &self.ints[2],
-            &self.ints[3],
-            &self.smalls[2],
-            &b.relay_info,
-            &b.circuit_id,
-            &b.remote_id,
-            &b.relay_id,
-            &b.vendor_class_id,
-            &b.hostname,
-            &self.ints[4],
-            &self.opt_ints[0],
-            &self.opt_ints[1],
-            &self.ints[5],
+            &self.id,
+            &self.ip,
+            &self.state,
+            &self.htype,
+            &self.chaddr,
+            &self.client_id,
+            &self.expiry,
+            &self.cltt,
+            &self.state_since,
+            &self.data_source,
+            &self.relay_info,
+            &self.circuit_id,
+            &self.remote_id,
+            &self.relay_id,
+            &self.vendor_class_id,
+            &self.hostname,
+            &self.lease_time,
+            &self.renew_time,
+            &self.rebind_time,
+            logged_at,
             instance,
+            &self.changed_at,
         ]
     }
 }
 
-/// Decode one row selected with `COLUMNS` starting at column `at`.
-pub(super) fn decode(row: &Row, at: usize) -> Result<Binding, StoreError> {
+/// Decode one row selected with `COLUMNS` starting at column `at`, as seen
+/// by instance `me`: a row another instance changed last carries the
+/// data-source REMOTE flag (RFC 6926 §6.2.8).
+pub(super) fn decode(row: &Row, at: usize, me: &str) -> Result<Binding, StoreError> {
     let raw_ip: i64 = row.try_get(at).map_err(|e| StoreError::Corrupt {
         ip: "?".into(),
         reason: format!("ip: {e}"),
@@ -121,6 +166,11 @@ pub(super) fn decode(row: &Row, at: usize) -> Result<Binding, StoreError> {
     let d = Decoder { row, ip, at };
     let state_raw: u8 = d.small(1, "state")?;
     let state = DhcpState::from_u8(state_raw).ok_or_else(|| d.corrupt("state", "unknown value"))?;
+    let changed_by: &str = row
+        .try_get(at + 18)
+        .map_err(|e| d.corrupt("changed_by", &e.to_string()))?;
+    let data_source: u8 = d.small(8, "data_source")?;
+    let remote = !changed_by.is_empty() && changed_by != me;
     Ok(Binding {
         ip,
         state,
@@ -132,7 +182,11 @@ pub(super) fn decode(row: &Row, at: usize) -> Result<Binding, StoreError> {
         expiry: d.int(5, "expiry")?,
         cltt: d.int(6, "cltt")?,
         state_since: d.int(7, "state_since")?,
-        data_source: d.small(8, "data_source")?,
+        data_source: if remote {
+            data_source | DATA_SOURCE_REMOTE
+        } else {
+            data_source
+        },
         relay_info: d.opt_blob(9, "relay_info")?,
         circuit_id: d.opt_blob(10, "circuit_id")?,
         remote_id: d.opt_blob(11, "remote_id")?,

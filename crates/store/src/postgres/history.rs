@@ -1,95 +1,116 @@
-//! The Active Leasequery history after a restart (rebuilt from the rows'
-//! `changed_at`, as SQLite's), the change log's reader by id, and its pruning
-//! by the history's limits.
+//! The Active Leasequery history after a restart (rebuilt from the change
+//! log's times, which every instance shares), the log's reader by id, and
+//! its pruning by the history's limits.
 
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 use super::codec::{decode, ip_key_to_ip, COLUMNS};
-use super::schema::{error_text, HISTORY_SINCE};
+use super::schema::{error_text, HISTORY_SINCE, PRUNED_ID, PRUNED_LOGGED_AT};
 use crate::{Binding, ChangeFeed, HistoryLimits, StoreError};
-
-/// As SQLite's: `changed_at` is the handling time, the feed recorded the
-/// change after the commit; seeded entries are this much later.
-const PUBLISH_SLACK: u32 = 60;
 
 /// Prune the log every this many committed changes.
 const PRUNE_EVERY: usize = 4_096;
 
+/// The feed at start: every address whose latest logged change is within
+/// the history's reach, recorded at that change's log time (the feed's
+/// clock, shared by every instance), and the last log id, from which this
+/// instance follows the log.
 pub(super) fn rebuild(
     client: &mut Client,
     limits: HistoryLimits,
     now: u32,
-) -> Result<ChangeFeed, postgres::Error> {
-    let since: i64 = client
-        .query_one("SELECT value FROM meta WHERE key = $1", &[&HISTORY_SINCE])?
-        .try_get(0)?;
-    let since = u32::try_from(since.max(0)).unwrap_or(u32::MAX);
-    let horizon = since.max(now.saturating_sub(limits.max_age)).min(now);
+) -> Result<(ChangeFeed, i64), postgres::Error> {
+    let mut meta = |key: &str| -> Result<i64, postgres::Error> {
+        client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .and_then(|r| r.map_or(Ok(0), |r| r.try_get(0)))
+    };
+    let since = seconds(meta(HISTORY_SINCE)?);
+    // Changes at the last pruned second may be gone in part: that second
+    // is no longer answered in full.
+    let pruned = seconds(meta(PRUNED_LOGGED_AT)?).saturating_add(1);
+    let pruned_id = meta(PRUNED_ID)?;
+    let horizon = since
+        .max(pruned)
+        .max(now.saturating_sub(limits.max_age))
+        .min(now);
     let rows = client.query(
-        "SELECT ip, changed_at FROM bindings WHERE changed_at >= $1",
-        &[&i64::from(horizon.saturating_sub(PUBLISH_SLACK))],
+        "SELECT ip, max(logged_at) FROM lease_changes WHERE logged_at >= $1 GROUP BY ip",
+        &[&i64::from(horizon)],
     )?;
     let mut changes = Vec::with_capacity(rows.len());
     for row in rows {
-        let (key, changed_at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let changed_at = u32::try_from(changed_at).unwrap_or(u32::MAX);
+        let (key, logged_at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
         // A row whose key is not an address is reported by the readers.
         if let Some(ip) = ip_key_to_ip(key) {
-            changes.push((changed_at.saturating_add(PUBLISH_SLACK).min(now), ip));
+            changes.push((seconds(logged_at), ip));
         }
     }
+    let last_id: i64 = client
+        .query_one("SELECT coalesce(max(id), 0) FROM lease_changes", &[])?
+        .try_get(0)?;
     let feed = ChangeFeed::new(limits, horizon);
     feed.seed(changes);
     feed.now(now);
-    Ok(feed)
+    Ok((feed, last_id.max(pruned_id)))
+}
+
+fn seconds(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 /// One row of the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedChange {
-    /// Increasing in commit order of the rows' inserts (an identity column).
+    /// Increasing in commit order, without gaps (assigned under the log
+    /// lock); pruning removes the oldest.
     pub id: i64,
     /// The instance whose commit wrote it.
     pub instance_id: String,
-    /// The handling time of its commit (u32 seconds).
+    /// The log time: the newest handling time of its commit's batch, never
+    /// less than an earlier row's (u32 seconds): the feed's clock, shared by
+    /// every instance.
+    pub logged_at: u32,
+    /// The handling time of its commit, by the writer's clock (u32 seconds).
     pub changed_at: u32,
     pub binding: Binding,
 }
 
-/// Up to `limit` log rows with `id > after`, ascending by id.
-///
-/// Ids are allocated at insert, so a transaction still in flight may commit
-/// a smaller id than one already visible: a reader that must see every row
-/// (a later phase: the feed across instances) keeps the gaps it saw and
-/// reads them again until they fill or age out.
+/// Up to `limit` log rows with `after < id <= upto`, ascending by id, as
+/// instance `me` sees them. Commits are serialised by the log lock, so a
+/// row becomes visible only after every row with a smaller id.
 pub(super) fn changes_after(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     after: i64,
+    upto: i64,
     limit: usize,
+    me: &str,
 ) -> Result<Vec<LoggedChange>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
         .query(
             &format!(
-                "SELECT id, instance_id, changed_at, {COLUMNS} FROM lease_changes \
-                 WHERE id > $1 ORDER BY id LIMIT $2"
+                "SELECT id, logged_at, changed_at, {COLUMNS} FROM lease_changes \
+                 WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
             ),
-            &[&after, &limit],
+            &[&after, &upto, &limit],
         )
         .map_err(|e| StoreError::Postgres(error_text(&e)))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let binding = decode(&row, 3)?;
+        let binding = decode(&row, 3, me)?;
         let bad = |what: &str| StoreError::Corrupt {
             ip: binding.ip.to_string(),
             reason: format!("lease_changes.{what}"),
         };
         let id: i64 = row.try_get(0).map_err(|_| bad("id"))?;
-        let instance_id: String = row.try_get(1).map_err(|_| bad("instance_id"))?;
+        let logged_at: i64 = row.try_get(1).map_err(|_| bad("logged_at"))?;
         let changed_at: i64 = row.try_get(2).map_err(|_| bad("changed_at"))?;
+        let instance_id: String = row.try_get(3 + 18).map_err(|_| bad("changed_by"))?;
         out.push(LoggedChange {
             id,
             instance_id,
+            logged_at: u32::try_from(logged_at).map_err(|_| bad("logged_at"))?,
             changed_at: u32::try_from(changed_at).map_err(|_| bad("changed_at"))?,
             binding,
         });
@@ -119,19 +140,15 @@ impl Pruner {
             return;
         }
         self.since_last = 0;
-        if let Err(e) = prune(client, self.limits, crate_now()) {
+        if let Err(e) = prune(client, self.limits, unix_now()) {
             tracing::warn!(error = %error_text(&e), "pruning lease_changes failed");
         }
     }
 }
 
-fn crate_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
-}
-
+/// Deletes what is older than the history keeps at `now` (log times), and
+/// records the last id and log time deleted (ids and log times go on from
+/// there).
 pub(super) fn prune(
     client: &mut Client,
     limits: HistoryLimits,
@@ -139,9 +156,31 @@ pub(super) fn prune(
 ) -> Result<u64, postgres::Error> {
     let oldest = i64::from(now.saturating_sub(limits.max_age));
     let keep = i64::try_from(limits.max_count).unwrap_or(i64::MAX);
-    client.execute(
-        "DELETE FROM lease_changes WHERE changed_at < $1 \
-         OR id <= (SELECT max(id) FROM lease_changes) - $2",
+    let mut tx = client.transaction()?;
+    let row = tx.query_one(
+        "WITH d AS (DELETE FROM lease_changes \
+             WHERE logged_at < $1 \
+             OR id <= (SELECT max(id) FROM lease_changes) - $2 RETURNING id, logged_at) \
+         SELECT count(*), coalesce(max(id), 0), coalesce(max(logged_at), 0) FROM d",
         &[&oldest, &keep],
-    )
+    )?;
+    let (count, id, logged_at): (i64, i64, i64) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if count > 0 {
+        for (key, value) in [(PRUNED_ID, id), (PRUNED_LOGGED_AT, logged_at)] {
+            tx.execute(
+                "UPDATE meta SET value = greatest(value, $2) WHERE key = $1",
+                &[&key, &value],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
 }

@@ -19,6 +19,8 @@ pub(super) struct Reader {
     client: Client,
     config: Config,
     target: String,
+    /// This instance's name (rows others changed read as REMOTE).
+    me: Arc<str>,
 }
 
 impl Reader {
@@ -27,16 +29,17 @@ impl Reader {
     /// more. A read changes nothing, so running it again is safe.
     fn run<T>(
         &mut self,
-        f: &dyn Fn(&mut Client) -> Result<T, StoreError>,
+        f: &dyn Fn(&mut Client, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let first = f(&mut self.client);
+        let me = Arc::clone(&self.me);
+        let first = f(&mut self.client, &me);
         if first.is_ok() || !self.client.is_closed() {
             return first;
         }
         match schema::connect(&self.config, &self.target) {
             Ok(c) => {
                 self.client = c;
-                f(&mut self.client)
+                f(&mut self.client, &me)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "store reader cannot reconnect");
@@ -53,7 +56,13 @@ pub(super) struct ReadPool {
 
 impl ReadPool {
     /// `n` connections, opened now so a bad database fails `open`.
-    pub(super) fn new(config: &Config, target: &str, n: usize) -> Result<Self, StoreError> {
+    pub(super) fn new(
+        config: &Config,
+        target: &str,
+        n: usize,
+        me: &str,
+    ) -> Result<Self, StoreError> {
+        let me: Arc<str> = Arc::from(me);
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
@@ -62,6 +71,7 @@ impl ReadPool {
             let rx = rx.clone();
             let config = config.clone();
             let owned_target = target.to_owned();
+            let me = Arc::clone(&me);
             let t = std::thread::Builder::new()
                 .name(format!("leaseline-pg-reader-{i}"))
                 .spawn(move || {
@@ -70,6 +80,7 @@ impl ReadPool {
                             client,
                             config,
                             target: owned_target,
+                            me,
                         },
                         &rx,
                     )
@@ -87,7 +98,7 @@ impl ReadPool {
 
     pub(super) fn with<T: Send + 'static>(
         &self,
-        f: impl Fn(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Client, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = sync_channel(1);
         let job: Job = Box::new(move |r| {

@@ -1,19 +1,30 @@
 //! Connection set-up and the versioned schema: `bindings` (as in SQLite),
-//! `lease_changes` (the change log / outbox) and `meta`.
+//! `lease_changes` (the change log / outbox), `meta` and `instances`.
 
 use postgres::{Client, Config, NoTls};
 
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `schema_version`.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// 1: bindings, lease_changes, meta. 2: several instances (bindings.changed_by,
+/// lease_changes ids and log times assigned under the log lock, instances).
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
+/// `meta` keys: the last id and log time pruned from `lease_changes` (ids
+/// and log times go on from there even when every row was pruned).
+pub(super) const PRUNED_ID: &str = "log_pruned_id";
+pub(super) const PRUNED_LOGGED_AT: &str = "log_pruned_logged_at";
 
 /// The NOTIFY channel a commit signals (a wake-up only: readers of the log
 /// go by id).
 pub(super) const NOTIFY_CHANNEL: &str = "leaseline_lease_changes";
+
+/// The transaction-level advisory lock every instance's commit takes
+/// before it reads the rows it overwrites and appends to the log: commits
+/// are serialised, so log ids and log times increase in commit order.
+pub(super) const LOG_LOCK: i64 = 7_724_002;
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -36,9 +47,11 @@ const BINDING_COLUMNS: &str = "
     renew_time      BIGINT,
     rebind_time     BIGINT,
     -- The handling time of the commit that last changed the row (u32 seconds).
-    changed_at      BIGINT NOT NULL";
+    changed_at      BIGINT NOT NULL,
+    -- The instance whose commit last changed it.
+    changed_by      TEXT NOT NULL DEFAULT ''";
 
-fn create_v1() -> String {
+fn create() -> String {
     format!(
         "
 CREATE TABLE bindings ({BINDING_COLUMNS}, PRIMARY KEY (ip));
@@ -48,15 +61,43 @@ CREATE INDEX bindings_client_id ON bindings (client_id) WHERE client_id IS NOT N
 CREATE INDEX bindings_remote_id ON bindings (remote_id) WHERE remote_id IS NOT NULL;
 CREATE INDEX bindings_relay_id ON bindings (relay_id) WHERE relay_id IS NOT NULL;
 -- The change log (outbox): one row per committed binding change, written in
--- the commit's own transaction; read by id (`changes_after`).
+-- the commit's own transaction, id and logged_at assigned under LOG_LOCK.
 CREATE TABLE lease_changes (
-    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    instance_id  TEXT NOT NULL,
+    id           BIGINT PRIMARY KEY,
+    logged_at    BIGINT NOT NULL,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     {BINDING_COLUMNS}
 );
-CREATE INDEX lease_changes_changed_at ON lease_changes (changed_at);
+CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+{INSTANCES}
+"
+    )
+}
+
+const INSTANCES: &str = "
+-- Live instances: each heart-beats; the live ones share the pools.
+CREATE TABLE instances (
+    instance_id  TEXT PRIMARY KEY,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);";
+
+/// Version 1 to 2, in place: log ids no longer from an identity (assigned
+/// under the log lock), the log time, who changed a binding, instances.
+fn upgrade_1_to_2() -> String {
+    format!(
+        "
+ALTER TABLE lease_changes ALTER COLUMN id DROP IDENTITY IF EXISTS;
+ALTER TABLE lease_changes ADD COLUMN logged_at BIGINT;
+UPDATE lease_changes SET logged_at = changed_at;
+ALTER TABLE lease_changes ALTER COLUMN logged_at SET NOT NULL;
+ALTER TABLE lease_changes RENAME COLUMN instance_id TO changed_by;
+ALTER TABLE lease_changes ALTER COLUMN changed_by SET DEFAULT '';
+DROP INDEX IF EXISTS lease_changes_changed_at;
+CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
+ALTER TABLE bindings ADD COLUMN changed_by TEXT NOT NULL DEFAULT '';
+{INSTANCES}
 "
     )
 }
@@ -159,13 +200,24 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             format!("schema version {version} is newer than this build's {SCHEMA_VERSION}"),
         ));
     }
-    if version == 0 {
-        tx.batch_execute(&create_v1()).map_err(fail)?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            &[&HISTORY_SINCE, &i64::from(now)],
-        )
-        .map_err(fail)?;
+    if version < SCHEMA_VERSION {
+        if version == 0 {
+            tx.batch_execute(&create()).map_err(fail)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&HISTORY_SINCE, &i64::from(now)],
+            )
+            .map_err(fail)?;
+        } else {
+            tx.batch_execute(&upgrade_1_to_2()).map_err(fail)?;
+        }
+        for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING",
+                &[&key],
+            )
+            .map_err(fail)?;
+        }
         tx.execute("DELETE FROM schema_version", &[])
             .map_err(fail)?;
         tx.execute(
