@@ -7,6 +7,7 @@ pub mod engine;
 pub mod leasequery;
 pub mod listener;
 pub mod overload;
+mod peers;
 pub mod run;
 pub mod stats;
 pub mod tls;

@@ -143,6 +143,12 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             usize::from(cfg.listen.is_some()) + interfaces.len(),
         )),
     });
+    // A shared store: other servers' changes reach the engine (and the
+    // feed) from here on; the log is followed from where it stood when the
+    // store opened, before the bindings were loaded, so nothing is missed.
+    shared.store.observe(Arc::new(crate::peers::EngineObserver {
+        shared: Arc::downgrade(&shared),
+    }));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -317,10 +323,16 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
             let n = changed.len();
-            (shared.store.submit(changed, now), n)
+            (shared.store.submit_decided(changed, now), n)
         };
         match ticket.await {
             Ok(Ok(_)) => tracing::debug!(count = n, "state transitions committed"),
+            // Another server changed some of these addresses first (renewed
+            // a lease, say): its change stands, and reaches this engine
+            // through the shared store's log.
+            Ok(Err(StoreError::Refused { ip, reason })) => {
+                tracing::debug!(count = n, %ip, reason, "state transitions refused in part")
+            }
             Ok(Err(e)) => error!(error = %e, count = n, "could not commit state transitions"),
             Err(_) => error!("store writer stopped"),
         }

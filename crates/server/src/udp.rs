@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use leaseline_store::StoreError;
 use leaseline_wire::{Message, MessageType};
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -336,16 +337,26 @@ fn handle_datagram(
         Ok(Outcome {
             reply,
             commit: Some(b),
+            if_refused,
         }) => {
             let sock = Arc::clone(sock);
             let shared2 = Arc::clone(shared);
             // The reply leaves only once the binding is durable.
-            shared.store.submit_then(
+            shared.store.submit_decided_then(
                 vec![b],
                 now,
                 Box::new(move |result| match result {
                     Ok(_) => {
                         if let Some(r) = reply {
+                            send(&sock, &shared2, &r.msg, r.dest);
+                        }
+                    }
+                    // Another server bound the address first (a shared
+                    // store): never the DHCPACK (RFC 2131 §4.3.2).
+                    Err(StoreError::Refused { ip, reason }) => {
+                        shared2.stats.dropped("refused by the shared store");
+                        debug!(peer = %peer, %ip, reason, "commit refused; DHCPNAK instead of DHCPACK");
+                        if let Some(r) = if_refused {
                             send(&sock, &shared2, &r.msg, r.dest);
                         }
                     }

@@ -20,10 +20,13 @@ pub enum Ingress {
 }
 
 /// What to do: commit `commit` (if any) durably, then send `reply` (if any).
+/// If a shared store refuses the commit (another server bound the address
+/// first), send `if_refused` instead (RFC 2131 §4.3.2: DHCPNAK), never `reply`.
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub reply: Option<Reply>,
     pub commit: Option<Binding>,
+    pub if_refused: Option<Reply>,
 }
 
 /// Why a message gets no reply. `quiet` drops are normal protocol events
@@ -73,7 +76,7 @@ pub(super) fn handle(
         MessageType::Decline => decline(e, msg, subnet, &who, now),
         MessageType::Inform => Ok(Outcome {
             reply: Some(reply::inform(e, msg, subnet)),
-            commit: None,
+            ..Outcome::default()
         }),
         _ => Err(Drop::refuse("message type not served on the DHCP port")),
     }
@@ -170,7 +173,7 @@ fn discover(
     );
     Ok(Outcome {
         reply: Some(r),
-        commit: None,
+        ..Outcome::default()
     })
 }
 
@@ -247,16 +250,20 @@ fn ack_or_nak(
     let b = new_binding(e, msg, who, ip, now, grant);
     e.apply(b.clone());
     let r = reply::lease(e, msg, subnet, MessageType::Ack, Ipv4Addr::from(ip), grant);
+    let if_refused = e
+        .shared_store
+        .then(|| reply::nak(e, msg, subnet, "address taken by another server"));
     Ok(Outcome {
         reply: Some(r),
         commit: Some(b),
+        if_refused,
     })
 }
 
 fn nak(e: &Engine, msg: &Message, subnet: usize, why: &'static str) -> Outcome {
     Outcome {
         reply: Some(reply::nak(e, msg, subnet, why)),
-        commit: None,
+        ..Outcome::default()
     }
 }
 
@@ -343,10 +350,11 @@ fn give_up(
     b.state_since = now;
     b.cltt = now;
     b.expiry = now.saturating_add(hold);
+    b.data_source &= !leaseline_proto::DATA_SOURCE_REMOTE;
     e.apply(b.clone());
     Ok(Outcome {
-        reply: None,
         commit: Some(b),
+        ..Outcome::default()
     })
 }
 

@@ -13,14 +13,15 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use leaseline_proto::{Binding, DhcpState};
+use leaseline_proto::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 use leaseline_wire::Message;
 
 pub use client::{ClientKey, Ident, Owner};
 pub use grant::Grant;
 pub use handle::{Drop, Ingress, Outcome};
+pub use pool::Share;
 
-use crate::config::Config;
+use crate::config::{Config, StoreBackend};
 use pool::PoolCursor;
 
 /// An address offered to a client: held in memory only, never durably
@@ -66,6 +67,12 @@ pub struct Engine {
     relays: HashMap<u32, usize>,
     /// Distinct interface names of directly attached subnets, in config order.
     interfaces: Vec<String>,
+    /// This server's share of the pools, walked first (several servers on
+    /// one database; the whole pool alone).
+    share: Share,
+    /// Several servers may share the store: a DHCPACK's commit can be
+    /// refused (another server was first), and a DHCPNAK is ready for it.
+    shared_store: bool,
 }
 
 impl Engine {
@@ -109,7 +116,10 @@ impl Engine {
             timers: BinaryHeap::with_capacity(2 * room + TIMER_SLACK),
             relays,
             interfaces: interface_names(&cfg_interfaces),
+            share: Share::WHOLE,
+            shared_store: false,
         };
+        e.shared_store = matches!(e.cfg.store_backend, StoreBackend::Postgres { .. });
         for b in stored {
             e.apply(b);
         }
@@ -174,6 +184,8 @@ impl Engine {
                 continue; // superseded by a later change
             }
             let mut nb = Binding::clone(b);
+            // This server makes the change, whoever made the last one.
+            nb.data_source &= !DATA_SOURCE_REMOTE;
             match b.state {
                 DhcpState::Active => {
                     nb.state = DhcpState::Expired;
@@ -191,6 +203,21 @@ impl Engine {
             changed.push(nb);
         }
         changed
+    }
+
+    /// Changes another server committed to the shared store (in commit
+    /// order): this engine's copy follows them. An offer this engine made
+    /// of one of those addresses is withdrawn.
+    pub fn apply_remote(&mut self, bindings: &[Binding]) {
+        for b in bindings {
+            self.apply(b.clone());
+        }
+    }
+
+    /// The live servers on the shared store changed: prefer this share of
+    /// every pool (another server's share is used only when this one is full).
+    pub fn set_share(&mut self, share: Share) {
+        self.share = share;
     }
 
     /// Record a binding change in memory (the caller commits it).
@@ -299,17 +326,30 @@ impl Engine {
             }
         }
         let cfg = Arc::clone(&self.cfg);
+        let s = &cfg.subnets[subnet];
         let mut cursor = std::mem::take(&mut self.cursors[subnet]);
-        let found = cursor.find(&cfg.subnets[subnet], |ip| {
+        // This server's share first, then (full) the others' (a lost race
+        // there is refused by the shared store).
+        let mut shares = vec![self.share];
+        if self.share != Share::WHOLE {
+            shares.push(Share::WHOLE);
+        }
+        let mut found = None;
+        for share in shares {
             // Prefer addresses no one holds, so a released lease can come back to its client.
-            self.free_for(ip, who, now)
-                && self
-                    .leases
-                    .get(&ip)
-                    .is_none_or(|b| key.owns(b) || b.state == DhcpState::Available)
-        });
-        let found =
-            found.or_else(|| cursor.find(&cfg.subnets[subnet], |ip| self.free_for(ip, who, now)));
+            found = cursor
+                .find(s, share, |ip| {
+                    self.free_for(ip, who, now)
+                        && self
+                            .leases
+                            .get(&ip)
+                            .is_none_or(|b| key.owns(b) || b.state == DhcpState::Available)
+                })
+                .or_else(|| cursor.find(s, share, |ip| self.free_for(ip, who, now)));
+            if found.is_some() {
+                break;
+            }
+        }
         self.cursors[subnet] = cursor;
         found
     }

@@ -504,3 +504,60 @@ mac = "02:00:00:00:00:f0"
     assert_eq!(e.leases.len(), 11);
     assert_eq!((e.leases.capacity(), e.by_client.capacity()), before);
 }
+
+// Several servers on one database (issue 17).
+
+fn shared_config() -> Arc<Config> {
+    // `[store]` after the subnet's keys (config's `extra` ends the table).
+    config("[store]\nbackend = \"postgres\"\nurl = \"postgres://u@db/leases\"")
+}
+
+#[test]
+fn each_server_offers_from_its_share_of_the_pool_first_then_the_rest() {
+    let mut e = Engine::new(config(""), vec![]);
+    e.set_share(Share { index: 1, of: 2 });
+    // Pool 10.0.0.10-19: the second half is this server's.
+    let first: Vec<u8> = (0..5).map(|n| dora(&mut e, mac(n), T0).octets()[3]).collect();
+    assert_eq!(first, vec![15, 16, 17, 18, 19]);
+    // Its share full, it goes on in the other server's.
+    assert_eq!(dora(&mut e, mac(5), T0).octets()[3], 10);
+}
+
+#[test]
+fn another_servers_binding_withdraws_an_offer_and_takes_the_address() {
+    let mut e = Engine::new(config(""), vec![]);
+    let offered = discover(&mut e, mac(1), T0);
+    // Another server bound that address to another client meanwhile.
+    let mut theirs = select(&mut Engine::new(config(""), vec![]), mac(2), offered, T0)
+        .commit
+        .expect("their binding");
+    theirs.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
+    e.apply_remote(&[theirs]);
+    let out = select(&mut e, mac(1), offered, T0 + 1);
+    assert_eq!(
+        out.reply.and_then(|r| r.msg.message_type()),
+        Some(MessageType::Nak),
+        "the address is another client's now"
+    );
+    assert_ne!(discover(&mut e, mac(1), T0 + 1), offered);
+}
+
+#[test]
+fn a_shared_store_gets_a_nak_ready_for_a_refused_ack_and_local_changes_are_local() {
+    let local = Engine::new(config(""), vec![]);
+    assert!(!local.shared_store);
+    let mut e = Engine::new(shared_config(), vec![]);
+    assert!(e.shared_store);
+    let ip = discover(&mut e, mac(1), T0);
+    let out = select(&mut e, mac(1), ip, T0);
+    let nak = out.if_refused.expect("a DHCPNAK for a refused commit");
+    assert_eq!(nak.msg.message_type(), Some(MessageType::Nak));
+    // A binding another server made, then expired here: changed by this
+    // server, so not REMOTE.
+    let mut b = out.commit.expect("binding");
+    b.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
+    e.apply_remote(&[b]);
+    let expired = e.tick(T0 + 300);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].data_source, 0);
+}
