@@ -103,6 +103,7 @@ pub struct ServerConfig {
     relay_port: Option<u16>,
     holds: bool,
     history: Option<(u32, usize)>,
+    store: String,
     subnets: String,
     allow: Option<Vec<String>>,
     udp: Option<(u32, u32)>,
@@ -119,6 +120,7 @@ impl ServerConfig {
             relay_port: None,
             holds: false,
             history: None,
+            store: String::new(),
             subnets: String::new(),
             allow: None,
             udp: None,
@@ -152,6 +154,12 @@ impl ServerConfig {
     /// `[dhcp]`, as in examples/loopback.toml.
     pub fn holds(mut self) -> Self {
         self.holds = true;
+        self
+    }
+
+    /// More `[store]` lines, e.g. `backend = "postgres"` and its `url`.
+    pub fn store(mut self, lines: &str) -> Self {
+        self.store.push_str(lines);
         self
     }
 
@@ -225,12 +233,13 @@ impl ServerConfig {
             s.push_str("offer_hold = 30\ndecline_hold = 3600\nexpired_grace = 600\n");
         }
 
-        if let Some((age, count)) = self.history {
-            let _ = write!(
-                s,
-                "\n[store]\nhistory_max_age = {age}\nhistory_max_count = {count}\n"
-            );
+        if self.history.is_some() || !self.store.is_empty() {
+            s.push_str("\n[store]\n");
         }
+        if let Some((age, count)) = self.history {
+            let _ = writeln!(s, "history_max_age = {age}\nhistory_max_count = {count}");
+        }
+        s.push_str(&self.store);
 
         if !self.subnets.is_empty() {
             s.push('\n');

@@ -30,6 +30,10 @@ pub struct PgDatabase {
     /// `postgres://user:password@host:port/name`, for the store's `url`.
     pub url: String,
     pub name: String,
+    /// The same database over the cluster's unix socket (libpq key=value
+    /// form), which a server inside a network namespace of its own can
+    /// reach; the TCP `url` when the cluster is not this binary's own.
+    pub socket_url: String,
 }
 
 /// The URL of the cluster's maintenance database (`postgres`).
@@ -47,8 +51,13 @@ pub fn pg_database() -> PgDatabase {
         N.fetch_add(1, Ordering::Relaxed)
     );
     psql(c, &format!("CREATE DATABASE {name}"));
+    let url = with_database(&c.admin_url, &name);
     PgDatabase {
-        url: with_database(&c.admin_url, &name),
+        socket_url: match &c.socket {
+            Some(s) => format!("{s} dbname={name}"),
+            None => url.clone(),
+        },
+        url,
         name,
     }
 }
@@ -62,6 +71,8 @@ pub fn pg_admin_sql(sql: &str) {
 struct Cluster {
     admin_url: String,
     psql: PathBuf,
+    /// `host=DIR port=PORT user=postgres` of a cluster of our own.
+    socket: Option<String>,
 }
 
 /// The cluster's directory and tools, for stopping it at exit.
@@ -79,6 +90,7 @@ fn cluster() -> &'static Cluster {
         Ok(url) if !url.is_empty() => Cluster {
             psql: find_bin("psql"),
             admin_url: url,
+            socket: None,
         },
         _ => start_cluster(),
     })
@@ -223,6 +235,7 @@ fn start_cluster() -> Cluster {
         dir.path().display()
     );
     let log = dir.path().join("postgres.log");
+    let socket_dir = dir.path().to_path_buf();
     let started = command(&bin.join("pg_ctl"), as_postgres)
         .arg("-D")
         .arg(&data)
@@ -247,6 +260,10 @@ fn start_cluster() -> Cluster {
     Cluster {
         admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
         psql: bin.join("psql"),
+        socket: Some(format!(
+            "host={} port={port} user=postgres",
+            socket_dir.display()
+        )),
     }
 }
 

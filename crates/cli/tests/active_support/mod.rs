@@ -59,6 +59,8 @@ pub struct Config {
     pub active: Option<String>,
     /// Extra lines for `[leasequery.bulk]`.
     pub bulk: String,
+    /// More `[store]` lines (e.g. `backend = "postgres"` and its `url`).
+    pub store: String,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             history_max_count: 1_000_000,
             active: Some(String::new()),
             bulk: String::new(),
+            store: String::new(),
         }
     }
 
@@ -93,7 +96,8 @@ impl Config {
                     .lab_options(&[Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]),
             )
             .allow(&["127.0.0.0/8"])
-            .bulk(self.tcp, &self.bulk);
+            .bulk(self.tcp, &self.bulk)
+            .store(&self.store);
         match &self.active {
             Some(lines) => config.active(true, lines).build(),
             None => config.build(),

@@ -517,7 +517,9 @@ fn each_server_offers_from_its_share_of_the_pool_first_then_the_rest() {
     let mut e = Engine::new(config(""), vec![]);
     e.set_share(Share { index: 1, of: 2 });
     // Pool 10.0.0.10-19: the second half is this server's.
-    let first: Vec<u8> = (0..5).map(|n| dora(&mut e, mac(n), T0).octets()[3]).collect();
+    let first: Vec<u8> = (0..5)
+        .map(|n| dora(&mut e, mac(n), T0).octets()[3])
+        .collect();
     assert_eq!(first, vec![15, 16, 17, 18, 19]);
     // Its share full, it goes on in the other server's.
     assert_eq!(dora(&mut e, mac(5), T0).octets()[3], 10);
