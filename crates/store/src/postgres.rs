@@ -17,12 +17,14 @@
 //! the caller blocks until the answer, like SQLite's reads.
 
 mod codec;
+mod connect;
 mod follow;
 mod health;
 mod history;
 mod instances;
 mod readers;
 mod schema;
+mod tls;
 mod writer;
 
 use std::net::Ipv4Addr;

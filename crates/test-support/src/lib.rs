@@ -12,6 +12,8 @@
 //! - [`Capture`]: a dumpcap capture, read back with tshark.
 //! - [`pg_database`]: a fresh database on a throwaway PostgreSQL cluster
 //!   shared by the test binary (or on `LEASELINE_TEST_PG_URL`).
+//! - [`pg_tls_cluster`]: a second throwaway cluster with `ssl = on`, a
+//!   certificate from a test CA, and client-certificate authentication.
 //! - [`require_tool`] / [`require_root`]: interop tests never skip; a missing
 //!   tool fails the test with the command that installs it.
 //!
@@ -25,6 +27,7 @@ mod packets;
 mod perfdhcp;
 pub mod pki;
 mod postgres;
+mod postgres_tls;
 mod relay;
 mod server;
 mod store;
@@ -41,6 +44,7 @@ pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
 pub use postgres::{pg_admin_sql, pg_cluster_url, pg_database, PgDatabase, TEST_PG_URL_ENV};
+pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
 pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};

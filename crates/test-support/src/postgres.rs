@@ -97,7 +97,7 @@ fn cluster() -> &'static Cluster {
 }
 
 /// `url` with its database (path) replaced by `name`, query kept.
-fn with_database(url: &str, name: &str) -> String {
+pub(crate) fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -114,7 +114,7 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// The newest installed PostgreSQL's bin directory.
-fn pg_bin_dir() -> PathBuf {
+pub(crate) fn pg_bin_dir() -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -146,13 +146,13 @@ fn find_bin(name: &str) -> PathBuf {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// A command run as the `postgres` OS user when we are root.
-fn command(program: &Path, as_postgres: bool) -> Command {
+pub(crate) fn command(program: &Path, as_postgres: bool) -> Command {
     if as_postgres {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -162,7 +162,7 @@ fn command(program: &Path, as_postgres: bool) -> Command {
     }
 }
 
-fn check(what: &str, out: std::io::Result<Output>) -> Output {
+pub(crate) fn check(what: &str, out: std::io::Result<Output>) -> Output {
     match out {
         Ok(o) if o.status.success() => o,
         Ok(o) => panic!(
@@ -175,7 +175,7 @@ fn check(what: &str, out: std::io::Result<Output>) -> Output {
     }
 }
 
-fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }

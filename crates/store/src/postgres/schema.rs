@@ -1,7 +1,7 @@
 //! Connection set-up and the versioned schema: `bindings` (as in SQLite),
 //! `lease_changes` (the change log / outbox), `meta` and `instances`.
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 
 use crate::StoreError;
 
@@ -141,17 +141,13 @@ pub(super) fn describe(config: &Config) -> String {
 
 /// Parse the URL (or key=value string); a bad one is one clear line.
 pub(super) fn parse(url: &str) -> Result<(Config, String), StoreError> {
-    let config: Config = url
-        .parse()
-        .map_err(|e| open_error("(url)", format!("bad PostgreSQL url: {e}")))?;
-    let target = describe(&config);
-    Ok((config, target))
+    // libpq's environment variables, ~/.pgpass and TLS settings too.
+    super::connect::parse(url)
 }
 
 pub(super) fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
-    config
-        .connect(NoTls)
-        .map_err(|e| open_error(target, format!("cannot connect: {}", error_text(&e))))
+    // With the TLS settings `parse` found for this configuration.
+    super::connect::connect(config, target)
 }
 
 /// The server's message for a database error, else the client's.
