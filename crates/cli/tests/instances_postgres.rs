@@ -3,8 +3,9 @@
 //! one pool smaller than their clients, so that they compete for addresses:
 //!
 //! 1. no address is bound to two clients, on the wire (every DHCP message
-//!    to either instance is captured: no ACK of an address another client
-//!    holds) or in the database (no two ACTIVE rows for one client);
+//!    to either instance is captured) or in the database, and each client's
+//!    last word on the wire (its last ACK, or a RELEASE after it) is in the
+//!    database;
 //! 2. a `leaseline watch` on instance A ends equal to the database: it saw
 //!    every change made through B too, and each binding last changed
 //!    through B carries data-source REMOTE (RFC 6926 §6.2.8), those changed
@@ -94,6 +95,7 @@ fn two_instances_share_one_database_without_double_allocation() {
         c.tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, port + 9000));
         c.pool = "10.0.0.10-10.0.1.53".into();
         c.store = store.clone();
+        c.udp_leasequery = true;
         c
     };
     let (cfg_a, cfg_b) = (config(PORT_A), config(PORT_B));
@@ -131,6 +133,28 @@ fn two_instances_share_one_database_without_double_allocation() {
     perf_b.wait_progress("600 ACKs through B", 60 * SECOND, |p| acks(p) >= 600);
     let (report_a, report_b) = (perf_a.interrupt(30 * SECOND), perf_b.interrupt(30 * SECOND));
     let acked = report_a.ra_stats().received + report_b.ra_stats().received;
+    // Each server handles its socket's datagrams in order: once it answers
+    // a leasequery sent now, it has handled (and submitted the commits of)
+    // everything perfdhcp sent before exiting.
+    for cfg in [&cfg_a, &cfg_b] {
+        let out = ns
+            .command(BIN)
+            .args([
+                "query",
+                "--server",
+                &cfg.dhcp.to_string(),
+                "--ip",
+                "10.0.0.10",
+            ])
+            .output()
+            .expect("run leaseline query");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).is_empty(),
+            "leaseline query to {}: {}",
+            cfg.dhcp,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // 2. The watcher on A ends equal to the database.
     let me_a = instance_id(&a);
@@ -205,9 +229,16 @@ fn two_instances_share_one_database_without_double_allocation() {
         );
     }
 
-    // 1. The wire and the database: one client per address, every ACK kept.
-    a.assert_running();
-    b.assert_running();
+    // 1. The wire and the database: one client per address, every ACK
+    // kept. Both servers stop first (every commit done, every reply sent),
+    // then the capture.
+    for (name, s) in [("A", &mut a), ("B", &mut b)] {
+        let status = s.terminate();
+        assert!(status.success(), "instance {name} exit status {status:?}");
+    }
+    let rows = bindings_seen_by(&db.url, &me_a);
+    let diff = diff_with_store(&rows, &watch.view());
+    assert!(diff.is_empty(), "after shutdown: {}", show_diff(&diff));
     let wire = read_dhcp_capture(&capture.stop());
     let ledger = Ledger::replay(&wire);
     assert!(
@@ -221,6 +252,12 @@ fn two_instances_share_one_database_without_double_allocation() {
         first_lines(&ledger.violations, 20)
     );
     assert_no_double_allocation(&rows);
+    let missing = ledger.check_store(&rows);
+    assert!(
+        missing.is_empty(),
+        "ACKed leases not in the database for their client: {}",
+        first_lines(&missing, 20)
+    );
     eprintln!(
         "two instances: {} ACKs on the wire ({} NAKs, {} addresses passed on after a release), \
          {} rows: {} last changed through A, {} through B",

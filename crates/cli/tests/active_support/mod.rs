@@ -61,6 +61,8 @@ pub struct Config {
     pub bulk: String,
     /// More `[store]` lines (e.g. `backend = "postgres"` and its `url`).
     pub store: String,
+    /// UDP Leasequery on (RFC 4388), not rate limited.
+    pub udp_leasequery: bool,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             active: Some(String::new()),
             bulk: String::new(),
             store: String::new(),
+            udp_leasequery: false,
         }
     }
 
@@ -98,6 +101,11 @@ impl Config {
             .allow(&["127.0.0.0/8"])
             .bulk(self.tcp, &self.bulk)
             .store(&self.store);
+        let config = if self.udp_leasequery {
+            config.udp(1_000_000, 1_000_000)
+        } else {
+            config
+        };
         match &self.active {
             Some(lines) => config.active(true, lines).build(),
             None => config.build(),
