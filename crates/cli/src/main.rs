@@ -3,6 +3,7 @@
 mod cmd_bulk;
 mod cmd_certs;
 mod cmd_check;
+mod cmd_db;
 mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
@@ -81,6 +82,8 @@ enum Command {
     Mirror(cmd_mirror::MirrorArgs),
     /// Make a lab PKI for secure mode (TLS): a CA, a server and a requestor certificate.
     Certs(cmd_certs::CertsArgs),
+    /// The lease store's schema: `db status`, `db upgrade` (docs/postgresql.md).
+    Db(cmd_db::DbArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => cmd_watch::run(args),
         Command::Mirror(args) => cmd_mirror::run(args),
         Command::Certs(args) => cmd_certs::run(args),
+        Command::Db(args) => cmd_db::run(args),
     };
     match result {
         Ok(code) => code,

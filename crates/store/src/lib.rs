@@ -20,7 +20,9 @@ pub use error::StoreError;
 pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LOG_CAP};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
-pub use postgres::{LoggedChange, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION};
+pub use postgres::{
+    LoggedChange, PgSchemaStatus, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION,
+};
 pub use sqlite::{SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the

@@ -22,6 +22,7 @@ mod follow;
 mod health;
 mod history;
 mod instances;
+mod ops;
 mod readers;
 mod schema;
 mod tls;
@@ -41,6 +42,7 @@ use codec::{decode, ip_key, COLUMNS};
 use follow::{Follower, LogFollower};
 use health::Health;
 pub use history::LoggedChange;
+pub use ops::PgSchemaStatus;
 use readers::ReadPool;
 use writer::Writer;
 

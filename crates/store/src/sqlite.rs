@@ -8,6 +8,7 @@
 mod checkpoint;
 mod codec;
 mod history;
+mod ops;
 mod readers;
 mod schema;
 mod writer;

@@ -92,7 +92,7 @@ pub(super) fn parse(url: &str) -> Result<(Config, String), StoreError> {
         os_user: os_user(),
         warn: &warn,
     };
-    let parsed = parse_with(url, &env).map_err(|e| open_error("(url)", e))?;
+    let parsed = parse_with(url, &env).map_err(|(target, e)| open_error(&target, e))?;
     parsed
         .tls
         .check()
@@ -233,10 +233,15 @@ fn hosts(config: &Config) -> String {
 }
 
 /// The URL, then the environment, then libpq's defaults; then `.pgpass`.
-pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, String> {
+/// A failure names the database when it is known by then (else `(url)`).
+pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, (String, String)> {
+    let url_error = |e: String| ("(url)".to_owned(), e);
     let mut params: BTreeMap<String, (String, Source)> = BTreeMap::new();
-    let url_params = split(url.trim())
-        .map_err(|e| format!("bad PostgreSQL url: invalid connection string: {e}"))?;
+    let url_params = split(url.trim()).map_err(|e| {
+        url_error(format!(
+            "bad PostgreSQL url: invalid connection string: {e}"
+        ))
+    })?;
     for (k, v) in url_params {
         params.insert(k, (v, Source::Url));
     }
@@ -267,24 +272,15 @@ pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, Str
             params.insert("dbname".into(), (u, Source::Default));
         }
     }
-    check_env_values(&params)?;
+    check_env_values(&params).map_err(url_error)?;
     if let Some((t, src)) = params.get("connect_timeout").cloned() {
         // libpq: a timeout of 1 s is taken as 2 s.
         if t.trim() == "1" {
             params.insert("connect_timeout".into(), ("2".into(), src));
         }
     }
-    let get = |k: &str| params.get(k).map(|(v, _)| v.as_str());
-    let tls = TlsSettings::resolve(
-        params.get("sslmode").map(|(v, s)| (v.as_str(), *s)),
-        get("sslrootcert"),
-        get("sslcert"),
-        get("sslkey"),
-        env.home.as_deref(),
-        env.var,
-    )?;
     if !params.contains_key("password") {
-        let passfile = match get("passfile") {
+        let passfile = match params.get("passfile").map(|(v, _)| v.as_str()) {
             Some(p) => Some(PathBuf::from(p)),
             None => env.home.as_ref().map(|h| h.join(".pgpass")),
         };
@@ -299,11 +295,20 @@ pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, Str
         .filter(|(k, _)| !OURS.contains(&k.as_str()))
         .map(|(k, (v, _))| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
         .collect();
-    let config: Config = conninfo
-        .join(" ")
-        .parse()
-        .map_err(|e: postgres::Error| format!("bad PostgreSQL url: {}", error_text(&e)))?;
+    let config: Config = conninfo.join(" ").parse().map_err(|e: postgres::Error| {
+        url_error(format!("bad PostgreSQL url: {}", error_text(&e)))
+    })?;
     let target = describe(&config);
+    let get = |k: &str| params.get(k).map(|(v, _)| v.as_str());
+    let tls = TlsSettings::resolve(
+        params.get("sslmode").map(|(v, s)| (v.as_str(), *s)),
+        get("sslrootcert"),
+        get("sslcert"),
+        get("sslkey"),
+        env.home.as_deref(),
+        env.var,
+    )
+    .map_err(|e| (target.clone(), e))?;
     Ok(Parsed {
         config,
         target,
@@ -661,7 +666,7 @@ mod tests {
         vars: &'a [(&'a str, &'a str)],
         home: Option<PathBuf>,
         warnings: &'a RefCell<Vec<String>>,
-    ) -> impl Fn(&str) -> Result<Parsed, String> + 'a {
+    ) -> impl Fn(&str) -> Result<Parsed, (String, String)> + 'a {
         move |url: &str| {
             let var = |name: &str| {
                 vars.iter()
@@ -785,13 +790,21 @@ mod tests {
     #[test]
     fn bad_values_name_their_source() {
         let w = RefCell::new(Vec::new());
-        let e = env_of(&[("PGPORT", "x")], None, &w)("postgres://h/d").unwrap_err();
+        let e = env_of(&[("PGPORT", "x")], None, &w)("postgres://h/d")
+            .unwrap_err()
+            .1;
         assert_eq!(e, "bad PGPORT in the environment: \"x\"");
-        let e = env_of(&[("PGSSLMODE", "sometimes")], None, &w)("postgres://h/d").unwrap_err();
+        let e = env_of(&[("PGSSLMODE", "sometimes")], None, &w)("postgres://h/d")
+            .unwrap_err()
+            .1;
         assert!(e.contains("PGSSLMODE") && e.contains("sometimes"), "{e}");
-        let e = env_of(&[], None, &w)("postgres://h/d?sslmode=sometimes").unwrap_err();
+        let e = env_of(&[], None, &w)("postgres://h/d?sslmode=sometimes")
+            .unwrap_err()
+            .1;
         assert!(e.starts_with("bad PostgreSQL url: invalid sslmode"), "{e}");
-        let e = env_of(&[], None, &w)("postgres://h/d?nonsense=1").unwrap_err();
+        let e = env_of(&[], None, &w)("postgres://h/d?nonsense=1")
+            .unwrap_err()
+            .1;
         assert!(
             e.starts_with("bad PostgreSQL url:") && e.contains("nonsense"),
             "{e}"
