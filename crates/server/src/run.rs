@@ -330,8 +330,9 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             // Another server changed some of these addresses first (renewed
             // a lease, say): its change stands, and reaches this engine
             // through the shared store's log.
-            Ok(Err(StoreError::Refused { ip, reason })) => {
-                tracing::debug!(count = n, %ip, reason, "state transitions refused in part")
+            Ok(Err(StoreError::Refused { ip, reason, stored })) => {
+                tracing::debug!(count = n, %ip, reason, "state transitions refused in part");
+                shared.engine.lock().follow_stored(&stored);
             }
             Ok(Err(e)) => error!(error = %e, count = n, "could not commit state transitions"),
             Err(_) => error!("store writer stopped"),

@@ -338,6 +338,7 @@ fn handle_datagram(
             reply,
             commit: Some(b),
             if_refused,
+            undo,
         }) => {
             let sock = Arc::clone(sock);
             let shared2 = Arc::clone(shared);
@@ -353,16 +354,21 @@ fn handle_datagram(
                     }
                     // Another server bound the address first (a shared
                     // store): never the DHCPACK (RFC 2131 §4.3.2).
-                    Err(StoreError::Refused { ip, reason }) => {
+                    Err(StoreError::Refused { ip, reason, stored }) => {
                         shared2.stats.dropped("refused by the shared store");
                         debug!(peer = %peer, %ip, reason, "commit refused; DHCPNAK instead of DHCPACK");
+                        // The engine's copy takes what the store holds.
+                        shared2.engine.lock().follow_stored(&stored);
                         if let Some(r) = if_refused {
                             send(&sock, &shared2, &r.msg, r.dest);
                         }
                     }
                     Err(e) => {
                         shared2.stats.commit_failed();
-                        error!(peer = %peer, error = %e, "commit failed; no reply sent");
+                        if let Some(u) = undo {
+                            shared2.engine.lock().undo(u);
+                        }
+                        debug!(peer = %peer, error = %e, "commit failed; no reply sent");
                     }
                 }),
             );

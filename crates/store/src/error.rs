@@ -1,5 +1,6 @@
 use std::net::Ipv4Addr;
 
+use leaseline_proto::Binding;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -21,8 +22,14 @@ pub enum StoreError {
     /// changed the row first (see `leaseline_proto::overwrite`). The first
     /// refused change of a submission is named; refused changes are not
     /// stored, the submission's other changes are.
+    /// `stored`: what the store holds for every refused change's address
+    /// (None: nothing), for the submitter's copy to follow.
     #[error("{ip}: refused by the shared store: {reason}")]
-    Refused { ip: Ipv4Addr, reason: &'static str },
+    Refused {
+        ip: Ipv4Addr,
+        reason: &'static str,
+        stored: Vec<(Ipv4Addr, Option<Binding>)>,
+    },
 }
 
 impl StoreError {
@@ -51,7 +58,11 @@ impl StoreError {
                 reason: reason.clone(),
             },
             StoreError::WriterGone => StoreError::WriterGone,
-            StoreError::Refused { ip, reason } => StoreError::Refused { ip: *ip, reason },
+            StoreError::Refused { ip, reason, stored } => StoreError::Refused {
+                ip: *ip,
+                reason,
+                stored: stored.clone(),
+            },
         }
     }
 }

@@ -43,7 +43,9 @@ pub use config::{ServerConfig, Subnet};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
-pub use postgres::{pg_admin_sql, pg_cluster_url, pg_database, PgDatabase, TEST_PG_URL_ENV};
+pub use postgres::{
+    pg_admin_sql, pg_cluster_url, pg_database, pg_restart_cluster, PgDatabase, TEST_PG_URL_ENV,
+};
 pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};

@@ -80,6 +80,8 @@ struct Owned {
     dir: tempfile::TempDir,
     pg_ctl: PathBuf,
     as_postgres: bool,
+    /// The server options `pg_ctl start -o` was given (to start it again).
+    opts: String,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -252,6 +254,7 @@ fn start_cluster() -> Cluster {
         dir,
         pg_ctl: bin.join("pg_ctl"),
         as_postgres,
+        opts: opts.clone(),
     });
     // SAFETY: registering a plain extern "C" fn; it runs once at exit.
     unsafe {
@@ -265,6 +268,39 @@ fn start_cluster() -> Cluster {
             socket_dir.display()
         )),
     }
+}
+
+/// Stop the test binary's own cluster (`pg_ctl stop -m fast`: open
+/// transactions are rolled back, connections ended), run `while_down`, and
+/// start it again on the same port, socket and data. Panics when the
+/// cluster is not this binary's own (`LEASELINE_TEST_PG_URL`).
+pub fn pg_restart_cluster(while_down: impl FnOnce()) {
+    let _ = cluster();
+    let guard = OWNED.lock().unwrap_or_else(|e| e.into_inner());
+    let o = guard.as_ref().unwrap_or_else(|| {
+        panic!("restarting PostgreSQL needs the test's own cluster, not {TEST_PG_URL_ENV}")
+    });
+    let data = o.dir.path().join("data");
+    check(
+        "pg_ctl stop",
+        command(&o.pg_ctl, o.as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "fast", "-w", "stop"])
+            .output(),
+    );
+    while_down();
+    let log = o.dir.path().join("postgres.log");
+    check(
+        "pg_ctl start (again)",
+        command(&o.pg_ctl, o.as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &o.opts, "start"])
+            .output(),
+    );
 }
 
 extern "C" fn stop_cluster_at_exit() {

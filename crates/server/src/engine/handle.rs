@@ -22,11 +22,89 @@ pub enum Ingress {
 /// What to do: commit `commit` (if any) durably, then send `reply` (if any).
 /// If a shared store refuses the commit (another server bound the address
 /// first), send `if_refused` instead (RFC 2131 §4.3.2: DHCPNAK), never `reply`.
+/// `undo` puts the engine's copy back if the commit fails (a shared store
+/// only: see [`Engine::undo`]).
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub reply: Option<Reply>,
     pub commit: Option<Binding>,
     pub if_refused: Option<Reply>,
+    pub undo: Option<Undo>,
+}
+
+/// What a change replaced in the engine's copy, to put back when its
+/// commit fails: the engine's copy must not run ahead of the store it
+/// shares with other servers, or it later decides from bindings that were
+/// never stored (a client's stored lease looks free, and the client is
+/// given a second address).
+#[derive(Debug)]
+pub struct Undo {
+    ip: u32,
+    previous: Option<Box<Binding>>,
+    key: ClientKey,
+    /// The client's entry before the change.
+    held: Option<u32>,
+    /// The change, as (state, expiry, cltt): put back only if still there.
+    after: (DhcpState, u32, u32),
+}
+
+impl Undo {
+    fn of(e: &Engine, ip: u32, change: &Binding) -> Option<Undo> {
+        if !e.shared_store {
+            return None;
+        }
+        let key = ClientKey::of_binding(change);
+        Some(Undo {
+            ip,
+            previous: e.leases.get(&ip).cloned(),
+            held: e.by_client.get(&key).copied(),
+            key,
+            after: (change.state, change.expiry, change.cltt),
+        })
+    }
+}
+
+impl Engine {
+    /// The commit of a change failed (the store was unreachable): put back
+    /// what it replaced, unless the address changed again since.
+    pub fn undo(&mut self, u: Undo) {
+        let still = self
+            .leases
+            .get(&u.ip)
+            .is_some_and(|b| (b.state, b.expiry, b.cltt) == u.after && u.key.owns(b));
+        if !still {
+            return;
+        }
+        match u.previous {
+            Some(p) => self.apply(*p),
+            None => {
+                self.leases.remove(&u.ip);
+            }
+        }
+        match u.held {
+            Some(ip) => {
+                self.by_client.insert(u.key, ip);
+            }
+            None => {
+                if self.by_client.get(&u.key) == Some(&u.ip) {
+                    self.by_client.remove(&u.key);
+                }
+            }
+        }
+    }
+
+    /// A change was refused: the store holds these rows (None: nothing),
+    /// and this engine's copy takes them.
+    pub fn follow_stored(&mut self, stored: &[(Ipv4Addr, Option<Binding>)]) {
+        for (ip, b) in stored {
+            match b {
+                Some(b) => self.apply(b.clone()),
+                None => {
+                    self.leases.remove(&u32::from(*ip));
+                }
+            }
+        }
+    }
 }
 
 /// Why a message gets no reply. `quiet` drops are normal protocol events
@@ -248,6 +326,7 @@ fn ack_or_nak(
     // what this client was told (RFC 4388 §6.4.2).
     let grant = Grant::of(&e.cfg.subnets[subnet]);
     let b = new_binding(e, msg, who, ip, now, grant);
+    let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
     let r = reply::lease(e, msg, subnet, MessageType::Ack, Ipv4Addr::from(ip), grant);
     let if_refused = e
@@ -257,6 +336,7 @@ fn ack_or_nak(
         reply: Some(r),
         commit: Some(b),
         if_refused,
+        undo,
     })
 }
 
@@ -351,9 +431,11 @@ fn give_up(
     b.cltt = now;
     b.expiry = now.saturating_add(hold);
     b.data_source &= !leaseline_proto::DATA_SOURCE_REMOTE;
+    let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
     Ok(Outcome {
         commit: Some(b),
+        undo,
         ..Outcome::default()
     })
 }

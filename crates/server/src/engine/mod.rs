@@ -18,7 +18,7 @@ use leaseline_wire::Message;
 
 pub use client::{ClientKey, Ident, Owner};
 pub use grant::Grant;
-pub use handle::{Drop, Ingress, Outcome};
+pub use handle::{Drop, Ingress, Outcome, Undo};
 pub use pool::Share;
 
 use crate::config::{Config, StoreBackend};

@@ -563,3 +563,39 @@ fn a_shared_store_gets_a_nak_ready_for_a_refused_ack_and_local_changes_are_local
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].data_source, 0);
 }
+
+#[test]
+fn a_failed_commit_is_undone_so_the_client_keeps_its_stored_lease() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let held = dora(&mut e, mac(1), T0);
+    // The client releases; the store was away, so the RELEASE was not
+    // stored: the engine puts the binding back.
+    let mut rel = msg(MessageType::Release, mac(1));
+    rel.ciaddr = held;
+    let out = e.handle(&rel, Ingress::Listen, T0 + 1).expect("release");
+    e.undo(out.undo.expect("an undo for a shared store"));
+    assert_eq!(e.binding(held).map(|b| b.state), Some(DhcpState::Active));
+    // Another client is not offered the address the store still holds.
+    assert_ne!(discover(&mut e, mac(2), T0 + 2), held);
+    // A first grant whose commit failed: forgotten, the client asks again.
+    let ip = discover(&mut e, mac(3), T0 + 3);
+    let out = select(&mut e, mac(3), ip, T0 + 3);
+    e.undo(out.undo.expect("undo"));
+    assert!(e.binding(ip).is_none());
+}
+
+#[test]
+fn a_refused_change_leaves_the_engine_with_what_the_store_holds() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let ip = discover(&mut e, mac(1), T0);
+    let mine = select(&mut e, mac(1), ip, T0).commit.expect("binding");
+    // The store held another client's lease there.
+    let mut theirs = mine.clone();
+    theirs.chaddr = mac(2).to_vec();
+    e.follow_stored(&[(ip, Some(theirs))]);
+    assert_eq!(
+        e.binding(ip).map(|b| b.chaddr.clone()),
+        Some(mac(2).to_vec())
+    );
+    assert_ne!(discover(&mut e, mac(1), T0 + 1), ip);
+}

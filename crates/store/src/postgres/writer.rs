@@ -50,13 +50,20 @@ pub(super) struct Statements {
     write: Statement,
 }
 
+struct Refusal {
+    ip: std::net::Ipv4Addr,
+    reason: &'static str,
+    stored: Vec<(std::net::Ipv4Addr, Option<Binding>)>,
+}
+
 /// What one commit did.
 struct Done {
     /// The first log id written and the log time of the commit.
     first_id: i64,
     logged_at: u32,
-    /// Per request: its first refused change, if any.
-    refused: Vec<Option<(std::net::Ipv4Addr, &'static str)>>,
+    /// Per request: its first refused change, and the stored rows of its
+    /// refused changes' addresses.
+    refused: Vec<Option<Refusal>>,
     /// Per request: which of its bindings were stored.
     stored: Vec<Vec<bool>>,
 }
@@ -127,7 +134,7 @@ impl Writer {
         let mut done = Done {
             first_id: 0,
             logged_at: 0,
-            refused: vec![None; batch.len()],
+            refused: batch.iter().map(|_| None).collect(),
             stored: batch
                 .iter()
                 .map(|r| vec![false; r.bindings.len()])
@@ -192,7 +199,12 @@ impl Writer {
                         done.stored[ri][bi] = true;
                     }
                     Overwrite::Refuse(reason) => {
-                        done.refused[ri].get_or_insert((b.ip, reason));
+                        let r = done.refused[ri].get_or_insert_with(|| Refusal {
+                            ip: b.ip,
+                            reason,
+                            stored: Vec::new(),
+                        });
+                        r.stored.push((b.ip, current.get(&key).cloned()));
                     }
                 }
             }
@@ -248,7 +260,11 @@ impl Writer {
             };
             (req.done)(match refused {
                 None => Ok(at),
-                Some((ip, reason)) => Err(StoreError::Refused { ip, reason }),
+                Some(r) => Err(StoreError::Refused {
+                    ip: r.ip,
+                    reason: r.reason,
+                    stored: r.stored,
+                }),
             });
         }
     }
