@@ -39,6 +39,7 @@ use postgres::Client;
 use crate::group_commit::{self, Request};
 use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError, StoreObserver};
 use codec::{decode, ip_key, COLUMNS};
+use connect::Database;
 use follow::{Follower, LogFollower};
 use health::Health;
 pub use history::LoggedChange;
@@ -79,8 +80,7 @@ pub struct PostgresStore {
     /// Started by `observe`.
     follower: parking_lot::Mutex<Option<Follower>>,
     readers: ReadPool,
-    config: postgres::Config,
-    target: String,
+    db: Arc<Database>,
 }
 
 impl PostgresStore {
@@ -88,8 +88,9 @@ impl PostgresStore {
     /// failure (bad URL, unreachable server, authentication, a schema newer
     /// than this build) is one `StoreError::PgOpen` line naming the cause.
     pub fn open(opts: PostgresOptions, now: u32) -> Result<Self, StoreError> {
-        let (config, target) = schema::parse(&opts.url)?;
-        let mut client = schema::connect(&config, &target)?;
+        let db = Arc::new(schema::parse(&opts.url)?);
+        let target = db.target.clone();
+        let mut client = db.connect()?;
         schema::migrate(&mut client, &target, now)?;
         let (feed, last_id) = history::rebuild(&mut client, opts.history, now).map_err(|e| {
             schema::open_error(
@@ -104,7 +105,7 @@ impl PostgresStore {
             last_id,
         ));
         let health = Arc::new(Health::default());
-        let readers = ReadPool::new(&config, &target, opts.readers, &opts.instance_id)?;
+        let readers = ReadPool::new(&db, opts.readers, &opts.instance_id)?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             client,
@@ -112,8 +113,7 @@ impl PostgresStore {
             max_batch: opts.max_batch.max(1),
             pruner: history::Pruner::new(opts.history),
             health: Arc::clone(&health),
-            config: config.clone(),
-            target: target.clone(),
+            db: Arc::clone(&db),
             statements: None,
             broken: false,
         };
@@ -129,8 +129,7 @@ impl PostgresStore {
             writer: Some(writer),
             follower: parking_lot::Mutex::new(None),
             readers,
-            config,
-            target,
+            db,
         })
     }
 
@@ -272,8 +271,7 @@ impl LeaseStore for PostgresStore {
         self.feed.set_resume_margin(SHARED_RESUME_MARGIN);
         match Follower::spawn(
             Arc::clone(&self.log),
-            self.config.clone(),
-            self.target.clone(),
+            Arc::clone(&self.db),
             Arc::clone(&self.health),
         ) {
             Ok(f) => *self.follower.lock() = Some(f),

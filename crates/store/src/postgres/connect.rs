@@ -12,15 +12,14 @@
 //! The TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) are
 //! handled here (see `tls`); the others go to the client library.
 //!
-//! The store's connections are opened by `schema::connect(&Config, target)`
-//! (the writer, the readers and the follower reconnect with it); the TLS
-//! settings of a `Config` made by [`parse`] are kept in a registry keyed by
-//! the `Config` itself, so that signature stays as it is.
+//! [`parse`] gives a [`Database`]: the client library's configuration, the
+//! TLS settings and the description; every connection of the store (the
+//! writer, the readers, the follower, and their reconnections) is opened
+//! with [`Database::connect`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use postgres::config::Host;
 use postgres::{Client, Config, NoTls};
@@ -76,14 +75,21 @@ pub(super) struct Environment<'a> {
 /// A parsed URL: the client library's configuration, its description
 /// (never the password) and the TLS settings.
 #[derive(Debug)]
-pub(super) struct Parsed {
+pub(super) struct Database {
     pub config: Config,
     pub target: String,
     pub tls: TlsSettings,
 }
 
-/// `schema::parse`: the URL, the process's environment and `~/.pgpass`.
-pub(super) fn parse(url: &str) -> Result<(Config, String), StoreError> {
+impl Database {
+    /// A connection as `tls.mode` says (see [`connect_with`]).
+    pub(super) fn connect(&self) -> Result<Client, StoreError> {
+        connect_with(&self.config, &self.target, &self.tls)
+    }
+}
+
+/// The URL, the process's environment and `~/.pgpass`.
+pub(super) fn parse(url: &str) -> Result<Database, StoreError> {
     let var = |name: &str| std::env::var(name).ok();
     let warn = |msg: &str| tracing::warn!("{msg}");
     let env = Environment {
@@ -97,31 +103,7 @@ pub(super) fn parse(url: &str) -> Result<(Config, String), StoreError> {
         .tls
         .check()
         .map_err(|e| open_error(&parsed.target, e))?;
-    registry()
-        .lock()
-        .insert(key(&parsed.config), parsed.tls.clone());
-    Ok((parsed.config, parsed.target))
-}
-
-/// `schema::connect`: with the TLS settings [`parse`] found for `config`
-/// (none: a plain connection, as before TLS was supported).
-pub(super) fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
-    let tls = registry()
-        .lock()
-        .get(&key(config))
-        .cloned()
-        .unwrap_or_else(TlsSettings::disabled);
-    connect_with(config, target, &tls)
-}
-
-fn registry() -> &'static parking_lot::Mutex<HashMap<String, TlsSettings>> {
-    static REGISTRY: OnceLock<parking_lot::Mutex<HashMap<String, TlsSettings>>> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-/// Every setting of a configuration: its Debug form hides the password.
-fn key(config: &Config) -> String {
-    format!("{config:?} {:?}", config.get_password())
+    Ok(parsed)
 }
 
 /// Connect as `tls.mode` says (libpq's semantics; a unix socket never uses
@@ -234,7 +216,7 @@ fn hosts(config: &Config) -> String {
 
 /// The URL, then the environment, then libpq's defaults; then `.pgpass`.
 /// A failure names the database when it is known by then (else `(url)`).
-pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, (String, String)> {
+pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Database, (String, String)> {
     let url_error = |e: String| ("(url)".to_owned(), e);
     let mut params: BTreeMap<String, (String, Source)> = BTreeMap::new();
     let url_params = split(url.trim()).map_err(|e| {
@@ -309,7 +291,7 @@ pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Parsed, (St
         env.var,
     )
     .map_err(|e| (target.clone(), e))?;
-    Ok(Parsed {
+    Ok(Database {
         config,
         target,
         tls,
@@ -666,7 +648,7 @@ mod tests {
         vars: &'a [(&'a str, &'a str)],
         home: Option<PathBuf>,
         warnings: &'a RefCell<Vec<String>>,
-    ) -> impl Fn(&str) -> Result<Parsed, (String, String)> + 'a {
+    ) -> impl Fn(&str) -> Result<Database, (String, String)> + 'a {
         move |url: &str| {
             let var = |name: &str| {
                 vars.iter()
@@ -876,11 +858,10 @@ mod tests {
     }
 
     #[test]
-    fn configs_with_different_tls_settings_are_told_apart() {
-        let (a, _) = parse("postgres://u:p@h/d?sslmode=disable").unwrap();
-        let (b, _) = parse("postgres://u:p@h/d2?sslmode=require").unwrap();
-        let r = registry().lock();
-        assert_eq!(r[&key(&a)].mode, SslMode::Disable);
-        assert_eq!(r[&key(&b)].mode, SslMode::Require);
+    fn each_database_keeps_its_own_tls_settings() {
+        let a = parse("postgres://u:p@h/d?sslmode=disable").unwrap();
+        let b = parse("postgres://u:p@h/d2?sslmode=require").unwrap();
+        assert_eq!(a.tls.mode, SslMode::Disable);
+        assert_eq!(b.tls.mode, SslMode::Require);
     }
 }

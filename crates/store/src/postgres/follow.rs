@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config};
+use postgres::Client;
 
+use super::connect::Database;
 use super::health::Health;
 use super::history::{changes_after, LoggedChange};
 use super::instances::Membership;
-use super::schema::{self, error_text, NOTIFY_CHANNEL};
+use super::schema::{error_text, NOTIFY_CHANNEL};
 use crate::{ChangeFeed, Committed, StoreError, StoreObserver};
 
 /// Rows read from the log at a time.
@@ -163,15 +164,14 @@ pub(super) struct Follower {
 impl Follower {
     pub(super) fn spawn(
         log: Arc<LogFollower>,
-        config: Config,
-        target: String,
+        db: Arc<Database>,
         health: Arc<Health>,
     ) -> std::io::Result<Follower> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("leaseline-pg-follower".into())
-            .spawn(move || run(&log, &config, &target, &health, &flag))?;
+            .spawn(move || run(&log, &db, &health, &flag))?;
         Ok(Follower {
             stop,
             thread: Some(thread),
@@ -188,7 +188,7 @@ impl Drop for Follower {
     }
 }
 
-fn run(log: &LogFollower, config: &Config, target: &str, health: &Health, stop: &AtomicBool) {
+fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
     let mut membership = Membership::new(log.me.clone());
     let mut conn: Option<Client> = None;
     let mut last_read = Instant::now();
@@ -196,7 +196,7 @@ fn run(log: &LogFollower, config: &Config, target: &str, health: &Health, stop: 
     let mut woken = true;
     while !stop.load(Ordering::Acquire) {
         let Some(client) = conn.as_mut() else {
-            match listen(config, target) {
+            match listen(db) {
                 Ok(c) => {
                     conn = Some(c);
                     woken = true;
@@ -232,8 +232,8 @@ fn run(log: &LogFollower, config: &Config, target: &str, health: &Health, stop: 
     }
 }
 
-fn listen(config: &Config, target: &str) -> Result<Client, StoreError> {
-    let mut c = schema::connect(config, target)?;
+fn listen(db: &Database) -> Result<Client, StoreError> {
+    let mut c = db.connect()?;
     c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
         .map_err(|e| StoreError::Postgres(error_text(&e)))?;
     Ok(c)

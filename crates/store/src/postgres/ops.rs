@@ -3,7 +3,7 @@
 
 use postgres::Client;
 
-use super::{connect, schema, PostgresStore};
+use super::{schema, PostgresStore};
 use crate::StoreError;
 
 /// A PostgreSQL database's Leaseline schema.
@@ -24,17 +24,18 @@ impl PostgresStore {
     /// Writes nothing. Call from a thread that is not running a tokio
     /// runtime (the sync client runs its own).
     pub fn schema_status(url: &str) -> Result<PgSchemaStatus, StoreError> {
-        let (config, target) = schema::parse(url)?;
-        let mut client = connect::connect(&config, &target)?;
-        status(&mut client, target)
+        let db = schema::parse(url)?;
+        let mut client = db.connect()?;
+        status(&mut client, db.target)
     }
 
     /// Create or upgrade the schema (as a start does: `schema::migrate`,
     /// serialised with other instances by its advisory lock). Returns the
     /// status before and the version after.
     pub fn upgrade_schema(url: &str, now: u32) -> Result<(PgSchemaStatus, i64), StoreError> {
-        let (config, target) = schema::parse(url)?;
-        let mut client = connect::connect(&config, &target)?;
+        let db = schema::parse(url)?;
+        let target = db.target.clone();
+        let mut client = db.connect()?;
         let before = status(&mut client, target.clone())?;
         schema::migrate(&mut client, &target, now)?;
         let after = version(&mut client)

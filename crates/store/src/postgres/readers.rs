@@ -7,8 +7,9 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use postgres::{Client, Config};
+use postgres::Client;
 
+use super::connect::Database;
 use super::schema;
 use crate::StoreError;
 
@@ -17,8 +18,7 @@ type Job = Box<dyn FnOnce(&mut Reader) + Send>;
 /// One reader thread's connection.
 pub(super) struct Reader {
     client: Client,
-    config: Config,
-    target: String,
+    db: Arc<Database>,
     /// This instance's name (rows others changed read as REMOTE).
     me: Arc<str>,
 }
@@ -36,7 +36,7 @@ impl Reader {
         if first.is_ok() || !self.client.is_closed() {
             return first;
         }
-        match schema::connect(&self.config, &self.target) {
+        match self.db.connect() {
             Ok(c) => {
                 self.client = c;
                 f(&mut self.client, &me)
@@ -56,21 +56,15 @@ pub(super) struct ReadPool {
 
 impl ReadPool {
     /// `n` connections, opened now so a bad database fails `open`.
-    pub(super) fn new(
-        config: &Config,
-        target: &str,
-        n: usize,
-        me: &str,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn new(db: &Arc<Database>, n: usize, me: &str) -> Result<Self, StoreError> {
         let me: Arc<str> = Arc::from(me);
         let (tx, rx) = channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
-            let client = schema::connect(config, target)?;
+            let client = db.connect()?;
             let rx = rx.clone();
-            let config = config.clone();
-            let owned_target = target.to_owned();
+            let reader_db = Arc::clone(db);
             let me = Arc::clone(&me);
             let t = std::thread::Builder::new()
                 .name(format!("leaseline-pg-reader-{i}"))
@@ -78,15 +72,14 @@ impl ReadPool {
                     serve(
                         Reader {
                             client,
-                            config,
-                            target: owned_target,
+                            db: reader_db,
                             me,
                         },
                         &rx,
                     )
                 })
                 .map_err(|e| {
-                    schema::open_error(target, format!("spawning a reader thread: {e}"))
+                    schema::open_error(&db.target, format!("spawning a reader thread: {e}"))
                 })?;
             threads.push(t);
         }

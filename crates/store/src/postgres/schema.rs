@@ -3,6 +3,7 @@
 
 use postgres::{Client, Config};
 
+use super::connect::Database;
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `schema_version`.
@@ -139,15 +140,10 @@ pub(super) fn describe(config: &Config) -> String {
     )
 }
 
-/// Parse the URL (or key=value string); a bad one is one clear line.
-pub(super) fn parse(url: &str) -> Result<(Config, String), StoreError> {
-    // libpq's environment variables, ~/.pgpass and TLS settings too.
+/// Parse the URL (or key=value string), with libpq's environment
+/// variables, `~/.pgpass` and TLS settings; a bad one is one clear line.
+pub(super) fn parse(url: &str) -> Result<Database, StoreError> {
     super::connect::parse(url)
-}
-
-pub(super) fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
-    // With the TLS settings `parse` found for this configuration.
-    super::connect::connect(config, target)
 }
 
 /// The server's message for a database error, else the client's.

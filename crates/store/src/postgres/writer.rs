@@ -19,13 +19,14 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use leaseline_proto::{overwrite, Overwrite};
-use postgres::{Client, Config, Statement};
+use postgres::{Client, Statement};
 
 use super::codec::{decode, ip_key, Batch, COLUMNS, WRITE_BATCH};
+use super::connect::Database;
 use super::follow::LogFollower;
 use super::health::Health;
 use super::history::Pruner;
-use super::schema::{self, error_text, LOG_LOCK, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT};
+use super::schema::{error_text, LOG_LOCK, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT};
 use crate::group_commit::{self, Request};
 use crate::{Binding, Committed, StoreError};
 
@@ -36,8 +37,7 @@ pub(super) struct Writer {
     pub(super) pruner: Pruner,
     pub(super) health: Arc<Health>,
     /// To reconnect after the connection broke (database restarted).
-    pub(super) config: Config,
-    pub(super) target: String,
+    pub(super) db: Arc<Database>,
     /// Prepared once per connection (not once per commit).
     pub(super) statements: Option<Statements>,
     /// The connection failed in a way that needs a new one.
@@ -97,7 +97,7 @@ impl Writer {
         if !self.broken && !self.client.is_closed() {
             return;
         }
-        match schema::connect(&self.config, &self.target) {
+        match self.db.connect() {
             Ok(client) => {
                 tracing::debug!("store writer reconnected to the database");
                 self.client = client;
