@@ -133,7 +133,15 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
     // The outage, once.
     let logs = server.logs();
     let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
-    assert_eq!(count("database unavailable"), 1, "outage lines");
+    assert_eq!(
+        count("database unavailable"),
+        1,
+        "outage lines: {:#?}",
+        logs.iter()
+            .filter(|l| l.contains("database"))
+            .take(6)
+            .collect::<Vec<_>>()
+    );
     assert_eq!(count("database available again"), 1, "recovery lines");
 
     // No ACK without its commit: every client's last word on the wire is in

@@ -194,12 +194,16 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
     let mut last_read = Instant::now();
     // Read at once after (re)connecting: rows may have come meanwhile.
     let mut woken = true;
+    // The connection was opened in this round: an error on it is the
+    // database's, not a connection left over from before an outage.
+    let mut fresh = false;
     while !stop.load(Ordering::Acquire) {
         let Some(client) = conn.as_mut() else {
             match listen(db) {
                 Ok(c) => {
                     conn = Some(c);
                     woken = true;
+                    fresh = true;
                 }
                 Err(e) => {
                     health.failed("change-log follower", &e.to_string());
@@ -209,20 +213,39 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
             continue;
         };
         let beat = membership.beat(client, log.observer().map(|o| &**o));
-        let read = if woken || last_read.elapsed() >= POLL {
+        let read_due = woken || last_read.elapsed() >= POLL;
+        let read = if read_due {
             last_read = Instant::now();
             log.catch_up(client).map(|_| ())
         } else {
             Ok(())
         };
-        match (beat, read) {
-            (Ok(()), Ok(())) => health.ok(),
-            (Err(e), _) => health.failed("change-log follower", &error_text(&e)),
-            (_, Err(e)) => health.failed("change-log follower", &e.to_string()),
-        }
-        if client.is_closed() {
-            conn = None;
-            continue;
+        let (error, queried) = match (beat, read) {
+            (Ok(beaten), Ok(())) => (None, beaten || read_due),
+            (Err(e), _) => (Some(error_text(&e)), true),
+            (_, Err(e)) => (Some(e.to_string()), true),
+        };
+        match error {
+            // Only a query that reached the database says it is there.
+            None if queried => {
+                health.ok();
+                fresh = false;
+            }
+            None => {}
+            Some(e) => {
+                // A connection that broke while the database was away (or
+                // was ended) is replaced at once, and only a failure on a
+                // new one is an outage: the database is not reported down
+                // again just after it came back.
+                if fresh {
+                    health.failed("change-log follower", &e);
+                    pause(stop, Duration::from_secs(1));
+                } else {
+                    tracing::debug!(error = %e, "change-log follower reconnects");
+                }
+                conn = None;
+                continue;
+            }
         }
         let timeout = POLL.saturating_sub(last_read.elapsed());
         woken = wait_for_notify(client, stop, timeout, &log.me);

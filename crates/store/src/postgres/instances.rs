@@ -37,14 +37,15 @@ impl Membership {
         }
     }
 
-    /// Heart-beat when due; tell `observer` when the share changed.
+    /// Heart-beat when due (true: it was); tell `observer` when the share
+    /// changed.
     pub(super) fn beat(
         &mut self,
         client: &mut Client,
         observer: Option<&dyn StoreObserver>,
-    ) -> Result<(), postgres::Error> {
+    ) -> Result<bool, postgres::Error> {
         if Instant::now() < self.next_beat {
-            return Ok(());
+            return Ok(false);
         }
         self.next_beat = Instant::now() + BEAT;
         client.execute(
@@ -82,7 +83,7 @@ impl Membership {
                 &[],
             )?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn check_clock(&mut self, db_now: f64) {

@@ -76,7 +76,10 @@ impl Writer {
             self.reconnect_if_closed();
             match self.commit(&batch, count) {
                 Ok(done) => {
-                    self.health.ok();
+                    if count > 0 {
+                        // Only a commit that reached the database says so.
+                        self.health.ok();
+                    }
                     let written = done.stored.iter().flatten().filter(|&&s| s).count();
                     self.resolve(&mut batch, done);
                     if written > 0 {
@@ -84,8 +87,20 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    self.health.failed("store writer", &e.to_string());
                     group_commit::fail(&mut batch, &e);
+                    // A connection left broken by an outage that is over
+                    // (or ended by an administrator) is replaced at once;
+                    // only a database that cannot be reached or that fails
+                    // a commit on a sound connection is an outage.
+                    let stale = self.broken && {
+                        self.reconnect_if_closed();
+                        !self.broken
+                    };
+                    if stale {
+                        tracing::debug!(error = %e, "store commit failed on a stale connection");
+                    } else {
+                        self.health.failed("store writer", &e.to_string());
+                    }
                 }
             }
         }
@@ -104,7 +119,7 @@ impl Writer {
                 self.statements = None;
                 self.broken = false;
             }
-            Err(e) => self.health.failed("store writer", &e.to_string()),
+            Err(e) => tracing::debug!(error = %e, "store writer cannot reconnect"),
         }
     }
 
