@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use leaseline_requestor::active::server_addr;
+use leaseline_requestor::failover::parse_servers;
 use leaseline_requestor::mirror::events::{binding_json, binding_line};
 use leaseline_requestor::mirror::{self, status::read_report, MirrorOptions};
 use leaseline_requestor::tls::tls_connector;
@@ -27,9 +27,11 @@ pub struct MirrorArgs {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Server address, ADDR[:PORT] (port 67 by default).
-    #[arg(long)]
-    pub server: Option<String>,
+    /// Server address, ADDR[:PORT] (port 67 by default). Repeat it, or give
+    /// a comma-separated list, for several servers on one lease database:
+    /// they are tried in order, and a lost connection fails over to the next.
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    pub server: Vec<String>,
     /// The replica (SQLite); created if missing.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -39,7 +41,7 @@ pub struct RunArgs {
     /// ACTIVE_LQ_RCV_TIMEOUT: reconnect after this many seconds of silence.
     #[arg(long, default_value_t = 120)]
     pub rcv_timeout: u64,
-    /// ACTIVE_LQ_IDLE_TIMEOUT: least seconds between connection attempts (plus up to 20 % jitter).
+    /// ACTIVE_LQ_IDLE_TIMEOUT: least seconds between connection attempts to one server (plus up to 20 % jitter).
     #[arg(long, default_value_t = 60)]
     pub retry_interval: u64,
     /// Seconds between status reports (log and replica).
@@ -92,17 +94,19 @@ pub fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let server = a.server.context("--server is required to run the mirror")?;
+    if a.server.is_empty() {
+        anyhow::bail!("--server is required to run the mirror");
+    }
+    let servers = parse_servers(&a.server).map_err(anyhow::Error::msg)?;
     let db = a.db.context("--db is required")?;
-    let tls = a.tls.client(&server)?;
-    let server = server_addr(&server).map_err(anyhow::Error::msg)?;
+    let tls = a.tls.client_for_servers(&servers)?;
     if a.rcv_timeout < 120 || a.retry_interval < 60 {
         tracing::warn!(
             "timeouts below the RFC 7724 defaults (120 s receive, 60 s retry) are for tests only"
         );
     }
     let opts = MirrorOptions {
-        server,
+        servers,
         db,
         events: a.events,
         rcv_timeout: Duration::from_secs(a.rcv_timeout.max(1)),

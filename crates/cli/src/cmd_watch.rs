@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use leaseline_requestor::active::{server_addr, DEFAULT_PRL};
+use leaseline_requestor::active::DEFAULT_PRL;
+use leaseline_requestor::failover::parse_servers;
 use leaseline_requestor::timearg::parse_time;
 use leaseline_requestor::tls::tls_connector;
 use leaseline_requestor::watch::{self, connect_tcp, WatchEnd, WatchEvent, WatchOptions};
@@ -19,9 +20,11 @@ use serde_json::json;
     after_help = "Exit status: 0 interrupted, 2 command-line usage error, 3 refused by the server (status printed), 4 connection failure (with --no-reconnect)."
 )]
 pub struct WatchArgs {
-    /// Server address, ADDR[:PORT] (port 67 by default).
-    #[arg(long)]
-    pub server: String,
+    /// Server address, ADDR[:PORT] (port 67 by default). Repeat it, or give
+    /// a comma-separated list, for several servers on one lease database:
+    /// they are tried in order, and a lost connection fails over to the next.
+    #[arg(long, required = true, value_name = "ADDR[,ADDR...]")]
+    pub server: Vec<String>,
     /// Catch up on changes since this time (Unix seconds or RFC 3339).
     #[arg(long, conflicts_with = "resume")]
     pub since: Option<String>,
@@ -34,10 +37,11 @@ pub struct WatchArgs {
     /// ACTIVE_LQ_RCV_TIMEOUT: close after this many seconds of silence.
     #[arg(long, default_value_t = 120)]
     pub rcv_timeout: u64,
-    /// ACTIVE_LQ_IDLE_TIMEOUT: least seconds between connection attempts.
+    /// ACTIVE_LQ_IDLE_TIMEOUT: least seconds between connection attempts to one server.
     #[arg(long, default_value_t = 60)]
     pub retry_interval: u64,
-    /// Exit on a lost connection instead of reconnecting.
+    /// Exit on a lost connection instead of reconnecting (with several
+    /// servers, once the first one that answered is lost, or none answered).
     #[arg(long)]
     pub no_reconnect: bool,
     #[command(flatten)]
@@ -45,7 +49,7 @@ pub struct WatchArgs {
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let server = server_addr(&args.server).map_err(anyhow::Error::msg)?;
+    let servers = parse_servers(&args.server).map_err(anyhow::Error::msg)?;
     let since = args
         .since
         .as_deref()
@@ -65,8 +69,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             "retry-interval below the RFC 7724 default of 60 s"
         );
     }
+    let tls = args.tls.client_for_servers(&servers)?;
     let opts = WatchOptions {
-        server,
+        servers,
         since,
         resume: args.resume,
         rcv_timeout: Duration::from_secs(args.rcv_timeout.max(1)),
@@ -75,7 +80,6 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         prl: DEFAULT_PRL.to_vec(),
     };
     let json = args.json;
-    let tls = args.tls.client(&args.server)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,7 +124,9 @@ fn print_event(e: &WatchEvent, json: bool) {
                 v["event"] = json!("update");
                 v.to_string()
             }
-            WatchEvent::Connected { since } => json!({"event": "connected", "since": since}).to_string(),
+            WatchEvent::Connected { server, since } => {
+                json!({"event": "connected", "server": server, "since": since}).to_string()
+            }
             WatchEvent::CatchUpComplete { base_time } => {
                 json!({"event": "catch-up-complete", "base_time": base_time}).to_string()
             }
@@ -139,8 +145,10 @@ fn print_event(e: &WatchEvent, json: bool) {
     } else {
         match e {
             WatchEvent::Update(r) => format!("{} {}", r.base_time.unwrap_or(0), r.line()),
-            WatchEvent::Connected { since: Some(t) } => format!("# connected, catching up since {t}"),
-            WatchEvent::Connected { since: None } => "# connected".to_string(),
+            WatchEvent::Connected { server, since: Some(t) } => {
+                format!("# connected to {server}, catching up since {t}")
+            }
+            WatchEvent::Connected { server, since: None } => format!("# connected to {server}"),
             WatchEvent::CatchUpComplete { base_time } => format!("# catch-up complete at {}", base_time.unwrap_or(0)),
             WatchEvent::DataMissing { from, until } => format!(
                 "# DATA MISSING: the server has no history back to {}; changes until {} may be missing (fill with: leaseline bulk --since {} --until {})",

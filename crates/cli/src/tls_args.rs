@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use leaseline_requestor::tls::{default_server_name, TlsClient, TlsClientSettings};
+use leaseline_requestor::failover::Server;
+use leaseline_requestor::tls::{
+    default_server_name, parse_server_name, TlsClient, TlsClientSettings,
+};
 
 /// Flatten into a requestor command with `#[command(flatten)] tls: TlsArgs`.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
@@ -40,6 +43,20 @@ impl TlsArgs {
     /// --cert or --key is missing). `server_arg` is the `--server` value,
     /// whose host part is the default server name.
     pub fn settings(&self, server_arg: &str) -> anyhow::Result<Option<TlsClientSettings>> {
+        self.settings_with(default_server_name(server_arg))
+    }
+
+    /// The settings for a list of servers (watch, mirror): the name checked
+    /// is `--server-name` for every server when given; otherwise each
+    /// server's own (the connector takes it from the server's address).
+    pub fn settings_for_servers(&self) -> anyhow::Result<Option<TlsClientSettings>> {
+        self.settings_with(None)
+    }
+
+    fn settings_with(
+        &self,
+        default_name: Option<String>,
+    ) -> anyhow::Result<Option<TlsClientSettings>> {
         if !self.tls {
             if self.ca.is_some()
                 || self.cert.is_some()
@@ -58,10 +75,7 @@ impl TlsArgs {
             ca: need(&self.ca, "--ca")?,
             cert: need(&self.cert, "--cert")?,
             key: need(&self.key, "--key")?,
-            server_name: self
-                .server_name
-                .clone()
-                .or_else(|| default_server_name(server_arg)),
+            server_name: self.server_name.clone().or(default_name),
         }))
     }
 
@@ -73,6 +87,21 @@ impl TlsArgs {
             None => Ok(None),
             Some(s) => Ok(Some(TlsClient::new(&s)?)),
         }
+    }
+
+    /// [`TlsArgs::settings_for_servers`] with the files loaded, for
+    /// `tls_connector(client)` over a list of servers. Each server's own
+    /// name is checked to be usable now, not at its first connection.
+    pub fn client_for_servers(&self, servers: &[Server]) -> anyhow::Result<Option<TlsClient>> {
+        let Some(s) = self.settings_for_servers()? else {
+            return Ok(None);
+        };
+        if s.server_name.is_none() {
+            for name in servers.iter().filter_map(|s| s.tls_name.as_deref()) {
+                parse_server_name(name)?;
+            }
+        }
+        Ok(Some(TlsClient::new(&s)?))
     }
 }
 
@@ -143,6 +172,32 @@ mod tests {
         .unwrap();
         let s = a.settings("dhcp.lab").unwrap().unwrap();
         assert_eq!(s.server_name.as_deref(), Some("other.lab"));
+    }
+
+    #[test]
+    fn a_list_of_servers_checks_each_ones_name_unless_one_is_given() {
+        let a = parse(&["--tls", "--ca", "a", "--cert", "b", "--key", "c"]).unwrap();
+        assert_eq!(a.settings_for_servers().unwrap().unwrap().server_name, None);
+        let a = parse(&[
+            "--tls",
+            "--ca",
+            "a",
+            "--cert",
+            "b",
+            "--key",
+            "c",
+            "--server-name",
+            "all.lab",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.settings_for_servers()
+                .unwrap()
+                .unwrap()
+                .server_name
+                .as_deref(),
+            Some("all.lab")
+        );
     }
 
     #[test]

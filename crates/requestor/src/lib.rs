@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod bulk;
+pub mod failover;
 pub mod mirror;
 pub mod query;
 pub mod record;

@@ -25,6 +25,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::active::{status_of, tls_request, ActiveError, FramedConn};
+use crate::failover::Server;
 use crate::watch::BoxStream;
 
 /// How long to wait for the TCP connection, the DHCPTLS answer, and the TLS
@@ -253,6 +254,17 @@ impl TlsClient {
             .clone()
             .unwrap_or(ServerName::IpAddress(server.into()))
     }
+
+    /// This client for one server of a list: its own name is checked
+    /// unless a name was configured for every server (`--server-name`).
+    fn for_server(&self, name: Option<&str>) -> Result<TlsClient, TlsError> {
+        if self.server_name.is_some() {
+            return Ok(self.clone());
+        }
+        let mut c = self.clone();
+        c.server_name = name.map(parse_server_name).transpose()?;
+        Ok(c)
+    }
 }
 
 /// RFC 7724 §7.2 on a fresh TCP connection: DHCPTLS, its answer, then the TLS
@@ -360,15 +372,18 @@ pub type OpenFuture = Pin<Box<dyn Future<Output = Result<BoxStream, ActiveError>
 /// An `open` function for [`crate::watch::watch`] and the mirror: each call
 /// connects, runs DHCPTLS and the handshake, and yields the TLS stream. A
 /// TLSConnectionRefused answer becomes [`ActiveError::TlsRefused`]; every
-/// other failure [`ActiveError::Tls`].
+/// other failure [`ActiveError::Tls`]. The name checked is the client's
+/// server name when it has one, else the server's own
+/// ([`Server::tls_name`]: the host typed), else its IP address.
 pub fn tls_connector(
     client: TlsClient,
-) -> impl Fn(SocketAddr) -> OpenFuture + Clone + Send + Sync + 'static {
+) -> impl Fn(Server) -> OpenFuture + Clone + Send + Sync + 'static {
     let client = Arc::new(client);
-    move |addr: SocketAddr| -> OpenFuture {
+    move |server: Server| -> OpenFuture {
         let client = client.clone();
         Box::pin(async move {
-            let stream = connect(addr, &client).await?;
+            let client = client.for_server(server.tls_name.as_deref())?;
+            let stream = connect(server.addr, &client).await?;
             Ok(Box::new(stream) as BoxStream)
         })
     }

@@ -1,18 +1,19 @@
 //! `leaseline watch`: one Active Leasequery kept alive across failures
 //! (RFC 7724 §7): resume from the highest base-time seen after catch-up,
 //! close after ACTIVE_LQ_RCV_TIMEOUT of silence, reconnect no more often
-//! than ACTIVE_LQ_IDLE_TIMEOUT.
+//! than ACTIVE_LQ_IDLE_TIMEOUT, and with several servers fail over to the
+//! next one (the loop is [`crate::failover::run`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leaseline_wire::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::active::{active_query, classify, ActiveError, ActiveEvent, FramedConn};
+use crate::failover::{self, Ended, Loss, Policy, Server, Sessions};
 use crate::record::Record;
 use crate::resume::ResumeFile;
 
@@ -28,13 +29,14 @@ pub type BoxStream = Box<dyn ByteStream>;
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
-    pub server: SocketAddr,
+    /// Tried in this order; a lost connection moves to the next one.
+    pub servers: Vec<Server>,
     /// Catch up from this time on the first connection (query-start-time).
     pub since: Option<u32>,
     /// Keep the highest base-time seen after catch-up here, and start from it.
     pub resume: Option<PathBuf>,
     pub rcv_timeout: Duration,
-    /// Least time between two connection attempts.
+    /// Least time between two connection attempts to one server.
     pub retry_interval: Duration,
     /// Reconnect after a failure (else return).
     pub reconnect: bool,
@@ -45,6 +47,8 @@ pub struct WatchOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     Connected {
+        /// The server this session runs on.
+        server: String,
         since: Option<u32>,
     },
     Update(Record),
@@ -82,8 +86,9 @@ pub enum WatchEnd {
     Failed(String),
 }
 
-pub async fn connect_tcp(addr: SocketAddr) -> Result<BoxStream, ActiveError> {
-    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// The plaintext `open` function of watch and mirror.
+pub async fn connect_tcp(server: Server) -> Result<BoxStream, ActiveError> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server.addr))
         .await
         .map_err(|_| {
             ActiveError::Io(std::io::Error::new(
@@ -96,64 +101,109 @@ pub async fn connect_tcp(addr: SocketAddr) -> Result<BoxStream, ActiveError> {
 }
 
 /// Run the watch until a refusal, or a failure when `reconnect` is off.
-/// `open` makes each connection's stream (TCP, or TLS after DHCPTLS).
+/// `open` makes each connection's stream (TCP, or TLS after DHCPTLS). With
+/// several servers, a lost connection moves to the next one
+/// ([`crate::failover`]), which resumes from the same base-time.
 pub async fn watch<F, Fut>(
     opts: &WatchOptions,
     open: F,
     sink: &mut (dyn FnMut(WatchEvent) + Send),
 ) -> WatchEnd
 where
-    F: Fn(SocketAddr) -> Fut,
+    F: Fn(Server) -> Fut,
     Fut: std::future::Future<Output = Result<BoxStream, ActiveError>>,
 {
+    if opts.servers.is_empty() {
+        return WatchEnd::Failed("no server given".into());
+    }
     let mut resume = ResumeFile::new(opts.resume.clone());
-    let mut saved = resume.load().or(opts.since);
-    let mut last_attempt: Option<Instant> = None;
-    let mut xid: u32 = std::process::id().wrapping_mul(2_654_435_761);
-    loop {
-        if let Some(t) = last_attempt {
-            // RFC 7724 §7.1: retries no more often than ACTIVE_LQ_IDLE_TIMEOUT.
-            let wait = opts.retry_interval.saturating_sub(t.elapsed());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
+    let saved = resume.load().or(opts.since);
+    let mut run = WatchRun {
+        opts,
+        open,
+        resume,
+        saved,
+        xid: std::process::id().wrapping_mul(2_654_435_761),
+        sink,
+    };
+    failover::run(&opts.servers, Policy::new(opts.retry_interval), &mut run).await
+}
+
+/// The watch's side of the connection loop: what is kept from one session
+/// to the next (the resume point), whichever server it runs on.
+struct WatchRun<'a, F> {
+    opts: &'a WatchOptions,
+    open: F,
+    resume: ResumeFile,
+    /// The query-start-time of the next session.
+    saved: Option<u32>,
+    xid: u32,
+    sink: &'a mut (dyn FnMut(WatchEvent) + Send),
+}
+
+impl<F, Fut> Sessions for WatchRun<'_, F>
+where
+    F: Fn(Server) -> Fut,
+    Fut: std::future::Future<Output = Result<BoxStream, ActiveError>>,
+{
+    type Stop = WatchEnd;
+    const NAME: &'static str = "watch";
+
+    async fn session(&mut self, server: &Server) -> Ended<WatchEnd> {
+        self.xid = self.xid.wrapping_add(1);
+        let mut established = false;
+        let outcome = session(
+            self.opts,
+            &self.open,
+            server,
+            self.xid,
+            self.saved,
+            &mut self.resume,
+            self.sink,
+            &mut established,
+        )
+        .await;
+        if let Some(t) = self.resume.highest() {
+            self.saved = Some(t);
         }
-        last_attempt = Some(Instant::now());
-        xid = xid.wrapping_add(1);
-        let outcome = session(opts, &open, xid, saved, &mut resume, sink).await;
-        if let Some(t) = resume.highest() {
-            saved = Some(t);
-        }
-        resume.flush();
+        self.resume.flush();
         match outcome {
-            Ok(end @ WatchEnd::Refused(..)) => return end,
-            Ok(WatchEnd::Failed(reason)) | Err(reason) => {
-                sink(WatchEvent::Disconnected {
-                    reason: reason.clone(),
-                });
-                if !opts.reconnect {
-                    return WatchEnd::Failed(reason);
-                }
-                info!(reason = %reason, retry_in = ?opts.retry_interval, "reconnecting");
-            }
+            Ok(end @ WatchEnd::Refused(..)) => Ended::Stop(end),
+            Ok(WatchEnd::Failed(reason)) | Err(reason) => Ended::Lost {
+                reason,
+                established,
+            },
         }
+    }
+
+    fn lost(&mut self, loss: Loss<'_>) -> Option<WatchEnd> {
+        (self.sink)(WatchEvent::Disconnected {
+            reason: loss.reason.to_string(),
+        });
+        // Without reconnecting: the first server that answers is the
+        // session; once it is lost (or no server answered), the watch ends.
+        (!self.opts.reconnect && (loss.established || loss.all_failed))
+            .then(|| WatchEnd::Failed(loss.reason.to_string()))
     }
 }
 
 /// One connection: query, then events until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn session<F, Fut>(
     opts: &WatchOptions,
     open: &F,
+    server: &Server,
     xid: u32,
     since: Option<u32>,
     resume: &mut ResumeFile,
     sink: &mut (dyn FnMut(WatchEvent) + Send),
+    established: &mut bool,
 ) -> Result<WatchEnd, String>
 where
-    F: Fn(SocketAddr) -> Fut,
+    F: Fn(Server) -> Fut,
     Fut: std::future::Future<Output = Result<BoxStream, ActiveError>>,
 {
-    let stream = match open(opts.server).await {
+    let stream = match open(server.clone()).await {
         Ok(s) => s,
         // RFC 7724 §7.2: the server is insecure-only. Reported as a refusal
         // (no reconnect loop, no plaintext fallback).
@@ -171,7 +221,10 @@ where
     conn.send(&active_query(xid, since, &opts.prl))
         .await
         .map_err(|e| e.to_string())?;
-    sink(WatchEvent::Connected { since });
+    sink(WatchEvent::Connected {
+        server: server.to_string(),
+        since,
+    });
     // RFC 7724 §7.4.1: no base-time is kept until catch-up is over.
     let mut caught_up = since.is_none();
     loop {
@@ -179,6 +232,7 @@ where
             .recv(opts.rcv_timeout)
             .await
             .map_err(|e| e.to_string())?;
+        *established = true;
         match classify(&m) {
             ActiveEvent::Update(r) => {
                 if caught_up {

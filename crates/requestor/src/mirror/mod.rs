@@ -1,7 +1,8 @@
 //! `leaseline mirror`: keep a replica of a server's bindings current across
 //! every failure (RFC 7724 §4, §7; RFC 6926 §7). Bulk first, then Active
 //! from the bulk's first base-time; resume from the saved base-time; fill a
-//! DataMissing gap with a bulk query on a second connection.
+//! DataMissing gap with a bulk query on a second connection. With several
+//! servers on one database, fail over to the next one and resume there.
 
 pub mod bulk_fetch;
 pub mod convert;
@@ -11,7 +12,6 @@ pub mod replica;
 pub mod status;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::active::{
     active_query, base_time_of, classify, status_of, ActiveError, ActiveEvent, FramedConn,
     DEFAULT_PRL,
 };
+use crate::failover::{self, Ended, Loss, Policy, Server, Sessions};
 use crate::watch::BoxStream;
 use convert::{from_reply, Learned};
 use events::EventSink;
@@ -46,48 +47,104 @@ type Fill = (
 
 #[derive(Debug, Clone)]
 pub struct MirrorOptions {
-    pub server: SocketAddr,
+    /// Tried in this order; a lost connection moves to the next one.
+    pub servers: Vec<Server>,
     pub db: PathBuf,
     pub events: Option<PathBuf>,
     /// ACTIVE_LQ_RCV_TIMEOUT.
     pub rcv_timeout: Duration,
-    /// ACTIVE_LQ_IDLE_TIMEOUT: least time between connection attempts (plus jitter).
+    /// ACTIVE_LQ_IDLE_TIMEOUT: least time between connection attempts to
+    /// one server (plus jitter).
     pub retry_interval: Duration,
     /// How often the status is logged and stored.
     pub status_interval: Duration,
 }
 
 /// Run until the process is stopped (or the replica cannot be written).
+/// With several servers, a lost connection moves to the next one
+/// ([`crate::failover`]), which resumes from the saved base-time.
 pub async fn run<F, Fut>(opts: &MirrorOptions, open: F) -> Result<(), String>
 where
-    F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
+    F: Fn(Server) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
 {
-    let mut replica =
+    if opts.servers.is_empty() {
+        return Err("no server given".into());
+    }
+    let replica =
         Replica::open(&opts.db).map_err(|e| format!("replica {}: {e}", opts.db.display()))?;
-    let mut events = EventSink::open(opts.events.as_deref()).map_err(|e| format!("events: {e}"))?;
-    let mut status = status::Status::new(&replica);
-    let mut last_attempt: Option<Instant> = None;
-    let mut xid: u32 = std::process::id().wrapping_mul(2_654_435_761);
-    loop {
-        if let Some(t) = last_attempt {
-            // RFC 7724 §7.1: no more often than ACTIVE_LQ_IDLE_TIMEOUT; jitter
-            // keeps a fleet of mirrors from reconnecting in step.
-            let wait =
-                (opts.retry_interval + jitter(opts.retry_interval)).saturating_sub(t.elapsed());
-            status.set_phase(&replica, Phase::Reconnecting);
-            tokio::time::sleep(wait).await;
-        }
-        last_attempt = Some(Instant::now());
-        xid = xid.wrapping_add(2);
-        let end = session(opts, &open, xid, &mut replica, &mut events, &mut status).await;
+    let events = EventSink::open(opts.events.as_deref()).map_err(|e| format!("events: {e}"))?;
+    let status = status::Status::new(&replica);
+    let mut run = MirrorRun {
+        opts,
+        open,
+        replica,
+        events,
+        status,
+        xid: std::process::id().wrapping_mul(2_654_435_761),
+    };
+    failover::run(&opts.servers, Policy::new(opts.retry_interval), &mut run).await
+}
+
+/// The mirror's side of the connection loop: the replica (and its saved
+/// base-time) carries over from one session to the next, whichever server
+/// it runs on.
+struct MirrorRun<'a, F> {
+    opts: &'a MirrorOptions,
+    open: F,
+    replica: Replica,
+    events: EventSink,
+    status: status::Status,
+    xid: u32,
+}
+
+impl<F, Fut> Sessions for MirrorRun<'_, F>
+where
+    F: Fn(Server) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
+{
+    type Stop = Result<(), String>;
+    const NAME: &'static str = "mirror";
+
+    async fn session(&mut self, server: &Server) -> Ended<Self::Stop> {
+        self.xid = self.xid.wrapping_add(2);
+        let mut established = false;
+        let end = session(
+            self.opts,
+            &self.open,
+            server,
+            self.xid,
+            &mut self.replica,
+            &mut self.events,
+            &mut self.status,
+            &mut established,
+        )
+        .await;
         match end {
-            Ok(()) => {}
-            Err(e) if e.starts_with("replica") => return Err(e),
-            Err(e) => {
-                warn!(server = %opts.server, reason = %e, "mirror connection lost; will reconnect")
-            }
+            Err(e) if e.starts_with("replica") => Ended::Stop(Err(e)),
+            Err(reason) => Ended::Lost {
+                reason,
+                established,
+            },
+            Ok(()) => Ended::Lost {
+                reason: "the session ended".into(),
+                established,
+            },
         }
+    }
+
+    fn lost(&mut self, _loss: Loss<'_>) -> Option<Self::Stop> {
+        None
+    }
+
+    fn waiting(&mut self, _wait: Duration) {
+        self.status.set_phase(&self.replica, Phase::Reconnecting);
+    }
+
+    /// RFC 7724 §7.1: no more often than ACTIVE_LQ_IDLE_TIMEOUT; jitter
+    /// keeps a fleet of mirrors from reconnecting in step.
+    fn jitter(&mut self) -> Duration {
+        jitter(self.opts.retry_interval)
     }
 }
 
@@ -99,16 +156,19 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(f64::from(nanos % 1000) / 5000.0) // up to +20 %
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session<F, Fut>(
     opts: &MirrorOptions,
     open: &F,
+    server: &Server,
     xid: u32,
     replica: &mut Replica,
     events: &mut EventSink,
     status: &mut status::Status,
+    established: &mut bool,
 ) -> Result<(), String>
 where
-    F: Fn(SocketAddr) -> Fut + Clone + Send + 'static,
+    F: Fn(Server) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<BoxStream, ActiveError>> + Send,
 {
     replica.new_session();
@@ -120,17 +180,19 @@ where
         None => {
             // An empty replica: every binding first (RFC 7724 §4).
             status.set_phase(replica, Phase::Bulk);
-            let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+            let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
             let (tx, mut rx) = mpsc::channel(1024);
             let prl = DEFAULT_PRL.to_vec();
-            let server = opts.server;
+            let peer = server.addr;
             let fetch = tokio::spawn(async move {
-                bulk_fetch::fetch(stream, server, xid.wrapping_add(1), (None, None), &prl, tx).await
+                bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), (None, None), &prl, tx).await
             });
             while let Some(l) = rx.recv().await {
+                *established = true;
                 apply(replica, events, status, l, Source::Bulk);
             }
             let done = fetch.await.map_err(|e| e.to_string())??;
+            *established = true;
             let first = done
                 .first_base_time
                 .ok_or("the bulk reply carried no base-time")?;
@@ -152,12 +214,12 @@ where
         }
     };
     status.set_phase(replica, Phase::CatchUp);
-    let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+    let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
     let mut conn = FramedConn::new(stream);
     conn.send(&active_query(xid, Some(since), DEFAULT_PRL))
         .await
         .map_err(|e| e.to_string())?;
-    info!(server = %opts.server, since, "active query sent");
+    info!(server = %server, since, "active query sent");
 
     let mut caught_up = false;
     let mut highest: Option<u32> = None;
@@ -176,6 +238,7 @@ where
                     e => e.to_string(),
                 })?;
                 last_rx = Instant::now();
+                *established = true;
                 if let Some(t) = base_time_of(&m) {
                     status.observe_base_time(t);
                     if caught_up {
@@ -199,12 +262,12 @@ where
                         highest = highest.max(base_time);
                         warn!(from = since, until = ?base_time, "data missing: filling the gap with a bulk query");
                         status.set_phase(replica, Phase::Filling);
-                        let stream = open(opts.server).await.map_err(|e| e.to_string())?;
+                        let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
                         let (tx, rx) = mpsc::channel(1024);
                         let prl = DEFAULT_PRL.to_vec();
-                        let server = opts.server;
+                        let peer = server.addr;
                         let window = (Some(since), base_time);
-                        let task = tokio::spawn(async move { bulk_fetch::fetch(stream, server, xid.wrapping_add(1), window, &prl, tx).await });
+                        let task = tokio::spawn(async move { bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), window, &prl, tx).await });
                         fill = Some((rx, task));
                     }
                     ActiveEvent::Status { code: StatusCode::ConnectionActive, .. } => {}

@@ -202,7 +202,7 @@ async fn serve(script: Script, config: Arc<ServerConfig>) -> (SocketAddr, JoinHa
 
 fn opts(server: SocketAddr) -> WatchOptions {
     WatchOptions {
-        server,
+        servers: vec![server.into()],
         since: None,
         resume: None,
         rcv_timeout: Duration::from_secs(5),
@@ -257,7 +257,7 @@ async fn refusal_is_reported_and_nothing_follows_in_plaintext() {
     // Through the connector used by watch and the mirror.
     let (addr, server) = serve(Script::Refuse, server_config(&p.ca, &p.server)).await;
     let open = tls_connector(client(&p, None));
-    let r = open(addr).await.map(|_| ()).unwrap_err();
+    let r = open(addr.into()).await.map(|_| ()).unwrap_err();
     assert!(matches!(r, ActiveError::TlsRefused), "{r}");
     assert_eq!(server.await.unwrap().plaintext_after, 0);
 }
