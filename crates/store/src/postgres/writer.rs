@@ -126,6 +126,11 @@ impl Writer {
     fn prepare(&mut self) -> Result<&Statements, postgres::Error> {
         if self.statements.is_none() {
             let c = &mut self.client;
+            // A statement prepared while `bindings` is empty would keep the
+            // generic plan made then, a full scan, however large the table
+            // grows (7.5 ms a batch at 35,000 rows against 0.16 ms): plan
+            // each execution with its own array instead.
+            c.batch_execute("SET plan_cache_mode = force_custom_plan")?;
             self.statements = Some(Statements {
                 // The last id and log time: read under the log lock, so
                 // nothing commits in between.
@@ -191,26 +196,31 @@ impl Writer {
             .iter()
             .flat_map(|r| r.bindings.iter().map(|b| ip_key(b.ip)))
             .collect();
-        let mut current: HashMap<i64, Binding> = HashMap::with_capacity(keys.len());
-        // A stored row that does not decode fails the commit: nothing is
-        // written over a row the writer cannot check.
-        for row in self.client.query(&st.stored, &[&keys]).map_err(pg)? {
-            let b = decode(&row, 0, &self.log.me)?;
-            current.insert(ip_key(b.ip), b);
+        // The stored rows, for the changes to be checked against (changes
+        // not decided by the engine are written as given: no read). A row
+        // that does not decode fails the commit: nothing is written over a
+        // row the writer cannot check.
+        let mut stored_rows = Vec::new();
+        if batch.iter().any(|r| r.decided) {
+            for row in self.client.query(&st.stored, &[&keys]).map_err(pg)? {
+                stored_rows.push(decode(&row, 0, &self.log.me)?);
+            }
         }
+        let mut current: HashMap<i64, &Binding> =
+            stored_rows.iter().map(|b| (ip_key(b.ip), b)).collect();
         let mut rows = Batch::default();
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
                 let verdict = if req.decided {
-                    overwrite(current.get(&key), b)
+                    overwrite(current.get(&key).copied(), b)
                 } else {
                     Overwrite::Write
                 };
                 match verdict {
                     Overwrite::Write => {
                         rows.push(last_id + 1 + rows.len() as i64, b, req.now);
-                        current.insert(key, b.clone());
+                        current.insert(key, b);
                         done.stored[ri][bi] = true;
                     }
                     Overwrite::Refuse(reason) => {
@@ -219,7 +229,7 @@ impl Writer {
                             reason,
                             stored: Vec::new(),
                         });
-                        r.stored.push((b.ip, current.get(&key).cloned()));
+                        r.stored.push((b.ip, current.get(&key).map(|&s| s.clone())));
                     }
                 }
             }
