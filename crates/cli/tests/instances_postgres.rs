@@ -23,11 +23,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use active_support::{diff_with_store, show_diff, Config, Watch, BIN};
-use crash_support::{first_lines, Ledger};
+use crash_support::assert_wire_matches_store;
 use leaseline_store::{HistoryLimits, LeaseStore, PostgresOptions, PostgresStore};
 use leaseline_test_support::{
-    assert_no_double_allocation, pg_database, read_dhcp_capture, require_root, require_tool,
-    Binding, Capture, Netns, Perfdhcp, ServerProcess,
+    pg_database, read_dhcp_capture, require_root, require_tool, Binding, Capture, Netns, Perfdhcp,
+    ServerProcess,
 };
 
 const RELAY_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 84);
@@ -240,24 +240,7 @@ fn two_instances_share_one_database_without_double_allocation() {
     let diff = diff_with_store(&rows, &watch.view());
     assert!(diff.is_empty(), "after shutdown: {}", show_diff(&diff));
     let wire = read_dhcp_capture(&capture.stop());
-    let ledger = Ledger::replay(&wire);
-    assert!(
-        ledger.acks as u64 >= acked,
-        "{} ACKs captured, perfdhcp counted {acked}",
-        ledger.acks
-    );
-    assert!(
-        ledger.violations.is_empty(),
-        "on the wire: {}",
-        first_lines(&ledger.violations, 20)
-    );
-    assert_no_double_allocation(&rows);
-    let missing = ledger.check_store(&rows);
-    assert!(
-        missing.is_empty(),
-        "ACKed leases not in the database for their client: {}",
-        first_lines(&missing, 20)
-    );
+    let ledger = assert_wire_matches_store(&wire, acked, &rows);
     eprintln!(
         "two instances: {} ACKs on the wire ({} NAKs, {} addresses passed on after a release), \
          {} rows: {} last changed through A, {} through B",

@@ -13,11 +13,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use active_support::{diff_with_store, show_diff, Config, Watch, BIN};
-use crash_support::{first_lines, Ledger};
+use crash_support::assert_wire_matches_store;
 use leaseline_store::{HistoryLimits, LeaseStore, PostgresOptions, PostgresStore};
 use leaseline_test_support::{
-    assert_no_double_allocation, pg_database, pg_restart_cluster, read_dhcp_capture, require_root,
-    require_tool, Capture, Netns, Perfdhcp,
+    pg_database, pg_restart_cluster, read_dhcp_capture, require_root, require_tool, Capture, Netns,
+    Perfdhcp,
 };
 
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 86);
@@ -147,26 +147,7 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
     // No ACK without its commit: every client's last word on the wire is in
     // the database, and no address went to two clients.
     let wire = read_dhcp_capture(&capture.stop());
-    let ledger = Ledger::replay(&wire);
-    let ra = report.ra_stats();
-    assert!(
-        ledger.acks as u64 >= ra.received,
-        "{} ACKs captured, perfdhcp counted {}",
-        ledger.acks,
-        ra.received
-    );
-    assert!(
-        ledger.violations.is_empty(),
-        "on the wire: {}",
-        first_lines(&ledger.violations, 20)
-    );
-    assert_no_double_allocation(&rows);
-    let missing = ledger.check_store(&rows);
-    assert!(
-        missing.is_empty(),
-        "ACKed leases not in the database after the restart: {}",
-        first_lines(&missing, 20)
-    );
+    let ledger = assert_wire_matches_store(&wire, report.ra_stats().received, &rows);
     eprintln!(
         "restart under churn: {} ACKs on the wire, {} rows, {} log rows, perfdhcp drops {:.1} %",
         ledger.acks,

@@ -214,6 +214,33 @@ pub fn first_lines(v: &[String], n: usize) -> String {
     s
 }
 
+/// The end of a churn run, checked on the wire and in the store: the
+/// capture holds at least the `acked` ACKs perfdhcp counted, no address
+/// was ACKed to a client while another held it, no client holds two
+/// ACTIVE rows, and every client's last word on the wire is in `store`.
+/// Returns the ledger, for the run's summary.
+pub fn assert_wire_matches_store(wire: &[CapturedDhcp], acked: u64, store: &[Binding]) -> Ledger {
+    let ledger = Ledger::replay(wire);
+    assert!(
+        ledger.acks as u64 >= acked,
+        "{} ACKs captured, perfdhcp counted {acked}",
+        ledger.acks
+    );
+    assert!(
+        ledger.violations.is_empty(),
+        "on the wire: {}",
+        first_lines(&ledger.violations, 20)
+    );
+    leaseline_test_support::assert_no_double_allocation(store);
+    let missing = ledger.check_store(store);
+    assert!(
+        missing.is_empty(),
+        "ACKed leases not in the store for their client: {}",
+        first_lines(&missing, 20)
+    );
+    ledger
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
