@@ -18,10 +18,15 @@ pub struct Freshness {
 
 impl Freshness {
     /// RFC 6926 §7.6: later CLTT; with one CLTT missing, that CLTT against
-    /// the other's start-time-of-state; else start-time-of-state; then local
-    /// beats REMOTE. When that is inconclusive, §7.6 asks for "additional
-    /// information": the later start-time-of-state (a lease that expired
-    /// keeps its CLTT but starts a new state), then the later base-time.
+    /// the other's start-time-of-state; else start-time-of-state. Then
+    /// §7.6's "additional information": the later start-time-of-state (a
+    /// lease that expired keeps its CLTT but starts a new state), then the
+    /// later base-time (the later report), and only then local beats
+    /// REMOTE. REMOTE is relative to the server that sent the record: after
+    /// a mirror moves to another instance on the same database, that
+    /// instance reports the first one's changes as REMOTE, and a later
+    /// report of them (a RELEASE in the same second as the ACK the first
+    /// instance sent) must not lose to the older local one.
     pub fn compare(&self, other: &Freshness) -> Ordering {
         let primary = match (self.cltt, other.cltt) {
             (Some(a), Some(b)) => a.cmp(&b),
@@ -31,9 +36,9 @@ impl Freshness {
         };
         let local = |f: &Freshness| f.data_source & DATA_SOURCE_REMOTE == 0;
         primary
-            .then_with(|| local(self).cmp(&local(other)))
             .then_with(|| self.state_since.cmp(&other.state_since))
             .then_with(|| self.base_time.cmp(&other.base_time))
+            .then_with(|| local(self).cmp(&local(other)))
     }
 
     /// Should `incoming` replace `self`? Equal records are duplicates: keep.
@@ -71,6 +76,15 @@ mod tests {
     fn local_beats_remote_on_a_tie() {
         assert!(f(Some(10), 10, true, 50).superseded_by(&f(Some(10), 10, false, 50)));
         assert!(!f(Some(10), 10, false, 50).superseded_by(&f(Some(10), 10, true, 50)));
+    }
+
+    #[test]
+    fn a_later_report_from_another_instance_wins_over_an_older_local_one() {
+        // ACK from instance A (local there), then the RELEASE in the same
+        // second reported by instance B (REMOTE there), after a failover.
+        let ack_from_a = f(Some(100), 100, false, 100);
+        let release_from_b = f(Some(100), 100, true, 103);
+        assert!(ack_from_a.superseded_by(&release_from_b));
     }
 
     #[test]
