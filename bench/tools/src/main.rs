@@ -161,6 +161,9 @@ enum Cmd {
         /// Distinct clients, taken in turn (each DORA again renews its lease).
         #[arg(long, default_value_t = 50_000)]
         clients: u32,
+        /// The first client's number (two drivers at once: distinct clients).
+        #[arg(long, default_value_t = 0)]
+        first_client: u32,
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
@@ -273,12 +276,14 @@ fn main() -> anyhow::Result<()> {
             giaddr,
             window,
             clients,
+            first_client,
             seconds,
         } => saturate::run(&saturate::Params {
             dhcp,
             giaddr,
             window,
             clients,
+            first_client,
             seconds,
         })?,
         Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,

@@ -20,6 +20,9 @@ pub struct Params {
     pub giaddr: Ipv4Addr,
     pub window: usize,
     pub clients: u32,
+    /// Client numbers start here (two drivers at once use distinct clients;
+    /// below 2^20 with `clients`).
+    pub first_client: u32,
     pub seconds: u64,
 }
 
@@ -37,9 +40,10 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
     let mut start_one = |inflight: &mut HashMap<u32, Instant>| -> std::io::Result<()> {
         // The xid names the client (and a round, so a late reply to a
         // given-up exchange is not taken for the new one).
-        let client = next_client % clients;
+        let turn = next_client % clients;
+        let client = p.first_client.wrapping_add(turn) & 0xf_ffff;
         next_client = next_client.wrapping_add(1);
-        if client == 0 {
+        if turn == 0 {
             xid_base = xid_base.wrapping_add(1 << 20);
         }
         let xid = xid_base.wrapping_add(client);
