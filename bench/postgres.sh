@@ -11,13 +11,22 @@
 #              the rates summed
 #   kea_pg     kea-dhcp4 2.2, lease-database type postgresql, 1 thread
 #   kea_pg_mt  the same, multi-threaded (2 threads, packet queue 64)
+#   sqlite_warm, pg1_warm, pg2_warm
+#              the same leaseline set-ups, measured after a first run of
+#              the drivers (WARM_SECONDS: the clients' bindings are in the
+#              store) and, on PostgreSQL, an ANALYZE: a server that has
+#              been up a while (autovacuum analyzes a table that grew). On
+#              an empty database the writer's prepared "stored rows"
+#              SELECT gets a generic plan made while `bindings` was empty
+#              (a sequential scan) and keeps it for the whole run, so the
+#              cold figures measure that plan (PG_STATS=1 shows it).
 #
-# 1. Closed loop: `leaseline-bench saturate` (WINDOW exchanges in flight per
+# 1. Closed loop (all KINDS): `leaseline-bench saturate` (WINDOW exchanges in flight per
 #    driver, CLIENTS clients in all, CLOSED_SECONDS), ROUNDS rounds, the
 #    configurations in turn within each round; the median per configuration.
 #    pg2 runs two drivers (WINDOW each, CLIENTS/2 distinct clients each):
 #    each instance gets the load pg1's single instance gets.
-# 2. Open loop (PERF=1): perfdhcp offering PERF_RATE DORA/s for PERF_SECONDS
+# 2. Open loop (PERF=1; the kinds that are not *_warm): perfdhcp offering PERF_RATE DORA/s for PERF_SECONDS
 #    (-R CLIENTS, -W 2 s); pg2: two perfdhcp at once, PERF_RATE/2 each, one
 #    per instance (relays RELAY_A, RELAY_B, distinct MACs); ACKs/s received
 #    and the drops.
@@ -27,6 +36,9 @@
 #    Leasequery connections to instance A: from the DHCPACK leaving B to
 #    the update arriving at a watcher of A (kernel receive timestamps),
 #    p50/p99 (target: p99 < 10 ms at 5,600 DORA/s with 10 watchers).
+#
+# The CPU seconds of the servers, of the cluster's processes and of the
+# whole machine during each closed-loop measurement are printed with it.
 #
 # Every measurement starts on an empty store: a fresh SQLite directory, or
 # a fresh database (Kea's made by `kea-admin db-init pgsql`).
@@ -41,7 +53,7 @@
 # with passwords (leaseline with sslmode=disable; LL_PG_HOST=socket makes
 # leaseline use the unix socket instead).
 #
-#   bench/postgres.sh                          # about 8 minutes
+#   bench/postgres.sh                          # about 9 minutes
 #   ROUNDS=1 PERF=0 ACTIVE=0 bench/postgres.sh # closed loop only, ~3 minutes
 #   CLOSED_SECONDS=30 ROUNDS=5 bench/postgres.sh
 #   KINDS="pg1 pg2" bench/postgres.sh          # a subset
@@ -59,9 +71,10 @@ RELAY_A=${RELAY_A:-127.0.0.1}
 RELAY_B=${RELAY_B:-127.0.0.2}
 PG_PORT=${PG_PORT:-5432}        # inside the namespace: no clash with a host server
 LL_PG_HOST=${LL_PG_HOST:-tcp}   # tcp | socket
-KINDS=${KINDS:-sqlite pg1 pg2 kea_pg kea_pg_mt}
+KINDS=${KINDS:-sqlite pg1 pg2 kea_pg kea_pg_mt sqlite_warm pg1_warm pg2_warm}
 ROUNDS=${ROUNDS:-3}
-CLOSED_SECONDS=${CLOSED_SECONDS:-15}
+CLOSED_SECONDS=${CLOSED_SECONDS:-10}
+WARM_SECONDS=${WARM_SECONDS:-6}   # *_warm kinds: the drivers' run before the measurement
 WINDOW=${WINDOW:-256}
 CLIENTS=${CLIENTS:-50000}       # the pool has 65,521 addresses
 PERF=${PERF:-1}
@@ -74,6 +87,7 @@ ACTIVE_SECONDS=${ACTIVE_SECONDS:-10}
 ACTIVE_ROUNDS=${ACTIVE_ROUNDS:-3}
 LAT_GIADDR=${LAT_GIADDR:-127.0.0.30}   # active-latency's relay
 TCP_PORT=${TCP_PORT:-67}               # instance A's leasequery (TCP), step 3
+PG_STATS=${PG_STATS:-0}         # 1: pg_stat_statements, the top statements of each closed-loop step in $WORK
 WORK=/tmp/leaseline-bench-pg
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -109,6 +123,7 @@ cleanup() {
     stop_servers
     if [ -n "$PG_DIR" ]; then
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        cp "$PG_DIR/postgres.log" "$WORK/postgres.log" 2>/dev/null || true
         rm -rf "$PG_DIR"
     fi
     ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
@@ -119,6 +134,10 @@ trap cleanup EXIT
 ip netns del "$NS" 2>/dev/null || true
 ip netns add "$NS"
 ip -n "$NS" link set lo up
+# perfdhcp -l wants an address on an interface: the second relay's.
+for a in "$RELAY_B"; do
+    [ "$a" = 127.0.0.1 ] || ip -n "$NS" addr add "$a/32" dev lo
+done
 
 # wait_for_line FILE TEXT SECONDS [PID]: poll FILE for TEXT.
 wait_for_line() {
@@ -135,6 +154,9 @@ wait_for_line() {
 }
 
 # ---- the PostgreSQL cluster -------------------------------------------------
+# PG_STATS=1 also logs the plan of every statement over 5 ms (auto_explain)
+# to the cluster's log, kept as $WORK/postgres.log.
+[ "$PG_STATS" = 1 ] && PG_STATS_OPT=" -c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all -c auto_explain.log_min_duration=5"
 PG_DIR=$(mktemp -d /tmp/leaseline-bench-pg-cluster.XXXXXX)
 chown postgres:postgres "$PG_DIR"
 echo postgres >"$PG_DIR/pwfile"
@@ -145,10 +167,11 @@ as_pg "$PG_BIN/initdb" --auth-local=trust --auth-host=scram-sha-256 --username=p
 # fsync and synchronous_commit are on by default; said here so that nobody
 # wonders. Inside the namespace, so 127.0.0.1 is the namespace's.
 in_ns runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=on -c synchronous_commit=on -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=on -c synchronous_commit=on -c max_connections=200${PG_STATS_OPT:-}" \
     start >/dev/null
 psql_admin() { as_pg psql -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 psql_admin -c "CREATE ROLE leaseline LOGIN PASSWORD 'leaseline'" -c "CREATE ROLE kea LOGIN PASSWORD 'kea'"
+[ "$PG_STATS" = 1 ] && psql_admin -c "CREATE EXTENSION pg_stat_statements"
 psql_admin -At -c "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' wal_sync_method=' || current_setting('wal_sync_method')"
 DB_SEQ=0
 # new_db OWNER: a fresh database owned by OWNER; DB = its name.
@@ -167,11 +190,23 @@ ll_url() {
 }
 
 # ---- the servers ------------------------------------------------------------
+# port_free PORT: nothing in the namespace listens on UDP PORT (a server of
+# the previous step still there would answer in the next one's place).
+port_free() {
+    local deadline=$((SECONDS + 10))
+    while in_ns ss -Hlun "sport = :$1" | grep -q .; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "UDP port $1 still in use in $NS:" >&2; in_ns ss -Hlunp "sport = :$1" >&2; return 1
+        fi
+        sleep 0.1
+    done
+}
 # start_ll NAME PORT SERVER_ID RELAY STORE [LEASEQUERY]: leaseline on an empty
 # store; STORE is "sqlite" or a PostgreSQL database name.
 start_ll() {
     local name=$1 port=$2 sid=$3 relay=$4 store=$5 lq=${6:-0} dir="$WORK/$1" store_block
     rm -rf "$dir"; mkdir -p "$dir"
+    port_free "$port"
     if [ "$store" = sqlite ]; then
         store_block=""
     else
@@ -221,7 +256,10 @@ max_connections = 200
 max_connections_per_requestor = 200
 EOF
     fi
-    in_ns env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" 2>"$dir/server.log" &
+    # `ip netns exec` and env exec: $! is the server's pid (a shell function
+    # sent to the background would be a subshell, and TERM would miss the
+    # server).
+    ip netns exec "$NS" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" 2>"$dir/server.log" &
     local pid=$!
     SERVER_PIDS+=("$pid")
     wait_for_line "$dir/server.log" "leaseline ready" 60 "$pid"
@@ -244,6 +282,7 @@ start_pg2() {
 start_kea() {
     local threads=$1 dir="$WORK/kea" mt
     rm -rf "$dir"; mkdir -p "$dir"
+    port_free "$PORT"
     new_db kea
     in_ns kea-admin db-init pgsql -u kea -p kea -n "$DB" -h 127.0.0.1 >"$dir/kea-admin.log" 2>&1 ||
         { cat "$dir/kea-admin.log" >&2; return 1; }
@@ -258,10 +297,13 @@ start_kea() {
         | .Dhcp4["multi-threading"] = $mt
         | .Dhcp4.subnet4[0].relay["ip-addresses"] = [$relay]' \
         bench/kea-dhcp4.json >"$dir/kea-dhcp4.json"
-    in_ns env KEA_PIDFILE_DIR="$dir" KEA_LOCKFILE_DIR="$dir" \
+    ip netns exec "$NS" env KEA_PIDFILE_DIR="$dir" KEA_LOCKFILE_DIR="$dir" \
         "$KEA" -p "$PORT" -c "$dir/kea-dhcp4.json" >"$dir/kea.log" 2>&1 &
     SERVER_PIDS+=("$!")
     wait_for_line "$dir/kea.log" "DHCP4_STARTED" 60 "$!"
+    if grep -q 'DHCPSRV_OPEN_SOCKET_FAIL\|DHCPSRV_NO_SOCKETS_OPEN' "$dir/kea.log"; then
+        echo "kea-dhcp4 could not open its socket:" >&2; cat "$dir/kea.log" >&2; return 1
+    fi
 }
 start_kea_pg() { start_kea 1; }
 start_kea_pg_mt() { start_kea 2; }
@@ -271,23 +313,48 @@ label() {
         sqlite) echo "leaseline, SQLite" ;;
         pg1) echo "leaseline, PostgreSQL, 1 instance" ;;
         pg2) echo "leaseline, PostgreSQL, 2 instances" ;;
+        sqlite_warm) echo "leaseline, SQLite, warm" ;;
+        pg1_warm) echo "leaseline, PG, 1 instance, warm" ;;
+        pg2_warm) echo "leaseline, PG, 2 instances, warm" ;;
         kea_pg) echo "Kea 2.2, PostgreSQL, 1 thread" ;;
         kea_pg_mt) echo "Kea 2.2, PostgreSQL, 2 threads" ;;
     esac
 }
 
 # ---- 1. closed loop ---------------------------------------------------------
-# closed KIND ROUND: OUT = DORA/s (summed over the drivers), DETAIL = their lines.
-closed() {
-    local kind=$1 round=$2 f="$WORK/saturate-$1-$2"
-    "start_$kind"
-    if [ "$kind" = pg2 ]; then
+# Where the CPU went during a measurement: the servers' processes, the
+# cluster's (the postmaster's children: the servers' backends, the WAL
+# writer, ...), and the whole machine's busy time (anything else running
+# on it included), in CPU seconds.
+TICK=$(getconf CLK_TCK)
+proc_ticks() { # PID...: user + system ticks of these processes (those still alive)
+    local p t=0
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$t"
+}
+pg_pids() { pgrep -P "$(head -n 1 "$PG_DIR/data/postmaster.pid")" || true; }
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+cpu_begin() { CPU0=("$(proc_ticks "${SERVER_PIDS[@]}")" "$(proc_ticks $(pg_pids))" "$(busy_ticks)"); }
+cpu_end() { # sets CPU_LINE
+    local s p b
+    s=$(proc_ticks "${SERVER_PIDS[@]}"); p=$(proc_ticks $(pg_pids)); b=$(busy_ticks)
+    CPU_LINE=$(awk -v s=$((s - CPU0[0])) -v p=$((p - CPU0[1])) -v b=$((b - CPU0[2])) -v hz="$TICK" \
+        'BEGIN { printf "cpu s: server %.1f, postgres %.1f, machine %.1f", s / hz, p / hz, b / hz }')
+}
+# drive TWO SECS FILE: the closed-loop driver(s) for SECS; TWO=1: one per
+# instance at once (A, B), CLIENTS/2 distinct clients each. OUT = DORA/s
+# summed over the drivers, DETAIL = their lines.
+drive() {
+    local two=$1 secs=$2 f=$3
+    if [ "$two" = 1 ]; then
         local half=$((CLIENTS / 2))
         in_ns "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --giaddr "$RELAY_A" --window "$WINDOW" \
-            --clients "$half" --first-client 0 --seconds "$CLOSED_SECONDS" >"$f-a.txt" 2>&1 &
+            --clients "$half" --first-client 0 --seconds "$secs" >"$f-a.txt" 2>&1 &
         local a=$!
         in_ns "$BENCH" saturate --dhcp "127.0.0.1:$PORT_B" --giaddr "$RELAY_B" --window "$WINDOW" \
-            --clients "$half" --first-client "$half" --seconds "$CLOSED_SECONDS" >"$f-b.txt" 2>&1 &
+            --clients "$half" --first-client "$half" --seconds "$secs" >"$f-b.txt" 2>&1 &
         local b=$!
         wait "$a" || true
         wait "$b" || true
@@ -295,12 +362,40 @@ closed() {
         OUT=$(cat "$f-a.txt" "$f-b.txt" | sed -n 's/.* rate=\([0-9]*\).*/\1/p' | awk '{ s += $1 } END { print s + 0 }')
     else
         in_ns "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --giaddr "$RELAY_A" --window "$WINDOW" \
-            --clients "$CLIENTS" --seconds "$CLOSED_SECONDS" >"$f.txt" 2>&1 || true
+            --clients "$CLIENTS" --seconds "$secs" >"$f.txt" 2>&1 || true
         DETAIL=$(cat "$f.txt")
         OUT=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' "$f.txt")
         OUT=${OUT:-0}
     fi
+}
+
+# closed KIND ROUND: OUT = DORA/s (summed over the drivers), DETAIL = what
+# else there is to say.
+closed() {
+    local kind=$1 round=$2 f="$WORK/saturate-$1-$2" two=0
+    case $kind in pg2*) two=1 ;; esac
+    "start_${kind%_warm}"
+    if [ "${kind%_warm}" != "$kind" ]; then
+        # Warm: the clients' bindings already in the table and the
+        # table's statistics current (as on a server that has been up a
+        # while: autovacuum's ANALYZE) before the measurement starts.
+        drive "$two" "$WARM_SECONDS" "$f-warmup"
+        [ "$kind" = sqlite_warm ] || psql_admin -d "$DB" -c "ANALYZE"
+    fi
+    [ "$PG_STATS" = 1 ] && psql_admin -At -c "SELECT pg_stat_statements_reset()" >/dev/null
+    cpu_begin
+    drive "$two" "$CLOSED_SECONDS" "$f"
+    cpu_end
+    [ "$PG_STATS" = 1 ] && psql_admin -c "SELECT calls, round(total_exec_time::numeric, 0) AS total_ms,
+        round(mean_exec_time::numeric, 3) AS mean_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" >"$WORK/pgstat-$kind-$round.txt"
+    DETAIL="$DETAIL | $CPU_LINE"
     stop_servers
+    # What the step left in the database: the servers really stored there.
+    case $kind in
+        kea*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM lease4') rows in lease4" ;;
+        pg*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM bindings') rows in bindings" ;;
+    esac
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -341,6 +436,7 @@ if [ "$PERF" = 1 ]; then
     echo
     echo "== 2. open loop: perfdhcp -r $PERF_RATE -R $CLIENTS -p $PERF_SECONDS -W 2 s (pg2: two perfdhcp at half the rate each)"
     for kind in $KINDS; do
+        [ "${kind%_warm}" = "$kind" ] || continue
         "start_$kind"
         f="$WORK/perfdhcp-$kind"
         if [ "$kind" = pg2 ]; then
@@ -388,7 +484,7 @@ echo "| configuration | closed loop, DORA/s (median of $ROUNDS) | rounds |$( [ "
 echo "|---|---|---|$( [ "$PERF" = 1 ] && echo "---|")"
 for kind in $KINDS; do
     printf '| %s | %s | %s |%s\n' "$(label "$kind")" "${MED[$kind]}" "$(echo ${RUNS[$kind]} | tr ' ' '/')" \
-        "$( [ "$PERF" = 1 ] && echo " ${PERF_OUT[$kind]} |")"
+        "$( [ "$PERF" = 1 ] && echo " ${PERF_OUT[$kind]:--} |")"
 done
 ratio() { # ratio NAME A B TARGET
     if [ -n "${MED[$2]:-}" ] && [ -n "${MED[$3]:-}" ] && [ "${MED[$3]}" -gt 0 ]; then
@@ -398,6 +494,10 @@ ratio() { # ratio NAME A B TARGET
 echo
 ratio "leaseline 2 instances on PG / Kea MT on PG" pg2 kea_pg_mt ">= 20x"
 ratio "leaseline 2 instances on PG / leaseline on SQLite" pg2 sqlite ">= 30 %"
+ratio "warm: leaseline 2 instances on PG / Kea MT on PG (empty)" pg2_warm kea_pg_mt ">= 20x"
+ratio "warm: leaseline 2 instances on PG / leaseline on SQLite" pg2_warm sqlite_warm ">= 30 %"
+ratio "warm: leaseline 1 instance on PG / leaseline on SQLite" pg1_warm sqlite_warm "-"
+ratio "warm: leaseline 2 instances on PG / 1 instance on PG" pg2_warm pg1_warm "-"
 ratio "leaseline 1 instance on PG / leaseline on SQLite" pg1 sqlite "-"
 ratio "leaseline 2 instances on PG / 1 instance on PG" pg2 pg1 "-"
 ratio "leaseline 1 instance on PG / Kea 1 thread on PG" pg1 kea_pg "-"
