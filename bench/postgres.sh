@@ -167,7 +167,7 @@ as_pg "$PG_BIN/initdb" --auth-local=trust --auth-host=scram-sha-256 --username=p
 # fsync and synchronous_commit are on by default; said here so that nobody
 # wonders. Inside the namespace, so 127.0.0.1 is the namespace's.
 in_ns runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=on -c synchronous_commit=on -c max_connections=200${PG_STATS_OPT:-}" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=on -c synchronous_commit=on -c max_connections=200 -c log_autovacuum_min_duration=0${PG_STATS_OPT:-}" \
     start >/dev/null
 psql_admin() { as_pg psql -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"; }
 psql_admin -c "CREATE ROLE leaseline LOGIN PASSWORD 'leaseline'" -c "CREATE ROLE kea LOGIN PASSWORD 'kea'"
@@ -336,11 +336,20 @@ proc_ticks() { # PID...: user + system ticks of these processes (those still ali
 }
 pg_pids() { pgrep -P "$(head -n 1 "$PG_DIR/data/postmaster.pid")" || true; }
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-cpu_begin() { CPU0=("$(proc_ticks "${SERVER_PIDS[@]}")" "$(proc_ticks $(pg_pids))" "$(busy_ticks)"); }
-cpu_end() { # sets CPU_LINE
-    local s p b
-    s=$(proc_ticks "${SERVER_PIDS[@]}"); p=$(proc_ticks $(pg_pids)); b=$(busy_ticks)
-    CPU_LINE=$(awk -v s=$((s - CPU0[0])) -v p=$((p - CPU0[1])) -v b=$((b - CPU0[2])) -v hz="$TICK" \
+declare -A PG0
+cpu_begin() {
+    local p
+    PG0=()
+    for p in $(pg_pids); do PG0[$p]=$(proc_ticks "$p"); done
+    CPU0=("$(proc_ticks "${SERVER_PIDS[@]}")" "$(busy_ticks)")
+}
+cpu_end() { # sets CPU_LINE (a cluster process that ended meanwhile is not counted)
+    local s b p t pg=0
+    s=$(proc_ticks "${SERVER_PIDS[@]}"); b=$(busy_ticks)
+    for p in $(pg_pids); do
+        t=$(proc_ticks "$p"); pg=$((pg + t - ${PG0[$p]:-0}))
+    done
+    CPU_LINE=$(awk -v s=$((s - CPU0[0])) -v p="$pg" -v b=$((b - CPU0[1])) -v hz="$TICK" \
         'BEGIN { printf "cpu s: server %.1f, postgres %.1f, machine %.1f", s / hz, p / hz, b / hz }')
 }
 # drive TWO SECS FILE: the closed-loop driver(s) for SECS; TWO=1: one per
@@ -395,6 +404,13 @@ closed() {
     case $kind in
         kea*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM lease4') rows in lease4" ;;
         pg*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM bindings') rows in bindings" ;;
+    esac
+    # autovacuum's ANALYZE of the table during the step (it replaces the
+    # writer's generic plan made on an empty table: see *_warm above).
+    case $kind in
+        pg1|pg2) if grep -q "automatic analyze of table \"$DB.public.bindings\"" "$PG_DIR/postgres.log"; then
+            DETAIL="$DETAIL | autovacuum analyzed bindings during the step"
+        fi ;;
     esac
 }
 
