@@ -53,8 +53,8 @@
 # with passwords (leaseline with sslmode=disable; LL_PG_HOST=socket makes
 # leaseline use the unix socket instead).
 #
-#   bench/postgres.sh                          # about 9 minutes
-#   ROUNDS=1 PERF=0 ACTIVE=0 bench/postgres.sh # closed loop only, ~3 minutes
+#   bench/postgres.sh                          # about 7 minutes
+#   ROUNDS=1 PERF=0 ACTIVE=0 bench/postgres.sh # closed loop only, ~2.5 minutes
 #   CLOSED_SECONDS=30 ROUNDS=5 bench/postgres.sh
 #   KINDS="pg1 pg2" bench/postgres.sh          # a subset
 #
