@@ -215,3 +215,75 @@ fn writer_and_readers_reconnect_after_their_connections_are_ended() {
     assert!(ips.contains(&sample(1, 0).ip) && ips.contains(&sample(3, 0).ip));
     assert_eq!(first.is_ok(), ips.contains(&sample(2, 0).ip));
 }
+
+/// The commit is conditional (issue 17): the database's commit function
+/// writes a batch only if every row it was decided from is still the
+/// version the writer read (its log id, -1 for no row), checked under the
+/// log lock; otherwise it writes nothing and names the addresses that
+/// changed, and the writer decides again. Called here as another
+/// instance's writer would, with a version read before a commit of ours.
+#[test]
+fn a_commit_decided_from_a_row_that_changed_since_writes_nothing() {
+    let db = pg_database();
+    let store = open(&db.url);
+    commit(&store, 1, T0);
+    let mut c = postgres_client(&db.url);
+    let version = |c: &mut postgres::Client, n: u32| -> i64 {
+        c.query_one(
+            "SELECT changed_id FROM bindings WHERE ip = $1",
+            &[&i64::from(u32::from(sample(n, 0).ip))],
+        )
+        .expect("row")
+        .get(0)
+    };
+    let read = version(&mut c, 1);
+    // Our instance changes the row after it was read.
+    commit(&store, 1, T0 + 5);
+    assert!(version(&mut c, 1) > read);
+    let log_rows = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM lease_changes", &[])
+            .expect("count")
+            .get(0)
+    };
+    let before = log_rows(&mut c);
+    let call = |c: &mut postgres::Client, ip: i64, expected: i64| {
+        c.query_one(
+            "SELECT out_first_id, out_changed FROM leaseline_commit_v3(\
+                 ARRAY[1]::bigint[], ARRAY[$1]::bigint[], ARRAY[2]::smallint[], \
+                 ARRAY[1]::smallint[], ARRAY['\\x020000000099'::bytea], ARRAY[NULL]::bytea[], \
+                 ARRAY[$3::bigint + 60], ARRAY[$3::bigint], ARRAY[$3::bigint], \
+                 ARRAY[0]::smallint[], ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], \
+                 ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], \
+                 ARRAY[NULL]::bytea[], ARRAY[60]::bigint[], ARRAY[NULL]::bigint[], \
+                 ARRAY[NULL]::bigint[], ARRAY[$3::bigint], $3::bigint, 'other', \
+                 ARRAY[$1]::bigint[], ARRAY[$2]::bigint[])",
+            &[&ip, &expected, &i64::from(T0 + 9)],
+        )
+        .expect("call")
+    };
+    let ip1 = i64::from(u32::from(sample(1, 0).ip));
+    // Decided from the version read before our change: refused.
+    let row = call(&mut c, ip1, read);
+    assert_eq!(row.get::<_, Option<Vec<i64>>>(1), Some(vec![ip1]));
+    assert_eq!(log_rows(&mut c), before, "nothing written");
+    assert_eq!(
+        store.get(sample(1, 0).ip).expect("get"),
+        Some(sample(1, T0 + 5))
+    );
+    // Decided as if the address had no row: refused too.
+    let row = call(&mut c, ip1, -1);
+    assert_eq!(row.get::<_, Option<Vec<i64>>>(1), Some(vec![ip1]));
+    assert_eq!(log_rows(&mut c), before, "nothing written");
+    // From the current version: written, as the next log id.
+    let current = version(&mut c, 1);
+    let row = call(&mut c, ip1, current);
+    assert_eq!(row.get::<_, Option<Vec<i64>>>(1), None);
+    assert_eq!(row.get::<_, i64>(0), current + 1);
+    assert_eq!(log_rows(&mut c), before + 1);
+    assert_eq!(version(&mut c, 1), current + 1);
+    // A new address, decided as having no row: written.
+    let ip9 = i64::from(u32::from(sample(9, 0).ip));
+    let row = call(&mut c, ip9, -1);
+    assert_eq!(row.get::<_, Option<Vec<i64>>>(1), None);
+    assert_eq!(log_rows(&mut c), before + 2);
+}

@@ -8,6 +8,7 @@ use postgres::Row;
 
 use leaseline_proto::DATA_SOURCE_REMOTE;
 
+use super::schema::COMMIT_FUNCTION;
 use crate::{Binding, DhcpState, StoreError};
 
 /// Column list shared by every SELECT; `decode` reads them by position.
@@ -15,43 +16,17 @@ pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, c
      state_since, data_source, relay_info, circuit_id, remote_id, relay_id, \
      vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_by";
 
-/// One commit's writes, in one statement (one round trip): every change
-/// appended to the log with its id, the last change of each address
-/// upserted into `bindings`. Arrays in [`Batch`]'s order; `$20` is the log
-/// time, `$21` the writing instance.
-pub(super) const WRITE_BATCH: &str = "
-WITH c AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::smallint[],
-        $5::bytea[], $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[], $10::smallint[],
-        $11::bytea[], $12::bytea[], $13::bytea[], $14::bytea[], $15::bytea[], $16::bytea[],
-        $17::bigint[], $18::bigint[], $19::bigint[], $22::bigint[])
-    AS c(id, ip, state, htype, chaddr, client_id, expiry, cltt, state_since, data_source,
-        relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname, lease_time,
-        renew_time, rebind_time, changed_at)
-), logged AS (
-    INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id, expiry,
-        cltt, state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
-        vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at, changed_by)
-    SELECT id, $20, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
-        data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-        lease_time, renew_time, rebind_time, changed_at, $21 FROM c
-)
-INSERT INTO bindings (ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
-    data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time, renew_time, rebind_time, changed_at, changed_by)
-SELECT DISTINCT ON (ip) ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
-    data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time, renew_time, rebind_time, changed_at, $21 FROM c ORDER BY ip, id DESC
-ON CONFLICT (ip) DO UPDATE SET
-    state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
-    client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
-    state_since = excluded.state_since, data_source = excluded.data_source,
-    relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
-    remote_id = excluded.remote_id, relay_id = excluded.relay_id,
-    vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
-    lease_time = excluded.lease_time, renew_time = excluded.renew_time,
-    rebind_time = excluded.rebind_time, changed_at = excluded.changed_at,
-    changed_by = excluded.changed_by";
+/// One commit: a call of the schema's commit function (`schema`,
+/// [`COMMIT_FUNCTION`]) with [`Batch`]'s arrays; it returns the first log id
+/// written, the log time, and the addresses whose rows changed since they
+/// were read (then nothing was written).
+pub(super) fn commit_call() -> String {
+    let args: Vec<String> = (1..=24).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT out_first_id, out_logged_at, out_changed FROM {COMMIT_FUNCTION}({})",
+        args.join(", ")
+    )
+}
 
 /// The address as the table's integer key.
 pub(super) fn ip_key(ip: Ipv4Addr) -> i64 {
@@ -63,11 +38,12 @@ pub(super) fn ip_key_to_ip(key: i64) -> Option<Ipv4Addr> {
     u32::try_from(key).map(Ipv4Addr::from).ok()
 }
 
-/// The column arrays of [`WRITE_BATCH`]: one entry per change, borrowing
-/// the bindings' byte strings.
+/// The arguments of [`commit_call`]: per change, its column arrays
+/// (borrowing the bindings' byte strings); per address decided from a
+/// stored row, the version read.
 #[derive(Default)]
 pub(super) struct Batch<'a> {
-    id: Vec<i64>,
+    ord: Vec<i64>,
     ip: Vec<i64>,
     state: Vec<i16>,
     htype: Vec<i16>,
@@ -87,16 +63,19 @@ pub(super) struct Batch<'a> {
     renew_time: Vec<Option<i64>>,
     rebind_time: Vec<Option<i64>>,
     changed_at: Vec<i64>,
+    check_ip: Vec<i64>,
+    check_version: Vec<i64>,
 }
 
 impl<'a> Batch<'a> {
     pub(super) fn len(&self) -> usize {
-        self.id.len()
+        self.ord.len()
     }
 
-    /// `b` as log row `id`, changed at `changed_at` (its handling time).
-    pub(super) fn push(&mut self, id: i64, b: &'a Binding, changed_at: u32) {
-        self.id.push(id);
+    /// `b` as the batch's next change, changed at `changed_at` (its
+    /// handling time).
+    pub(super) fn push(&mut self, b: &'a Binding, changed_at: u32) {
+        self.ord.push(self.ord.len() as i64 + 1);
         self.ip.push(ip_key(b.ip));
         self.state.push(i16::from(b.state.as_u8()));
         self.htype.push(i16::from(b.htype));
@@ -118,14 +97,22 @@ impl<'a> Batch<'a> {
         self.changed_at.push(i64::from(changed_at));
     }
 
-    /// The parameters of [`WRITE_BATCH`].
+    /// The change to `ip` is written only if its row is still at `version`
+    /// (its log id; -1: no row).
+    pub(super) fn check(&mut self, ip: Ipv4Addr, version: i64) {
+        self.check_ip.push(ip_key(ip));
+        self.check_version.push(version);
+    }
+
+    /// The arguments of [`commit_call`]: `newest` is the newest handling
+    /// time of the commit, `instance` the writer.
     pub(super) fn params<'p>(
         &'p self,
-        logged_at: &'p i64,
+        newest: &'p i64,
         instance: &'p String,
-    ) -> [&'p (dyn ToSql + Sync); 22] {
+    ) -> [&'p (dyn ToSql + Sync); 24] {
         [
-            &self.id,
+            &self.ord,
             &self.ip,
             &self.state,
             &self.htype,
@@ -144,9 +131,11 @@ impl<'a> Batch<'a> {
             &self.lease_time,
             &self.renew_time,
             &self.rebind_time,
-            logged_at,
-            instance,
             &self.changed_at,
+            newest,
+            instance,
+            &self.check_ip,
+            &self.check_version,
         ]
     }
 }

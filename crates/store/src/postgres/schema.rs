@@ -9,7 +9,11 @@ use crate::StoreError;
 /// Bumped on every schema change; kept in `schema_version`.
 /// 1: bindings, lease_changes, meta. 2: several instances (bindings.changed_by,
 /// lease_changes ids and log times assigned under the log lock, instances).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+/// 3: a commit is one call of [`COMMIT_FUNCTION`], conditional on the
+/// version (`changed_id`) of each row it was decided from; renewals update
+/// `bindings` in place (HOT): no index on `changed_at` (nothing read by
+/// it), pages left 20 % free.
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -23,9 +27,13 @@ pub(super) const PRUNED_LOGGED_AT: &str = "log_pruned_logged_at";
 pub(super) const NOTIFY_CHANNEL: &str = "leaseline_lease_changes";
 
 /// The transaction-level advisory lock every instance's commit takes
-/// before it reads the rows it overwrites and appends to the log: commits
+/// before it checks the rows it overwrites and appends to the log: commits
 /// are serialised, so log ids and log times increase in commit order.
 pub(super) const LOG_LOCK: i64 = 7_724_002;
+
+/// The database function a commit calls (see `writer`); versioned with the
+/// schema, so that an instance never calls another build's.
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v3";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -52,11 +60,15 @@ const BINDING_COLUMNS: &str = "
     -- The instance whose commit last changed it.
     changed_by      TEXT NOT NULL DEFAULT ''";
 
+/// The version of a `bindings` row: the log id of its last change (0: last
+/// changed before schema version 3).
+const CHANGED_ID: &str = "changed_id BIGINT NOT NULL DEFAULT 0";
+
 fn create() -> String {
     format!(
         "
-CREATE TABLE bindings ({BINDING_COLUMNS}, PRIMARY KEY (ip));
-CREATE INDEX bindings_changed_at ON bindings (changed_at);
+CREATE TABLE bindings ({BINDING_COLUMNS}, {CHANGED_ID}, PRIMARY KEY (ip))
+    WITH (fillfactor = {BINDINGS_FILLFACTOR});
 CREATE INDEX bindings_chaddr ON bindings (htype, chaddr);
 CREATE INDEX bindings_client_id ON bindings (client_id) WHERE client_id IS NOT NULL;
 CREATE INDEX bindings_remote_id ON bindings (remote_id) WHERE remote_id IS NOT NULL;
@@ -72,7 +84,8 @@ CREATE TABLE lease_changes (
 CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 {INSTANCES}
-"
+{commit}",
+        commit = commit_function()
     )
 }
 
@@ -99,6 +112,115 @@ DROP INDEX IF EXISTS lease_changes_changed_at;
 CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 ALTER TABLE bindings ADD COLUMN changed_by TEXT NOT NULL DEFAULT '';
 {INSTANCES}
+"
+    )
+}
+
+/// The share of each `bindings` page its inserts fill: the rest takes the
+/// new versions of its rows. A renewal changes no indexed column (the
+/// client's identifiers stay, the times are not indexed), so with room on
+/// the page PostgreSQL updates the row in place (a HOT update) instead of
+/// adding an entry to each of the table's five indexes.
+const BINDINGS_FILLFACTOR: u32 = 80;
+
+/// Version 2 to 3, in place (pages already full get the room as they are
+/// rewritten).
+fn upgrade_2_to_3() -> String {
+    format!(
+        "
+DROP INDEX IF EXISTS bindings_changed_at;
+ALTER TABLE bindings SET (fillfactor = {BINDINGS_FILLFACTOR});
+ALTER TABLE bindings ADD COLUMN {CHANGED_ID};
+{commit}",
+        commit = commit_function()
+    )
+}
+
+/// One commit, in one statement and so one transaction of its own: take
+/// the log lock; check that each row the writer decided from is still the
+/// version it read (`check_ip`, `check_version`: -1 for no row), else write
+/// nothing and return the addresses that changed; append every change to
+/// the log with the next ids (`ord` 1, 2, ... after the last id) at the log
+/// time (the newest handling time, never below the last: docs/postgresql.md,
+/// "Time across instances"); upsert each address's last change into
+/// `bindings`; NOTIFY. The statements inside see what committed while the
+/// lock was awaited (a VOLATILE function takes a snapshot per statement).
+fn commit_function() -> String {
+    format!(
+        "
+CREATE OR REPLACE FUNCTION {COMMIT_FUNCTION}(
+    c_ord bigint[], c_ip bigint[], c_state smallint[], c_htype smallint[],
+    c_chaddr bytea[], c_client_id bytea[], c_expiry bigint[], c_cltt bigint[],
+    c_state_since bigint[], c_data_source smallint[], c_relay_info bytea[],
+    c_circuit_id bytea[], c_remote_id bytea[], c_relay_id bytea[],
+    c_vendor_class_id bytea[], c_hostname bytea[], c_lease_time bigint[],
+    c_renew_time bigint[], c_rebind_time bigint[], c_changed_at bigint[],
+    newest bigint, me text, check_ip bigint[], check_version bigint[])
+RETURNS TABLE (out_first_id bigint, out_logged_at bigint, out_changed bigint[])
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_custom_plan
+AS $fn$
+DECLARE
+    last_id bigint;
+    last_at bigint;
+    changed bigint[];
+BEGIN
+    PERFORM pg_advisory_xact_lock({LOG_LOCK});
+    SELECT array_agg(k.ip) INTO changed
+      FROM unnest(check_ip, check_version) AS k(ip, version)
+      LEFT JOIN bindings b ON b.ip = k.ip
+     WHERE coalesce(b.changed_id, -1) <> k.version;
+    IF changed IS NOT NULL THEN
+        RETURN QUERY SELECT 0::bigint, 0::bigint, changed;
+        RETURN;
+    END IF;
+    SELECT greatest(coalesce((SELECT max(l.id) FROM lease_changes l), 0),
+                    (SELECT m.value FROM meta m WHERE m.key = '{PRUNED_ID}')),
+           greatest(coalesce((SELECT l.logged_at FROM lease_changes l ORDER BY l.id DESC LIMIT 1), 0),
+                    (SELECT m.value FROM meta m WHERE m.key = '{PRUNED_LOGGED_AT}'),
+                    newest)
+      INTO last_id, last_at;
+    WITH c AS (
+        SELECT * FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
+            c_expiry, c_cltt, c_state_since, c_data_source, c_relay_info, c_circuit_id,
+            c_remote_id, c_relay_id, c_vendor_class_id, c_hostname, c_lease_time,
+            c_renew_time, c_rebind_time, c_changed_at)
+        AS c(ord, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
+            data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id,
+            hostname, lease_time, renew_time, rebind_time, changed_at)
+    ), logged AS (
+        INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id,
+            expiry, cltt, state_since, data_source, relay_info, circuit_id, remote_id,
+            relay_id, vendor_class_id, hostname, lease_time, renew_time, rebind_time,
+            changed_at, changed_by)
+        SELECT last_id + c.ord, last_at, c.ip, c.state, c.htype, c.chaddr, c.client_id,
+            c.expiry, c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id,
+            c.remote_id, c.relay_id, c.vendor_class_id, c.hostname, c.lease_time,
+            c.renew_time, c.rebind_time, c.changed_at, me FROM c
+    )
+    INSERT INTO bindings AS b (ip, state, htype, chaddr, client_id, expiry, cltt,
+        state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
+        vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at,
+        changed_by, changed_id)
+    SELECT DISTINCT ON (c.ip) c.ip, c.state, c.htype, c.chaddr, c.client_id, c.expiry,
+        c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id, c.remote_id,
+        c.relay_id, c.vendor_class_id, c.hostname, c.lease_time, c.renew_time,
+        c.rebind_time, c.changed_at, me, last_id + c.ord
+      FROM c ORDER BY c.ip, c.ord DESC
+    ON CONFLICT (ip) DO UPDATE SET
+        state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
+        client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
+        state_since = excluded.state_since, data_source = excluded.data_source,
+        relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
+        remote_id = excluded.remote_id, relay_id = excluded.relay_id,
+        vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
+        lease_time = excluded.lease_time, renew_time = excluded.renew_time,
+        rebind_time = excluded.rebind_time, changed_at = excluded.changed_at,
+        changed_by = excluded.changed_by, changed_id = excluded.changed_id;
+    PERFORM pg_notify('{NOTIFY_CHANNEL}', me);
+    RETURN QUERY SELECT last_id + 1, last_at, NULL::bigint[];
+END
+$fn$;
 "
     )
 }
@@ -201,7 +323,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             )
             .map_err(fail)?;
         } else {
-            tx.batch_execute(&upgrade_1_to_2()).map_err(fail)?;
+            if version < 2 {
+                tx.batch_execute(&upgrade_1_to_2()).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_2_to_3()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(

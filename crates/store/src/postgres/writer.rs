@@ -1,14 +1,22 @@
 //! The single writer thread: group commit, as SQLite's. It blocks for one
 //! request, takes whatever else is already queued (up to `max_batch`
-//! bindings) and commits all of it in ONE transaction:
+//! bindings) and commits all of it in ONE transaction, in two round trips:
 //!
-//! 1. take the log lock (commits of every instance are serialised, so log
-//!    ids and log times increase in commit order);
-//! 2. read the rows the batch overwrites and check each change against
-//!    them (`leaseline_proto::overwrite`): a change decided from a stale
-//!    copy (another instance got there first) is refused, not stored;
-//! 3. append the stored changes to the log and upsert them, one statement;
-//! 4. NOTIFY and commit.
+//! 1. read the rows the batch overwrites, with their versions (outside any
+//!    lock), and check each change against them (`leaseline_proto::overwrite`):
+//!    a change decided from a stale copy (another instance got there first)
+//!    is refused, not stored;
+//! 2. one call of the database's commit function (`schema`), which takes
+//!    the log lock (commits of every instance are serialised, so log ids
+//!    and log times increase in commit order), checks that every row read
+//!    in 1 is still at its version, and then appends the changes to the
+//!    log, upserts them and NOTIFYs; its statement is its transaction.
+//!
+//! A row that changed between 1 and 2 (another instance's commit to the
+//! same address, rare: each instance allocates from its own share first)
+//! fails the check, nothing is written, and the batch is decided again from
+//! the new rows. Only the call holds the lock, and no round trip happens
+//! while it is held.
 //!
 //! Then it publishes on the feed (after what other instances committed
 //! before it) and only then resolves the tickets: an ACK never leaves
@@ -21,12 +29,12 @@ use std::sync::Arc;
 use leaseline_proto::{overwrite, Overwrite};
 use postgres::{Client, Statement};
 
-use super::codec::{decode, ip_key, Batch, COLUMNS, WRITE_BATCH};
+use super::codec::{commit_call, decode, ip_key, ip_key_to_ip, Batch, COLUMNS};
 use super::connect::Database;
 use super::follow::LogFollower;
 use super::health::Health;
 use super::history::Pruner;
-use super::schema::{error_text, LOG_LOCK, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT};
+use super::schema::error_text;
 use crate::group_commit::{self, Request};
 use crate::{Binding, Committed, StoreError};
 
@@ -45,15 +53,26 @@ pub(super) struct Writer {
 }
 
 pub(super) struct Statements {
-    head: Statement,
     stored: Statement,
     write: Statement,
 }
+
+/// How many times a batch is decided again when rows it read changed
+/// before its commit; then it fails (its clients get no answer and retry).
+const ATTEMPTS: usize = 5;
 
 struct Refusal {
     ip: std::net::Ipv4Addr,
     reason: &'static str,
     stored: Vec<(std::net::Ipv4Addr, Option<Binding>)>,
+}
+
+/// What one attempt at a commit came to.
+enum Attempt {
+    Committed(Done),
+    /// Rows read for the decision changed before the commit: nothing
+    /// written.
+    Changed(Vec<std::net::Ipv4Addr>),
 }
 
 /// What one commit did.
@@ -66,6 +85,20 @@ struct Done {
     refused: Vec<Option<Refusal>>,
     /// Per request: which of its bindings were stored.
     stored: Vec<Vec<bool>>,
+}
+
+impl Done {
+    fn nothing(batch: &[Request]) -> Self {
+        Done {
+            first_id: 0,
+            logged_at: 0,
+            refused: batch.iter().map(|_| None).collect(),
+            stored: batch
+                .iter()
+                .map(|r| vec![false; r.bindings.len()])
+                .collect(),
+        }
+    }
 }
 
 impl Writer {
@@ -132,83 +165,89 @@ impl Writer {
             // each execution with its own array instead.
             c.batch_execute("SET plan_cache_mode = force_custom_plan")?;
             self.statements = Some(Statements {
-                // The last id and log time: read under the log lock, so
-                // nothing commits in between.
-                head: c.prepare(&format!(
-                    "SELECT greatest(coalesce((SELECT max(id) FROM lease_changes), 0), \
-                         (SELECT value FROM meta WHERE key = '{PRUNED_ID}')), \
-                     greatest(coalesce((SELECT logged_at FROM lease_changes \
-                         ORDER BY id DESC LIMIT 1), 0), \
-                         (SELECT value FROM meta WHERE key = '{PRUNED_LOGGED_AT}'))"
-                ))?,
                 stored: c.prepare(&format!(
-                    "SELECT {COLUMNS} FROM bindings WHERE ip = ANY($1)"
+                    "SELECT changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
                 ))?,
-                write: c.prepare(WRITE_BATCH)?,
+                write: c.prepare(&commit_call())?,
             });
         }
         Ok(self.statements.as_ref().expect("prepared above"))
     }
 
     fn commit(&mut self, batch: &[Request], count: usize) -> Result<Done, StoreError> {
-        let mut done = Done {
-            first_id: 0,
-            logged_at: 0,
-            refused: batch.iter().map(|_| None).collect(),
-            stored: batch
-                .iter()
-                .map(|r| vec![false; r.bindings.len()])
-                .collect(),
-        };
         if count == 0 {
-            return Ok(done);
+            return Ok(Done::nothing(batch));
         }
-        let result = self.prepare().map(|_| ()).and_then(|()| {
-            self.client
-                .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"))
-        });
-        match result
+        let result = self
+            .prepare()
+            .map(|_| ())
             .map_err(pg)
-            .and_then(|()| self.write_locked(batch, &mut done))
-        {
-            Ok(()) => Ok(done),
-            Err(e) => {
-                // A connection that cannot even roll back (ended by the
-                // server, reset) is replaced before the next batch.
-                self.broken =
-                    self.client.is_closed() || self.client.batch_execute("ROLLBACK").is_err();
-                Err(e)
-            }
+            .and_then(|()| self.commit_checked(batch));
+        if result.is_err() {
+            // A connection that cannot even answer (ended by the server,
+            // reset) is replaced before the next batch.
+            self.broken = self.client.is_closed()
+                || self
+                    .client
+                    .is_valid(std::time::Duration::from_secs(5))
+                    .is_err();
         }
+        result
     }
 
-    /// Steps 2 to 4, inside the transaction holding the log lock.
-    fn write_locked(&mut self, batch: &[Request], done: &mut Done) -> Result<(), StoreError> {
+    /// Decide and write, again while rows change under the decision.
+    fn commit_checked(&mut self, batch: &[Request]) -> Result<Done, StoreError> {
+        let mut changed = Vec::new();
+        for _ in 0..ATTEMPTS {
+            match self.try_commit(batch)? {
+                Attempt::Committed(done) => return Ok(done),
+                Attempt::Changed(ips) => {
+                    tracing::debug!(
+                        addresses = ips.len(),
+                        "store: rows changed before the commit; deciding again"
+                    );
+                    changed = ips;
+                }
+            }
+        }
+        Err(StoreError::Postgres(format!(
+            "commit abandoned: the rows of {} kept changing under it ({ATTEMPTS} attempts)",
+            changed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Steps 1 and 2.
+    fn try_commit(&mut self, batch: &[Request]) -> Result<Attempt, StoreError> {
+        let mut done = Done::nothing(batch);
         let st = self.statements.as_ref().expect("prepared by commit");
-        let head = self.client.query_one(&st.head, &[]).map_err(pg)?;
-        let (last_id, last_logged_at): (i64, i64) =
-            (head.try_get(0).map_err(pg)?, head.try_get(1).map_err(pg)?);
-        // The log's clock: the writers' handling times, never decreasing
-        // (docs/postgresql.md, "Time across instances").
-        let newest = batch.iter().map(|r| r.now).max().unwrap_or(0);
-        let logged_at = last_logged_at.max(i64::from(newest));
-        let keys: Vec<i64> = batch
-            .iter()
-            .flat_map(|r| r.bindings.iter().map(|b| ip_key(b.ip)))
-            .collect();
         // The stored rows, for the changes to be checked against (changes
         // not decided by the engine are written as given: no read). A row
         // that does not decode fails the commit: nothing is written over a
         // row the writer cannot check.
         let mut stored_rows = Vec::new();
         if batch.iter().any(|r| r.decided) {
+            let keys: Vec<i64> = batch
+                .iter()
+                .filter(|r| r.decided)
+                .flat_map(|r| r.bindings.iter().map(|b| ip_key(b.ip)))
+                .collect();
             for row in self.client.query(&st.stored, &[&keys]).map_err(pg)? {
-                stored_rows.push(decode(&row, 0, &self.log.me)?);
+                let version: i64 = row.try_get(0).map_err(pg)?;
+                stored_rows.push((decode(&row, 1, &self.log.me)?, version));
             }
         }
         let mut current: HashMap<i64, &Binding> =
-            stored_rows.iter().map(|b| (ip_key(b.ip), b)).collect();
+            stored_rows.iter().map(|(b, _)| (ip_key(b.ip), b)).collect();
+        let versions: HashMap<i64, i64> = stored_rows
+            .iter()
+            .map(|(b, v)| (ip_key(b.ip), *v))
+            .collect();
         let mut rows = Batch::default();
+        let mut checked = std::collections::HashSet::new();
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
@@ -219,7 +258,10 @@ impl Writer {
                 };
                 match verdict {
                     Overwrite::Write => {
-                        rows.push(last_id + 1 + rows.len() as i64, b, req.now);
+                        if req.decided && checked.insert(key) {
+                            rows.check(b.ip, versions.get(&key).copied().unwrap_or(-1));
+                        }
+                        rows.push(b, req.now);
                         current.insert(key, b);
                         done.stored[ri][bi] = true;
                     }
@@ -234,22 +276,27 @@ impl Writer {
                 }
             }
         }
-        if rows.len() > 0 {
-            let me = self.log.me.clone();
-            self.client
-                .execute(&st.write, &rows.params(&logged_at, &me))
-                .map_err(pg)?;
+        if rows.len() == 0 {
+            return Ok(Attempt::Committed(done));
         }
-        // The payload names the writer: its own follower need not wake.
-        self.client
-            .batch_execute(&format!(
-                "NOTIFY {NOTIFY_CHANNEL}, '{}'; COMMIT",
-                self.log.me.replace('\'', "''")
-            ))
+        // The log's clock: the writers' handling times, never decreasing
+        // (docs/postgresql.md, "Time across instances").
+        let newest = i64::from(batch.iter().map(|r| r.now).max().unwrap_or(0));
+        let me = self.log.me.clone();
+        let row = self
+            .client
+            .query_one(&st.write, &rows.params(&newest, &me))
             .map_err(pg)?;
-        done.first_id = last_id + 1;
+        let changed: Option<Vec<i64>> = row.try_get(2).map_err(pg)?;
+        if let Some(keys) = changed {
+            let ips = keys.into_iter().filter_map(ip_key_to_ip).collect();
+            return Ok(Attempt::Changed(ips));
+        }
+        let (first_id, logged_at): (i64, i64) =
+            (row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
+        done.first_id = first_id;
         done.logged_at = u32::try_from(logged_at.max(0)).unwrap_or(u32::MAX);
-        Ok(())
+        Ok(Attempt::Committed(done))
     }
 
     /// Publish what was stored (after other instances' earlier commits),
