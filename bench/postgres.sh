@@ -403,7 +403,7 @@ closed() {
     # What the step left in the database: the servers really stored there.
     case $kind in
         kea*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM lease4') rows in lease4" ;;
-        pg*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c 'SELECT count(*) FROM bindings') rows in bindings" ;;
+        pg*) DETAIL="$DETAIL | $(psql_admin -d "$DB" -At -c "SELECT count(*) || ' rows in bindings (' || pg_size_pretty(pg_total_relation_size('bindings')) || ' with indexes), ' || (SELECT count(*) FROM lease_changes) || ' in lease_changes (' || pg_size_pretty(pg_total_relation_size('lease_changes')) || ')' FROM bindings")" ;;
     esac
     # autovacuum's ANALYZE of the table during the step (it replaces the
     # writer's generic plan made on an empty table: see *_warm above).
