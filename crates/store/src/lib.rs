@@ -7,6 +7,7 @@
 
 #[doc(hidden)]
 pub mod battery;
+mod columns;
 mod error;
 mod feed;
 mod group_commit;

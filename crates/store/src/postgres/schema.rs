@@ -207,21 +207,13 @@ BEGIN
         c.relay_id, c.vendor_class_id, c.hostname, c.lease_time, c.renew_time,
         c.rebind_time, c.changed_at, me, last_id + c.ord
       FROM c ORDER BY c.ip, c.ord DESC
-    ON CONFLICT (ip) DO UPDATE SET
-        state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
-        client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
-        state_since = excluded.state_since, data_source = excluded.data_source,
-        relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
-        remote_id = excluded.remote_id, relay_id = excluded.relay_id,
-        vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
-        lease_time = excluded.lease_time, renew_time = excluded.renew_time,
-        rebind_time = excluded.rebind_time, changed_at = excluded.changed_at,
-        changed_by = excluded.changed_by, changed_id = excluded.changed_id;
+    ON CONFLICT (ip) DO UPDATE SET {set};
     PERFORM pg_notify('{NOTIFY_CHANNEL}', me);
     RETURN QUERY SELECT last_id + 1, last_at, NULL::bigint[];
 END
 $fn$;
-"
+",
+        set = crate::columns::set_from_excluded(&["changed_by", "changed_id"])
     )
 }
 

@@ -13,20 +13,16 @@ pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, c
      state_since, data_source, relay_info, circuit_id, remote_id, relay_id, \
      vendor_class_id, hostname, lease_time, renew_time, rebind_time";
 
-pub(super) const UPSERT: &str = "
-INSERT INTO bindings (ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
-    data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id, hostname,
-    lease_time, renew_time, rebind_time, changed_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
-ON CONFLICT(ip) DO UPDATE SET
-    state = excluded.state, htype = excluded.htype, chaddr = excluded.chaddr,
-    client_id = excluded.client_id, expiry = excluded.expiry, cltt = excluded.cltt,
-    state_since = excluded.state_since, data_source = excluded.data_source,
-    relay_info = excluded.relay_info, circuit_id = excluded.circuit_id,
-    remote_id = excluded.remote_id, relay_id = excluded.relay_id,
-    vendor_class_id = excluded.vendor_class_id, hostname = excluded.hostname,
-    lease_time = excluded.lease_time, renew_time = excluded.renew_time,
-    rebind_time = excluded.rebind_time, changed_at = excluded.changed_at";
+/// Insert or replace one binding (`upsert` binds its values).
+pub(super) static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO bindings (ip, {columns}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+         ON CONFLICT(ip) DO UPDATE SET {set}",
+        columns = crate::columns::SET_BY_A_CHANGE.join(", "),
+        set = crate::columns::set_from_excluded(&[]),
+    )
+});
 
 /// The address as the table's integer key.
 pub(super) fn ip_key(ip: Ipv4Addr) -> i64 {

@@ -37,7 +37,7 @@ fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::R
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
-        let mut stmt = tx.prepare_cached(codec::UPSERT)?;
+        let mut stmt = tx.prepare_cached(&codec::UPSERT)?;
         for req in batch {
             for b in &req.bindings {
                 codec::upsert(&mut stmt, b, req.now)?;
