@@ -25,6 +25,7 @@ mod config;
 mod netns;
 mod packets;
 mod perfdhcp;
+mod pg_cluster;
 pub mod pki;
 mod postgres;
 mod postgres_tls;

@@ -10,13 +10,13 @@
 //! and removed at exit. `LEASELINE_TEST_PG_URL` does not apply: TLS needs a
 //! server configured for it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use crate::pg_cluster::{self, free_tcp_port, psql, write, OwnedCluster};
 use crate::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
-use crate::postgres::{check, command, free_tcp_port, is_root, pg_bin_dir, with_database};
+use crate::postgres::with_database;
 use crate::PgDatabase;
 
 /// The TLS cluster and the PEM files a client needs.
@@ -36,49 +36,23 @@ pub struct PgTlsCluster {
     pub cert_user: String,
     /// A host name the server's certificate is valid for (with 127.0.0.1).
     pub cert_host: String,
-    psql: PathBuf,
 }
 
 impl PgTlsCluster {
     /// Run one SQL statement on the maintenance database; panics on failure.
     pub fn sql(&self, sql: &str) {
-        check(
-            &format!("psql -c {sql:?} (TLS cluster)"),
-            Command::new(&self.psql)
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-                .arg(&self.admin_url)
-                .arg("-c")
-                .arg(sql)
-                .output(),
-        );
+        psql(&self.admin_url, sql);
     }
 
     /// The rows of one query on the maintenance database, as psql prints
     /// them unaligned (`-At`: fields joined by `|`, one row a line).
     pub fn query(&self, sql: &str) -> String {
-        let out = check(
-            &format!("psql -c {sql:?} (TLS cluster)"),
-            Command::new(&self.psql)
-                .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-                .arg(&self.admin_url)
-                .arg("-c")
-                .arg(sql)
-                .output(),
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        psql(&self.admin_url, sql)
     }
 }
 
-struct Owned {
-    dir: tempfile::TempDir,
-    /// The client's files (owned by the test user).
-    _files: tempfile::TempDir,
-    pg_ctl: PathBuf,
-    as_postgres: bool,
-}
-
 static CLUSTER: OnceLock<PgTlsCluster> = OnceLock::new();
-static OWNED: Mutex<Option<Owned>> = Mutex::new(None);
+static OWNED: Mutex<Option<OwnedCluster>> = Mutex::new(None);
 
 /// The TLS cluster of this test binary, started at first use.
 pub fn pg_tls_cluster() -> &'static PgTlsCluster {
@@ -103,30 +77,7 @@ pub fn pg_tls_database() -> PgDatabase {
     }
 }
 
-fn write(path: &Path, text: &str, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
-}
-
-fn chown_postgres(path: &Path) {
-    check(
-        "chown postgres",
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .output(),
-    );
-}
-
 fn start() -> PgTlsCluster {
-    let bin = pg_bin_dir();
-    let as_postgres = is_root();
-    let dir = tempfile::Builder::new()
-        .prefix("leaseline-pgtls-")
-        .tempdir()
-        .expect("tempdir for the TLS test cluster");
     let files = tempfile::Builder::new()
         .prefix("leaseline-pgtls-client-")
         .tempdir()
@@ -158,80 +109,34 @@ fn start() -> PgTlsCluster {
     write(&client_cert_file, &client.pem, 0o644);
     write(&client_key_file, &client.key_pem, 0o600);
 
-    let server_dir = dir.path().join("tls");
-    std::fs::create_dir(&server_dir).expect("mkdir tls");
-    write(&server_dir.join("server.crt"), &server.pem, 0o644);
-    write(&server_dir.join("server.key"), &server.key_pem, 0o600);
-    write(&server_dir.join("ca.crt"), &ca.pem, 0o644);
-    let pwfile = dir.path().join("pwfile");
-    write(&pwfile, "postgres\n", 0o600);
-    if as_postgres {
-        chown_postgres(dir.path());
-    }
-    let data = dir.path().join("data");
-    check(
-        "initdb (TLS cluster)",
-        command(&bin.join("initdb"), as_postgres)
-            .args([
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--username=postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .arg("-D")
-            .arg(&data)
-            .output(),
-    );
+    let mut owned = OwnedCluster::init("leaseline-pgtls-", |dir| {
+        let server_dir = dir.join("tls");
+        std::fs::create_dir(&server_dir).expect("mkdir tls");
+        write(&server_dir.join("server.crt"), &server.pem, 0o644);
+        write(&server_dir.join("server.key"), &server.key_pem, 0o600);
+        write(&server_dir.join("ca.crt"), &ca.pem, 0o644);
+    });
     // The certificate's role logs in with its certificate only; everyone
     // else with a password, over TLS or not.
-    let hba = data.join("pg_hba.conf");
-    write(
-        &hba,
+    owned.write_owned(
+        &owned.data().join("pg_hba.conf"),
         &format!(
             "local all all trust\n\
              hostssl all {cert_user} 127.0.0.1/32 cert\n\
              host all all 127.0.0.1/32 scram-sha-256\n"
         ),
-        0o600,
     );
-    if as_postgres {
-        chown_postgres(&hba);
-    }
     let port = free_tcp_port();
-    let opts = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 \
-         -c ssl=on -c ssl_cert_file={tls}/server.crt -c ssl_key_file={tls}/server.key \
-         -c ssl_ca_file={tls}/ca.crt",
-        dir.path().display(),
-        tls = server_dir.display()
+    let tls = owned.dir.path().join("tls");
+    owned.start(
+        port,
+        &format!(
+            "-c max_connections=100 -c ssl=on -c ssl_cert_file={tls}/server.crt \
+             -c ssl_key_file={tls}/server.key -c ssl_ca_file={tls}/ca.crt",
+            tls = tls.display()
+        ),
     );
-    let log = dir.path().join("postgres.log");
-    let started = command(&bin.join("pg_ctl"), as_postgres)
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(&log)
-        .args(["-w", "-t", "60", "-o", &opts, "start"])
-        .output();
-    if !matches!(&started, Ok(o) if o.status.success()) {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        check("pg_ctl start (TLS cluster)", started);
-        panic!("pg_ctl start (TLS cluster): {log}");
-    }
-    *OWNED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Owned {
-        dir,
-        _files: files,
-        pg_ctl: bin.join("pg_ctl"),
-        as_postgres,
-    });
-    // SAFETY: registering a plain extern "C" fn; it runs once at exit.
-    unsafe {
-        libc::atexit(stop_at_exit);
-    }
+    owned.keep = Some(files);
     let cluster = PgTlsCluster {
         admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
         port,
@@ -241,23 +146,16 @@ fn start() -> PgTlsCluster {
         client_key_file,
         cert_user,
         cert_host,
-        psql: bin.join("psql"),
     };
+    *OWNED.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+    // SAFETY: registering a plain extern "C" fn; it runs once at exit.
+    unsafe {
+        libc::atexit(stop_at_exit);
+    }
     cluster.sql(&format!("CREATE ROLE {} LOGIN CREATEDB", cluster.cert_user));
     cluster
 }
 
 extern "C" fn stop_at_exit() {
-    let owned = match OWNED.lock() {
-        Ok(mut g) => g.take(),
-        Err(e) => e.into_inner().take(),
-    };
-    if let Some(o) = owned {
-        let _ = command(&o.pg_ctl, o.as_postgres)
-            .arg("-D")
-            .arg(o.dir.path().join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-        drop(o.dir);
-    }
+    pg_cluster::stop_at_exit(&OWNED);
 }
