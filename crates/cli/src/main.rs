@@ -3,6 +3,7 @@
 mod cmd_bulk;
 mod cmd_certs;
 mod cmd_check;
+mod cmd_ctl;
 mod cmd_db;
 mod cmd_mirror;
 mod cmd_query;
@@ -84,6 +85,8 @@ enum Command {
     Certs(cmd_certs::CertsArgs),
     /// The lease store's schema: `db status`, `db upgrade` (docs/postgresql.md).
     Db(cmd_db::DbArgs),
+    /// Send one command to a server's control API (`[http]`; docs/operations.md).
+    Ctl(cmd_ctl::CtlArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Mirror(args) => cmd_mirror::run(args),
         Command::Certs(args) => cmd_certs::run(args),
         Command::Db(args) => cmd_db::run(args),
+        Command::Ctl(args) => cmd_ctl::run(args),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,9 @@ use toml::Spanned;
 
 use crate::engine::Grant;
 
+mod http;
+pub use http::{HttpConfig, HttpSection};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -44,6 +47,8 @@ pub struct RawConfig {
     pub subnet: Vec<SubnetSection>,
     #[serde(default)]
     pub leasequery: LeasequerySection,
+    #[serde(default)]
+    pub http: HttpSection,
 }
 
 /// Leasequery services. All are off until configured.
@@ -396,6 +401,10 @@ pub struct Config {
     pub client_port: u16,
     pub subnets: Vec<Subnet>,
     pub leasequery: LeasequeryConfig,
+    /// The metrics and control endpoint; None when off.
+    pub http: Option<HttpConfig>,
+    /// The file it was read from (None: parsed from a string).
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -491,7 +500,9 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
@@ -746,6 +757,8 @@ impl Validator<'_> {
             client_port: raw.dhcp.client_port,
             subnets,
             leasequery,
+            http: self.http(raw.http)?,
+            source: None,
         })
     }
 

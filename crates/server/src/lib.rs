@@ -3,7 +3,9 @@
 pub mod access;
 pub mod active;
 pub mod config;
+pub mod dhcp_switch;
 pub mod engine;
+pub mod http;
 pub mod leasequery;
 pub mod listener;
 pub mod overload;

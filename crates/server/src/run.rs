@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use crate::access::Allowlist;
 use crate::active::ActiveContext;
 use crate::config::{Config, StoreBackend};
+use crate::dhcp_switch::DhcpSwitch;
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::{merge_ranges, BulkContext, ListenerContext};
@@ -62,6 +63,8 @@ pub struct Shared {
     pub stats: Stats,
     /// Whether DHCP is overloaded (its UDP threads say; leasequery yields).
     pub load: Arc<DhcpLoad>,
+    /// DHCP service on or off (control API).
+    pub dhcp_switch: DhcpSwitch,
 }
 
 pub fn unix_now() -> u32 {
@@ -142,6 +145,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         load: Arc::new(DhcpLoad::new(
             usize::from(cfg.listen.is_some()) + interfaces.len(),
         )),
+        dhcp_switch: DhcpSwitch::default(),
     });
     // A shared store: other servers' changes reach the engine (and the
     // feed) from here on; the log is followed from where it stood when the
@@ -190,6 +194,27 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     if let Some((listener, ctx, label)) = leasequery_listener(&cfg, &shared)? {
         endpoints.push(label);
         tasks.push(tokio::spawn(crate::listener::serve(
+            listener,
+            ctx,
+            stop_rx.clone(),
+        )));
+    }
+
+    if let Some(http) = &cfg.http {
+        let listener = crate::http::bind(http.listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                what: format!("http {}", http.listen),
+                source,
+            })?;
+        let ctx = Arc::new(crate::http::HttpContext::new(
+            Arc::clone(&shared),
+            http,
+            cfg.source.clone(),
+            now,
+        ));
+        endpoints.push(format!("http {}", http.listen));
+        tasks.push(tokio::spawn(crate::http::serve(
             listener,
             ctx,
             stop_rx.clone(),
@@ -313,29 +338,41 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let now = unix_now();
-        // Queued under the engine's lock, like the DHCP path's commits: the
-        // store applies changes in the engine's order (see udp.rs).
-        let (ticket, n) = {
-            let mut engine = shared.engine.lock();
-            let changed = engine.tick(now);
-            if changed.is_empty() {
-                continue;
-            }
-            let n = changed.len();
-            (shared.store.submit_decided(changed, now), n)
-        };
-        match ticket.await {
-            Ok(Ok(_)) => tracing::debug!(count = n, "state transitions committed"),
-            // Another server changed some of these addresses first (renewed
-            // a lease, say): its change stands, and reaches this engine
-            // through the shared store's log.
-            Ok(Err(StoreError::Refused { ip, reason, stored })) => {
-                tracing::debug!(count = n, %ip, reason, "state transitions refused in part");
-                shared.engine.lock().follow_stored(&stored);
-            }
-            Ok(Err(e)) => error!(error = %e, count = n, "could not commit state transitions"),
-            Err(_) => error!("store writer stopped"),
+        if let Err(e) = reclaim(&shared, unix_now()).await {
+            error!(error = %e, "could not commit state transitions");
         }
+    }
+}
+
+/// Commit the state transitions due at `now` (leases that ran out, holds
+/// that ended): the reaper each second, and the control API's
+/// `leases-reclaim`. Returns how many bindings changed.
+pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreError> {
+    // Queued under the engine's lock, like the DHCP path's commits: the
+    // store applies changes in the engine's order (see udp.rs).
+    let (ticket, n) = {
+        let mut engine = shared.engine.lock();
+        let changed = engine.tick(now);
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let n = changed.len();
+        (shared.store.submit_decided(changed, now), n)
+    };
+    match ticket.await {
+        Ok(Ok(_)) => {
+            tracing::debug!(count = n, "state transitions committed");
+            Ok(n)
+        }
+        // Another server changed some of these addresses first (renewed
+        // a lease, say): its change stands, and reaches this engine
+        // through the shared store's log.
+        Ok(Err(StoreError::Refused { ip, reason, stored })) => {
+            tracing::debug!(count = n, %ip, reason, "state transitions refused in part");
+            shared.engine.lock().follow_stored(&stored);
+            Ok(n)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StoreError::WriterGone),
     }
 }

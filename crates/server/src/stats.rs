@@ -35,6 +35,37 @@ impl Stats {
         self.drops.lock().get(reason).copied().unwrap_or(0)
     }
 
+    /// Messages received, by DHCP message type (types seen at least once).
+    pub fn received_by_type(&self) -> Vec<(leaseline_wire::MessageType, u64)> {
+        Self::by_type(&self.received)
+    }
+
+    /// Messages sent, by DHCP message type (types sent at least once).
+    pub fn sent_by_type(&self) -> Vec<(leaseline_wire::MessageType, u64)> {
+        Self::by_type(&self.sent)
+    }
+
+    /// Every drop reason counted so far, with its count.
+    pub fn all_drops(&self) -> Vec<(&'static str, u64)> {
+        self.drops.lock().iter().map(|(&r, &n)| (r, n)).collect()
+    }
+
+    pub fn commit_failures(&self) -> u64 {
+        self.commit_failures.load(Ordering::Relaxed)
+    }
+
+    fn by_type(counters: &[AtomicU64; 19]) -> Vec<(leaseline_wire::MessageType, u64)> {
+        counters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                let t = leaseline_wire::MessageType::from_u8(u8::try_from(i).ok()?)?;
+                (n > 0).then_some((t, n))
+            })
+            .collect()
+    }
+
     /// One line for the log: `in: DISCOVER=10 REQUEST=10 out: OFFER=10 ... drops: reason=n`.
     pub fn summary(&self) -> String {
         let mut s = String::from("in:");

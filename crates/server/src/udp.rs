@@ -326,6 +326,10 @@ fn handle_datagram(
         }
         return;
     }
+    if shared.dhcp_switch.is_off(now) {
+        shared.stats.dropped("dhcp disabled");
+        return;
+    }
     let mut engine = shared.engine.lock();
     let outcome = engine.handle(&msg, ingress, now);
     // The commit is queued before the engine's lock goes (the reaper does

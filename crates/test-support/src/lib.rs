@@ -131,6 +131,23 @@ pub fn free_udp_port() -> u16 {
     panic!("could not find a free UDP port");
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago and that no other
+/// caller in this process has been given.
+pub fn free_tcp_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let l = std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+            .expect("bind an ephemeral TCP port on 127.0.0.1");
+        let port = l.local_addr().expect("local_addr").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("could not find a free TCP port");
+}
+
 /// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
 pub fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

@@ -5,7 +5,6 @@
 //! `postgres` OS user when the tests run as root (initdb refuses root);
 //! trust on the unix socket, password `postgres` over TCP.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -232,9 +231,4 @@ pub(crate) fn check(what: &str, out: std::io::Result<Output>) -> Output {
         ),
         Err(e) => panic!("{what}: cannot run: {e}"),
     }
-}
-
-pub(crate) fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
 }

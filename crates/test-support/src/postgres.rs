@@ -18,7 +18,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::pg_cluster::{self, free_tcp_port, psql, OwnedCluster};
+use crate::free_tcp_port;
+use crate::pg_cluster::{self, psql, OwnedCluster};
 
 /// The environment variable naming an existing server to use instead.
 pub const TEST_PG_URL_ENV: &str = "LEASELINE_TEST_PG_URL";

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::pg_cluster::{self, free_tcp_port, psql, write, OwnedCluster};
+use crate::free_tcp_port;
+use crate::pg_cluster::{self, psql, write, OwnedCluster};
 use crate::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
 use crate::postgres::with_database;
 use crate::PgDatabase;

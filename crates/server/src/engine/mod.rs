@@ -7,6 +7,7 @@ mod grant;
 mod handle;
 mod pool;
 mod reply;
+mod usage;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -20,6 +21,7 @@ pub use client::{ClientKey, Ident, Owner};
 pub use grant::Grant;
 pub use handle::{Drop, Ingress, Outcome, Undo};
 pub use pool::Share;
+pub use usage::PoolUsage;
 
 use crate::config::{Config, StoreBackend};
 use pool::PoolCursor;

@@ -599,3 +599,40 @@ fn a_refused_change_leaves_the_engine_with_what_the_store_holds() {
     );
     assert_ne!(discover(&mut e, mac(1), T0 + 1), ip);
 }
+
+#[test]
+fn pool_usage_counts_each_pools_leased_and_declined_addresses() {
+    let text = r#"
+[server]
+server_id = "127.0.0.1"
+[dhcp]
+listen = "127.0.0.1:1067"
+[[subnet]]
+prefix = "10.0.0.0/24"
+pools = ["10.0.0.10-10.0.0.11", "10.0.0.100-10.0.0.109"]
+relay_addresses = ["127.0.0.1"]
+"#;
+    let cfg = Arc::new(Config::parse(text, "test").expect("valid"));
+    let mut e = Engine::new(cfg, Vec::new());
+    let empty = e.pool_usage();
+    assert_eq!(empty.len(), 2);
+    assert_eq!((empty[0].total, empty[1].total), (2, 10));
+    assert!(empty.iter().all(|p| p.assigned == 0 && p.declined == 0));
+    // Three clients: the first pool fills, the third goes to the second.
+    let ips: Vec<Ipv4Addr> = (1..=3).map(|n| dora(&mut e, mac(n), T0)).collect();
+    // The third declines its address (RFC 2131 §4.3.3): held back, not leased.
+    let mut d = msg(MessageType::Decline, mac(3));
+    d.options.push(DhcpOption::ServerId(SID));
+    d.options.push(DhcpOption::RequestedIp(ips[2]));
+    e.handle(&d, Ingress::Listen, T0 + 1)
+        .expect("decline handled");
+    let used = e.pool_usage();
+    assert_eq!(
+        (used[0].first, used[0].assigned, used[0].declined),
+        (Ipv4Addr::new(10, 0, 0, 10), 2, 0)
+    );
+    assert_eq!(
+        (used[1].first, used[1].assigned, used[1].declined),
+        (Ipv4Addr::new(10, 0, 0, 100), 0, 1)
+    );
+}
