@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use leaseline_requestor::active::{active_query, DEFAULT_PRL};
+use leaseline_requestor::active::active_query;
+use leaseline_requestor::prl;
 use leaseline_requestor::tls::TlsClient;
 use leaseline_wire::{FrameDecoder, MessageType};
 use parking_lot::Mutex;
@@ -213,7 +214,7 @@ async fn watch_tls(
 
 fn framed_query() -> Vec<u8> {
     let mut q = Vec::new();
-    leaseline_proto::frame_into(&mut q, &active_query(1, None, DEFAULT_PRL));
+    leaseline_proto::frame_into(&mut q, &active_query(1, None, prl::BINDINGS));
     q
 }
 

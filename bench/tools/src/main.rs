@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use leaseline_requestor::active::{active_query, classify, ActiveEvent, FramedConn, DEFAULT_PRL};
+use leaseline_requestor::active::{active_query, classify, ActiveEvent, FramedConn};
+use leaseline_requestor::prl;
 use leaseline_requestor::tls::{TlsClient, TlsClientSettings};
 use leaseline_requestor::watch::BoxStream;
 use leaseline_wire::StatusCode;
@@ -241,7 +242,7 @@ fn main() -> anyhow::Result<()> {
                 let s = open(tcp, tls.as_deref()).await?;
                 let mut conn = FramedConn::new(s);
                 let t0 = Instant::now();
-                conn.send(&active_query(1, Some(since), DEFAULT_PRL))
+                conn.send(&active_query(1, Some(since), prl::BINDINGS))
                     .await?;
                 let mut n = 0u64;
                 loop {

@@ -7,13 +7,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use leaseline_requestor::active::server_addr;
+use leaseline_proto::text::{parse_hex, parse_mac, parse_time, TimeFormat};
+use leaseline_requestor::addr::server_addr;
 use leaseline_requestor::bulk::{BulkClient, BulkError, BulkRequest, Primary};
 use leaseline_requestor::record::Record;
-use leaseline_requestor::timearg::parse_time;
 use leaseline_requestor::tls::TlsError;
 use leaseline_requestor::watch::BoxStream;
-use leaseline_server::config::{parse_hex, parse_mac};
 
 // Exit statuses. 1 is any local error (main prints it); 2 is left to clap,
 // which exits 2 on a command-line usage error, so no outcome shares it
@@ -32,7 +31,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[command(
     group(clap::ArgGroup::new("query").required(true).args(["mac", "client_id", "remote_id", "relay_id", "all"])),
     after_help = "Records go to stdout; a progress line (when stderr is a terminal) and a summary go to stderr.\n\
-                  Times (--since, --until) are Unix seconds or RFC 3339 (2026-11-23T10:00:00Z).\n\n\
+                  Times (--since, --until) are Unix seconds or RFC 3339 (2026-11-23T10:00:00Z).\n\
+                  Text output prints times as RFC 3339 in UTC (Unix seconds with --epoch); --json and\n\
+                  --csv always give Unix seconds.\n\n\
                   Exit status:\n  \
                   0  the query completed (DHCPLEASEQUERYDONE without an error status)\n  \
                   1  error: a bad value (MAC, hex, time), unreadable TLS files\n  \
@@ -47,7 +48,8 @@ pub struct BulkArgs {
     /// Server address, ADDR[:PORT] (port 67 by default, RFC 6926 §6.3).
     #[arg(long)]
     pub server: String,
-    /// Bindings of this hardware address (aa:bb:cc:dd:ee:ff, Ethernet).
+    /// Bindings of this hardware address (Ethernet): 02:42:ac:11:00:02,
+    /// 2:42:ac:11:0:2, 02-42-ac-11-00-02 or 0242ac110002.
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
     /// Bindings of this client identifier (option 61), hex.
@@ -75,6 +77,9 @@ pub struct BulkArgs {
     /// CSV with a header line.
     #[arg(long)]
     pub csv: bool,
+    /// Text output: times as Unix seconds instead of RFC 3339.
+    #[arg(long)]
+    pub epoch: bool,
     /// Give up when the server sends nothing for this many seconds
     /// (BULK_LQ_DATA_TIMEOUT).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -88,13 +93,13 @@ pub struct BulkArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
-    Text,
+    Text(TimeFormat),
     Json,
     Csv,
 }
 
 impl BulkArgs {
-    fn request(&self) -> anyhow::Result<BulkRequest> {
+    pub(crate) fn request(&self) -> anyhow::Result<BulkRequest> {
         let primary = if let Some(m) = &self.mac {
             Primary::Mac {
                 htype: 1,
@@ -134,7 +139,7 @@ impl BulkArgs {
         } else if self.csv {
             Format::Csv
         } else {
-            Format::Text
+            Format::Text(TimeFormat::from_epoch_flag(self.epoch))
         }
     }
 }
@@ -305,7 +310,7 @@ const CSV_HEADER: &str = "ip,type,state,mac,client_id,base_time,cltt,state_since
 
 fn write_record(out: &mut impl Write, r: &Record, format: Format) -> std::io::Result<()> {
     match format {
-        Format::Text => writeln!(out, "{}", r.line()),
+        Format::Text(times) => writeln!(out, "{}", r.line(times)),
         Format::Json => {
             serde_json::to_writer(&mut *out, r)?;
             out.write_all(b"\n")

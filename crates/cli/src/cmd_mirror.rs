@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use leaseline_proto::text::{parse_hex, parse_ipv4, parse_mac, TimeFormat};
 use leaseline_requestor::failover::parse_servers;
 use leaseline_requestor::mirror::events::{binding_json, binding_line};
 use leaseline_requestor::mirror::{self, status::read_report, MirrorOptions};
@@ -56,39 +57,95 @@ pub enum MirrorCmd {
     /// Look bindings up in a replica.
     Query(QueryArgs),
     /// Print a replica's phase, lag and counts.
+    #[command(
+        after_help = "Text output: base-times as RFC 3339 in UTC (Unix seconds with --epoch), the lag and the\n\
+                      status age as durations (1m5s; 65s with --epoch). --json gives seconds."
+    )]
     Status {
         #[arg(long)]
         db: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Text output: times as Unix seconds, durations as whole seconds.
+        #[arg(long)]
+        epoch: bool,
     },
 }
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("key").required(true).args(["ip", "mac", "client_id", "remote_id", "relay_id", "all"]))]
+#[command(
+    after_help = "Values are read as by `leaseline query` and `bulk`: MAC 02:42:ac:11:00:02, 2:42:ac:11:0:2,\n\
+                  02-42-ac-11-00-02 or 0242ac110002; hex the same way. Text output prints times as RFC 3339\n\
+                  in UTC (Unix seconds with --epoch); --json gives Unix seconds. Exit 1 when a look-up\n\
+                  finds nothing."
+)]
 pub struct QueryArgs {
+    /// The replica.
     #[arg(long)]
     pub db: PathBuf,
-    #[arg(long)]
+    /// The binding of this address.
+    #[arg(long, value_name = "A", value_parser = parse_ipv4)]
     pub ip: Option<Ipv4Addr>,
-    #[arg(long)]
+    /// Bindings of this hardware address (Ethernet).
+    #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
-    #[arg(long)]
+    /// Bindings of this client identifier (option 61), hex.
+    #[arg(long, value_name = "HEX")]
     pub client_id: Option<String>,
-    #[arg(long)]
+    /// Bindings whose relay agent sent this remote-id (option 82.2), hex.
+    #[arg(long, value_name = "HEX")]
     pub remote_id: Option<String>,
-    #[arg(long)]
+    /// Bindings relayed by this relay-id (option 82.12), hex.
+    #[arg(long, value_name = "HEX")]
     pub relay_id: Option<String>,
+    /// Every binding in the replica.
     #[arg(long)]
     pub all: bool,
+    /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Text output: times as Unix seconds instead of RFC 3339.
+    #[arg(long)]
+    pub epoch: bool,
+}
+
+/// What `mirror query` looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Ip(Ipv4Addr),
+    Mac(Vec<u8>),
+    ClientId(Vec<u8>),
+    RemoteId(Vec<u8>),
+    RelayId(Vec<u8>),
+    All,
+}
+
+impl QueryArgs {
+    pub(crate) fn lookup(&self) -> anyhow::Result<Lookup> {
+        let hex = |flag: &str, v: &str| parse_hex(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+        Ok(if let Some(ip) = self.ip {
+            Lookup::Ip(ip)
+        } else if let Some(m) = &self.mac {
+            Lookup::Mac(parse_mac(m).map_err(|e| anyhow::anyhow!("--mac: {e}"))?)
+        } else if let Some(v) = &self.client_id {
+            Lookup::ClientId(hex("--client-id", v)?)
+        } else if let Some(v) = &self.remote_id {
+            Lookup::RemoteId(hex("--remote-id", v)?)
+        } else if let Some(v) = &self.relay_id {
+            Lookup::RelayId(hex("--relay-id", v)?)
+        } else {
+            Lookup::All
+        })
+    }
 }
 
 pub fn run(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     match args.cmd {
         Some(MirrorCmd::Query(q)) => query(q),
-        Some(MirrorCmd::Status { db, json }) => status(db, json),
+        Some(MirrorCmd::Status { db, json, epoch }) => {
+            status(db, json, TimeFormat::from_epoch_flag(epoch))
+        }
         None => daemon(args.run),
     }
 }
@@ -133,21 +190,9 @@ fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_hex(s: &str) -> anyhow::Result<Vec<u8>> {
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    if hex.is_empty()
-        || !hex.len().is_multiple_of(2)
-        || hex.len() != s.chars().filter(|c| *c != ':' && *c != '-').count()
-    {
-        anyhow::bail!("`{s}` is not hex bytes");
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| Ok(u8::from_str_radix(&hex[i..i + 2], 16)?))
-        .collect()
-}
-
 fn query(q: QueryArgs) -> anyhow::Result<ExitCode> {
+    let lookup = q.lookup()?;
+    let times = TimeFormat::from_epoch_flag(q.epoch);
     if !q.db.exists() {
         anyhow::bail!("{}: no such replica", q.db.display());
     }
@@ -162,35 +207,30 @@ fn query(q: QueryArgs) -> anyhow::Result<ExitCode> {
         },
         0,
     )?;
-    let found: Vec<Binding> = if let Some(ip) = q.ip {
-        store.get(ip)?.into_iter().collect()
-    } else if let Some(mac) = &q.mac {
-        store.by_chaddr(1, &parse_hex(mac)?)?
-    } else if let Some(id) = &q.client_id {
-        store.by_client_id(&parse_hex(id)?)?
-    } else if let Some(id) = &q.remote_id {
-        store.by_remote_id(&parse_hex(id)?)?
-    } else if let Some(id) = &q.relay_id {
-        store.by_relay_id(&parse_hex(id)?)?
-    } else {
-        store.load_all()?
+    let found: Vec<Binding> = match &lookup {
+        Lookup::Ip(ip) => store.get(*ip)?.into_iter().collect(),
+        Lookup::Mac(mac) => store.by_chaddr(1, mac)?,
+        Lookup::ClientId(id) => store.by_client_id(id)?,
+        Lookup::RemoteId(id) => store.by_remote_id(id)?,
+        Lookup::RelayId(id) => store.by_relay_id(id)?,
+        Lookup::All => store.load_all()?,
     };
     for b in &found {
         if q.json {
             println!("{}", binding_json(b, None));
         } else {
-            println!("{}", binding_line(b));
+            println!("{}", binding_line(b, times));
         }
     }
     // Exit 1 when nothing matched a look-up, so scripts can tell.
-    Ok(if found.is_empty() && !q.all {
+    Ok(if found.is_empty() && lookup != Lookup::All {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-fn status(db: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+fn status(db: PathBuf, json: bool, times: TimeFormat) -> anyhow::Result<ExitCode> {
     if !db.exists() {
         anyhow::bail!("{}: no such replica", db.display());
     }
@@ -201,20 +241,21 @@ fn status(db: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         println!("phase:            {}", r.phase);
         println!(
             "saved base-time:  {}",
-            r.saved_base_time.map_or("none".into(), |t| t.to_string())
+            r.saved_base_time.map_or("none".into(), |t| times.time(t))
         );
         println!(
             "last base-time:   {}",
-            r.last_base_time.map_or("none".into(), |t| t.to_string())
+            r.last_base_time.map_or("none".into(), |t| times.time(t))
         );
         println!(
             "lag:              {}",
-            r.lag_seconds.map_or("unknown".into(), |l| format!("{l} s"))
+            r.lag_seconds
+                .map_or("unknown".into(), |l| times.duration(l))
         );
         println!(
             "status written:   {}",
             r.status_age_seconds
-                .map_or("never".into(), |a| format!("{a} s ago"))
+                .map_or("never".into(), |a| format!("{} ago", times.duration(a)))
         );
         println!("applied (run):    {}", r.applied_this_run);
         for (state, n) in &r.bindings {

@@ -4,10 +4,10 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use leaseline_requestor::query::{
-    parse_addr_port, parse_hex, parse_mac, parse_prl, parse_server, query, Outcome, QueryKey,
-    QueryOptions, ReplyKind,
-};
+use leaseline_proto::text::{format_prl, parse_hex, parse_ipv4, parse_mac, parse_prl, TimeFormat};
+use leaseline_requestor::addr::{addr_port, server_addr};
+use leaseline_requestor::prl;
+use leaseline_requestor::query::{query, Outcome, QueryKey, QueryOptions, ReplyKind};
 use serde_json::json;
 
 // Exit statuses. 1 is any error (main prints it); 2 is left to clap, which
@@ -28,6 +28,8 @@ The query goes from a local UDP port (0.0.0.0:0 unless --bind) with giaddr set
 to this host's address towards the server (the reply is sent to giaddr). It is
 retransmitted after 1 s, 2 s, 4 s, ... until --timeout; the first reply with
 the query's xid is printed: readable text, or one JSON object with --json.
+Text shows the remaining times as durations (16m30s; 990s with --epoch); JSON
+gives them as seconds.
 
 Exit status:
   0  DHCPLEASEACTIVE      the address (or client) has an active lease
@@ -58,9 +60,10 @@ pub struct QueryArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub server: String,
     /// Query by IP address (ciaddr).
-    #[arg(long, value_name = "A")]
+    #[arg(long, value_name = "A", value_parser = parse_ipv4)]
     pub ip: Option<Ipv4Addr>,
-    /// Query by hardware address (aa:bb:cc:dd:ee:ff; with --htype).
+    /// Query by hardware address (02:42:ac:11:00:02, 2:42:ac:11:0:2,
+    /// 02-42-ac-11-00-02 or 0242ac110002; with --htype).
     #[arg(long, value_name = "M")]
     pub mac: Option<String>,
     /// Query by client identifier (option 61), as hex (01:00:0c:... or 01000c...).
@@ -75,6 +78,9 @@ pub struct QueryArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Text output: durations as whole seconds (990s) instead of 16m30s.
+    #[arg(long)]
+    pub epoch: bool,
     /// Give up after this many seconds without an answer.
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub timeout: f64,
@@ -83,21 +89,27 @@ pub struct QueryArgs {
     pub bind: Option<String>,
     /// giaddr (where the server sends the reply); default: the --bind
     /// address, else this host's address on the route to the server.
-    #[arg(long, value_name = "A")]
+    #[arg(long, value_name = "A", value_parser = parse_ipv4)]
     pub giaddr: Option<Ipv4Addr>,
     /// Parameter request list (option 55), e.g. 51,82,91; `none` sends no option 55.
-    #[arg(long, value_name = "CODES", default_value = "51,58,59,61,82,91,92")]
+    #[arg(long, value_name = "CODES", default_value = default_prl())]
     pub prl: String,
 }
 
+/// [`prl::UDP`] as `--prl` reads it, for clap's default.
+fn default_prl() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format_prl(prl::UDP));
+    &TEXT
+}
+
 impl QueryArgs {
-    fn key(&self) -> anyhow::Result<QueryKey> {
+    pub(crate) fn key(&self) -> anyhow::Result<QueryKey> {
         let key = if let Some(ip) = self.ip {
             QueryKey::Ip(ip)
         } else if let Some(m) = &self.mac {
             QueryKey::Mac {
                 htype: self.htype.unwrap_or(1),
-                chaddr: parse_mac(m).map_err(anyhow::Error::msg)?,
+                chaddr: parse_mac(m).map_err(|e| anyhow::anyhow!("--mac: {e}"))?,
             }
         } else if let Some(c) = &self.client_id {
             QueryKey::ClientId(parse_hex(c).map_err(|e| anyhow::anyhow!("--client-id: {e}"))?)
@@ -113,7 +125,7 @@ impl QueryArgs {
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let key = args.key()?;
-    let server = parse_server(&args.server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+    let server = server_addr(&args.server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
         anyhow::bail!("--timeout: give seconds between 0 and 3600");
     }
@@ -122,7 +134,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     opts.bind = args
         .bind
         .as_deref()
-        .map(|b| parse_addr_port(b, 0))
+        .map(|b| addr_port(b, 0))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--bind: {e}"))?;
     opts.giaddr = args.giaddr;
@@ -144,7 +156,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 v["rtt_ms"] = json!((elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0);
                 println!("{v}");
             } else {
-                println!("{}", answer.to_text());
+                println!(
+                    "{}",
+                    answer.to_text(TimeFormat::from_epoch_flag(args.epoch))
+                );
             }
             Ok(ExitCode::from(match answer.kind {
                 ReplyKind::Active => EXIT_ACTIVE,
@@ -197,10 +212,7 @@ mod tests {
     #[test]
     fn default_prl_is_the_library_default() {
         let a = parse(&["--server", "127.0.0.1", "--ip", "10.0.0.1"]).unwrap();
-        assert_eq!(
-            parse_prl(&a.prl).unwrap(),
-            leaseline_requestor::query::DEFAULT_PRL.to_vec()
-        );
+        assert_eq!(parse_prl(&a.prl).unwrap(), prl::UDP.to_vec());
         assert_eq!(a.key().unwrap(), QueryKey::Ip(Ipv4Addr::new(10, 0, 0, 1)));
     }
 

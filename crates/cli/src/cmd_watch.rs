@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use leaseline_requestor::active::DEFAULT_PRL;
+use leaseline_proto::text::{parse_time, TimeFormat};
 use leaseline_requestor::failover::parse_servers;
-use leaseline_requestor::timearg::parse_time;
+use leaseline_requestor::prl;
 use leaseline_requestor::tls::tls_connector;
 use leaseline_requestor::watch::{self, connect_tcp, WatchEnd, WatchEvent, WatchOptions};
 use serde_json::json;
@@ -17,7 +17,9 @@ use serde_json::json;
 /// and --no-reconnect.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit status: 0 interrupted, 2 command-line usage error, 3 refused by the server (status printed), 4 connection failure (with --no-reconnect)."
+    after_help = "Text output: one line per update, its base-time first; lines starting with # report the session.\n\
+                  Times are RFC 3339 in UTC (2026-11-23T10:00:00Z), Unix seconds with --epoch; --json always gives Unix seconds.\n\n\
+                  Exit status: 0 interrupted, 2 command-line usage error, 3 refused by the server (status printed), 4 connection failure (with --no-reconnect)."
 )]
 pub struct WatchArgs {
     /// Server address, ADDR[:PORT] (port 67 by default). Repeat it, or give
@@ -34,6 +36,9 @@ pub struct WatchArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Text output: times as Unix seconds instead of RFC 3339.
+    #[arg(long)]
+    pub epoch: bool,
     /// ACTIVE_LQ_RCV_TIMEOUT: close after this many seconds of silence.
     #[arg(long, default_value_t = 120)]
     pub rcv_timeout: u64,
@@ -48,14 +53,20 @@ pub struct WatchArgs {
     pub tls: crate::tls_args::TlsArgs,
 }
 
+impl WatchArgs {
+    /// `--since` as Unix seconds.
+    pub(crate) fn since(&self) -> anyhow::Result<Option<u32>> {
+        self.since
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--since: {e}"))
+    }
+}
+
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let servers = parse_servers(&args.server).map_err(anyhow::Error::msg)?;
-    let since = args
-        .since
-        .as_deref()
-        .map(parse_time)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let since = args.since()?;
     // RFC 7724 §5.3: smaller values SHOULD NOT be used; accepted with a warning.
     if args.rcv_timeout < 120 {
         tracing::warn!(
@@ -77,15 +88,19 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         rcv_timeout: Duration::from_secs(args.rcv_timeout.max(1)),
         retry_interval: Duration::from_secs(args.retry_interval),
         reconnect: !args.no_reconnect,
-        prl: DEFAULT_PRL.to_vec(),
+        prl: prl::BINDINGS.to_vec(),
     };
-    let json = args.json;
+    let style = if args.json {
+        Style::Json
+    } else {
+        Style::Text(TimeFormat::from_epoch_flag(args.epoch))
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("runtime")?;
     let end = rt.block_on(async move {
-        let mut print = move |e: WatchEvent| print_event(&e, json);
+        let mut print = move |e: WatchEvent| print_event(&e, style);
         // With --tls there is never a plaintext fallback (RFC 7724 §7.2).
         let run = async {
             match tls {
@@ -115,55 +130,152 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_event(e: &WatchEvent, json: bool) {
+/// How events are printed.
+#[derive(Clone, Copy)]
+enum Style {
+    /// One JSON object per line; times as Unix seconds.
+    Json,
+    /// Readable lines, times as the format says.
+    Text(TimeFormat),
+}
+
+fn print_event(e: &WatchEvent, style: Style) {
     use std::io::Write;
-    let line = if json {
-        match e {
-            WatchEvent::Update(r) => {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                v["event"] = json!("update");
-                v.to_string()
-            }
-            WatchEvent::Connected { server, since } => {
-                json!({"event": "connected", "server": server, "since": since}).to_string()
-            }
-            WatchEvent::CatchUpComplete { base_time } => {
-                json!({"event": "catch-up-complete", "base_time": base_time}).to_string()
-            }
-            WatchEvent::DataMissing { from, until } => {
-                json!({"event": "data-missing", "from": from, "until": until}).to_string()
-            }
-            WatchEvent::KeepAlive { base_time } => json!({"event": "keepalive", "base_time": base_time}).to_string(),
-            WatchEvent::Terminated { base_time } => {
-                json!({"event": "query-terminated", "base_time": base_time}).to_string()
-            }
-            WatchEvent::Refused { code, text } => {
-                json!({"event": "refused", "status": code.name(), "code": code.as_u8(), "text": text}).to_string()
-            }
-            WatchEvent::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}).to_string(),
-        }
-    } else {
-        match e {
-            WatchEvent::Update(r) => format!("{} {}", r.base_time.unwrap_or(0), r.line()),
-            WatchEvent::Connected { server, since: Some(t) } => {
-                format!("# connected to {server}, catching up since {t}")
-            }
-            WatchEvent::Connected { server, since: None } => format!("# connected to {server}"),
-            WatchEvent::CatchUpComplete { base_time } => format!("# catch-up complete at {}", base_time.unwrap_or(0)),
-            WatchEvent::DataMissing { from, until } => format!(
-                "# DATA MISSING: the server has no history back to {}; changes until {} may be missing (fill with: leaseline bulk --since {} --until {})",
-                from.unwrap_or(0),
-                until.unwrap_or(0),
-                from.unwrap_or(0),
-                until.unwrap_or(0)
-            ),
-            WatchEvent::KeepAlive { base_time } => format!("# keepalive {}", base_time.unwrap_or(0)),
-            WatchEvent::Terminated { base_time } => format!("# query terminated by the server at {}", base_time.unwrap_or(0)),
-            WatchEvent::Refused { code, text } => format!("# refused: {} {text}", code.name()),
-            WatchEvent::Disconnected { reason } => format!("# disconnected: {reason}"),
-        }
+    let line = match style {
+        Style::Json => json_line(e),
+        Style::Text(times) => text_line(e, times),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+fn json_line(e: &WatchEvent) -> String {
+    match e {
+        WatchEvent::Update(r) => {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["event"] = json!("update");
+            v.to_string()
+        }
+        WatchEvent::Connected { server, since } => {
+            json!({"event": "connected", "server": server, "since": since}).to_string()
+        }
+        WatchEvent::CatchUpComplete { base_time } => {
+            json!({"event": "catch-up-complete", "base_time": base_time}).to_string()
+        }
+        WatchEvent::DataMissing { from, until } => {
+            json!({"event": "data-missing", "from": from, "until": until}).to_string()
+        }
+        WatchEvent::KeepAlive { base_time } => {
+            json!({"event": "keepalive", "base_time": base_time}).to_string()
+        }
+        WatchEvent::Terminated { base_time } => {
+            json!({"event": "query-terminated", "base_time": base_time}).to_string()
+        }
+        WatchEvent::Refused { code, text } => {
+            json!({"event": "refused", "status": code.name(), "code": code.as_u8(), "text": text})
+                .to_string()
+        }
+        WatchEvent::Disconnected { reason } => {
+            json!({"event": "disconnected", "reason": reason}).to_string()
+        }
+    }
+}
+
+fn text_line(e: &WatchEvent, times: TimeFormat) -> String {
+    let t = |v: &Option<u32>| times.time_or_dash(*v);
+    match e {
+        WatchEvent::Update(r) => format!("{} {}", t(&r.base_time), r.line(times)),
+        WatchEvent::Connected {
+            server,
+            since: Some(since),
+        } => format!(
+            "# connected to {server}, catching up since {}",
+            times.time(*since)
+        ),
+        WatchEvent::Connected { server, since: None } => format!("# connected to {server}"),
+        WatchEvent::CatchUpComplete { base_time } => {
+            format!("# catch-up complete at {}", t(base_time))
+        }
+        WatchEvent::DataMissing { from, until } => format!(
+            "# DATA MISSING: the server has no history back to {from}; changes until {until} may be missing (fill with: leaseline bulk --since {from} --until {until})",
+            from = t(from),
+            until = t(until),
+        ),
+        WatchEvent::KeepAlive { base_time } => format!("# keepalive {}", t(base_time)),
+        WatchEvent::Terminated { base_time } => {
+            format!("# query terminated by the server at {}", t(base_time))
+        }
+        WatchEvent::Refused { code, text } => format!("# refused: {} {text}", code.name()),
+        WatchEvent::Disconnected { reason } => format!("# disconnected: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leaseline_requestor::record::Record;
+
+    #[test]
+    fn text_lines_show_times_as_chosen() {
+        let r = TimeFormat::Rfc3339;
+        let e = TimeFormat::Epoch;
+        let missing = WatchEvent::DataMissing {
+            from: Some(1_700_000_000),
+            until: Some(1_700_000_060),
+        };
+        assert_eq!(
+            text_line(&missing, r),
+            "# DATA MISSING: the server has no history back to 2023-11-14T22:13:20Z; changes \
+             until 2023-11-14T22:14:20Z may be missing (fill with: leaseline bulk --since \
+             2023-11-14T22:13:20Z --until 2023-11-14T22:14:20Z)"
+        );
+        assert!(text_line(&missing, e).ends_with("--since 1700000000 --until 1700000060)"));
+        let keepalive = WatchEvent::KeepAlive {
+            base_time: Some(1_700_000_000),
+        };
+        assert_eq!(text_line(&keepalive, r), "# keepalive 2023-11-14T22:13:20Z");
+        assert_eq!(text_line(&keepalive, e), "# keepalive 1700000000");
+        let connected = WatchEvent::Connected {
+            server: "127.0.0.1:67".into(),
+            since: Some(1_700_000_000),
+        };
+        assert_eq!(
+            text_line(&connected, r),
+            "# connected to 127.0.0.1:67, catching up since 2023-11-14T22:13:20Z"
+        );
+        let update = WatchEvent::Update(Record {
+            ip: std::net::Ipv4Addr::new(10, 0, 0, 7),
+            kind: "DHCPLEASEACTIVE",
+            state: None,
+            htype: 1,
+            mac: Some("02:00:00:00:00:07".into()),
+            client_id: None,
+            base_time: Some(1_700_000_000),
+            cltt: Some(1_700_000_000),
+            state_since: None,
+            expiry: Some(1_700_003_600),
+            data_source: None,
+            circuit_id: None,
+            remote_id: None,
+            relay_id: None,
+            server_id: None,
+            xid: 1,
+        });
+        assert_eq!(
+            text_line(&update, r),
+            "2023-11-14T22:13:20Z 10.0.0.7        ACTIVE      mac=02:00:00:00:00:07 \
+             expiry=2023-11-14T23:13:20Z cltt=2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            text_line(&update, e),
+            "1700000000 10.0.0.7        ACTIVE      mac=02:00:00:00:00:07 expiry=1700003600 \
+             cltt=1700000000"
+        );
+        // JSON keeps the numbers.
+        let v: serde_json::Value = serde_json::from_str(&json_line(&update)).unwrap();
+        assert_eq!(v["expiry"], 1_700_003_600);
+        assert_eq!(v["base_time"], 1_700_000_000);
+        assert_eq!(v["event"], "update");
+    }
 }

@@ -9,6 +9,8 @@ mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
 mod cmd_watch;
+#[cfg(test)]
+mod text_table;
 mod tls_args;
 
 use std::io::IsTerminal;

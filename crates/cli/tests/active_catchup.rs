@@ -63,7 +63,7 @@ fn catch_up_inside_history_covers_every_change_since() {
     let unchanged: HashSet<Ipv4Addr> = a[9..].iter().map(|(_, l)| l.ip).collect();
 
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0xca7c_0001, Some(since), DEFAULT_PRL));
+    c.send(&active_query(0xca7c_0001, Some(since), prl::BINDINGS));
     // A live change while catching up.
     let (_, live) = dora(&mut rc, 0x54_2000);
 
@@ -173,7 +173,7 @@ fn catch_up_outside_history_is_data_missing_at_once() {
     for (xid, since) in [(0xda7a_0001u32, before_start), (0xda7a_0002, t0)] {
         let mut c = Conn::connect(cfg.tcp);
         let asked = Instant::now();
-        c.send(&active_query(xid, Some(since), DEFAULT_PRL));
+        c.send(&active_query(xid, Some(since), prl::BINDINGS));
         let (m, base) = c.expect_status(StatusCode::DataMissing, 5 * SECOND);
         let took = asked.elapsed();
         assert!(

@@ -60,7 +60,7 @@ fn keepalive_after_idle_timeout_only_when_idle() {
     server.wait_for_log("below the RFC 7724 defaults", 5 * SECOND);
     let mut c = Conn::connect(cfg.tcp);
     let t0 = Instant::now();
-    c.send(&active_query(0x0a11_0001, None, DEFAULT_PRL));
+    c.send(&active_query(0x0a11_0001, None, prl::BINDINGS));
 
     let (m, t1) = c.expect_status(StatusCode::ConnectionActive, 5 * SECOND);
     let first_after = t0.elapsed();
@@ -108,7 +108,7 @@ fn query_end_time_is_malformed() {
         let mark = server.log_mark();
         let mut c = Conn::connect(cfg.tcp);
         let now = unix_now();
-        let mut q = active_query(0x0e0d_0001, with_start.then_some(now - 10), DEFAULT_PRL);
+        let mut q = active_query(0x0e0d_0001, with_start.then_some(now - 10), prl::BINDINGS);
         q.options.push(DhcpOption::QueryEndTime(now));
         c.send(&q);
         let got = c.expect_closed(5 * SECOND);
@@ -137,9 +137,9 @@ fn second_active_query_on_one_connection() {
     // After the first query is running (its keepalive came).
     let mark = server.log_mark();
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x5ec0_0001, None, DEFAULT_PRL));
+    c.send(&active_query(0x5ec0_0001, None, prl::BINDINGS));
     c.expect_status(StatusCode::ConnectionActive, 5 * SECOND);
-    c.send(&active_query(0x5ec0_0002, None, DEFAULT_PRL));
+    c.send(&active_query(0x5ec0_0002, None, prl::BINDINGS));
     let got = c.expect_closed(5 * SECOND);
     let refusal = got
         .iter()
@@ -170,7 +170,7 @@ fn second_active_query_on_one_connection() {
     let mut c = Conn::connect(cfg.tcp);
     let mut bytes = Vec::new();
     for xid in [0x5ec0_0003u32, 0x5ec0_0004] {
-        let body = active_query(xid, None, DEFAULT_PRL).to_bytes().unwrap();
+        let body = active_query(xid, None, prl::BINDINGS).to_bytes().unwrap();
         leaseline_wire::encode_frame(&body, &mut bytes).unwrap();
     }
     c.send_raw(&bytes);
@@ -230,7 +230,7 @@ fn unsupported_message_type_closes() {
     // On a running active query.
     let mark = server.log_mark();
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x0bad_0003, None, DEFAULT_PRL));
+    c.send(&active_query(0x0bad_0003, None, prl::BINDINGS));
     server.wait_for_log_since(mark, "active query started", 5 * SECOND);
     c.send(&discover(0x0bad_0004));
     let got = c.expect_closed(5 * SECOND);
@@ -248,7 +248,7 @@ fn active_query_when_disabled() {
     let mut server = cfg.spawn();
     let mark = server.log_mark();
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0xd15a_0001, None, DEFAULT_PRL));
+    c.send(&active_query(0xd15a_0001, None, prl::BINDINGS));
     let got = c.expect_closed(5 * SECOND);
     assert!(got.is_empty(), "no answer expected, got {got:?}");
     assert_refusal_logged(&server, mark, &c, "DHCPACTIVELEASEQUERY");
@@ -336,7 +336,7 @@ fn sigterm_sends_query_terminated_then_closes() {
     let mut server = cfg.spawn();
     let mark = server.log_mark();
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x7e70_0001, None, DEFAULT_PRL));
+    c.send(&active_query(0x7e70_0001, None, prl::BINDINGS));
     let mut watch = Watch::spawn(cfg.tcp, &["--no-reconnect"], None);
     watch.wait_event(0, "connected", 10 * SECOND);
     leaseline_test_support::wait_until("two active queries", 10 * SECOND, || {
@@ -386,11 +386,11 @@ fn active_queries_over_the_per_requestor_limit() {
     let server = cfg.spawn();
     let mark = server.log_mark();
     let mut first = Conn::connect(cfg.tcp);
-    first.send(&active_query(0x11_0001, None, DEFAULT_PRL));
+    first.send(&active_query(0x11_0001, None, prl::BINDINGS));
     server.wait_for_log_since(mark, "active query started", 5 * SECOND);
 
     let mut second = Conn::connect(cfg.tcp);
-    second.send(&active_query(0x11_0002, None, DEFAULT_PRL));
+    second.send(&active_query(0x11_0002, None, prl::BINDINGS));
     let got = second.expect_closed(5 * SECOND);
     assert_eq!(got.len(), 1, "one status, then close: {got:?}");
     assert_eq!(got[0].xid, 0x11_0002);
@@ -416,6 +416,6 @@ fn active_queries_over_the_per_requestor_limit() {
             .first()
             .cloned()
     });
-    third.send(&active_query(0x11_0003, None, DEFAULT_PRL));
+    third.send(&active_query(0x11_0003, None, prl::BINDINGS));
     third.expect_status(StatusCode::ConnectionActive, 5 * SECOND);
 }

@@ -82,7 +82,7 @@ fn resume_from_highest_base_time_after_a_backlog() {
 
     // Resume from the highest base-time seen.
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x7e5_0002, Some(highest), DEFAULT_PRL));
+    c.send(&active_query(0x7e5_0002, Some(highest), prl::BINDINGS));
     let db = server.db_path();
     let deadline = Instant::now() + 10 * SECOND;
     let mut caught_up = false;

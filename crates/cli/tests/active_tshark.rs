@@ -262,20 +262,20 @@ fn tshark_decodes_every_message_we_send() {
 
     // DataMissing.
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x75_0002, Some(1), DEFAULT_PRL));
+    c.send(&active_query(0x75_0002, Some(1), prl::BINDINGS));
     c.expect_status(StatusCode::DataMissing, 5 * SECOND);
     conns.push(c);
     // MalformedQuery (query-end-time).
     let mut c = Conn::connect(cfg.tcp);
-    let mut q = active_query(0x75_0003, Some(since), DEFAULT_PRL);
+    let mut q = active_query(0x75_0003, Some(since), prl::BINDINGS);
     q.options.push(DhcpOption::QueryEndTime(unix_now()));
     c.send(&q);
     c.expect_closed(5 * SECOND);
     conns.push(c);
     // NotAllowed (second active query).
     let mut c = Conn::connect(cfg.tcp);
-    c.send(&active_query(0x75_0004, None, DEFAULT_PRL));
-    c.send(&active_query(0x75_0005, None, DEFAULT_PRL));
+    c.send(&active_query(0x75_0004, None, prl::BINDINGS));
+    c.send(&active_query(0x75_0005, None, prl::BINDINGS));
     c.expect_closed(5 * SECOND);
     conns.push(c);
     // DHCPTLS + TLSConnectionRefused.

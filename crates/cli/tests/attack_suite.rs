@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use active_support::{
-    active_query, bulk_all_query, classify, connect_small, rss_kib, send_query, ActiveEvent, Conn,
-    DEFAULT_PRL,
+    active_query, bulk_all_query, classify, connect_small, prl, rss_kib, send_query, ActiveEvent,
+    Conn,
 };
 use attack_support::*;
-use leaseline_requestor::query::{encode_query, QueryKey, DEFAULT_PRL as LQ_PRL};
+use leaseline_requestor::query::{encode_query, QueryKey};
 use leaseline_test_support::{malformed, unix_now, wait_until, XorShift};
 use leaseline_wire::{encode_frame, DhcpOption, Message, MessageType, StatusCode};
 
@@ -217,13 +217,13 @@ fn tcp_protocol_abuse_is_refused() {
 
     let case = "a second active query on one connection";
     let (mut c, local, mark) = open(&fx);
-    c.send(&active_query(0x5ec0_0001, None, DEFAULT_PRL));
+    c.send(&active_query(0x5ec0_0001, None, prl::BINDINGS));
     fx.server
         .try_wait_for_line(mark, 10 * SECOND, |l| {
             l.contains("active query started") && l.contains(&format!("peer={local}"))
         })
         .unwrap_or_else(|| panic!("[{case}] the first query did not start"));
-    c.send(&active_query(0x5ec0_0002, None, DEFAULT_PRL));
+    c.send(&active_query(0x5ec0_0002, None, prl::BINDINGS));
     let got = c.expect_closed(10 * SECOND);
     assert!(
         got.iter().any(|m| matches!(
@@ -240,7 +240,7 @@ fn tcp_protocol_abuse_is_refused() {
 
     let case = "query-end-time in an active query";
     let (mut c, _, _) = open(&fx);
-    let mut q = active_query(0x0e0d_0001, None, DEFAULT_PRL);
+    let mut q = active_query(0x0e0d_0001, None, prl::BINDINGS);
     q.options.push(DhcpOption::QueryEndTime(unix_now()));
     c.send(&q);
     let got = c.expect_closed(10 * SECOND);
@@ -422,7 +422,7 @@ fn a_thousand_connections_at_once() {
         .map(|_| Conn::from_stream(connect_from(&rt, FLOOD_SOURCE, fx.tcp)))
         .collect();
     for (i, c) in actives.iter_mut().enumerate().take(PER_REQUESTOR) {
-        c.send(&active_query(0xac00 + i as u32, None, DEFAULT_PRL));
+        c.send(&active_query(0xac00 + i as u32, None, prl::BINDINGS));
     }
     fx.server.wait_for_log_count(
         mark,
@@ -431,7 +431,7 @@ fn a_thousand_connections_at_once() {
         10 * SECOND,
     );
     let last = actives.last_mut().unwrap();
-    last.send(&active_query(0xacff, None, DEFAULT_PRL));
+    last.send(&active_query(0xacff, None, prl::BINDINGS));
     let got = last.expect_closed(10 * SECOND);
     assert!(
         matches!(got.as_slice(), [m] if matches!(classify(m), ActiveEvent::Status { code: StatusCode::NotAllowed, .. })),
@@ -675,7 +675,7 @@ fn udp_leasequery_floods_are_rate_limited() {
                     &QueryKey::Ip(Ipv4Addr::new(10, 0, 0, 10)),
                     0xf100_0000 + i as u32,
                     src,
-                    &LQ_PRL,
+                    prl::UDP,
                 )
                 .unwrap();
                 let _ = sock.send_to(&q, dhcp);

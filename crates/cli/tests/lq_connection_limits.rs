@@ -16,7 +16,7 @@ mod mirror_support;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use active_support::{active_query, classify, ActiveEvent, Config, Conn, DEFAULT_PRL};
+use active_support::{active_query, classify, prl, ActiveEvent, Config, Conn};
 use bulk_support::{bulk_query, run_bulk, RawConn};
 use leaseline_test_support::{
     require_root, wait_until, DhcpState, RelayClient, ServerProcess, TestClient,
@@ -96,7 +96,7 @@ fn a_hundred_watchers_leave_bulk_queries_and_a_mirror_served() {
         .map(|i| {
             let src = Ipv4Addr::new(127, 0, 70, 10 + (i / PER_REQUESTOR) as u8);
             let mut c = Conn::from_stream(connect_from(src, cfg.tcp));
-            c.send(&active_query(0x7000_0000 + i as u32, None, DEFAULT_PRL));
+            c.send(&active_query(0x7000_0000 + i as u32, None, prl::BINDINGS));
             c
         })
         .collect();
@@ -123,7 +123,7 @@ fn a_hundred_watchers_leave_bulk_queries_and_a_mirror_served() {
 
     // The active limit means what it says: the 101st is refused.
     let mut extra = Conn::connect(cfg.tcp);
-    extra.send(&active_query(0x7000_0fff, None, DEFAULT_PRL));
+    extra.send(&active_query(0x7000_0fff, None, prl::BINDINGS));
     let got = extra.expect_closed(10 * SECOND);
     assert!(
         matches!(got.as_slice(), [m] if matches!(classify(m), ActiveEvent::Status { code: StatusCode::NotAllowed, .. })),
@@ -232,7 +232,7 @@ fn the_eleventh_bulk_connection_is_refused_and_active_ones_are_not() {
     let mark = server.log_mark();
     let mut watcher = Conn::connect(cfg.tcp);
     let wlocal = watcher.stream.local_addr().expect("local_addr");
-    watcher.send(&active_query(0x70a0, None, DEFAULT_PRL));
+    watcher.send(&active_query(0x70a0, None, prl::BINDINGS));
     server.wait_for_log_count(
         mark,
         &["active query started", &format!("peer={wlocal}")],
@@ -245,7 +245,7 @@ fn the_eleventh_bulk_connection_is_refused_and_active_ones_are_not() {
     let mark = server.log_mark();
     let mover = &mut bulks[0];
     let mlocal = mover.stream.local_addr().expect("local_addr");
-    mover.send(&active_query(0x70a1, None, DEFAULT_PRL));
+    mover.send(&active_query(0x70a1, None, prl::BINDINGS));
     server.wait_for_log_since(
         mark,
         &format!("active query started peer={mlocal}"),

@@ -190,7 +190,7 @@ fn fake_server(
 fn answers_are_matched_by_xid_and_printed() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let server = sock.local_addr().unwrap();
-    let h = fake_server(sock, 2, true);
+    let h = fake_server(sock, 3, true);
     let v = query_json(server, &["--mac", "02:00:00:00:00:42"], EXIT_ACTIVE);
     assert_eq!(v["type"], "DHCPLEASEACTIVE");
     assert_eq!(v["ip"], "10.0.0.42");
@@ -202,7 +202,14 @@ fn answers_are_matched_by_xid_and_printed() {
     t.expect_code(EXIT_ACTIVE);
     assert_eq!(
         t.stdout,
-        "DHCPLEASEACTIVE\n  ip                10.0.0.42\n  mac               02:00:00:00:00:42 (htype 1)\n  lease remaining   990 s\n  renewal (T1) in   490 s\n  rebinding (T2) in 865 s\n  last transaction  10 s ago\n  associated ips    10.0.0.43\n  server-id         127.0.0.1\n"
+        "DHCPLEASEACTIVE\n  ip                10.0.0.42\n  mac               02:00:00:00:00:42 (htype 1)\n  lease remaining   16m30s\n  renewal (T1) in   8m10s\n  rebinding (T2) in 14m25s\n  last transaction  10s ago\n  associated ips    10.0.0.43\n  server-id         127.0.0.1\n"
+    );
+    // --epoch: the durations in seconds.
+    let t = query(server, &["--mac", "2:0:0:0:0:42", "--epoch"]);
+    t.expect_code(EXIT_ACTIVE);
+    assert_eq!(
+        t.stdout,
+        "DHCPLEASEACTIVE\n  ip                10.0.0.42\n  mac               02:00:00:00:00:42 (htype 1)\n  lease remaining   990s\n  renewal (T1) in   490s\n  rebinding (T2) in 865s\n  last transaction  10s ago\n  associated ips    10.0.0.43\n  server-id         127.0.0.1\n"
     );
     let seen = h.join().unwrap();
     for (from, m) in &seen {

@@ -12,7 +12,8 @@ mod lq_udp_common;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use leaseline_requestor::query::{encode_query, QueryKey, DEFAULT_PRL};
+use leaseline_requestor::prl;
+use leaseline_requestor::query::{encode_query, QueryKey};
 use leaseline_test_support::{
     free_udp_port, unix_now, wait_until, RelayClient, ServerProcess, TestClient,
 };
@@ -362,7 +363,7 @@ impl RawRequestor {
         }
     }
     fn send(&self, key: &QueryKey, xid: u32) {
-        let bytes = encode_query(key, xid, self.giaddr(), &DEFAULT_PRL).unwrap();
+        let bytes = encode_query(key, xid, self.giaddr(), prl::UDP).unwrap();
         self.sock.send_to(&bytes, self.server).expect("send query");
     }
     /// Replies until `timeout` of silence.

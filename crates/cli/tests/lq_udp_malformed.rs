@@ -14,7 +14,8 @@ mod lq_udp_common;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use leaseline_requestor::query::{encode_query, QueryKey, DEFAULT_PRL};
+use leaseline_requestor::prl;
+use leaseline_requestor::query::{encode_query, QueryKey};
 use leaseline_test_support::{free_udp_port, RelayClient, ServerProcess, TestClient, XorShift};
 use leaseline_wire::{Message, MessageType};
 use lq_udp_common::*;
@@ -250,7 +251,7 @@ fn empty_keys_never_match_bindings_with_empty_keys() {
         &QueryKey::ClientId(b"\x01no-mac-4160".to_vec()),
         sentinel,
         REQUESTOR,
-        &DEFAULT_PRL,
+        prl::UDP,
     )
     .expect("encode");
     sock.send_to(&q, listen).expect("send");
@@ -455,7 +456,7 @@ fn malformed_queries_get_no_reply_and_no_crash() {
 
     // The sentinel: a valid query from the same socket.
     let sentinel = 0x4151_0001;
-    let q = encode_query(&QueryKey::Ip(ip), sentinel, REQUESTOR, &DEFAULT_PRL).unwrap();
+    let q = encode_query(&QueryKey::Ip(ip), sentinel, REQUESTOR, prl::UDP).unwrap();
     sock.send_to(&q, listen).unwrap();
     let got = recv_all(&sock, sentinel, Duration::from_secs(10));
     assert_eq!(
@@ -516,7 +517,7 @@ fn malformed_queries_get_no_reply_and_no_crash() {
     let mut buf = [0u8; 4096];
     for i in 0..1500u32 {
         let key = &keys[i as usize % keys.len()];
-        let mut d = encode_query(key, 0x4152_0000 + i, FUZZER, &DEFAULT_PRL).unwrap();
+        let mut d = encode_query(key, 0x4152_0000 + i, FUZZER, prl::UDP).unwrap();
         let end = d.iter().rposition(|&b| b != 0).unwrap_or(d.len() - 1) + 1;
         d.truncate(end);
         // giaddr (octets 24..28) is never touched: replies go there, and
@@ -547,7 +548,7 @@ fn malformed_queries_get_no_reply_and_no_crash() {
         },
         sentinel2,
         REQUESTOR,
-        &DEFAULT_PRL,
+        prl::UDP,
     )
     .unwrap();
     sock.send_to(&q, listen).unwrap();

@@ -11,6 +11,7 @@ mod opts;
 pub mod overwrite;
 pub mod relay;
 pub mod shared_wire;
+pub mod text;
 pub mod time;
 pub mod udp_query;
 pub mod udp_reply;

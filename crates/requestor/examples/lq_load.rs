@@ -23,7 +23,9 @@ use std::io::{BufRead, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use leaseline_requestor::query::{encode_query, parse_mac, QueryKey, DEFAULT_PRL};
+use leaseline_proto::text::{format_mac, parse_mac};
+use leaseline_requestor::prl;
+use leaseline_requestor::query::{encode_query, QueryKey};
 use leaseline_wire::{
     pad_to_bootp_minimum, DhcpOption, Message, MessageType, BOOTREPLY, BOOTREQUEST,
 };
@@ -133,7 +135,7 @@ fn populate(f: &Flags) -> Result<(), String> {
     let relay = f.addr("relay")?;
     let count: u32 = f.num("count", "100000")?;
     let window: usize = f.num("window", "64")?;
-    let base = parse_mac(f.or("base-mac", "02:10:00:00:00:00"))?;
+    let base = parse_mac(f.or("base-mac", "02:10:00:00:00:00")).map_err(|e| e.to_string())?;
     if base.len() != 6 {
         return Err("--base-mac: 6 octets".into());
     }
@@ -213,8 +215,8 @@ fn populate(f: &Flags) -> Result<(), String> {
                 }
                 Some(MessageType::Ack) if d.requesting => {
                     let mac = mac_of(&base, d.client);
-                    let mac_s: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-                    writeln!(out, "{} {}", m.yiaddr, mac_s.join(":")).map_err(|e| e.to_string())?;
+                    writeln!(out, "{} {}", m.yiaddr, format_mac(&mac))
+                        .map_err(|e| e.to_string())?;
                     inflight.remove(&client);
                     done += 1;
                 }
@@ -282,7 +284,7 @@ fn query(f: &Flags) -> Result<(), String> {
             "ip" => QueryKey::Ip(ip.parse().map_err(|_| format!("bad IP {ip}"))?),
             "mac" => QueryKey::Mac {
                 htype: 1,
-                chaddr: parse_mac(mac)?,
+                chaddr: parse_mac(mac).map_err(|e| e.to_string())?,
             },
             _ => return Err("--mode ip|mac".into()),
         });
@@ -295,7 +297,7 @@ fn query(f: &Flags) -> Result<(), String> {
     // Encoded queries, one per key; the xid is patched in per send.
     let encoded: Vec<Vec<u8>> = keys
         .iter()
-        .map(|k| encode_query(k, 0, giaddr, &DEFAULT_PRL).map_err(|e| e.to_string()))
+        .map(|k| encode_query(k, 0, giaddr, prl::UDP).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
 
     let mut inflight: HashMap<u32, Instant> = HashMap::with_capacity(window * 2);

@@ -2,30 +2,13 @@
 //! then read the stream of updates and status messages. Generic over the
 //! byte stream so plain TCP and TLS share it.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use leaseline_wire::{
-    code, encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode,
-};
+use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::record::Record;
-
-/// Options asked for in every query: what a replica needs (RFC 6926 §6.2).
-pub const DEFAULT_PRL: &[u8] = &[
-    code::LEASE_TIME,
-    code::CLIENT_ID,
-    code::RELAY_AGENT_INFO,
-    code::CLIENT_LAST_TRANSACTION_TIME,
-    code::BASE_TIME,
-    code::START_TIME_OF_STATE,
-    code::DHCP_STATE,
-    code::DATA_SOURCE,
-    code::HOSTNAME,
-    code::VENDOR_CLASS_ID,
-];
 
 const MAX_MESSAGE: usize = 65_535;
 
@@ -190,25 +173,4 @@ pub fn base_time_of(m: &Message) -> Option<u32> {
         DhcpOption::BaseTime(t) => Some(*t),
         _ => None,
     })
-}
-
-/// A server address with the leasequery default port (67, RFC 6926 §6.3).
-pub fn server_addr(s: &str) -> Result<std::net::SocketAddr, String> {
-    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s.parse::<Ipv4Addr>() {
-        return Ok((ip, 67).into());
-    }
-    use std::net::ToSocketAddrs;
-    let with_port = if s.contains(':') {
-        s.to_string()
-    } else {
-        format!("{s}:67")
-    };
-    with_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| format!("`{s}` is not ADDR[:PORT]"))
 }

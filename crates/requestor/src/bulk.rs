@@ -18,32 +18,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use leaseline_wire::{
-    code, encode_frame, DhcpOption, FrameDecoder, Message, MessageType, RelayAgentInfo, StatusCode,
+    encode_frame, DhcpOption, FrameDecoder, Message, MessageType, RelayAgentInfo, StatusCode,
     SubOption,
 };
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::prl;
+use crate::random::random_u32;
 use crate::record::Record;
 
 /// BULK_LQ_DATA_TIMEOUT (RFC 6926 §6.3): the requestor's read timeout too (§7.1).
 pub const DATA_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Options asked for by default: everything a binding reply can carry
-/// (RFC 6926 §6.2, §8.3).
-pub const DEFAULT_PRL: &[u8] = &[
-    code::LEASE_TIME,
-    code::RENEWAL_TIME,
-    code::REBINDING_TIME,
-    code::CLIENT_ID,
-    code::RELAY_AGENT_INFO,
-    code::CLIENT_LAST_TRANSACTION_TIME,
-    code::BASE_TIME,
-    code::START_TIME_OF_STATE,
-    code::DHCP_STATE,
-    code::DATA_SOURCE,
-];
 
 const MAX_MESSAGE: usize = 65_535;
 const READ_BUF: usize = 64 * 1024;
@@ -81,7 +68,7 @@ impl BulkRequest {
             primary,
             start: None,
             end: None,
-            prl: DEFAULT_PRL.to_vec(),
+            prl: prl::BINDINGS.to_vec(),
         }
     }
 
@@ -238,11 +225,7 @@ impl BulkClient<TcpStream> {
 impl<S: AsyncRead + AsyncWrite + Unpin> BulkClient<S> {
     pub fn new(io: S) -> Self {
         // Distinct xids per connection (§7.7); not predictable across runs.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(7))
-            .unwrap_or(1)
-            ^ std::process::id();
+        let seed = random_u32();
         BulkClient {
             io,
             decoder: FrameDecoder::new(MAX_MESSAGE),
@@ -471,7 +454,7 @@ mod tests {
             let q = parse_bulk_query(&Message::decode(&bytes).unwrap()).unwrap();
             assert_eq!(q.primary, want);
             assert_eq!((q.xid, q.start, q.end), (7, Some(10), Some(20)));
-            assert_eq!(q.prl, DEFAULT_PRL);
+            assert_eq!(q.prl, prl::BINDINGS);
         }
     }
 
@@ -512,7 +495,7 @@ mod tests {
             100,
             true,
             Ipv4Addr::LOCALHOST,
-            DEFAULT_PRL,
+            prl::BINDINGS,
             &[],
         ));
         push(&build_bulk_reply(
@@ -521,7 +504,7 @@ mod tests {
             100,
             true,
             Ipv4Addr::LOCALHOST,
-            DEFAULT_PRL,
+            prl::BINDINGS,
             &[],
         ));
         push(&build_bulk_reply(
@@ -530,7 +513,7 @@ mod tests {
             100,
             false,
             Ipv4Addr::LOCALHOST,
-            DEFAULT_PRL,
+            prl::BINDINGS,
             &[],
         ));
         push(&build_done(

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::active::server_addr;
+use crate::addr::server_addr;
 use crate::tls::default_server_name;
 
 /// The first wait before moving to the next server.

@@ -1,12 +1,14 @@
 //! Leaseline requestor side.
 
 pub mod active;
+pub mod addr;
 pub mod bulk;
 pub mod failover;
 pub mod mirror;
+pub mod prl;
 pub mod query;
+pub mod random;
 pub mod record;
 pub mod resume;
-pub mod timearg;
 pub mod tls;
 pub mod watch;

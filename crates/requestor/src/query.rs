@@ -13,6 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
+use leaseline_proto::text::{format_hex, format_mac, TimeFormat};
 use leaseline_wire::{
     pad_to_bootp_minimum, DhcpOption, Message, MessageType, RelayAgentInfo, SubOption, BOOTREPLY,
     BOOTREQUEST,
@@ -20,15 +21,8 @@ use leaseline_wire::{
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::record::hex;
-
-/// The parameter request list sent by default: lease, T1 and T2 remaining,
-/// client-id, relay agent information, client-last-transaction-time and
-/// associated-ip (RFC 4388 §6.2; RFC 6148 §4.1 requires 92 for by-remote-id).
-pub const DEFAULT_PRL: [u8; 7] = [51, 58, 59, 61, 82, 91, 92];
-
-/// The leasequery port when none is given (RFC 4388 uses the DHCP server port).
-pub const DEFAULT_SERVER_PORT: u16 = 67;
+use crate::prl;
+use crate::random::random_u32;
 
 /// What a DHCPLEASEQUERY asks about: exactly one key (RFC 4388 §6.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,9 +170,9 @@ pub struct RelayInfo {
 impl RelayInfo {
     fn from_wire(r: &RelayAgentInfo) -> RelayInfo {
         RelayInfo {
-            circuit_id: r.circuit_id().map(|v| hex(v, false)),
-            remote_id: r.remote_id().map(|v| hex(v, false)),
-            relay_id: r.relay_id().map(|v| hex(v, false)),
+            circuit_id: r.circuit_id().map(format_hex),
+            remote_id: r.remote_id().map(format_hex),
+            relay_id: r.relay_id().map(format_hex),
             other: r
                 .sub_options
                 .iter()
@@ -192,7 +186,7 @@ impl RelayInfo {
                 })
                 .map(|s| RawOption {
                     code: s.code,
-                    data: hex(&s.data, false),
+                    data: format_hex(&s.data),
                 })
                 .collect(),
         }
@@ -253,7 +247,7 @@ impl Answer {
             kind,
             ip: (!m.ciaddr.is_unspecified()).then_some(m.ciaddr),
             htype: (!hw.is_empty()).then_some(m.htype),
-            mac: (!hw.is_empty()).then(|| hex(hw, true)),
+            mac: (!hw.is_empty()).then(|| format_mac(hw)),
             client_id: None,
             lease_time_remaining: None,
             renewal_time_remaining: None,
@@ -269,7 +263,7 @@ impl Answer {
         for o in &m.options {
             match o {
                 DhcpOption::MessageType(_) | DhcpOption::ParameterRequestList(_) => {}
-                DhcpOption::ClientId(id) => a.client_id = Some(hex(id, false)),
+                DhcpOption::ClientId(id) => a.client_id = Some(format_hex(id)),
                 DhcpOption::LeaseTime(t) => a.lease_time_remaining = Some(*t),
                 DhcpOption::RenewalTime(t) => a.renewal_time_remaining = Some(*t),
                 DhcpOption::RebindingTime(t) => a.rebinding_time_remaining = Some(*t),
@@ -283,8 +277,9 @@ impl Answer {
         Some(a)
     }
 
-    /// A readable multi-line rendering (no trailing newline).
-    pub fn to_text(&self) -> String {
+    /// A readable multi-line rendering (no trailing newline); durations
+    /// as `times` prints them (`16m30s`, or `990s` with `--epoch`).
+    pub fn to_text(&self, times: TimeFormat) -> String {
         let mut s = String::from(self.kind.name());
         let mut line = |k: &str, v: String| {
             let _ = write!(s, "\n  {k:<17} {v}");
@@ -299,16 +294,16 @@ impl Answer {
             line("client-id", c.clone());
         }
         if let Some(t) = self.lease_time_remaining {
-            line("lease remaining", format!("{t} s"));
+            line("lease remaining", times.duration(t));
         }
         if let Some(t) = self.renewal_time_remaining {
-            line("renewal (T1) in", format!("{t} s"));
+            line("renewal (T1) in", times.duration(t));
         }
         if let Some(t) = self.rebinding_time_remaining {
-            line("rebinding (T2) in", format!("{t} s"));
+            line("rebinding (T2) in", times.duration(t));
         }
         if let Some(t) = self.cltt_age {
-            line("last transaction", format!("{t} s ago"));
+            line("last transaction", format!("{} ago", times.duration(t)));
         }
         if !self.associated_ips.is_empty() {
             let ips: Vec<String> = self
@@ -367,7 +362,7 @@ fn raw_option(o: &DhcpOption) -> RawOption {
         .unwrap_or_default();
     RawOption {
         code,
-        data: hex(&data, false),
+        data: format_hex(&data),
     }
 }
 
@@ -422,7 +417,7 @@ impl QueryOptions {
             giaddr: None,
             timeout: Duration::from_secs(5),
             first_retry: Duration::from_secs(1),
-            prl: DEFAULT_PRL.to_vec(),
+            prl: prl::UDP.to_vec(),
             xid: None,
         }
     }
@@ -453,21 +448,6 @@ pub struct Endpoint {
     pub local: SocketAddr,
     pub giaddr: Ipv4Addr,
     pub xid: u32,
-}
-
-/// A random 32-bit xid from the standard library's per-process random keys.
-pub fn random_xid() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    let v = h.finish();
-    (v as u32) ^ ((v >> 32) as u32)
 }
 
 /// The local IPv4 address the kernel uses to reach `server` (a connected
@@ -516,7 +496,7 @@ pub fn query(opts: &QueryOptions, key: &QueryKey) -> Result<(Outcome, Endpoint),
     key.validate()?;
     let (sock, giaddr) = open(opts)?;
     let local = sock.local_addr().map_err(QueryError::Recv)?;
-    let xid = opts.xid.unwrap_or_else(random_xid);
+    let xid = opts.xid.unwrap_or_else(random_u32);
     let bytes = encode_query(key, xid, giaddr, &opts.prl)?;
     let endpoint = Endpoint { local, giaddr, xid };
     let outcome = exchange(&sock, opts, xid, &bytes)?;
@@ -610,99 +590,6 @@ fn exchange(
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff`, `aa-bb-…`, `aabb.ccdd.eeff` or plain hex: 1 to 16 octets.
-pub fn parse_mac(s: &str) -> Result<Vec<u8>, String> {
-    let v =
-        parse_hex(s).map_err(|_| format!("`{s}` is not a hardware address (aa:bb:cc:dd:ee:ff)"))?;
-    if v.len() > 16 {
-        return Err(format!("`{s}`: a hardware address has at most 16 octets"));
-    }
-    Ok(v)
-}
-
-/// Hex octets, optionally separated by `:`, `-`, `.` or spaces; with
-/// separators, single-digit groups are allowed (`1:0:c:…`) for `:` and `-`.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    let bad = || format!("`{s}` is not hex octets");
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let groups: Vec<&str> = t.split([':', '-', ' ']).collect();
-    let mut out = Vec::new();
-    if groups.len() > 1 {
-        for g in groups {
-            if g.is_empty() || g.len() > 2 {
-                return Err(bad());
-            }
-            out.push(u8::from_str_radix(g, 16).map_err(|_| bad())?);
-        }
-        return Ok(out);
-    }
-    let digits: String = t.chars().filter(|&c| c != '.').collect();
-    if digits.is_empty() || digits.len() & 1 != 0 || !digits.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        return Err(bad());
-    }
-    for i in (0..digits.len()).step_by(2) {
-        out.push(u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| bad())?);
-    }
-    Ok(out)
-}
-
-/// ADDR[:PORT] with [`DEFAULT_SERVER_PORT`]; names are resolved (IPv4 first).
-pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
-    parse_addr_port(s, DEFAULT_SERVER_PORT)
-}
-
-/// ADDR[:PORT] with `default_port`; names are resolved (IPv4 first).
-pub fn parse_addr_port(s: &str, default_port: u16) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok((ip, default_port).into());
-    }
-    use std::net::ToSocketAddrs;
-    let with_port = if s.contains(':') {
-        s.to_string()
-    } else {
-        format!("{s}:{default_port}")
-    };
-    let addrs: Vec<SocketAddr> = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("`{s}` is not ADDR[:PORT] ({e})"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{s}` resolves to no address"))
-}
-
-/// A PRL given as `51,82,91` (or `none` for no option 55).
-pub fn parse_prl(s: &str) -> Result<Vec<u8>, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("none") || t.is_empty() {
-        return Ok(Vec::new());
-    }
-    t.split(',')
-        .map(|p| {
-            let p = p.trim();
-            match p.parse::<u8>() {
-                Ok(c) if c != 0 && c != 255 => Ok(c),
-                _ => Err(format!("`{p}` is not an option code (1 to 254)")),
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,7 +598,7 @@ mod tests {
     const G: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
     fn roundtrip(key: &QueryKey) -> Message {
-        let bytes = encode_query(key, 0x1234_5678, G, &DEFAULT_PRL).unwrap();
+        let bytes = encode_query(key, 0x1234_5678, G, prl::UDP).unwrap();
         assert!(bytes.len() >= 300);
         Message::decode(&bytes).unwrap()
     }
@@ -750,7 +637,7 @@ mod tests {
         assert_eq!(q.kind, QueryKind::ByRemoteId(vec![9, 8]));
         assert_eq!(q.giaddr, G);
         assert_eq!(q.xid, 0x1234_5678);
-        assert_eq!(q.prl, DEFAULT_PRL.to_vec());
+        assert_eq!(q.prl, prl::UDP.to_vec());
     }
 
     #[test]
@@ -819,9 +706,14 @@ mod tests {
         assert_eq!(a.associated_ips, vec![Ipv4Addr::new(10, 0, 0, 8)]);
         assert_eq!(a.server_id, Some(G));
         assert!(a.other_options.is_empty(), "{:?}", a.other_options);
-        let text = a.to_text();
+        let text = a.to_text(TimeFormat::Rfc3339);
         assert!(text.starts_with("DHCPLEASEACTIVE"), "{text}");
         assert!(text.contains("10.0.0.8"), "{text}");
+        assert!(text.contains("\n  lease remaining   58m20s\n"), "{text}");
+        assert!(text.contains("\n  last transaction  1m40s ago"), "{text}");
+        let text = a.to_text(TimeFormat::Epoch);
+        assert!(text.contains("\n  lease remaining   3500s\n"), "{text}");
+        assert!(text.contains("\n  last transaction  100s ago"), "{text}");
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["type"], "DHCPLEASEACTIVE");
         assert_eq!(json["associated_ips"][0], "10.0.0.8");
@@ -859,56 +751,6 @@ mod tests {
     fn requests_are_not_answers() {
         let m = roundtrip(&QueryKey::Ip(Ipv4Addr::new(10, 0, 0, 1)));
         assert!(Answer::from_reply(&m).is_none());
-    }
-
-    #[test]
-    fn hex_and_mac_forms() {
-        assert_eq!(
-            parse_mac("00:0c:01:02:03:ff").unwrap(),
-            vec![0, 0x0c, 1, 2, 3, 0xff]
-        );
-        assert_eq!(
-            parse_mac("00-0C-01-02-03-FF").unwrap(),
-            vec![0, 0x0c, 1, 2, 3, 0xff]
-        );
-        assert_eq!(
-            parse_mac("000c.0102.03ff").unwrap(),
-            vec![0, 0x0c, 1, 2, 3, 0xff]
-        );
-        assert_eq!(
-            parse_mac("0:c:1:2:3:ff").unwrap(),
-            vec![0, 0x0c, 1, 2, 3, 0xff]
-        );
-        assert!(parse_mac("00:0c:01:02:03").is_ok());
-        assert!(parse_mac("zz:00").is_err());
-        assert!(parse_mac("00::01").is_err());
-        assert!(parse_mac(&"00".repeat(17)).is_err());
-        assert_eq!(parse_hex("0x01ab").unwrap(), vec![1, 0xab]);
-        assert!(parse_hex("abc").is_err());
-        assert!(parse_hex("").is_err());
-    }
-
-    #[test]
-    fn server_and_prl_forms() {
-        assert_eq!(
-            parse_server("127.0.0.1").unwrap(),
-            "127.0.0.1:67".parse().unwrap()
-        );
-        assert_eq!(
-            parse_server("127.0.0.1:1067").unwrap(),
-            "127.0.0.1:1067".parse().unwrap()
-        );
-        assert_eq!(parse_server("localhost:1067").unwrap().port(), 1067);
-        assert!(parse_server("not an address").is_err());
-        assert_eq!(parse_prl("51, 82,91").unwrap(), vec![51, 82, 91]);
-        assert_eq!(parse_prl("none").unwrap(), Vec::<u8>::new());
-        assert!(parse_prl("0").is_err());
-        assert!(parse_prl("300").is_err());
-    }
-
-    #[test]
-    fn xids_differ() {
-        assert_ne!(random_xid(), random_xid());
     }
 
     #[test]

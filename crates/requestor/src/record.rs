@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
+use leaseline_proto::text::{format_hex, format_mac, TimeFormat};
 use leaseline_proto::DhcpState;
 use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo};
 use serde::Serialize;
@@ -39,18 +40,6 @@ pub struct Record {
     pub xid: u32,
 }
 
-/// Lower-case hex, optionally with `:` between bytes.
-pub fn hex(bytes: &[u8], colons: bool) -> String {
-    let mut s = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if colons && i > 0 {
-            s.push(':');
-        }
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 impl Record {
     /// The record a binding reply carries; None for any other message.
     pub fn from_reply(m: &Message) -> Option<Record> {
@@ -64,7 +53,7 @@ impl Record {
             kind,
             state: None,
             htype: m.htype,
-            mac: (m.hlen > 0).then(|| hex(m.hw_addr(), true)),
+            mac: (m.hlen > 0).then(|| format_mac(m.hw_addr())),
             client_id: None,
             base_time: None,
             cltt: None,
@@ -81,7 +70,7 @@ impl Record {
         for o in &m.options {
             match o {
                 DhcpOption::DhcpState(s) => r.state = DhcpState::from_u8(*s),
-                DhcpOption::ClientId(id) => r.client_id = Some(hex(id, false)),
+                DhcpOption::ClientId(id) => r.client_id = Some(format_hex(id)),
                 DhcpOption::BaseTime(t) => r.base_time = Some(*t),
                 DhcpOption::ClientLastTransactionTime(a) => cltt_age = Some(*a),
                 DhcpOption::StartTimeOfState(a) => state_age = Some(*a),
@@ -104,13 +93,14 @@ impl Record {
     }
 
     fn set_relay(&mut self, rai: &RelayAgentInfo) {
-        self.circuit_id = rai.circuit_id().map(|v| hex(v, false));
-        self.remote_id = rai.remote_id().map(|v| hex(v, false));
-        self.relay_id = rai.relay_id().map(|v| hex(v, false));
+        self.circuit_id = rai.circuit_id().map(format_hex);
+        self.remote_id = rai.remote_id().map(format_hex);
+        self.relay_id = rai.relay_id().map(format_hex);
     }
 
-    /// One human-readable line.
-    pub fn line(&self) -> String {
+    /// One human-readable line; times as `times` prints them
+    /// (RFC 3339, or Unix seconds with `--epoch`).
+    pub fn line(&self, times: TimeFormat) -> String {
         let mut s = format!(
             "{:<15} {:<11}",
             self.ip,
@@ -132,14 +122,14 @@ impl Record {
         field("circuit-id", &self.circuit_id);
         field("remote-id", &self.remote_id);
         field("relay-id", &self.relay_id);
-        if let Some(e) = self.expiry {
-            let _ = write!(s, " expiry={e}");
-        }
-        if let Some(t) = self.cltt {
-            let _ = write!(s, " cltt={t}");
-        }
-        if let Some(t) = self.state_since {
-            let _ = write!(s, " since={t}");
+        for (k, t) in [
+            ("expiry", self.expiry),
+            ("cltt", self.cltt),
+            ("since", self.state_since),
+        ] {
+            if let Some(t) = t {
+                let _ = write!(s, " {k}={}", times.time(t));
+            }
         }
         s
     }
@@ -173,5 +163,15 @@ mod tests {
             (Some(1_100), Some(1_000), Some(900), Some(4_600))
         );
         assert_eq!(r.server_id, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            r.line(TimeFormat::Rfc3339),
+            "10.0.0.7        ACTIVE      mac=00:0c:01:02:03:04 client-id=01000c01020304 \
+             expiry=1970-01-01T01:16:40Z cltt=1970-01-01T00:16:40Z since=1970-01-01T00:15:00Z"
+        );
+        assert_eq!(
+            r.line(TimeFormat::Epoch),
+            "10.0.0.7        ACTIVE      mac=00:0c:01:02:03:04 client-id=01000c01020304 \
+             expiry=4600 cltt=1000 since=900"
+        );
     }
 }

@@ -26,6 +26,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::active::{status_of, tls_request, ActiveError, FramedConn};
 use crate::failover::Server;
+use crate::random::random_u32;
 use crate::watch::BoxStream;
 
 /// How long to wait for the TCP connection, the DHCPTLS answer, and the TLS
@@ -292,7 +293,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = FramedConn::new(io);
-    let xid = rand_xid();
+    let xid = random_u32();
     conn.send(&tls_request(xid)).await.map_err(exchange_err)?;
     let answer = conn.recv(client.timeout).await.map_err(exchange_err)?;
     match answer.message_type() {
@@ -342,13 +343,6 @@ fn exchange_err(e: ActiveError) -> TlsError {
         ActiveError::Io(e) => TlsError::Io(e),
         other => TlsError::Unexpected(other.to_string()),
     }
-}
-
-fn rand_xid() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() as u32
 }
 
 /// Connect over TCP, then [`start_tls`].

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::active::{active_query, classify, ActiveError, ActiveEvent, FramedConn};
 use crate::failover::{self, Ended, Loss, Policy, Server, Sessions};
+use crate::random::random_u32;
 use crate::record::Record;
 use crate::resume::ResumeFile;
 
@@ -123,7 +124,7 @@ where
         open,
         resume,
         saved,
-        xid: std::process::id().wrapping_mul(2_654_435_761),
+        xid: random_u32(),
         sink,
     };
     failover::run(&opts.servers, Policy::new(opts.retry_interval), &mut run).await

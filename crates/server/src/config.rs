@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
+use leaseline_proto::text;
 use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
@@ -668,14 +669,15 @@ impl Validator<'_> {
                 }
                 let mac = match &r.mac {
                     Some(m) => Some(
-                        parse_mac(m.get_ref()).map_err(|e| self.err(m.span(), &rkey("mac"), e))?,
+                        text::parse_mac(m.get_ref())
+                            .map_err(|e| self.err(m.span(), &rkey("mac"), e.to_string()))?,
                     ),
                     None => None,
                 };
                 let client_id = match &r.client_id {
                     Some(c) => Some(
-                        parse_hex(c.get_ref())
-                            .map_err(|e| self.err(c.span(), &rkey("client_id"), e))?,
+                        text::parse_hex(c.get_ref())
+                            .map_err(|e| self.err(c.span(), &rkey("client_id"), e.to_string()))?,
                     ),
                     None => None,
                 };
@@ -922,49 +924,10 @@ impl Validator<'_> {
     }
 }
 
-/// `A-B` (inclusive) or a single address.
+/// `A-B` (inclusive) or a single address, as numbers.
 fn parse_range(s: &str) -> Result<(u32, u32), String> {
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a.trim(), b.trim()),
-        None => (s.trim(), s.trim()),
-    };
-    let a: Ipv4Addr = a
-        .parse()
-        .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
-    let b: Ipv4Addr = b
-        .parse()
-        .map_err(|_| format!("`{b}` is not an IPv4 address"))?;
-    let (a, b) = (u32::from(a), u32::from(b));
-    if a > b {
-        return Err(format!("`{s}`: the range ends before it starts"));
-    }
-    Ok((a, b))
-}
-
-/// `aa:bb:cc:dd:ee:ff` or `aa-bb-...` or `aabbccddeeff`.
-pub fn parse_mac(s: &str) -> Result<Vec<u8>, String> {
-    let hex: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-    let v = parse_hex(&hex)?;
-    if v.is_empty() || v.len() > 16 {
-        return Err(format!("`{s}` is not a hardware address"));
-    }
-    Ok(v)
-}
-
-/// Hex bytes, optionally separated by `:`.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect();
-    if hex.is_empty() || !hex.len().is_multiple_of(2) {
-        return Err(format!("`{s}` is not an even number of hex digits"));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| format!("`{s}` is not hex"))
-        })
-        .collect()
+    let (a, b) = text::parse_ipv4_range(s).map_err(|e| e.to_string())?;
+    Ok((u32::from(a), u32::from(b)))
 }
 
 #[cfg(test)]

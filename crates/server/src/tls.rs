@@ -27,6 +27,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use leaseline_proto::text::{self, format_hex as hex};
 use parking_lot::Mutex;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
@@ -158,32 +159,16 @@ fn normalize_dns(s: &str) -> String {
     s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase()
 }
 
+/// A SHA-256 as hex octets ([`text::parse_hex`]: bare, or with `:` as
+/// `openssl x509 -fingerprint` prints it).
 fn parse_sha256(value: &str) -> Result<[u8; 32], String> {
-    let hex: String = value
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "expected 64 hex digits (32 bytes, colons allowed), got {} characters",
-            hex.len()
-        ));
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let octets = text::parse_hex(value).map_err(|e| format!("{e}; expected 64 hex digits"))?;
+    <[u8; 32]>::try_from(octets.as_slice()).map_err(|_| {
+        format!(
+            "expected 64 hex digits (32 octets, colons allowed), got {} octets",
+            octets.len()
+        )
+    })
 }
 
 impl fmt::Display for AllowEntry {

@@ -209,20 +209,15 @@ pub fn unix_now() -> u32 {
         .unwrap_or(0)
 }
 
-/// `aa:bb:cc:dd:ee:ff` for a hardware address.
+/// `aa:bb:cc:dd:ee:ff` for a hardware address ([`leaseline_proto::text::format_mac`]).
 pub fn mac_string(hw: &[u8]) -> String {
-    hw.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    leaseline_proto::text::format_mac(hw)
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff` (any length of hex pairs).
+/// A hardware address as the configuration and the CLI read it
+/// ([`leaseline_proto::text::parse_mac`]).
 pub fn parse_mac(s: &str) -> Option<Vec<u8>> {
-    s.trim()
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).ok())
-        .collect()
+    leaseline_proto::text::parse_mac(s).ok()
 }
 
 /// Removes ANSI escape sequences (colours) from a log line.

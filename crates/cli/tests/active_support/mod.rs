@@ -15,9 +15,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub use leaseline_requestor::active::{
-    active_query, classify, tls_request, ActiveEvent, DEFAULT_PRL,
-};
+pub use leaseline_requestor::active::{active_query, classify, tls_request, ActiveEvent};
+pub use leaseline_requestor::prl;
 use leaseline_test_support::{
     mac_string, Binding, DhcpState, Netns, ServerConfig, ServerProcess, Subnet,
 };
@@ -285,7 +284,7 @@ pub fn bulk_all_query(xid: u32, start: Option<u32>, end: Option<u32>) -> Message
     m.options
         .push(DhcpOption::MessageType(MessageType::BulkLeaseQuery));
     m.options
-        .push(DhcpOption::ParameterRequestList(DEFAULT_PRL.to_vec()));
+        .push(DhcpOption::ParameterRequestList(prl::BINDINGS.to_vec()));
     if let Some(t) = start {
         m.options.push(DhcpOption::QueryStartTime(t));
     }
@@ -619,7 +618,7 @@ pub fn connect_small(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
 pub fn send_query(s: &mut TcpStream, xid: u32, since: Option<u32>) {
     let mut out = Vec::new();
     encode_frame(
-        &active_query(xid, since, DEFAULT_PRL).to_bytes().unwrap(),
+        &active_query(xid, since, prl::BINDINGS).to_bytes().unwrap(),
         &mut out,
     )
     .unwrap();

@@ -21,7 +21,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leaseline_requestor::active::{active_query, DEFAULT_PRL};
+use leaseline_requestor::active::active_query;
+use leaseline_requestor::prl;
 use leaseline_test_support::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
 use leaseline_test_support::{Lease, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient};
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
@@ -351,7 +352,7 @@ pub fn dhcptls(xid: u32) -> Message {
 /// An active query catching up from `since`: on an accepted connection the
 /// server answers with every binding changed since then.
 pub fn catch_up_query(xid: u32, since: u32) -> Message {
-    active_query(xid, Some(since), DEFAULT_PRL)
+    active_query(xid, Some(since), prl::BINDINGS)
 }
 
 /// A DHCPBULKLEASEQUERY with no primary query: every configured address.
@@ -365,7 +366,7 @@ pub fn bulk_all_query(xid: u32) -> Message {
     m.options
         .push(DhcpOption::MessageType(MessageType::BulkLeaseQuery));
     m.options
-        .push(DhcpOption::ParameterRequestList(DEFAULT_PRL.to_vec()));
+        .push(DhcpOption::ParameterRequestList(prl::BINDINGS.to_vec()));
     m
 }
 

@@ -5,10 +5,9 @@ use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use leaseline_proto::text::{format_hex, format_mac, TimeFormat};
 use leaseline_proto::Binding;
 use serde_json::json;
-
-use crate::record::hex;
 
 pub struct EventSink {
     out: Option<Box<dyn Write + Send>>,
@@ -41,11 +40,11 @@ pub fn binding_json(b: &Binding, base_time: Option<u32>) -> serde_json::Value {
     json!({
             "ip": b.ip,
             "state": b.state.name(),
-            "mac": (!b.chaddr.is_empty()).then(|| hex(&b.chaddr, true)),
-            "client_id": b.client_id.as_deref().map(|v| hex(v, false)),
-            "circuit_id": b.circuit_id.as_deref().map(|v| hex(v, false)),
-            "remote_id": b.remote_id.as_deref().map(|v| hex(v, false)),
-            "relay_id": b.relay_id.as_deref().map(|v| hex(v, false)),
+            "mac": (!b.chaddr.is_empty()).then(|| format_mac(&b.chaddr)),
+            "client_id": b.client_id.as_deref().map(format_hex),
+            "circuit_id": b.circuit_id.as_deref().map(format_hex),
+            "remote_id": b.remote_id.as_deref().map(format_hex),
+            "relay_id": b.relay_id.as_deref().map(format_hex),
             "expiry": (b.expiry != 0).then_some(b.expiry),
             "cltt": (b.cltt != 0).then_some(b.cltt),
             "state_since": b.state_since,
@@ -53,19 +52,20 @@ pub fn binding_json(b: &Binding, base_time: Option<u32>) -> serde_json::Value {
     })
 }
 
-/// A binding as one readable line.
-pub fn binding_line(b: &Binding) -> String {
+/// A binding as one readable line; times as `times` prints them (RFC
+/// 3339, or Unix seconds with `--epoch`).
+pub fn binding_line(b: &Binding, times: TimeFormat) -> String {
     let mut s = format!("{:<15} {:<11}", b.ip, b.state.name());
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
             s.push_str(&format!(" {k}={v}"));
         }
     };
-    add("mac", (!b.chaddr.is_empty()).then(|| hex(&b.chaddr, true)));
-    add("client-id", b.client_id.as_deref().map(|v| hex(v, false)));
-    add("circuit-id", b.circuit_id.as_deref().map(|v| hex(v, false)));
-    add("remote-id", b.remote_id.as_deref().map(|v| hex(v, false)));
-    add("expiry", (b.expiry != 0).then(|| b.expiry.to_string()));
-    add("cltt", (b.cltt != 0).then(|| b.cltt.to_string()));
+    add("mac", (!b.chaddr.is_empty()).then(|| format_mac(&b.chaddr)));
+    add("client-id", b.client_id.as_deref().map(format_hex));
+    add("circuit-id", b.circuit_id.as_deref().map(format_hex));
+    add("remote-id", b.remote_id.as_deref().map(format_hex));
+    add("expiry", (b.expiry != 0).then(|| times.time(b.expiry)));
+    add("cltt", (b.cltt != 0).then(|| times.time(b.cltt)));
     s
 }

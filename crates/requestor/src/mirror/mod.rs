@@ -21,9 +21,10 @@ use tracing::{info, warn};
 
 use crate::active::{
     active_query, base_time_of, classify, status_of, ActiveError, ActiveEvent, FramedConn,
-    DEFAULT_PRL,
 };
 use crate::failover::{self, Ended, Loss, Policy, Server, Sessions};
+use crate::prl;
+use crate::random::random_u32;
 use crate::watch::BoxStream;
 use convert::{from_reply, Learned};
 use events::EventSink;
@@ -81,7 +82,7 @@ where
         replica,
         events,
         status,
-        xid: std::process::id().wrapping_mul(2_654_435_761),
+        xid: random_u32(),
     };
     failover::run(&opts.servers, Policy::new(opts.retry_interval), &mut run).await
 }
@@ -149,11 +150,7 @@ where
 }
 
 fn jitter(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    base.mul_f64(f64::from(nanos % 1000) / 5000.0) // up to +20 %
+    base.mul_f64(f64::from(random_u32() % 1000) / 5000.0) // up to +20 %
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -182,10 +179,10 @@ where
             status.set_phase(replica, Phase::Bulk);
             let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
             let (tx, mut rx) = mpsc::channel(1024);
-            let prl = DEFAULT_PRL.to_vec();
+            let codes = prl::BINDINGS.to_vec();
             let peer = server.addr;
             let fetch = tokio::spawn(async move {
-                bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), (None, None), &prl, tx).await
+                bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), (None, None), &codes, tx).await
             });
             while let Some(l) = rx.recv().await {
                 *established = true;
@@ -216,7 +213,7 @@ where
     status.set_phase(replica, Phase::CatchUp);
     let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
     let mut conn = FramedConn::new(stream);
-    conn.send(&active_query(xid, Some(since), DEFAULT_PRL))
+    conn.send(&active_query(xid, Some(since), prl::BINDINGS))
         .await
         .map_err(|e| e.to_string())?;
     info!(server = %server, since, "active query sent");
@@ -264,10 +261,10 @@ where
                         status.set_phase(replica, Phase::Filling);
                         let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
                         let (tx, rx) = mpsc::channel(1024);
-                        let prl = DEFAULT_PRL.to_vec();
+                        let codes = prl::BINDINGS.to_vec();
                         let peer = server.addr;
                         let window = (Some(since), base_time);
-                        let task = tokio::spawn(async move { bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), window, &prl, tx).await });
+                        let task = tokio::spawn(async move { bulk_fetch::fetch(stream, peer, xid.wrapping_add(1), window, &codes, tx).await });
                         fill = Some((rx, task));
                     }
                     ActiveEvent::Status { code: StatusCode::ConnectionActive, .. } => {}

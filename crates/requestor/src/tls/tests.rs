@@ -208,7 +208,7 @@ fn opts(server: SocketAddr) -> WatchOptions {
         rcv_timeout: Duration::from_secs(5),
         retry_interval: Duration::from_millis(10),
         reconnect: false,
-        prl: crate::active::DEFAULT_PRL.to_vec(),
+        prl: crate::prl::BINDINGS.to_vec(),
     }
 }
 
@@ -377,7 +377,7 @@ fn tempfile_dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "leaseline-tls-{}-{}",
         std::process::id(),
-        rand_xid()
+        crate::random::random_u32()
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
