@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use super::lease_json::{lease, subnet_id};
 use super::HttpContext;
-use crate::config::{parse_hex, parse_mac};
 use crate::run::unix_now;
+use leaseline_proto::text::{parse_hex, parse_mac};
 
 /// Kea's result codes.
 const SUCCESS: u8 = 0;

@@ -1,20 +1,12 @@
 //! A binding as the control API shows it: Kea's lease4 fields (so that
 //! scripts written for `lease4-get` read it), and what Kea does not have in
-//! `user-context.leaseline`.
+//! `user-context.leaseline`. Byte strings in Kea's form, `aa:bb:cc`.
 
+use leaseline_proto::text::format_mac as hex_colon;
 use leaseline_proto::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-
-/// `aa:bb:cc` (Kea's form of hardware addresses and client ids).
-pub(super) fn hex_colon(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// Kea's lease state: 0 default (leased), 1 declined, 2 expired-reclaimed.
 fn kea_state(s: DhcpState) -> u8 {
