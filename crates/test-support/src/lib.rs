@@ -49,7 +49,7 @@ pub use postgres::{
 pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
-pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};
+pub use store::{assert_no_double_allocation, load_bindings, open_pg_store, wait_for_binding};
 
 pub use leaseline_proto::{Binding, DhcpState};
 
