@@ -14,32 +14,15 @@ use std::time::Duration;
 
 use active_support::{diff_with_store, show_diff, Config, Watch, BIN};
 use crash_support::assert_wire_matches_store;
-use leaseline_store::{HistoryLimits, LeaseStore, PostgresOptions, PostgresStore};
+use leaseline_store::LeaseStore;
 use leaseline_test_support::{
-    pg_database, pg_restart_cluster, read_dhcp_capture, require_root, require_tool, Capture, Netns,
-    Perfdhcp,
+    open_pg_store, pg_database, pg_restart_cluster, read_dhcp_capture, require_root, require_tool,
+    Capture, Netns, Perfdhcp,
 };
 
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 86);
 const PORT: u16 = 1067;
 const SECOND: Duration = Duration::from_secs(1);
-
-fn open(url: &str) -> PostgresStore {
-    PostgresStore::open(
-        PostgresOptions {
-            url: url.to_owned(),
-            history: HistoryLimits {
-                max_age: 3600,
-                max_count: 1_000_000,
-            },
-            max_batch: 64,
-            instance_id: "test-reader".into(),
-            readers: 1,
-        },
-        0,
-    )
-    .expect("open the test database")
-}
 
 #[test]
 fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted() {
@@ -111,7 +94,7 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
     let status = server.terminate();
     assert!(status.success(), "server exit status {status:?}");
 
-    let store = open(&db.url);
+    let store = open_pg_store(&db.url, "test-reader");
     let rows = store.load_all().expect("load_all");
     // The feed: the watcher (connected throughout) ends equal to the
     // database, and the log it was fed from has no gap.

@@ -9,6 +9,8 @@
 //! - [`Netns`] / [`NetnsPair`]: RAII network namespaces joined by a veth pair.
 //! - [`RelayClient`]: a minimal DHCP relay agent built on leaseline-wire, for
 //!   tests that need exact control over each message.
+//! - [`Fleet`]: a closed-loop relay agent churning many clients against
+//!   several servers on one database, failing over when one stops answering.
 //! - [`Capture`]: a dumpcap capture, read back with tshark.
 //! - [`pg_database`]: a fresh database on a throwaway PostgreSQL cluster
 //!   shared by the test binary (or on `LEASELINE_TEST_PG_URL`).
@@ -22,6 +24,7 @@
 
 mod capture;
 mod config;
+mod fleet;
 mod netns;
 mod packets;
 mod perfdhcp;
@@ -41,6 +44,7 @@ use std::time::{Duration, Instant};
 
 pub use capture::{read_dhcp_capture, Capture, CapturedDhcp};
 pub use config::{ServerConfig, Subnet};
+pub use fleet::{Churning, Fleet, FleetConfig, FleetProgress, FleetStats, Held, Renewal, Renewed};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
@@ -50,7 +54,7 @@ pub use postgres::{
 pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
-pub use store::{assert_no_double_allocation, load_bindings, wait_for_binding};
+pub use store::{assert_no_double_allocation, load_bindings, open_pg_store, wait_for_binding};
 
 pub use leaseline_proto::{Binding, DhcpState};
 

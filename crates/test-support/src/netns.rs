@@ -85,6 +85,33 @@ impl Netns {
         c
     }
 
+    /// Runs `f` on a thread of its own that has entered this namespace
+    /// (setns(2) moves only the calling thread) and returns its result.
+    /// Sockets `f` opens belong to the namespace for good, whichever thread
+    /// uses them afterwards: this is how the test process itself talks to
+    /// servers inside the namespace (e.g. [`crate::RelayClient`] on giaddr:67).
+    pub fn run_inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns(2) on a namespace file we hold open; it changes
+            // only this thread's network namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// Runs `ip -n NAME ARGS` and returns its stdout; panics on failure.
     pub fn ip(&self, args: &[&str]) -> String {
         let mut full = vec!["-n", self.name.as_str()];

@@ -220,6 +220,18 @@ impl ServerProcess {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The running server's name on a shared PostgreSQL database (its
+    /// `changed_by` and `instances` rows): host name and pid. The server
+    /// runs under `ip netns exec`, which execs it: the pid is the server's.
+    pub fn instance_id(&self) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        format!(
+            "{}:{}",
+            host.trim(),
+            self.pid().expect("the server is running")
+        )
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

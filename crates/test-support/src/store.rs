@@ -1,4 +1,5 @@
-//! Reading the server's SQLite store from the test process.
+//! Reading the server's store (SQLite, or a PostgreSQL database shared by
+//! several servers) from the test process.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -6,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use leaseline_proto::{Binding, DhcpState};
-use leaseline_store::{HistoryLimits, LeaseStore, SqliteOptions, SqliteStore};
+use leaseline_store::{
+    HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore,
+};
 
 fn try_load(db: &Path) -> Result<Vec<Binding>, String> {
     if !db.exists() {
@@ -27,6 +30,27 @@ fn try_load(db: &Path) -> Result<Vec<Binding>, String> {
     store
         .load_all()
         .map_err(|e| format!("load_all {}: {e}", db.display()))
+}
+
+/// The PostgreSQL store at `url`, as instance `me` reads it: bindings last
+/// changed by another instance carry data-source REMOTE. Only reads and
+/// the change log are meant: the store is not followed (it takes no share
+/// of the pools; the servers do not see it as an instance).
+pub fn open_pg_store(url: &str, me: &str) -> PostgresStore {
+    PostgresStore::open(
+        PostgresOptions {
+            url: url.to_owned(),
+            history: HistoryLimits {
+                max_age: 3600,
+                max_count: 1_000_000,
+            },
+            max_batch: 64,
+            instance_id: me.to_owned(),
+            readers: 1,
+        },
+        0,
+    )
+    .unwrap_or_else(|e| panic!("open the test database: {e}"))
 }
 
 /// Every binding in the store at `db` (normally after the server has exited).

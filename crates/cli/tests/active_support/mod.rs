@@ -376,12 +376,23 @@ pub fn diff_with_store(store: &[Binding], seen: &HashMap<Ipv4Addr, Seen>) -> Vec
 /// Polls the store until the watcher's last state of every address equals
 /// it; panics with the differences after `timeout`. Returns the store's rows.
 pub fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) -> usize {
+    wait_equal_to(|| leaseline_test_support::load_bindings(db), watch, timeout).len()
+}
+
+/// Polls `load` (the store's bindings, e.g. a shared database's) until the
+/// watcher's last state of every address equals it; panics with the
+/// differences after `timeout`. Returns the last rows loaded.
+pub fn wait_equal_to(
+    load: impl Fn() -> Vec<Binding>,
+    watch: &Watch,
+    timeout: Duration,
+) -> Vec<Binding> {
     let deadline = Instant::now() + timeout;
     loop {
-        let store = leaseline_test_support::load_bindings(db);
+        let store = load();
         let diff = diff_with_store(&store, &watch.view());
         if diff.is_empty() {
-            return store.len();
+            return store;
         }
         assert!(
             Instant::now() < deadline,
@@ -502,10 +513,12 @@ impl Watch {
                     .take(10)
                     .map(|v| v.to_string())
                     .collect();
+                let (ended, stderr) = (st.ended, st.stderr.join("\n"));
+                // Not while holding the lock: it would poison it for the
+                // reader threads.
+                drop(st);
                 panic!(
-                    "leaseline watch: no {what} within {timeout:?} (output ended: {}); last events: {tail:#?}\nstderr:\n{}",
-                    st.ended,
-                    st.stderr.join("\n")
+                    "leaseline watch: no {what} within {timeout:?} (output ended: {ended}); last events: {tail:#?}\nstderr:\n{stderr}"
                 );
             }
             st = self.log.1.wait_timeout(st, left).unwrap().0;
