@@ -18,8 +18,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use leaseline_test_support::{
-    free_tcp_port, free_udp_port, mac_string, RelayClient, ServerConfig, ServerProcess, Subnet,
-    TestClient,
+    free_tcp_port, free_udp_port, mac_string, wait_until, RelayClient, ServerConfig, ServerProcess,
+    Subnet, TestClient,
 };
 use serde_json::Value;
 
@@ -117,18 +117,23 @@ fn metrics_and_control_api_over_http() {
         .map(|c| relay.dora(c).expect("DORA"))
         .collect();
 
-    let (status, page) = http(web, "GET", "/metrics", Some(TOKEN), "");
-    assert_eq!(status, 200, "{page}");
+    // The server counts a reply once it has left: the page may trail the
+    // last ACK by a moment.
+    let page = wait_until(
+        "the metrics count the 5 ACKs",
+        Duration::from_secs(10),
+        || {
+            let (status, page) = http(web, "GET", "/metrics", Some(TOKEN), "");
+            assert_eq!(status, 200, "{page}");
+            let acks = sample(&page, "leaseline_dhcp_packets_sent_total{type=\"ack\"}");
+            (acks == Some(5.0)).then_some(page)
+        },
+    );
     assert_eq!(
         sample(
             &page,
             "leaseline_dhcp_packets_received_total{type=\"discover\"}"
         ),
-        Some(5.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(&page, "leaseline_dhcp_packets_sent_total{type=\"ack\"}"),
         Some(5.0),
         "{page}"
     );
