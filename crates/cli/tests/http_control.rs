@@ -11,6 +11,8 @@
 //! 3. `dhcp-disable` stops DHCP answers (counted as drops) until
 //!    `dhcp-enable`; `max-period` turns it back on by itself.
 //! 4. `statistic-get-all` has Kea's names with the same counts.
+//! 5. `lease4-del` frees an address: not found afterwards, no longer
+//!    assigned, and stored (the store has it AVAILABLE after a stop).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -222,6 +224,25 @@ fn metrics_and_control_api_over_http() {
     want.sort_by_key(|ip| ip.parse::<Ipv4Addr>().expect("ip"));
     assert_eq!(paged, want);
 
+    // lease4-del frees the address: committed, gone from lease4-get and
+    // from the pool's assigned addresses.
+    let gone = leases[0].ip.to_string();
+    let (code, a) = ctl(&url, &["lease4-del", &format!("ip-address={gone}")]);
+    assert_eq!(code, 0, "{a}");
+    let (code, _) = ctl(&url, &["lease4-get", &format!("ip-address={gone}")]);
+    assert_eq!(code, 3, "a deleted lease is not found");
+    let (code, _) = ctl(&url, &["lease4-del", &format!("ip-address={gone}")]);
+    assert_eq!(code, 3, "deleting it again finds nothing");
+    let (_, page) = http(web, "GET", "/metrics", Some(TOKEN), "");
+    assert_eq!(
+        sample(
+            &page,
+            &format!("leaseline_pool_addresses{{{pool},state=\"assigned\"}}")
+        ),
+        Some(4.0),
+        "{page}"
+    );
+
     // 3. DHCP off, on, and off for a period.
     let (code, _) = ctl(&url, &["dhcp-disable"]);
     assert_eq!(code, 0);
@@ -254,9 +275,20 @@ fn metrics_and_control_api_over_http() {
     let (code, a) = ctl(&url, &["statistic-get-all"]);
     assert_eq!(code, 0, "{a}");
     assert_eq!(a["arguments"]["pkt4-ack-sent"][0][0], 6, "{a}");
+    // Six ACKed, one of them deleted.
     assert_eq!(
-        a["arguments"]["subnet[1].assigned-addresses"][0][0], 6,
+        a["arguments"]["subnet[1].assigned-addresses"][0][0], 5,
         "{a}"
     );
-    drop(server);
+
+    // The deletion was stored: after the server stops, the store has the
+    // address AVAILABLE.
+    let mut server = server;
+    server.terminate();
+    let stored = leaseline_test_support::load_bindings(&server.db_path());
+    let freed = stored
+        .iter()
+        .find(|b| b.ip.to_string() == gone)
+        .expect("the freed address's binding");
+    assert_eq!(freed.state, leaseline_proto::DhcpState::Available);
 }

@@ -207,6 +207,25 @@ impl Engine {
         changed
     }
 
+    /// An operator frees an address (the control API's `lease4-del`): its
+    /// binding becomes AVAILABLE now, whoever held it. The caller commits
+    /// the returned change as given (an administrative change, not one of
+    /// the RFC 2131 decisions `proto::overwrite` checks). None when the
+    /// address has no binding or is already free.
+    pub fn free(&mut self, ip: Ipv4Addr, now: u32) -> Option<Binding> {
+        let b = self.leases.get(&u32::from(ip))?;
+        if b.state == DhcpState::Available {
+            return None;
+        }
+        let mut nb = Binding::clone(b);
+        nb.data_source &= !DATA_SOURCE_REMOTE;
+        nb.state = DhcpState::Available;
+        nb.state_since = now;
+        nb.expiry = 0;
+        self.apply(nb.clone());
+        Some(nb)
+    }
+
     /// Changes another server committed to the shared store (in commit
     /// order): this engine's copy follows them. An offer this engine made
     /// of one of those addresses is withdrawn.

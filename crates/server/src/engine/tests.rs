@@ -636,3 +636,22 @@ relay_addresses = ["127.0.0.1"]
         (Ipv4Addr::new(10, 0, 0, 100), 0, 1)
     );
 }
+
+#[test]
+fn free_makes_a_held_address_available_and_only_once() {
+    let mut e = Engine::new(config(""), Vec::new());
+    let ip = dora(&mut e, mac(1), T0);
+    let freed = e.free(ip, T0 + 5).expect("a binding to free");
+    assert_eq!(
+        (freed.state, freed.state_since, freed.expiry),
+        (DhcpState::Available, T0 + 5, 0)
+    );
+    assert_eq!(e.binding(ip).map(|b| b.state), Some(DhcpState::Available));
+    assert!(e.free(ip, T0 + 6).is_none(), "already free");
+    assert!(
+        e.free(Ipv4Addr::new(10, 0, 0, 19), T0).is_none(),
+        "never leased"
+    );
+    // Nothing of it is left to expire.
+    assert!(e.tick(T0 + 10_000).is_empty());
+}

@@ -29,6 +29,7 @@ pub(super) const COMMANDS: &[&str] = &[
     "config-get",
     "dhcp-disable",
     "dhcp-enable",
+    "lease4-del",
     "lease4-get",
     "lease4-get-by-client-id",
     "lease4-get-by-hw-address",
@@ -174,6 +175,7 @@ async fn run(
             Answer::ok(format!("{n} bindings changed state"), json!({"changed": n}))
         }
         "lease4-get" => lease4_get(ctx, args).await?,
+        "lease4-del" => lease4_del(ctx, args).await?,
         "lease4-get-by-hw-address" => {
             let mac = mac_arg(args, "hw-address")?;
             many(ctx, move |s| s.by_chaddr(1, &mac)).await?
@@ -258,8 +260,11 @@ async fn lease4_get(ctx: &Arc<HttpContext>, args: &Map<String, Value>) -> Result
         let ip = ip_arg(ip, "ip-address")?;
         let engine = ctx.shared.engine.lock();
         return Ok(match engine.binding(ip) {
-            Some(b) => Answer::ok("IPv4 lease found.", lease(engine.config(), b)),
-            None => Answer::empty("Lease not found."),
+            // A free address has no lease (as in Kea after lease4-del).
+            Some(b) if b.state != leaseline_proto::DhcpState::Available => {
+                Answer::ok("IPv4 lease found.", lease(engine.config(), b))
+            }
+            _ => Answer::empty("Lease not found."),
         });
     }
     let (kind, value) =
@@ -303,6 +308,36 @@ async fn lease4_get(ctx: &Arc<HttpContext>, args: &Map<String, Value>) -> Result
         Some(b) => Answer::ok("IPv4 lease found.", lease(cfg, b)),
         None => Answer::empty("Lease not found."),
     })
+}
+
+/// `{"ip-address": A}`: the address is freed, a binding change like any
+/// other: committed (the answer waits for it), on the change feed, seen by
+/// Active Leasequery requestors, on every instance of a shared database.
+async fn lease4_del(ctx: &Arc<HttpContext>, args: &Map<String, Value>) -> Result<Answer, Answer> {
+    let ip = str_arg(args, "ip-address")?.ok_or_else(|| Answer::error("ip-address is required"))?;
+    let ip = ip_arg(ip, "ip-address")?;
+    let now = unix_now();
+    let shared = &ctx.shared;
+    // Queued under the engine's lock, like every change (udp.rs).
+    let (ticket, old) = {
+        let mut engine = shared.engine.lock();
+        let old = engine.binding(ip).cloned();
+        match engine.free(ip, now) {
+            Some(b) => (shared.store.submit(vec![b], now), old),
+            None => return Ok(Answer::empty("IPv4 lease not found.")),
+        }
+    };
+    let failed = match ticket.await {
+        Ok(Ok(_)) => {
+            tracing::info!(%ip, "lease deleted by the control API");
+            return Ok(Answer::ok("IPv4 lease deleted.", json!({})));
+        }
+        Ok(Err(e)) => format!("not committed: {e}"),
+        Err(_) => "not committed: the store writer stopped".to_owned(),
+    };
+    // Not stored: the engine's copy goes back to what is.
+    shared.engine.lock().follow_stored(&[(ip, old)]);
+    Err(Answer::error(failed))
 }
 
 /// `{"from": "start" | ADDRESS, "limit": N}`: the leases after `from`
