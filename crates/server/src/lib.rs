@@ -12,6 +12,7 @@ pub mod overload;
 mod peers;
 pub mod run;
 pub mod stats;
+mod systemd;
 pub mod tls;
 pub mod udp;
 

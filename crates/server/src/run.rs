@@ -224,6 +224,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
+    crate::systemd::ready(&format!("serving on {}", endpoints.join(", ")));
 
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
@@ -234,6 +235,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             _ = report.tick() => info!(stats = %shared.stats.summary(), "counters"),
         }
     }
+    crate::systemd::stopping();
     let _ = stop_tx.send(true);
     udp_stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -333,6 +335,7 @@ fn leasequery_listener(
 /// Drives time-based state transitions once a second and commits them.
 async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut watchdog = crate::systemd::Watchdog::from_env();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -341,6 +344,8 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = reclaim(&shared, unix_now()).await {
             error!(error = %e, "could not commit state transitions");
         }
+        // A pass done (even one the database refused): the engine lives.
+        watchdog.alive(std::time::Instant::now());
     }
 }
 
