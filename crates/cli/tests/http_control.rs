@@ -173,6 +173,21 @@ fn metrics_and_control_api_over_http() {
     let (status, body) = http(web, "POST", "/", Some(TOKEN), "{not json");
     assert_eq!(status, 400, "{body}");
 
+    // config-test: the running file is sane; a broken one is named by key and line.
+    let (code, a) = ctl(&url, &["config-test"]);
+    assert_eq!(code, 0, "{a}");
+    let bad = server.state_dir().join("bad.toml");
+    std::fs::write(&bad, "[dhcp]\noffer_hold = 0\n").expect("write");
+    let (code, a) = ctl(&url, &["config-test", &format!("path={}", bad.display())]);
+    assert_eq!(code, 1, "{a}");
+    assert!(
+        a["text"]
+            .as_str()
+            .expect("text")
+            .contains(":2: `dhcp.offer_hold`"),
+        "{a}"
+    );
+
     // 2. Leases by address, MAC and client id; paging.
     for (c, l) in clients.iter().zip(&leases) {
         let (code, a) = ctl(&url, &["lease4-get", &format!("ip-address={}", l.ip)]);

@@ -27,6 +27,7 @@ const EMPTY: u8 = 3;
 /// Every command this server answers.
 pub(super) const COMMANDS: &[&str] = &[
     "config-get",
+    "config-test",
     "dhcp-disable",
     "dhcp-enable",
     "lease4-del",
@@ -147,6 +148,7 @@ async fn run(
             )
         }
         "config-get" => config_get(ctx)?,
+        "config-test" => config_test(ctx, args)?,
         "dhcp-disable" => {
             let period = match args.get("max-period") {
                 None => None,
@@ -389,6 +391,22 @@ fn config_get(ctx: &HttpContext) -> Result<Answer, Answer> {
     Ok(Answer::ok(
         format!("configuration of {}", path.display()),
         json!({"path": path.display().to_string(), "leaseline": json}),
+    ))
+}
+
+/// `{"path": FILE}` or the running configuration's file: validated as a
+/// start would, nothing applied. A failure names the key and line.
+fn config_test(ctx: &HttpContext, args: &Map<String, Value>) -> Result<Answer, Answer> {
+    let path = match str_arg(args, "path")? {
+        Some(p) => std::path::PathBuf::from(p),
+        None => ctx.config_path.clone().ok_or_else(|| {
+            Answer::error("give path: the configuration was not read from a file")
+        })?,
+    };
+    let cfg = crate::config::Config::load(&path).map_err(|e| Answer::error(e.to_string()))?;
+    Ok(Answer::ok(
+        "Configuration seems sane.",
+        json!({"path": path.display().to_string(), "subnets": cfg.subnets.len()}),
     ))
 }
 
