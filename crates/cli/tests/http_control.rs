@@ -158,6 +158,14 @@ fn metrics_and_control_api_over_http() {
         ),
         Some(5.0)
     );
+    // Each ACK's binding went through one group commit.
+    assert_eq!(
+        sample(&page, "leaseline_store_commit_batch_size_sum"),
+        Some(5.0),
+        "{page}"
+    );
+    let commits = sample(&page, "leaseline_store_commit_duration_seconds_count").expect("commits");
+    assert!((1.0..=5.0).contains(&commits), "{page}");
     assert!(page.trim_end().ends_with("# EOF"), "{page}");
 
     // ctl's exit status is the result code.

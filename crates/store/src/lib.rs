@@ -7,7 +7,9 @@
 
 #[doc(hidden)]
 pub mod battery;
+pub use commit_stats::{CommitStats, HistogramSnapshot};
 mod columns;
+mod commit_stats;
 mod error;
 mod feed;
 mod group_commit;
@@ -102,6 +104,9 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// The change feed of this store.
     fn feed(&self) -> &ChangeFeed;
+
+    /// How the writer's commits go (batch sizes, latencies).
+    fn commit_stats(&self) -> &CommitStats;
 
     /// Follow the changes other servers commit to this store (a store
     /// shared by several servers), telling `observer`. A store only this

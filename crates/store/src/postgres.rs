@@ -72,6 +72,7 @@ pub struct PostgresOptions {
 
 pub struct PostgresStore {
     feed: Arc<ChangeFeed>,
+    commits: Arc<crate::CommitStats>,
     log: Arc<LogFollower>,
     health: Arc<Health>,
     /// `None` only while dropping: closing it lets the writer drain and exit.
@@ -107,7 +108,9 @@ impl PostgresStore {
         let health = Arc::new(Health::default());
         let readers = ReadPool::new(&db, opts.readers, &opts.instance_id)?;
         let (tx, rx) = mpsc::channel();
+        let commits = Arc::new(crate::CommitStats::default());
         let writer = Writer {
+            commits: Arc::clone(&commits),
             client,
             log: Arc::clone(&log),
             max_batch: opts.max_batch.max(1),
@@ -123,6 +126,7 @@ impl PostgresStore {
             .map_err(|e| schema::open_error(&target, format!("spawning the writer thread: {e}")))?;
         Ok(PostgresStore {
             feed,
+            commits,
             log,
             health,
             tx: Some(tx),
@@ -260,6 +264,10 @@ impl LeaseStore for PostgresStore {
 
     fn feed(&self) -> &ChangeFeed {
         &self.feed
+    }
+
+    fn commit_stats(&self) -> &crate::CommitStats {
+        &self.commits
     }
 
     /// Starts the follower (once): from the log position at `open`, every

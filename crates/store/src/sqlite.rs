@@ -41,6 +41,7 @@ pub struct SqliteOptions {
 
 pub struct SqliteStore {
     feed: Arc<ChangeFeed>,
+    commits: Arc<crate::CommitStats>,
     /// `None` only while dropping: closing it lets the writer drain and exit.
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -66,15 +67,18 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let max_batch = opts.max_batch.max(1);
         let writer_feed = feed.clone();
+        let commits = Arc::new(crate::CommitStats::default());
+        let writer_commits = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_feed, max_batch))
+            .spawn(move || writer::run(conn, rx, writer_feed, &writer_commits, max_batch))
             .map_err(|e| StoreError::Open {
                 path: opts.path.display().to_string(),
                 reason: format!("spawning the writer thread: {e}"),
             })?;
         Ok(SqliteStore {
             feed,
+            commits,
             tx: Some(tx),
             writer: Some(writer),
             readers,
@@ -168,6 +172,10 @@ impl LeaseStore for SqliteStore {
 
     fn feed(&self) -> &ChangeFeed {
         &self.feed
+    }
+
+    fn commit_stats(&self) -> &crate::CommitStats {
+        &self.commits
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt::Error;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -59,6 +59,19 @@ fn single<M: EncodeMetric>(
     m: M,
 ) -> Result<(), Error> {
     m.encode(enc.encode_descriptor(name, help, None, kind)?)
+}
+
+/// A histogram read from the store.
+struct Histogram(leaseline_store::HistogramSnapshot);
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum, self.0.count, &self.0.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// `DHCPDISCOVER` -> `discover`.
@@ -172,6 +185,21 @@ impl Collector for ServerMetrics {
                     ConstGauge::new(n as i64),
                 )
             }),
+        )?;
+        let commits = self.shared.store.commit_stats();
+        single(
+            e,
+            "leaseline_store_commit_batch_size",
+            "Bindings per group commit of the lease store",
+            MetricType::Histogram,
+            Histogram(commits.batch_sizes()),
+        )?;
+        single(
+            e,
+            "leaseline_store_commit_duration_seconds",
+            "Time per group commit (SQLite: transaction and fsync; PostgreSQL: read and commit call)",
+            MetricType::Histogram,
+            Histogram(commits.latencies()),
         )?;
         if self.kea_compat {
             kea_names(e, &received, &sent, &pools)?;

@@ -39,6 +39,7 @@ use crate::group_commit::{self, Request};
 use crate::{Binding, Committed, StoreError};
 
 pub(super) struct Writer {
+    pub(super) commits: Arc<crate::CommitStats>,
     pub(super) client: Client,
     pub(super) log: Arc<LogFollower>,
     pub(super) max_batch: usize,
@@ -107,9 +108,11 @@ impl Writer {
         let mut batch = Vec::new();
         while let Some(count) = group_commit::gather(&rx, &mut batch, self.max_batch) {
             self.reconnect_if_closed();
+            let started = std::time::Instant::now();
             match self.commit(&batch, count) {
                 Ok(done) => {
                     if count > 0 {
+                        self.commits.record(count, started.elapsed());
                         // Only a commit that reached the database says so.
                         self.health.ok();
                     }

@@ -5,24 +5,32 @@
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::codec;
 use crate::group_commit::{self, Request};
-use crate::{ChangeFeed, StoreError};
+use crate::{ChangeFeed, CommitStats, StoreError};
 
 /// Runs until every sender is gone and the queue is drained.
 pub(super) fn run(
     mut conn: Connection,
     rx: Receiver<Request>,
     feed: Arc<ChangeFeed>,
+    commits: &CommitStats,
     max_batch: usize,
 ) {
     let mut batch = Vec::new();
     while let Some(count) = group_commit::gather(&rx, &mut batch, max_batch) {
+        let started = Instant::now();
         match commit(&mut conn, &batch, count) {
-            Ok(()) => group_commit::publish_and_resolve(&feed, &mut batch),
+            Ok(()) => {
+                if count > 0 {
+                    commits.record(count, started.elapsed());
+                }
+                group_commit::publish_and_resolve(&feed, &mut batch)
+            }
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "store commit failed");
                 group_commit::fail(&mut batch, &StoreError::Sqlite(e));
