@@ -461,3 +461,22 @@ fn statistics(ctx: &HttpContext) -> Answer {
     }
     Answer::ok("statistics", Value::Object(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::COMMANDS;
+
+    /// docs/openapi.yaml lists exactly the commands this server answers.
+    #[test]
+    fn the_openapi_description_lists_every_command() {
+        let spec = include_str!("../../../../docs/openapi.yaml");
+        let (_, rest) = spec
+            .split_once("command:\n          type: string\n          enum:\n")
+            .expect("the command enum");
+        let listed: Vec<&str> = rest
+            .lines()
+            .map_while(|l| l.trim().strip_prefix("- "))
+            .collect();
+        assert_eq!(listed, COMMANDS);
+    }
+}
