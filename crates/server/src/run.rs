@@ -57,8 +57,8 @@ impl From<StoreError> for RunError {
 /// State shared by the front ends.
 pub struct Shared {
     pub engine: Mutex<Engine>,
-    /// UDP leasequery, when configured.
-    pub leasequery: Option<UdpLeasequery>,
+    /// UDP leasequery, when configured (replaced by a live reload).
+    pub leasequery: parking_lot::RwLock<Option<Arc<UdpLeasequery>>>,
     pub store: Arc<dyn LeaseStore>,
     pub stats: Stats,
     /// Whether DHCP is overloaded (its UDP threads say; leasequery yields).
@@ -138,7 +138,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
-        leasequery: UdpLeasequery::from_config(&cfg),
+        leasequery: parking_lot::RwLock::new(UdpLeasequery::from_config(&cfg).map(Arc::new)),
         engine: Mutex::new(engine),
         store,
         stats: Stats::default(),
@@ -223,6 +223,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
     crate::systemd::ready(&format!("serving on {}", endpoints.join(", ")));
 
@@ -232,6 +233,11 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                // The outcome is logged either way.
+                let _ = crate::reload::reload(&shared, cfg.source.as_deref());
+            }
             _ = report.tick() => info!(stats = %shared.stats.summary(), "counters"),
         }
     }

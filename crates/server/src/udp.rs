@@ -312,7 +312,8 @@ fn handle_datagram(
     shared.stats.received(kind as u8);
     let now = unix_now();
     if kind == MessageType::LeaseQuery {
-        let Some(lq) = &shared.leasequery else {
+        let lq = shared.leasequery.read().clone();
+        let Some(lq) = lq else {
             return refuse(
                 shared,
                 peer,

@@ -80,31 +80,13 @@ pub struct Engine {
 impl Engine {
     /// Build the engine from the configuration and every stored binding.
     pub fn new(cfg: Arc<Config>, stored: Vec<Binding>) -> Engine {
-        let mut reserved = HashMap::new();
-        let mut reserved_by_id = HashMap::new();
-        let mut reserved_by_mac = HashMap::new();
-        let mut relays = HashMap::new();
-        for (i, s) in cfg.subnets.iter().enumerate() {
-            for r in &s.reservations {
-                let ip = u32::from(r.ip);
-                let owner = Owner {
-                    client_id: r.client_id.as_deref().map(Into::into),
-                    mac: r.mac.as_deref().map(Into::into),
-                };
-                if let Some(id) = &owner.client_id {
-                    reserved_by_id.insert((i, id.clone()), ip);
-                }
-                if let Some(mac) = &owner.mac {
-                    reserved_by_mac.insert((i, mac.clone()), ip);
-                }
-                reserved.insert(ip, owner);
-            }
-            for ra in &s.relay_addresses {
-                relays.insert(u32::from(*ra), i);
-            }
-        }
-        let cfg_interfaces: Vec<Option<String>> =
-            cfg.subnets.iter().map(|s| s.interface.clone()).collect();
+        let Tables {
+            reserved,
+            reserved_by_id,
+            reserved_by_mac,
+            relays,
+            interfaces,
+        } = Tables::of(&cfg);
         let room = capacity(&cfg).min(PRESIZE_MAX).max(stored.len());
         let mut e = Engine {
             cursors: vec![PoolCursor::default(); cfg.subnets.len()],
@@ -117,7 +99,7 @@ impl Engine {
             reserved_by_mac,
             timers: BinaryHeap::with_capacity(2 * room + TIMER_SLACK),
             relays,
-            interfaces: interface_names(&cfg_interfaces),
+            interfaces,
             share: Share::WHOLE,
             shared_store: false,
         };
@@ -126,6 +108,23 @@ impl Engine {
             e.apply(b);
         }
         e
+    }
+
+    /// A new configuration (live reload): subnets, pools, options,
+    /// reservations and lease times from now on; every binding, offer and
+    /// timer stays (a binding outside the new pools keeps its lease until
+    /// it runs out). The caller checked that the interfaces are the same:
+    /// sockets are opened at start only.
+    pub fn reconfigure(&mut self, cfg: Arc<Config>) {
+        let t = Tables::of(&cfg);
+        self.reserved = t.reserved;
+        self.reserved_by_id = t.reserved_by_id;
+        self.reserved_by_mac = t.reserved_by_mac;
+        self.relays = t.relays;
+        self.interfaces = t.interfaces;
+        self.cursors = vec![PoolCursor::default(); cfg.subnets.len()];
+        self.shared_store = matches!(cfg.store_backend, StoreBackend::Postgres { .. });
+        self.cfg = cfg;
     }
 
     /// Interfaces the front end must open a socket on, in this order
@@ -406,6 +405,52 @@ impl Engine {
 
 /// Addresses the configuration can bind: every pool's and every
 /// reservation's (a reservation may lie outside the pools).
+/// What the engine derives from the configuration alone.
+struct Tables {
+    reserved: HashMap<u32, Owner>,
+    reserved_by_id: HashMap<(usize, Box<[u8]>), u32>,
+    reserved_by_mac: HashMap<(usize, Box<[u8]>), u32>,
+    relays: HashMap<u32, usize>,
+    interfaces: Vec<String>,
+}
+
+impl Tables {
+    fn of(cfg: &Config) -> Tables {
+        let mut reserved = HashMap::new();
+        let mut reserved_by_id = HashMap::new();
+        let mut reserved_by_mac = HashMap::new();
+        let mut relays = HashMap::new();
+        for (i, s) in cfg.subnets.iter().enumerate() {
+            for r in &s.reservations {
+                let ip = u32::from(r.ip);
+                let owner = Owner {
+                    client_id: r.client_id.as_deref().map(Into::into),
+                    mac: r.mac.as_deref().map(Into::into),
+                };
+                if let Some(id) = &owner.client_id {
+                    reserved_by_id.insert((i, id.clone()), ip);
+                }
+                if let Some(mac) = &owner.mac {
+                    reserved_by_mac.insert((i, mac.clone()), ip);
+                }
+                reserved.insert(ip, owner);
+            }
+            for ra in &s.relay_addresses {
+                relays.insert(u32::from(*ra), i);
+            }
+        }
+        let cfg_interfaces: Vec<Option<String>> =
+            cfg.subnets.iter().map(|s| s.interface.clone()).collect();
+        Tables {
+            reserved,
+            reserved_by_id,
+            reserved_by_mac,
+            relays,
+            interfaces: interface_names(&cfg_interfaces),
+        }
+    }
+}
+
 fn capacity(cfg: &Config) -> usize {
     cfg.subnets
         .iter()

@@ -27,6 +27,7 @@ const EMPTY: u8 = 3;
 /// Every command this server answers.
 pub(super) const COMMANDS: &[&str] = &[
     "config-get",
+    "config-reload",
     "config-test",
     "dhcp-disable",
     "dhcp-enable",
@@ -149,6 +150,18 @@ async fn run(
         }
         "config-get" => config_get(ctx)?,
         "config-test" => config_test(ctx, args)?,
+        "config-reload" => {
+            let r = crate::reload::reload(shared, ctx.config_path.as_deref())
+                .map_err(|e| Answer::error(format!("configuration not reloaded: {e}")))?;
+            Answer::ok(
+                if r.need_restart.is_empty() {
+                    "Configuration reloaded."
+                } else {
+                    "Configuration reloaded; some changes take effect at the next restart."
+                },
+                json!({"need-restart": r.need_restart}),
+            )
+        }
         "dhcp-disable" => {
             let period = match args.get("max-period") {
                 None => None,
