@@ -19,7 +19,9 @@ pub mod udp_query;
 pub mod udp_reply;
 
 pub use active::{parse_active_query, ActiveQuery, ActiveRefusal};
-pub use active_session::{ActiveSession, History, SessionEnd, Update};
+pub use active_session::{
+    ActiveConfig, ActiveEnd, ActiveEvent, ActiveSession, History, Taken, Update,
+};
 pub use binding::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 pub use bulk::{
     build_bulk_reply, build_done, build_status, in_window, malformed_query_xid, parse_bulk_query,

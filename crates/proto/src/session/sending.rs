@@ -55,6 +55,10 @@ impl Sending {
         self.waiting.is_none()
     }
 
+    pub(crate) fn drained_at(&self) -> Instant {
+        self.drained_at
+    }
+
     pub(crate) fn limit(&self) -> Duration {
         self.limit
     }
@@ -80,7 +84,7 @@ mod tests {
         assert!(s.stalled(t0 + Duration::from_secs(28)));
         s.written(0, t0 + Duration::from_secs(30));
         assert!(s.drained());
-        assert_eq!(s.drained_at, t0 + Duration::from_secs(30));
+        assert_eq!(s.drained_at(), t0 + Duration::from_secs(30));
         assert_eq!(s.deadline(), None);
     }
 }
