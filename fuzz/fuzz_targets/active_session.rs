@@ -172,7 +172,7 @@ fuzz_target!(|data: &[u8]| {
                     let missing = matches!(h, History::Missing);
                     s.handle_history(h, w.now());
                     let mut out = Vec::new();
-                    s.poll_transmit(w.now(), &mut out);
+                    s.poll_transmit(w.now().mono, &mut out);
                     let got = read(&out);
                     if missing {
                         assert_eq!(got.len(), 1);
@@ -187,7 +187,7 @@ fuzz_target!(|data: &[u8]| {
                     sent_any |= !got.is_empty();
                     msgs.extend(got);
                     if !out.is_empty() && !stalled {
-                        s.handle_written(w.now(), 0);
+                        s.handle_written(w.now().mono, 0);
                     }
                 }
                 ActiveEvent::Take { max, wait } => {
@@ -199,9 +199,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let mut out = Vec::new();
-        s.poll_transmit(w.now(), &mut out);
+        s.poll_transmit(w.now().mono, &mut out);
         if !out.is_empty() && !stalled {
-            s.handle_written(w.now(), 0);
+            s.handle_written(w.now().mono, 0);
         }
         for m in read(&out).into_iter().chain(msgs) {
             assert!(m.2 <= w.unix, "base-time in the future");
@@ -215,10 +215,10 @@ fuzz_target!(|data: &[u8]| {
                 let was_closed = s.is_closed();
                 s.handle_bytes(&bytes, now);
                 let mut out = Vec::new();
-                s.poll_transmit(now, &mut out);
+                s.poll_transmit(now.mono, &mut out);
                 let got = read(&out);
                 if !out.is_empty() && !stalled {
-                    s.handle_written(now, 0);
+                    s.handle_written(now.mono, 0);
                 }
                 if was_closed {
                     assert!(got.is_empty(), "output after the close");
@@ -249,10 +249,10 @@ fuzz_target!(|data: &[u8]| {
                     Taken { now: w.unix, oldest_left: pending.oldest(), lost },
                 );
                 let mut out = Vec::new();
-                s.poll_transmit(now, &mut out);
+                s.poll_transmit(now.mono, &mut out);
                 let msgs = read(&out);
                 if !out.is_empty() && !stalled {
-                    s.handle_written(w.now(), 0);
+                    s.handle_written(w.now().mono, 0);
                 }
                 if was_closed {
                     assert!(msgs.is_empty(), "output after the session ended");
@@ -304,7 +304,7 @@ fuzz_target!(|data: &[u8]| {
                 let was_closed = s.is_closed();
                 s.handle_timeout(w.now(), pending.oldest());
                 let mut out = Vec::new();
-                s.poll_transmit(w.now(), &mut out);
+                s.poll_transmit(w.now().mono, &mut out);
                 let msgs = read(&out);
                 if was_closed {
                     assert!(msgs.is_empty());
@@ -314,14 +314,14 @@ fuzz_target!(|data: &[u8]| {
                     assert!(pending.oldest().is_none_or(|t| m.2 <= t));
                 }
                 if !out.is_empty() && !stalled {
-                    s.handle_written(w.now(), 0);
+                    s.handle_written(w.now().mono, 0);
                 }
             }
             4 => {
                 let was_closed = s.is_closed();
                 s.handle_shutdown(now, pending.oldest());
                 let mut out = Vec::new();
-                s.poll_transmit(now, &mut out);
+                s.poll_transmit(now.mono, &mut out);
                 let msgs = read(&out);
                 if was_closed {
                     assert!(msgs.is_empty());
@@ -330,7 +330,7 @@ fuzz_target!(|data: &[u8]| {
                     assert!(pending.oldest().is_none_or(|t| msgs[msgs.len() - 1].2 <= t));
                 }
                 if !out.is_empty() && !stalled {
-                    s.handle_written(w.now(), 0);
+                    s.handle_written(w.now().mono, 0);
                 }
             }
             5 => {
@@ -340,7 +340,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 stalled = !stalled;
                 if !stalled {
-                    s.handle_written(w.now(), 0);
+                    s.handle_written(w.now().mono, 0);
                 }
             }
         }

@@ -259,13 +259,13 @@ impl ActiveSession {
         self.close(ActiveEnd::Refused(reason), LINGER);
     }
 
-    pub fn handle_eof(&mut self, _now: Now) {
+    pub fn handle_eof(&mut self) {
         self.close(ActiveEnd::RequestorClosed, Duration::ZERO);
     }
 
     /// Bytes went out; `left` are still to write (0: all written and flushed).
-    pub fn handle_written(&mut self, now: Now, left: usize) {
-        self.sending.written(left, now.mono);
+    pub fn handle_written(&mut self, now: Instant, left: usize) {
+        self.sending.written(left, now);
     }
 
     /// `oldest_unsent`: the change time of the first address pending.
@@ -310,10 +310,10 @@ impl ActiveSession {
 
     /// Move the output built so far into `buf`. After [`ActiveEvent::Close`],
     /// once more for the last bytes.
-    pub fn poll_transmit(&mut self, now: Now, buf: &mut Vec<u8>) {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) {
         let before = buf.len();
         buf.append(&mut self.out);
-        self.sending.handed(before, buf.len(), now.mono);
+        self.sending.handed(before, buf.len(), now);
     }
 
     pub fn poll_event(&mut self) -> Option<ActiveEvent> {

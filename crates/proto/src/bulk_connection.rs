@@ -199,8 +199,8 @@ impl BulkConnection {
 
     /// Bytes went out; `left` are still to write (0: everything handed over
     /// is written and flushed).
-    pub fn handle_written(&mut self, now: Now, left: usize) {
-        self.sending.written(left, now.mono);
+    pub fn handle_written(&mut self, now: Instant, left: usize) {
+        self.sending.written(left, now);
     }
 
     /// The driver's answer to [`BulkEvent::Claim`]: `Err` names the limit.
@@ -299,11 +299,16 @@ impl BulkConnection {
     /// [`BulkEvent::Close`], once more for the last bytes.
     pub fn poll_transmit(&mut self, now: Now, buf: &mut Vec<u8>) {
         let before = buf.len();
+        let held_back = self.queued.len() >= CHUNK;
         buf.append(&mut self.queued);
         if !self.closed && matches!(self.phase, Phase::Open) && !self.queries.is_empty() {
             self.fill(now, buf, before + CHUNK);
         }
         self.sending.handed(before, buf.len(), now.mono);
+        if held_back {
+            // Messages waited for the answers to go out: read on.
+            self.process(now);
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<BulkEvent> {
@@ -347,14 +352,15 @@ impl BulkConnection {
 
     /// Whether the driver should read: not once the connection ends or is
     /// handed over, not while a claim is out, not at the query limit
-    /// (RFC 6926 §8.4), not after DHCPTLS (what follows is the TLS
-    /// handshake, for rustls to read).
+    /// (RFC 6926 §8.4), not while a chunk of answers waits to go out, not
+    /// after DHCPTLS (what follows is the TLS handshake, for rustls to read).
     pub fn wants_read(&self) -> bool {
         !self.closed
             && matches!(self.phase, Phase::Opening { .. } | Phase::Open)
             && !self.reading.at_eof()
             && self.claim.is_none()
             && self.queries.len() < self.cfg.max_queries
+            && self.queued.len() < CHUNK
     }
 
     pub fn is_closed(&self) -> bool {
@@ -386,7 +392,9 @@ impl BulkConnection {
                 Phase::Open => false,
                 _ => break,
             };
-            if self.queries.len() >= self.cfg.max_queries {
+            // A requestor that sends and does not read gets no more
+            // answers queued than one chunk: its messages wait in TCP.
+            if self.queries.len() >= self.cfg.max_queries || self.queued.len() >= CHUNK {
                 break;
             }
             let frame = match self.reading.next_frame() {

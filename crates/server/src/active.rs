@@ -68,11 +68,13 @@ where
     // is in both, and the pending set de-duplicates it.
     let sub = feed.subscribe();
     let mut io = Framed::new(reader, writer);
+    let mono = || tokio::time::Instant::now().into_std();
+    // Base-times come from the feed's clock (never behind a published change).
     let now = || Now {
-        mono: tokio::time::Instant::now().into_std(),
+        mono: mono(),
         unix: feed.now(unix_now()),
     };
-    let mut s = ActiveSession::new(&query, Arc::clone(&ctx.session), decoder, now().mono);
+    let mut s = ActiveSession::new(&query, Arc::clone(&ctx.session), decoder, mono());
     let mut batch = Batch::default();
     // A batch asked for, to take once the feed has one.
     let mut wanted: Option<usize> = None;
@@ -95,14 +97,14 @@ where
                         batch.send(ctx, &sub, &mut s, max).await;
                     }
                     ActiveEvent::Close(close) => {
-                        s.poll_transmit(now(), io.out());
+                        s.poll_transmit(mono(), io.out());
                         io.finish(close.linger).await;
                         return ended(close.end, peer, feed, &sub, ctx);
                     }
                 }
             }
             if io.unwritten() == 0 {
-                s.poll_transmit(now(), io.out());
+                s.poll_transmit(mono(), io.out());
                 busy |= io.unwritten() > 0;
             }
             if !busy {
@@ -127,8 +129,8 @@ where
             }
             ev = io.next(s.wants_read()) => match ev {
                 Io::Read(n) => s.handle_bytes(io.read_bytes(n), now()),
-                Io::Eof => s.handle_eof(now()),
-                Io::Written(left) => s.handle_written(now(), left),
+                Io::Eof => s.handle_eof(),
+                Io::Written(left) => s.handle_written(mono(), left),
                 Io::Failed(e) => return End::Io(e),
             },
             _ = sleep_until(deadline), if deadline.is_some() => {

@@ -117,9 +117,9 @@ fn session(start: Option<u32>, c: &Clock) -> ActiveSession {
 /// Everything queued, as if written at once.
 fn written(s: &mut ActiveSession, c: &Clock) -> Vec<Message> {
     let mut buf = Vec::new();
-    s.poll_transmit(c.now(), &mut buf);
+    s.poll_transmit(c.now().mono, &mut buf);
     if !buf.is_empty() {
-        s.handle_written(c.now(), 0);
+        s.handle_written(c.now().mono, 0);
     }
     messages(&buf)
 }
@@ -270,9 +270,9 @@ fn keepalive_after_the_idle_timeout_only_when_idle() {
         "nothing written yet, nothing to time"
     );
     let mut buf = Vec::new();
-    s.poll_transmit(c.now(), &mut buf);
+    s.poll_transmit(c.now().mono, &mut buf);
     assert_eq!(s.poll_timeout(), Some(c.now().mono + SEND));
-    s.handle_written(c.now(), 0);
+    s.handle_written(c.now().mono, 0);
     assert_eq!(s.poll_timeout(), Some(c.now().mono + IDLE));
     c.t = 109;
     s.handle_timeout(c.now(), None);
@@ -294,11 +294,11 @@ fn writes_without_progress_close_after_the_send_timeout() {
     events(&mut s);
     give(&mut s, &[(&a, 1000)], 1000, None);
     let mut buf = Vec::new();
-    s.poll_transmit(c.now(), &mut buf);
+    s.poll_transmit(c.now().mono, &mut buf);
     // A slow reader: some progress every 100 s keeps it open.
     for t in [100, 200, 300] {
         c.t = t;
-        s.handle_written(c.now(), 10);
+        s.handle_written(c.now().mono, 10);
         s.handle_timeout(c.now(), None);
     }
     assert!(end(&events(&mut s)).is_none());
@@ -323,10 +323,10 @@ fn the_next_batch_is_asked_for_only_once_everything_is_written() {
     give(&mut s, &[(&a, 1000)], 1000, None);
     assert!(events(&mut s).is_empty(), "output queued: no more");
     let mut buf = Vec::new();
-    s.poll_transmit(c.now(), &mut buf);
-    s.handle_written(c.now(), 5);
+    s.poll_transmit(c.now().mono, &mut buf);
+    s.handle_written(c.now().mono, 5);
     assert!(events(&mut s).is_empty(), "output unwritten: no more");
-    s.handle_written(c.now(), 0);
+    s.handle_written(c.now().mono, 0);
     assert_eq!(events(&mut s).len(), 1);
 }
 
@@ -466,7 +466,7 @@ fn falling_behind_the_history_ends_with_query_terminated_before_the_gap() {
 fn the_requestor_closing_ends_the_session() {
     let c = Clock::new();
     let mut s = session(None, &c);
-    s.handle_eof(c.now());
+    s.handle_eof();
     let close = end(&events(&mut s)).expect("closed");
     assert_eq!(close.end, ActiveEnd::RequestorClosed);
     assert!(!s.wants_read());
@@ -552,8 +552,8 @@ fn send_shared(s: &mut ActiveSession, bs: &[&Binding], slots: &[WireSlot], now: 
         },
     );
     let mut out = Vec::new();
-    s.poll_transmit(c.now(), &mut out);
-    s.handle_written(c.now(), 0);
+    s.poll_transmit(c.now().mono, &mut out);
+    s.handle_written(c.now().mono, 0);
     out
 }
 

@@ -222,7 +222,7 @@ impl Harness {
             if self.reader == Reader::Eager && !self.unwritten.is_empty() {
                 self.got.append(&mut self.unwritten);
                 let now = self.now();
-                self.c.handle_written(now, 0);
+                self.c.handle_written(now.mono, 0);
                 busy = true;
             }
             if !busy {
@@ -548,7 +548,7 @@ fn a_requestor_that_stops_reading_is_closed_after_the_data_timeout_without_progr
         h.wait_until(s);
         h.unwritten.drain(..10);
         let now = h.now();
-        h.c.handle_written(now, h.unwritten.len());
+        h.c.handle_written(now.mono, h.unwritten.len());
     }
     h.wait_until(60 + LIMIT.as_secs() - 1);
     assert!(h.closed().is_none());
@@ -557,6 +557,30 @@ fn a_requestor_that_stops_reading_is_closed_after_the_data_timeout_without_progr
     assert_eq!(close.end, BulkEnd::NotReading(LIMIT));
     assert_eq!(close.linger, Duration::ZERO);
     assert!(close.end.to_string().contains("not reading"));
+}
+
+#[test]
+fn a_requestor_that_sends_and_does_not_read_gets_a_bounded_backlog() {
+    let mut h = Harness::new(cfg());
+    h.reader = Reader::Stalled;
+    let mut bad = bulk_all(0);
+    bad.ciaddr = Ipv4Addr::new(10, 0, 0, 1);
+    let one = framed(&bad);
+    let many: Vec<u8> = (0..2000).flat_map(|_| one.clone()).collect();
+    h.send(&many);
+    // Answers for a chunk's worth are queued; the rest waits unread.
+    assert!(!h.c.wants_read());
+    assert!(h.c.queued.len() < CHUNK + 1024, "{}", h.c.queued.len());
+    assert!(h.c.reading.buffered() > 0);
+    // The requestor reads: the next messages are taken.
+    let now = h.now();
+    h.c.handle_written(now.mono, 0);
+    h.got.append(&mut h.unwritten);
+    h.reader = Reader::Eager;
+    h.pump();
+    let dones = h.messages().len();
+    assert_eq!(dones, 2000, "each refused query answered");
+    assert!(h.c.wants_read());
 }
 
 #[test]
@@ -752,7 +776,7 @@ fn an_active_query_takes_the_connection_once_all_before_is_written() {
     assert!(!h.events.iter().any(|e| matches!(e, BulkEvent::Active(_))));
     assert!(!h.c.wants_read(), "the active session reads from here");
     let now = h.now();
-    h.c.handle_written(now, 0);
+    h.c.handle_written(now.mono, 0);
     h.unwritten.clear();
     h.pump();
     let q = h.events.iter().find_map(|e| match e {
@@ -813,7 +837,7 @@ fn dhcptls_is_answered_then_tls_starts_once_the_answer_is_written() {
     assert!(!h.c.wants_read(), "what follows is for the TLS handshake");
     assert!(!h.events.contains(&BulkEvent::StartTls));
     let now = h.now();
-    h.c.handle_written(now, 0);
+    h.c.handle_written(now.mono, 0);
     h.got = std::mem::take(&mut h.unwritten);
     h.pump();
     assert!(h.events.contains(&BulkEvent::StartTls));

@@ -191,7 +191,7 @@ mod tests {
             let mut chunk = Vec::new();
             c.poll_transmit(now, &mut chunk);
             assert!(chunk.len() <= leaseline_proto::bulk_connection::CHUNK + 2048);
-            c.handle_written(now, 0);
+            c.handle_written(now.mono, 0);
             d.extend(&chunk);
             while let Some(f) = d.next_frame().unwrap() {
                 out.push(Message::decode(f).unwrap());

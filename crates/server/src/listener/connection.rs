@@ -194,7 +194,7 @@ where
             ev = io.next(conn.wants_read()) => match ev {
                 Io::Read(n) => conn.handle_bytes(io.read_bytes(n), now()),
                 Io::Eof => conn.handle_eof(now()),
-                Io::Written(left) => conn.handle_written(now(), left),
+                Io::Written(left) => conn.handle_written(now().mono, left),
                 Io::Failed(e) => return Outcome::Failed(e),
             },
             Some(r) = reads.join_next(), if !reads.is_empty() => {
