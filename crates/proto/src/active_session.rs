@@ -273,9 +273,11 @@ impl ActiveSession {
         if self.closed {
             return;
         }
+        // RFC 7724 §8.2: blocked while sending.
         if self.sending.stalled(now.mono) {
             return self.close(ActiveEnd::SendTimeout, Duration::ZERO);
         }
+        // RFC 7724 §8.1: blocked while reading a message.
         if self.reading.deadline().is_some_and(|d| now.mono >= d) {
             return self.close(ActiveEnd::DataTimeout, Duration::ZERO);
         }

@@ -245,6 +245,7 @@ impl BulkConnection {
         if self.closed {
             return;
         }
+        // RFC 6926 §8.2: blocked while sending replies.
         if self.sending.stalled(now.mono) {
             let end = match self.phase {
                 Phase::StartingTls => BulkEnd::BlockedTlsAnswer,
@@ -254,9 +255,11 @@ impl BulkConnection {
         }
         let limit = self.cfg.data_timeout;
         match self.phase {
+            // RFC 6926 §8.1, RFC 7724 §8.1: blocked while accepting.
             Phase::Opening { deadline } if now.mono >= deadline => {
                 self.close(BulkEnd::OpeningTimeout(limit), Duration::ZERO);
             }
+            // RFC 6926 §8.1: blocked reading a query; §8.5: idle.
             Phase::Open => {
                 let partial = self.reading.deadline();
                 if self.open_deadline().is_some_and(|d| now.mono >= d) {
