@@ -18,7 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")"
-TARGETS=(decode framer query_validation active_session connection_opening)
+TARGETS=(decode framer query_validation active_session connection_opening sessions)
 
 usage() {
     local IFS='|'

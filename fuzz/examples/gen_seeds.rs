@@ -230,7 +230,8 @@ fn main() {
 
     // active_session: byte 0 the history (0 none, 1 catch-up of the listed
     // addresses, 2 missing), then ops (see the target's doc): 0 requestor
-    // bytes, 1 changes, 2 take a batch, 3 idle, 4 shutdown, 5 clock.
+    // bytes, 1 changes, 2 answer the batch asked for, 3 next timeout, 4
+    // shutdown, 5 clock, 6 reader stops/resumes, 7 batch with lost changes.
     let session = root.join("active_session");
     let mut second_query = vec![0, 0];
     encode_frame(&get("active"), &mut second_query).unwrap();
@@ -245,6 +246,26 @@ fn main() {
     ];
     for (name, bytes) in seeds {
         write(&session, name, &bytes);
+    }
+
+    // sessions: byte 0 the listener (bit 0 plaintext, 1 TLS, 2 active,
+    // bits 4-5 query limit - 1), then ops and an argument each (see the
+    // target's doc): 1 a templated message (xid, then kind: 0 bulk for
+    // all, 1 by MAC, 2 active, 3 DHCPTLS, 4 DHCPDISCOVER, 5 refused bulk;
+    // 0x40 / 0x80 add a query-start-time), 2 store answer (rows), 3 next
+    // timeout, 4 shutdown, 5 clock, 6 reader stops/resumes, 7 close.
+    let sessions = root.join("sessions");
+    let seeds: [(&str, Vec<u8>); 7] = [
+        ("bulk_all", vec![0x05, 1, 7, 0, 2, 10, 2, 0, 3, 0]),
+        ("two_queries_stalled", vec![0x35, 1, 1, 0, 1, 2, 1, 6, 0, 2, 200, 2, 50, 2, 0, 3, 0, 6, 0]),
+        ("active_catchup", vec![0x05, 1, 9, 0xc2, 2, 3, 2, 5, 3, 0, 3, 0, 4, 1, 2, 1]),
+        ("dhcptls_then_bulk", vec![0x03, 1, 5, 3, 1, 6, 1, 2, 0]),
+        ("shutdown_mid_query", vec![0x05, 1, 1, 0, 6, 0, 2, 100, 2, 100, 4, 0]),
+        ("limit_then_eof", vec![0x04, 1, 1, 0, 1, 2, 1, 7, 0, 2, 3, 2, 0, 2, 4, 2, 0]),
+        ("refused_and_stalls", vec![0x01, 1, 3, 5, 0, 3, 0, 1, 44, 3, 0, 3, 0]),
+    ];
+    for (name, bytes) in seeds {
+        write(&sessions, name, &bytes);
     }
     println!("seeds written under {}", root.display());
 }

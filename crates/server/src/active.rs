@@ -1,6 +1,6 @@
-//! Active Leasequery sessions (RFC 7724 §8.2): after a DHCPACTIVELEASEQUERY
-//! the connection carries every committed binding change, catch-up from
-//! the feed's history, keepalives, and QueryTerminated at shutdown.
+//! The driver of an Active Leasequery session (RFC 7724 §8.2): it moves
+//! the requestor's bytes, timers, the history and batches of changes in
+//! and out of a `leaseline_proto::ActiveSession`, which holds every rule.
 //!
 //! The connection's pending work is the feed subscription's set of
 //! addresses, each with the latest committed binding (architecture, data
@@ -11,30 +11,27 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leaseline_proto::{ActiveQuery, ActiveSession, Binding, History, SessionEnd, Update};
-use leaseline_store::{Committed, LeaseStore, PendingEntry, Subscription};
+use leaseline_proto::{
+    ActiveConfig, ActiveEnd, ActiveEvent, ActiveQuery, ActiveSession, Binding, History, Now, Taken,
+    Update,
+};
+use leaseline_store::{ChangeFeed, Committed, LeaseStore, PendingEntry, Subscription};
 use leaseline_wire::FrameDecoder;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::ActiveLeasequery;
+use crate::listener::{Framed, Io};
 use crate::overload::DhcpLoad;
 use crate::run::unix_now;
-
-/// Updates built per wake-up: bounds the write buffer, keeps latency low.
-const BATCH: usize = 256;
 
 /// What an active session needs from the server.
 pub struct ActiveContext {
     pub store: Arc<dyn LeaseStore>,
     pub cfg: ActiveLeasequery,
-    /// Options never sent: the configured list plus 92 (RFC 7724 §7.4).
-    pub denied: Vec<u8>,
-    pub server_id: Ipv4Addr,
-    /// BULK_LQ_DATA_TIMEOUT: bounds a message the requestor started sending.
-    pub data_timeout: Duration,
+    /// The sessions' settings (server-id, denied options, timeouts).
+    pub session: Arc<ActiveConfig>,
     /// Updates wait while DHCP is overloaded.
     pub load: Arc<DhcpLoad>,
 }
@@ -52,15 +49,14 @@ pub enum End {
 }
 
 /// Run one active query until it ends. `decoder` holds any bytes already
-/// read past the query; `stop` flips to true at server shutdown. The
-/// protocol decisions are [`ActiveSession`]'s; this drives its IO.
+/// read past the query; `stop` flips to true at server shutdown.
 pub async fn run<R, W>(
     ctx: &ActiveContext,
     query: ActiveQuery,
     peer: SocketAddr,
-    mut reader: R,
-    mut decoder: FrameDecoder,
-    mut writer: W,
+    reader: R,
+    decoder: FrameDecoder,
+    writer: W,
     mut stop: watch::Receiver<bool>,
 ) -> End
 where
@@ -71,158 +67,136 @@ where
     // Subscribe before reading the history: a change committed in between
     // is in both, and the pending set de-duplicates it.
     let sub = feed.subscribe();
-    let mut session = ActiveSession::new(&query, ctx.server_id);
-    let mut out = Vec::with_capacity(64 * 1024);
-    let now = feed.now(unix_now());
-    let history = match query.start {
-        None => History::None,
-        Some(since) => match feed.changed_since(since, now) {
-            None => {
-                info!(peer = %peer, since, horizon = feed.horizon(), "active query: catch-up outside the history (DataMissing)");
-                History::Missing
-            }
-            Some(ips) => {
-                debug!(peer = %peer, since, count = ips.len(), "active query: catching up");
-                History::CatchUp(ips)
-            }
-        },
+    let mut io = Framed::new(reader, writer);
+    let mono = || tokio::time::Instant::now().into_std();
+    // Base-times come from the feed's clock (never behind a published change).
+    let now = || Now {
+        mono: mono(),
+        unix: feed.now(unix_now()),
     };
-    let catchup = session.begin(history, now, &mut out);
-    sub.extend(&catchup, now);
-    drop(catchup);
+    let mut s = ActiveSession::new(&query, Arc::clone(&ctx.session), decoder, mono());
     let mut batch = Batch::default();
-    let mut rbuf = vec![0u8; 4096];
-    let mut last_write = Instant::now();
+    // A batch asked for, to take once the feed has one.
+    let mut wanted: Option<usize> = None;
+    // A message that came in the same read as the query is already held:
+    // it is looked at before anything is sent.
+    s.handle_bytes(&[], now());
     loop {
-        // A message that came in the same read as the query is already in
-        // the decoder: it is looked at before anything is sent.
-        if let Some(end) = session.requestor(&mut decoder, || feed.now(unix_now()), &mut out) {
-            let _ = timeout(Duration::from_secs(2), writer.write_all(&out)).await;
-            return refused(peer, end);
-        }
-        if !out.is_empty() {
-            match write_progressing(&mut writer, &out, ctx.cfg.send_timeout).await {
-                Err(WriteEnd::Stalled) => {
-                    let backlog = sub.backlog();
-                    warn!(peer = %peer, timeout = ?ctx.cfg.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
-                    return End::SendTimeout;
+        loop {
+            let mut busy = false;
+            while let Some(ev) = s.poll_event() {
+                busy = true;
+                match ev {
+                    ActiveEvent::History { since } => {
+                        let history = history(feed, &sub, peer, since, now().unix);
+                        s.handle_history(history, now());
+                    }
+                    ActiveEvent::Take { max, wait: true } => wanted = Some(max),
+                    ActiveEvent::Take { max, wait: false } => {
+                        wanted = None;
+                        batch.send(ctx, &sub, &mut s, max).await;
+                    }
+                    ActiveEvent::Close(close) => {
+                        s.poll_transmit(mono(), io.out());
+                        io.finish(close.linger).await;
+                        return ended(close.end, peer, feed, &sub, ctx);
+                    }
                 }
-                Err(WriteEnd::Io(e)) => return End::Io(e),
-                Ok(()) => {}
             }
-            out.clear();
-            last_write = Instant::now();
+            if io.unwritten() == 0 {
+                s.poll_transmit(mono(), io.out());
+                busy |= io.unwritten() > 0;
+            }
+            if !busy {
+                break;
+            }
         }
-        let read_deadline = decoder
-            .mid_message()
-            .then(|| Instant::now() + ctx.data_timeout);
         // DHCP first: while it is overloaded, updates wait (they stay
         // pending; keepalives and the requestor's messages do not).
         let held = ctx.load.overloaded();
+        let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
-            _ = stop.changed() => {
-                // Changes already committed go out first, so a requestor that
-                // resumes from QueryTerminated's base-time misses as few as
-                // possible (bounded: a few batches, within the 2 s below);
-                // base-time is capped at what is left anyway.
-                for _ in 0..64 {
-                    if sub.pending() == 0 {
-                        break;
-                    }
-                    batch.send(ctx, &sub, &mut session, &mut out).await;
-                }
-                let now = feed.now(unix_now());
-                session.terminate(now, sub.oldest_pending(), &mut out);
-                write_last(&mut writer, &out).await;
-                return End::Shutdown;
-            }
-            _ = ctx.load.relieved(), if held => {}
-            _ = sub.changed(), if !held => {
+            _ = stop.changed() => s.handle_shutdown(now(), sub.oldest_pending()),
+            _ = ctx.load.relieved(), if held && wanted.is_some() => {}
+            _ = sub.changed(), if wanted.is_some() && !held => {
                 if ctx.load.overloaded() {
                     // It began while this session waited: held from now.
                     continue;
                 }
-                batch.send(ctx, &sub, &mut session, &mut out).await;
-                if let Some(since) = sub.lost() {
-                    // RFC 7724 §7.4: the server cannot go on with the query.
-                    // Base-time no later than the first change it lost: the
-                    // requestor resumes from there (DataMissing, then bulk).
-                    warn!(peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
-                    session.terminate(feed.now(unix_now()), sub.oldest_pending(), &mut out);
-                    write_last(&mut writer, &out).await;
-                    return End::FellBehind;
-                }
+                let max = wanted.take().unwrap_or(0);
+                batch.send(ctx, &sub, &mut s, max).await;
             }
-            r = reader.read(&mut rbuf) => {
-                match r {
-                    Ok(0) => return End::RequestorClosed,
-                    Ok(n) => decoder.extend(&rbuf[..n]),
-                    Err(e) => return End::Io(e.to_string()),
-                }
-            }
-            _ = sleep_until(read_deadline.unwrap_or_else(far_future)), if read_deadline.is_some() => {
-                warn!(peer = %peer, "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
-                return End::Refused("data timeout");
-            }
-            _ = sleep_until(last_write + ctx.cfg.idle_timeout) => {
-                session.idle(feed.now(unix_now()), sub.oldest_pending(), &mut out);
+            ev = io.next(s.wants_read()) => match ev {
+                Io::Read(n) => s.handle_bytes(io.read_bytes(n), now()),
+                Io::Eof => s.handle_eof(),
+                Io::Written(left) => s.handle_written(mono(), left),
+                Io::Failed(e) => return End::Io(e),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                s.handle_timeout(now(), sub.oldest_pending());
             }
         }
     }
 }
 
-fn refused(peer: SocketAddr, end: SessionEnd) -> End {
+/// The history from `since` (RFC 7724 §7.4.1); catch-up addresses join the
+/// pending set as of `now`.
+fn history(
+    feed: &ChangeFeed,
+    sub: &Subscription,
+    peer: SocketAddr,
+    since: u32,
+    now: u32,
+) -> History {
+    match feed.changed_since(since, now) {
+        None => {
+            info!(peer = %peer, since, horizon = feed.horizon(), "active query: catch-up outside the history (DataMissing)");
+            History::Missing
+        }
+        Some(ips) => {
+            debug!(peer = %peer, since, count = ips.len(), "active query: catching up");
+            sub.extend(&ips, now);
+            History::CatchUp(ips)
+        }
+    }
+}
+
+/// Log how the session ended.
+fn ended(
+    end: ActiveEnd,
+    peer: SocketAddr,
+    feed: &ChangeFeed,
+    sub: &Subscription,
+    ctx: &ActiveContext,
+) -> End {
     match end {
-        SessionEnd::Refused(reason) => {
+        ActiveEnd::RequestorClosed => End::RequestorClosed,
+        ActiveEnd::Shutdown => End::Shutdown,
+        ActiveEnd::SendTimeout => {
+            let backlog = sub.backlog();
+            warn!(peer = %peer, timeout = ?ctx.session.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
+            End::SendTimeout
+        }
+        ActiveEnd::FellBehind { since } => {
+            warn!(peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
+            End::FellBehind
+        }
+        ActiveEnd::DataTimeout => {
+            warn!(peer = %peer, "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
+            End::Refused("data timeout")
+        }
+        ActiveEnd::Refused(reason) => {
             warn!(peer = %peer, reason, "active connection: refused, closing");
             End::Refused(reason)
         }
-        SessionEnd::Terminated => End::Shutdown,
     }
 }
 
-/// QueryTerminated is the last message: write what is queued with it and
-/// close our end (RFC 7724 §7.4), within 2 s whatever the requestor does.
-async fn write_last<W: AsyncWrite + Unpin>(writer: &mut W, out: &[u8]) {
-    let _ = timeout(Duration::from_secs(2), async {
-        writer.write_all(out).await?;
-        writer.shutdown().await
-    })
-    .await;
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
-enum WriteEnd {
-    Stalled,
-    Io(String),
-}
-
-/// Write all of `buf`, giving up only when no byte could be written for
-/// `stall` (ACTIVE_LQ_SEND_TIMEOUT bounds a blocked connection, not a slow
-/// one that keeps reading).
-async fn write_progressing<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    buf: &[u8],
-    stall: Duration,
-) -> Result<(), WriteEnd> {
-    let mut at = 0;
-    while at < buf.len() {
-        match timeout(stall, w.write(&buf[at..])).await {
-            Err(_) => return Err(WriteEnd::Stalled),
-            Ok(Err(e)) => return Err(WriteEnd::Io(e.to_string())),
-            Ok(Ok(0)) => return Err(WriteEnd::Io("connection closed while writing".into())),
-            Ok(Ok(n)) => at += n,
-        }
-    }
-    // TLS buffers records: push them out under the same rule.
-    match timeout(stall, w.flush()).await {
-        Err(_) => Err(WriteEnd::Stalled),
-        Ok(Err(e)) => Err(WriteEnd::Io(e.to_string())),
-        Ok(Ok(())) => Ok(()),
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -242,13 +216,13 @@ impl Batch {
         ctx: &ActiveContext,
         sub: &Subscription,
         session: &mut ActiveSession,
-        out: &mut Vec<u8>,
+        max: usize,
     ) {
         // The feed's time is read before taking: a change published later
         // is recorded at or after it (see ChangeFeed::now).
         let now = ctx.store.feed().now(unix_now());
         self.entries.clear();
-        let oldest_left = sub.take_entries(BATCH, &mut self.entries);
+        let oldest_left = sub.take_entries(max, &mut self.entries);
         let mut read = match read_committed(ctx, &self.entries).await {
             Ok(read) => read.into_iter(),
             Err(error) => {
@@ -279,7 +253,12 @@ impl Batch {
             changed: *changed,
             shared: live.then_some(&c.wire),
         });
-        session.updates(updates, &ctx.denied, now, oldest_left, out);
+        let taken = Taken {
+            now,
+            oldest_left,
+            lost: sub.lost(),
+        };
+        session.handle_updates(updates, taken);
     }
 }
 
@@ -317,12 +296,17 @@ impl ActiveContext {
     ) -> Self {
         let mut denied = cfg.denied_options.clone();
         denied.push(leaseline_wire::code::ASSOCIATED_IP);
+        let session = ActiveConfig {
+            server_id,
+            denied,
+            idle_timeout: cfg.idle_timeout,
+            send_timeout: cfg.send_timeout,
+            data_timeout,
+        };
         ActiveContext {
             store,
             cfg,
-            denied,
-            server_id,
-            data_timeout,
+            session: Arc::new(session),
             load: Arc::new(DhcpLoad::new(0)),
         }
     }

@@ -3,6 +3,7 @@
 
 mod bulk;
 mod connection;
+mod framed;
 mod slots;
 
 use std::net::SocketAddr;
@@ -14,25 +15,26 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::warn;
 
-pub use bulk::{merge_ranges, BulkContext};
+pub use bulk::BulkContext;
+pub use framed::{Framed, Io};
+pub use leaseline_proto::merge_ranges;
 pub use slots::{Kind, Limits, Refusal, Slot, Slots};
+
+use leaseline_proto::BulkConfig;
+use leaseline_store::LeaseStore;
 
 use crate::access::Allowlist;
 use crate::active::ActiveContext;
 
 pub struct ListenerContext {
     pub allow: Allowlist,
-    /// BULK_LQ_DATA_TIMEOUT.
-    pub data_timeout: Duration,
-    pub max_queries: usize,
-    pub max_message: usize,
-    pub bulk: Arc<BulkContext>,
+    /// What each connection's rules need to know.
+    pub conn: Arc<BulkConfig>,
+    pub store: Arc<dyn LeaseStore>,
     pub active: Option<ActiveContext>,
     /// Undecided, bulk and active connections, each against its own limit.
     pub slots: Arc<Slots>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Plain TCP accepted (see `LeasequeryConfig::plaintext`).
-    pub plaintext: bool,
 }
 
 impl ListenerContext {
@@ -53,16 +55,24 @@ impl ListenerContext {
         let active_limits = active
             .as_ref()
             .map(|a| (a.cfg.max_connections, a.cfg.max_connections_per_requestor));
-        ListenerContext {
-            allow,
+        let conn = BulkConfig {
             data_timeout,
             max_queries,
             max_message,
-            bulk: Arc::new(bulk),
+            server_id: bulk.server_id,
+            denied: bulk.denied,
+            configured: bulk.configured,
+            active: active.is_some(),
+            plaintext,
+            tls: tls.is_some(),
+        };
+        ListenerContext {
+            allow,
+            conn: Arc::new(conn),
+            store: bulk.store,
             active,
             slots: Slots::new(Limits::new(max_connections, active_limits)),
             tls,
-            plaintext,
         }
     }
 
