@@ -65,7 +65,10 @@ fn sighup_and_config_reload_apply_without_a_restart() {
     let mark = server.log_mark();
     server.signal(libc::SIGHUP);
     let line = server.wait_for_log_since(mark, "configuration reloaded", 10 * SECOND);
-    assert!(!line.contains("next restart"), "nothing needs a restart: {line}");
+    assert!(
+        !line.contains("next restart"),
+        "nothing needs a restart: {line}"
+    );
     let lc = relay.dora(&c).expect("DORA c after the reload");
     assert!(lc.ip != la.ip && lc.ip != lb.ip);
     assert_eq!(
