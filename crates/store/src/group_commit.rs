@@ -39,7 +39,49 @@ pub(crate) fn submit(
         None => Err(req),
     };
     if let Err(req) = sent {
-        (req.done)(Err(StoreError::WriterGone));
+        // Resolved on a thread of its own, never on the caller's: callers
+        // submit under their own locks (the DHCP engine's, to keep its
+        // order) and the callback may take them (an undo). Only a writer
+        // that died gets here.
+        let spawned = std::thread::Builder::new()
+            .name("leaseline-store-gone".into())
+            .spawn(move || (req.done)(Err(StoreError::WriterGone)));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "store writer gone; a submission was dropped unanswered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::submit;
+    use crate::StoreError;
+
+    /// With the writer gone, a caller holding a lock that the callback
+    /// takes is not deadlocked (the DHCP thread submits under the engine's
+    /// lock; its failure callback undoes in the engine).
+    #[test]
+    fn a_gone_writer_answers_off_the_callers_thread() {
+        let lock = std::sync::Arc::new(parking_lot::Mutex::new(()));
+        let (tx, rx) = mpsc::channel();
+        let guard = lock.lock();
+        let l = std::sync::Arc::clone(&lock);
+        submit(
+            None,
+            Vec::new(),
+            0,
+            true,
+            Box::new(move |r| {
+                // On the caller's thread this would wait for itself.
+                let held = l.try_lock_for(Duration::from_secs(5)).is_some();
+                let _ = tx.send(held && matches!(r, Err(StoreError::WriterGone)));
+            }),
+        );
+        drop(guard);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 }
 
