@@ -88,15 +88,14 @@ ACTIVE_ROUNDS=${ACTIVE_ROUNDS:-3}
 LAT_GIADDR=${LAT_GIADDR:-127.0.0.30}   # active-latency's relay
 TCP_PORT=${TCP_PORT:-67}               # instance A's leasequery (TCP), step 3
 PG_STATS=${PG_STATS:-0}         # 1: pg_stat_statements, the top statements of each closed-loop step in $WORK
-WORK=/tmp/leaseline-bench-pg
+WORK=${WORK:-/tmp/leaseline-bench-pg}
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 for tool in perfdhcp kea-dhcp4 kea-admin ip cargo jq; do
     command -v "$tool" >/dev/null || { echo "missing $tool (see .ci/run)" >&2; exit 1; }
 done
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install -y postgresql" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "needs root (network namespace, port 67)" >&2; exit 1; }
+. bench/lib/pg.sh
+pg_require
 
 echo "== building leaseline and leaseline-bench (release)"
 cargo build --release -p leaseline -p leaseline-bench >&2
@@ -108,10 +107,7 @@ KEA=$(command -v kea-dhcp4)
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
-PG_DIR=""
 SERVER_PIDS=()
-in_ns() { ip netns exec "$NS" "$@"; }
-as_pg() { runuser -u postgres -- "$@"; }
 
 stop_servers() {
     local pid
@@ -121,73 +117,22 @@ stop_servers() {
 }
 cleanup() {
     stop_servers
-    if [ -n "$PG_DIR" ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
-        cp "$PG_DIR/postgres.log" "$WORK/postgres.log" 2>/dev/null || true
-        rm -rf "$PG_DIR"
-    fi
-    ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
-    ip netns del "$NS" 2>/dev/null || true
+    pg_cluster_stop
+    ns_down
 }
 trap cleanup EXIT
 
-ip netns del "$NS" 2>/dev/null || true
-ip netns add "$NS"
-ip -n "$NS" link set lo up
 # perfdhcp -l wants an address on an interface: the second relay's.
-for a in "$RELAY_B"; do
-    [ "$a" = 127.0.0.1 ] || ip -n "$NS" addr add "$a/32" dev lo
-done
-
-# wait_for_line FILE TEXT SECONDS [PID]: poll FILE for TEXT.
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
-            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        sleep 0.1
-    done
-}
+ns_up "$RELAY_B"
 
 # ---- the PostgreSQL cluster -------------------------------------------------
 # PG_STATS=1 also logs the plan of every statement over 5 ms (auto_explain)
 # to the cluster's log, kept as $WORK/postgres.log.
-[ "$PG_STATS" = 1 ] && PG_STATS_OPT=" -c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all -c auto_explain.log_min_duration=5"
-PG_DIR=$(mktemp -d /tmp/leaseline-bench-pg-cluster.XXXXXX)
-chown postgres:postgres "$PG_DIR"
-echo postgres >"$PG_DIR/pwfile"
-chown postgres:postgres "$PG_DIR/pwfile"
-echo "== PostgreSQL $("$PG_BIN/postgres" --version | awk '{ print $3 }'): throwaway cluster in $PG_DIR"
-as_pg "$PG_BIN/initdb" --auth-local=trust --auth-host=scram-sha-256 --username=postgres \
-    --pwfile="$PG_DIR/pwfile" -E UTF8 -D "$PG_DIR/data" >"$WORK/initdb.log"
-# fsync and synchronous_commit are on by default; said here so that nobody
-# wonders. Inside the namespace, so 127.0.0.1 is the namespace's.
-in_ns runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c fsync=on -c synchronous_commit=on -c max_connections=200 -c log_autovacuum_min_duration=0${PG_STATS_OPT:-}" \
-    start >/dev/null
-psql_admin() { as_pg psql -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres "$@"; }
-psql_admin -c "CREATE ROLE leaseline LOGIN PASSWORD 'leaseline'" -c "CREATE ROLE kea LOGIN PASSWORD 'kea'"
+[ "$PG_STATS" = 1 ] && PG_STATS_OPT="-c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all -c auto_explain.log_min_duration=5"
+PG_EXTRA_OPTS=${PG_STATS_OPT:-}
+pg_cluster_start /tmp
+psql_admin -c "CREATE ROLE kea LOGIN PASSWORD 'kea'"
 [ "$PG_STATS" = 1 ] && psql_admin -c "CREATE EXTENSION pg_stat_statements"
-psql_admin -At -c "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' wal_sync_method=' || current_setting('wal_sync_method')"
-DB_SEQ=0
-# new_db OWNER: a fresh database owned by OWNER; DB = its name.
-new_db() {
-    DB_SEQ=$((DB_SEQ + 1))
-    DB="$1_$DB_SEQ"
-    psql_admin -c "CREATE DATABASE $DB OWNER $1"
-}
-ll_url() {
-    if [ "$LL_PG_HOST" = socket ]; then
-        # trust on the socket: no password
-        echo "host=$PG_DIR port=$PG_PORT user=leaseline dbname=$1"
-    else
-        echo "host=127.0.0.1 port=$PG_PORT user=leaseline password=leaseline dbname=$1 sslmode=disable"
-    fi
-}
 
 # ---- the servers ------------------------------------------------------------
 # port_free PORT: nothing in the namespace listens on UDP PORT (a server of
@@ -266,11 +211,11 @@ EOF
 }
 
 start_sqlite() { start_ll sqlite "$PORT" 127.0.0.1 "$RELAY_A" sqlite; }
-start_pg1() { new_db leaseline; start_ll pg1 "$PORT" 127.0.0.1 "$RELAY_A" "$DB"; }
+start_pg1() { pg_new_db leaseline; start_ll pg1 "$PORT" 127.0.0.1 "$RELAY_A" "$DB"; }
 # Two instances, one database; measured once each knows of the other (its
 # share of each pool: "pool share ... of=2").
 start_pg2() {
-    new_db leaseline
+    pg_new_db leaseline
     start_ll pg2a "$PORT" 127.0.0.1 "$RELAY_A" "$DB" "${1:-0}"
     start_ll pg2b "$PORT_B" 127.0.0.2 "$RELAY_B" "$DB"
     wait_for_line "$WORK/pg2a/server.log" "of=2" 10 "${SERVER_PIDS[0]}"
@@ -283,7 +228,7 @@ start_kea() {
     local threads=$1 dir="$WORK/kea" mt
     rm -rf "$dir"; mkdir -p "$dir"
     port_free "$PORT"
-    new_db kea
+    pg_new_db kea
     in_ns kea-admin db-init pgsql -u kea -p kea -n "$DB" -h 127.0.0.1 >"$dir/kea-admin.log" 2>&1 ||
         { cat "$dir/kea-admin.log" >&2; return 1; }
     if [ "$threads" -gt 1 ]; then
@@ -334,7 +279,6 @@ proc_ticks() { # PID...: user + system ticks of these processes (those still ali
     done
     echo "$t"
 }
-pg_pids() { pgrep -P "$(head -n 1 "$PG_DIR/data/postmaster.pid")" || true; }
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 declare -A PG0
 cpu_begin() {

@@ -77,6 +77,31 @@ pub fn request_for(
     )
 }
 
+/// Client `client`'s RELEASE of `ip` held from `server_id` (RFC 2131
+/// §4.4.6: ciaddr and the server identifier), through relay `giaddr`.
+pub fn release(
+    giaddr: Ipv4Addr,
+    client: u32,
+    xid: u32,
+    ip: Ipv4Addr,
+    server_id: Ipv4Addr,
+) -> Vec<u8> {
+    let b = client.to_be_bytes();
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&[0x02, 0x42, b[0], b[1], b[2], b[3]]);
+    let mut m = Message {
+        xid,
+        giaddr,
+        ciaddr: ip,
+        chaddr,
+        ..Message::default()
+    };
+    m.options
+        .push(DhcpOption::MessageType(MessageType::Release));
+    m.options.push(DhcpOption::ServerId(server_id));
+    m.to_bytes().unwrap_or_default()
+}
+
 /// A server reply, as much of it as the closed-loop driver needs.
 pub enum Reply {
     Offer {
@@ -86,6 +111,8 @@ pub enum Reply {
     },
     Ack {
         xid: u32,
+        yiaddr: Ipv4Addr,
+        server_id: Option<Ipv4Addr>,
     },
     Nak {
         xid: u32,
@@ -125,7 +152,11 @@ pub fn peek_reply(m: &[u8]) -> Option<Reply> {
             yiaddr,
             server_id: server_id?,
         }),
-        MessageType::Ack => Some(Reply::Ack { xid }),
+        MessageType::Ack => Some(Reply::Ack {
+            xid,
+            yiaddr,
+            server_id,
+        }),
         MessageType::Nak => Some(Reply::Nak { xid }),
         _ => None,
     }

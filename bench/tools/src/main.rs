@@ -11,15 +11,20 @@
 //! - `mirror-lag`: drives DORA and follows a mirror's events file: replica
 //!   lag per change (bench/mirror.sh).
 //! - `prefill`: a server store with N ACTIVE bindings (bench/mirror.sh).
-//! - `saturate`: DORA capacity, closed loop (bench/active.sh, bench/dora.sh).
+//! - `saturate`: DORA capacity, closed loop (bench/active.sh, bench/dora.sh);
+//!   with `--rate`, a paced open-loop load, optionally releasing
+//!   (bench/soak.sh, bench/failover.sh on PostgreSQL).
 //! - `responder`: a stateless OFFER/ACK answerer, the physical limit the
 //!   DORA benchmark measures leaseline and Kea against (bench/dora.sh).
+//! - `failover`: leases from instance A, kill -9 of A, the time until
+//!   instance B ACKs those clients' rebinding (bench/failover.sh).
 //!
 //! Each connects in plain TCP, or in secure mode (DHCPTLS then mutual TLS,
 //! RFC 7724 §7.2) with `--tls-ca`, `--tls-cert` and `--tls-key`.
 
 mod active_latency;
 mod dora;
+mod failover;
 mod mirror_lag;
 mod prefill;
 mod responder;
@@ -167,6 +172,13 @@ enum Cmd {
         first_client: u32,
         #[arg(long, default_value_t = 15)]
         seconds: u64,
+        /// Open loop: exchanges started per second (at most WINDOW in
+        /// flight); 0: closed loop.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// RELEASE the address for this many of every 100 ACKs.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+        release_percent: u32,
     },
     Responder {
         /// Where DHCP arrives (the address the driver sends to).
@@ -178,6 +190,32 @@ enum Cmd {
         /// Replies go to giaddr at this port.
         #[arg(long, default_value_t = 67)]
         relay_port: u16,
+    },
+    Failover {
+        /// Instance A: the probe's clients get their leases here, then it
+        /// is killed.
+        #[arg(long)]
+        dhcp_a: SocketAddr,
+        /// Instance B: the survivor the clients rebind through.
+        #[arg(long)]
+        dhcp_b: SocketAddr,
+        /// The probe's relay address (a relay address of both instances).
+        #[arg(long, default_value = "127.0.0.40")]
+        giaddr: Ipv4Addr,
+        #[arg(long, default_value_t = 16)]
+        clients: u32,
+        /// The first client's number (distinct rounds use distinct clients).
+        #[arg(long, default_value_t = 0x8_0000)]
+        first_client: u32,
+        /// A's process id: sent SIGKILL after the leases.
+        #[arg(long)]
+        kill: i32,
+        /// How often each unanswered client's REBINDING REQUEST is sent again (ms).
+        #[arg(long, default_value_t = 10)]
+        poll_ms: u64,
+        /// Give up on unanswered clients after this long (s).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     Prefill {
         /// The server's store (created if missing).
@@ -279,6 +317,8 @@ fn main() -> anyhow::Result<()> {
             clients,
             first_client,
             seconds,
+            rate,
+            release_percent,
         } => saturate::run(&saturate::Params {
             dhcp,
             giaddr,
@@ -286,7 +326,33 @@ fn main() -> anyhow::Result<()> {
             clients,
             first_client,
             seconds,
+            rate,
+            release_percent,
         })?,
+        Cmd::Failover {
+            dhcp_a,
+            dhcp_b,
+            giaddr,
+            clients,
+            first_client,
+            kill,
+            poll_ms,
+            timeout,
+        } => {
+            let ok = failover::run(&failover::Params {
+                dhcp_a,
+                dhcp_b,
+                giaddr,
+                clients,
+                first_client,
+                kill,
+                poll: Duration::from_millis(poll_ms.max(1)),
+                timeout: Duration::from_secs(timeout),
+            })?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
         Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,
         Cmd::Responder {
             listen,

@@ -8,6 +8,15 @@
 //! the figure it gives is how much CPU perfdhcp wins against the server.
 //! This probe blocks in receive and does a few microseconds of work per
 //! packet; with WINDOW in flight the server is never idle for want of load.
+//!
+//! `--rate R` makes it an open-loop load instead (bench/soak.sh and
+//! bench/failover.sh on PostgreSQL): R exchanges start per second, paced
+//! every millisecond, at most WINDOW in flight (a start that finds the
+//! window full is skipped and counted); answers no longer start the next.
+//! `--release-percent P` sends, for P of every 100 ACKs, the client's
+//! RELEASE of the address at once (so bindings also go ACTIVE -> RELEASED,
+//! and back at the client's next turn). Both cost the probe a few
+//! microseconds per packet, where perfdhcp spins on its sockets.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -24,6 +33,10 @@ pub struct Params {
     /// below 2^20 with `clients`).
     pub first_client: u32,
     pub seconds: u64,
+    /// Exchanges started per second; 0: closed loop.
+    pub rate: u32,
+    /// RELEASEs per 100 ACKs.
+    pub release_percent: u32,
 }
 
 /// How long an exchange may go unanswered before it is given up.
@@ -31,7 +44,9 @@ const GIVE_UP: Duration = Duration::from_secs(1);
 
 pub fn run(p: &Params) -> anyhow::Result<()> {
     let sock = UdpSocket::bind(SocketAddrV4::new(p.giaddr, 67))?;
-    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let paced = p.rate > 0;
+    // Paced: wake every millisecond to start what is due.
+    sock.set_read_timeout(Some(Duration::from_millis(if paced { 1 } else { 100 })))?;
     let clients = p.clients.max(1);
     // xid -> when its DISCOVER (or REQUEST) left.
     let mut inflight: HashMap<u32, Instant> = HashMap::with_capacity(p.window * 2);
@@ -51,15 +66,29 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
         inflight.insert(xid, Instant::now());
         Ok(())
     };
-    for _ in 0..p.window {
-        start_one(&mut inflight)?;
+    if !paced {
+        for _ in 0..p.window {
+            start_one(&mut inflight)?;
+        }
     }
     let start = Instant::now();
     let end = start + Duration::from_secs(p.seconds);
     let mut sweep = start + GIVE_UP;
     let (mut acks, mut naks, mut given_up) = (0u64, 0u64, 0u64);
+    let (mut started, mut skipped, mut releases, mut release_due) = (0u64, 0u64, 0u64, 0u32);
     let mut buf = [0u8; 1500];
     while Instant::now() < end {
+        if paced {
+            let due = (start.elapsed().as_secs_f64() * f64::from(p.rate)) as u64;
+            while started < due {
+                started += 1;
+                if inflight.len() < p.window {
+                    start_one(&mut inflight)?;
+                } else {
+                    skipped += 1;
+                }
+            }
+        }
         match sock.recv(&mut buf) {
             Ok(n) => match dora::peek_reply(&buf[..n]) {
                 Some(dora::Reply::Offer {
@@ -73,13 +102,30 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
                         p.dhcp,
                     )?;
                 }
-                Some(dora::Reply::Ack { xid }) if inflight.remove(&xid).is_some() => {
+                Some(dora::Reply::Ack {
+                    xid,
+                    yiaddr,
+                    server_id,
+                }) if inflight.remove(&xid).is_some() => {
                     acks += 1;
-                    start_one(&mut inflight)?;
+                    release_due += p.release_percent;
+                    if release_due >= 100 {
+                        release_due -= 100;
+                        if let Some(sid) = server_id {
+                            let release = dora::release(p.giaddr, xid & 0xf_ffff, xid, yiaddr, sid);
+                            sock.send_to(&release, p.dhcp)?;
+                            releases += 1;
+                        }
+                    }
+                    if !paced {
+                        start_one(&mut inflight)?;
+                    }
                 }
                 Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
                     naks += 1;
-                    start_one(&mut inflight)?;
+                    if !paced {
+                        start_one(&mut inflight)?;
+                    }
                 }
                 _ => {}
             },
@@ -97,14 +143,23 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
             inflight.retain(|_, sent| now.duration_since(*sent) < GIVE_UP);
             let lost = before - inflight.len();
             given_up += lost as u64;
-            for _ in 0..lost {
+            for _ in 0..if paced { 0 } else { lost } {
                 start_one(&mut inflight)?;
             }
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    // Paced: the offered rate and what became of it after `rate=`, which
+    // the scripts read.
+    let mut extra = String::new();
+    if paced {
+        extra += &format!(" offered={} started={started} skipped={skipped}", p.rate);
+    }
+    if p.release_percent > 0 {
+        extra += &format!(" releases={releases}");
+    }
     println!(
-        "saturate window={} seconds={secs:.1} acks={acks} naks={naks} given_up={given_up} rate={:.0}",
+        "saturate window={} seconds={secs:.1} acks={acks} naks={naks} given_up={given_up} rate={:.0}{extra}",
         p.window,
         acks as f64 / secs
     );
