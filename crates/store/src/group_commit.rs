@@ -52,39 +52,6 @@ pub(crate) fn submit(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::submit;
-    use crate::StoreError;
-
-    /// With the writer gone, a caller holding a lock that the callback
-    /// takes is not deadlocked (the DHCP thread submits under the engine's
-    /// lock; its failure callback undoes in the engine).
-    #[test]
-    fn a_gone_writer_answers_off_the_callers_thread() {
-        let lock = std::sync::Arc::new(parking_lot::Mutex::new(()));
-        let (tx, rx) = mpsc::channel();
-        let guard = lock.lock();
-        let l = std::sync::Arc::clone(&lock);
-        submit(
-            None,
-            Vec::new(),
-            0,
-            true,
-            Box::new(move |r| {
-                // On the caller's thread this would wait for itself.
-                let held = l.try_lock_for(Duration::from_secs(5)).is_some();
-                let _ = tx.send(held && matches!(r, Err(StoreError::WriterGone)));
-            }),
-        );
-        drop(guard);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
-    }
-}
-
 /// Blocks for one submission, then takes whatever else is already queued,
 /// up to `max_batch` bindings, into `batch`. Returns the number of
 /// bindings, or `None` once every sender is gone and the queue is drained.
@@ -136,5 +103,38 @@ pub(crate) fn fail(batch: &mut Vec<Request>, e: &StoreError) {
     for req in batch.drain(..) {
         // A dropped ticket is the submitter's business.
         (req.done)(Err(e.duplicate()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::submit;
+    use crate::StoreError;
+
+    /// With the writer gone, a caller holding a lock that the callback
+    /// takes is not deadlocked (the DHCP thread submits under the engine's
+    /// lock; its failure callback undoes in the engine).
+    #[test]
+    fn a_gone_writer_answers_off_the_callers_thread() {
+        let lock = std::sync::Arc::new(parking_lot::Mutex::new(()));
+        let (tx, rx) = mpsc::channel();
+        let guard = lock.lock();
+        let l = std::sync::Arc::clone(&lock);
+        submit(
+            None,
+            Vec::new(),
+            0,
+            true,
+            Box::new(move |r| {
+                // On the caller's thread this would wait for itself.
+                let held = l.try_lock_for(Duration::from_secs(5)).is_some();
+                let _ = tx.send(held && matches!(r, Err(StoreError::WriterGone)));
+            }),
+        );
+        drop(guard);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
     }
 }
