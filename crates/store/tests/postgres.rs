@@ -91,6 +91,16 @@ fn change_log_is_pruned_by_count_and_age() {
     };
     // Older than T0 + 19 - 10 = T0 + 9: the row of 7 and 8.
     assert_eq!(store.prune_changes(by_age, T0 + 19).expect("prune"), 2);
+    // While another instance prunes (it holds the prune lock), this one
+    // skips its turn instead of waiting on the same rows.
+    commit(&store, 11, T0 + 21);
+    let mut other = postgres_client(&db.url);
+    let mut tx = other.transaction().expect("begin");
+    tx.execute("SELECT pg_advisory_xact_lock(7724003)", &[])
+        .expect("the prune lock");
+    assert_eq!(store.prune_changes(by_age, T0 + 40).expect("prune"), 0);
+    tx.rollback().expect("rollback");
+    assert!(store.prune_changes(by_age, T0 + 40).expect("prune") > 0);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use postgres::{Client, GenericClient};
 
 use super::codec::{decode, ip_key_to_ip, COLUMNS};
-use super::schema::{error_text, HISTORY_SINCE, PRUNED_ID, PRUNED_LOGGED_AT};
+use super::schema::{error_text, HISTORY_SINCE, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK};
 use crate::{Binding, ChangeFeed, HistoryLimits, StoreError};
 
 /// Prune the log every this many committed changes.
@@ -148,7 +148,7 @@ impl Pruner {
 
 /// Deletes what is older than the history keeps at `now` (log times), and
 /// records the last id and log time deleted (ids and log times go on from
-/// there).
+/// there). Skipped (0) while another instance prunes.
 pub(super) fn prune(
     client: &mut Client,
     limits: HistoryLimits,
@@ -157,6 +157,13 @@ pub(super) fn prune(
     let oldest = i64::from(now.saturating_sub(limits.max_age));
     let keep = i64::try_from(limits.max_count).unwrap_or(i64::MAX);
     let mut tx = client.transaction()?;
+    let free: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])?
+        .try_get(0)?;
+    if !free {
+        // Another instance is pruning the same rows right now.
+        return Ok(0);
+    }
     let row = tx.query_one(
         "WITH d AS (DELETE FROM lease_changes \
              WHERE logged_at < $1 \

@@ -31,6 +31,12 @@ pub(super) const NOTIFY_CHANNEL: &str = "leaseline_lease_changes";
 /// are serialised, so log ids and log times increase in commit order.
 pub(super) const LOG_LOCK: i64 = 7_724_002;
 
+/// The transaction-level advisory lock a prune of the change log tries
+/// for: one instance prunes at a time, the others skip their turn (their
+/// deletes of the same rows waited on each other and deadlocked:
+/// helper-11's soak).
+pub(super) const PRUNE_LOCK: i64 = 7_724_003;
+
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
 pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v3";
