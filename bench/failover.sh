@@ -77,11 +77,7 @@ done
 . bench/lib/pg.sh
 pg_require
 
-echo "== building leaseline and leaseline-bench (release)"
-cargo build --release -p leaseline -p leaseline-bench >&2
-TARGET=${CARGO_TARGET_DIR:-target}/release
-BIN=${LEASELINE_BIN:-$TARGET/leaseline}
-BENCH=$TARGET/leaseline-bench
+build_release
 
 rm -rf "$WORK"
 mkdir -p "$WORK"

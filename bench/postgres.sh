@@ -97,11 +97,7 @@ done
 . bench/lib/pg.sh
 pg_require
 
-echo "== building leaseline and leaseline-bench (release)"
-cargo build --release -p leaseline -p leaseline-bench >&2
-TARGET=${CARGO_TARGET_DIR:-target}/release
-BIN=${LEASELINE_BIN:-$TARGET/leaseline}
-BENCH=$TARGET/leaseline-bench
+build_release
 PERFDHCP=$(command -v perfdhcp)
 KEA=$(command -v kea-dhcp4)
 

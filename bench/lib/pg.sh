@@ -16,6 +16,8 @@
 #   pg_cluster_stop      stops it and removes its directory (its log is
 #                        kept as $WORK/postgres.log)
 #   psql_admin ARGS      psql as the superuser over the unix socket
+#   build_release        cargo build --release of leaseline and leaseline-bench;
+#                        sets TARGET, BIN (LEASELINE_BIN overrides) and BENCH
 #   pg_new_db OWNER      a fresh database owned by OWNER; sets DB
 #   ll_url DB            a leaseline `[store] url` for DB (LL_PG_HOST=tcp:
 #                        127.0.0.1 with a password, sslmode=disable;
@@ -41,6 +43,14 @@ LL_PG_HOST=${LL_PG_HOST:-tcp}   # tcp | socket
 pg_require() {
     [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL is not installed: apt-get install -y postgresql" >&2; exit 1; }
     [ "$(id -u)" = 0 ] || { echo "needs root (network namespace, port 67, the postgres user)" >&2; exit 1; }
+}
+
+build_release() {
+    echo "== building leaseline and leaseline-bench (release)"
+    cargo build --release -p leaseline -p leaseline-bench >&2
+    TARGET=${CARGO_TARGET_DIR:-target}/release
+    BIN=${LEASELINE_BIN:-$TARGET/leaseline}
+    BENCH=$TARGET/leaseline-bench
 }
 
 in_ns() { ip netns exec "$NS" "$@"; }

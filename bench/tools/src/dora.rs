@@ -38,9 +38,7 @@ fn message(
     kind: MessageType,
     ip: Option<(Ipv4Addr, Ipv4Addr)>,
 ) -> Vec<u8> {
-    let b = client.to_be_bytes();
-    let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&[0x02, 0x42, b[0], b[1], b[2], b[3]]);
+    let chaddr = chaddr_of(client);
     let mut m = Message {
         xid,
         giaddr,
@@ -86,19 +84,38 @@ pub fn release(
     ip: Ipv4Addr,
     server_id: Ipv4Addr,
 ) -> Vec<u8> {
+    from_holder(giaddr, client, xid, ip, MessageType::Release, Some(server_id))
+}
+
+/// The hardware address of client `client` (02:42 and its number).
+pub fn chaddr_of(client: u32) -> [u8; 16] {
     let b = client.to_be_bytes();
     let mut chaddr = [0u8; 16];
     chaddr[..6].copy_from_slice(&[0x02, 0x42, b[0], b[1], b[2], b[3]]);
+    chaddr
+}
+
+/// A message of client `client` about the `ip` it holds (ciaddr set),
+/// through relay `giaddr`, with the server identifier when given.
+pub fn from_holder(
+    giaddr: Ipv4Addr,
+    client: u32,
+    xid: u32,
+    ip: Ipv4Addr,
+    kind: MessageType,
+    server_id: Option<Ipv4Addr>,
+) -> Vec<u8> {
     let mut m = Message {
         xid,
         giaddr,
         ciaddr: ip,
-        chaddr,
+        chaddr: chaddr_of(client),
         ..Message::default()
     };
-    m.options
-        .push(DhcpOption::MessageType(MessageType::Release));
-    m.options.push(DhcpOption::ServerId(server_id));
+    m.options.push(DhcpOption::MessageType(kind));
+    if let Some(sid) = server_id {
+        m.options.push(DhcpOption::ServerId(sid));
+    }
     m.to_bytes().unwrap_or_default()
 }
 

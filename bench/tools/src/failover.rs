@@ -73,20 +73,7 @@ fn server_id(m: &Message) -> Option<Ipv4Addr> {
 /// The REBINDING REQUEST of `client` holding `ip` (RFC 2131 §4.3.2, table 4:
 /// ciaddr set, no server identifier, no requested address).
 fn rebinding(giaddr: Ipv4Addr, client: u32, xid: u32, ip: Ipv4Addr) -> Vec<u8> {
-    let b = client.to_be_bytes();
-    let mut chaddr = [0u8; 16];
-    // The hardware address dora.rs gives client `client`.
-    chaddr[..6].copy_from_slice(&[0x02, 0x42, b[0], b[1], b[2], b[3]]);
-    let mut m = Message {
-        xid,
-        giaddr,
-        ciaddr: ip,
-        chaddr,
-        ..Message::default()
-    };
-    m.options
-        .push(DhcpOption::MessageType(MessageType::Request));
-    m.to_bytes().unwrap_or_default()
+    dora::from_holder(giaddr, client, xid, ip, MessageType::Request, None)
 }
 
 /// Step 1: a lease from A for each client; REQUEST → ACK times in µs.
