@@ -84,7 +84,14 @@ pub fn release(
     ip: Ipv4Addr,
     server_id: Ipv4Addr,
 ) -> Vec<u8> {
-    from_holder(giaddr, client, xid, ip, MessageType::Release, Some(server_id))
+    from_holder(
+        giaddr,
+        client,
+        xid,
+        ip,
+        MessageType::Release,
+        Some(server_id),
+    )
 }
 
 /// The hardware address of client `client` (02:42 and its number).
