@@ -24,7 +24,8 @@ pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LO
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
 pub use postgres::{
-    LoggedChange, PgSchemaStatus, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION,
+    ChangeLogPosition, LoggedChange, PgSchemaStatus, PostgresOptions, PostgresStore,
+    PG_SCHEMA_VERSION,
 };
 pub use sqlite::{SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
 

@@ -22,6 +22,7 @@ mod follow;
 mod health;
 mod history;
 mod instances;
+mod log_gaps;
 mod ops;
 mod readers;
 mod schema;
@@ -70,6 +71,16 @@ pub struct PostgresOptions {
     pub readers: usize,
 }
 
+/// See [`PostgresStore::change_log_position`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLogPosition {
+    /// Every log id up to this one is on this instance's feed, or will
+    /// never exist (a failed commit's, or pruned before it was read).
+    pub published: i64,
+    /// Rows wait behind a missing id: a commit that took it is running.
+    pub waiting: bool,
+}
+
 pub struct PostgresStore {
     feed: Arc<ChangeFeed>,
     commits: Arc<crate::CommitStats>,
@@ -93,12 +104,8 @@ impl PostgresStore {
         let target = db.target.clone();
         let mut client = db.connect()?;
         schema::migrate(&mut client, &target, now)?;
-        let (feed, last_id) = history::rebuild(&mut client, opts.history, now).map_err(|e| {
-            schema::open_error(
-                &target,
-                format!("reading the change history: {}", schema::error_text(&e)),
-            )
-        })?;
+        let (feed, last_id) = history::rebuild(&mut client, opts.history, now)
+            .map_err(|e| schema::open_error(&target, format!("reading the change history: {e}")))?;
         let feed = Arc::new(feed);
         let log = Arc::new(LogFollower::new(
             opts.instance_id.clone(),
@@ -135,6 +142,12 @@ impl PostgresStore {
             readers,
             db,
         })
+    }
+
+    /// Where this instance's feed is in the change log (its outbox lag is
+    /// the log's newest id less `published`).
+    pub fn change_log_position(&self) -> ChangeLogPosition {
+        self.log.position()
     }
 
     /// Up to `limit` rows of the change log with an id above `after`,

@@ -1,7 +1,10 @@
 //! Several instances on one PostgreSQL database (issue 17): changes decided
 //! from a stale copy are refused, every instance's feed carries every
 //! instance's changes in log order exactly once, with data-source REMOTE
-//! for the others', and live instances share the pools.
+//! for the others', and live instances share the pools. Commits run at
+//! once: a commit still running holds the later log rows back on every
+//! feed, a failed one's ids are skipped, and two commits binding one free
+//! address at once store one.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -13,6 +16,9 @@ use leaseline_store::{
     StoreObserver,
 };
 use leaseline_test_support::pg_database;
+
+mod pg_common;
+use pg_common::commit_by_hand;
 
 const T0: u32 = 1_700_000_000;
 const WAIT: Duration = Duration::from_secs(20);
@@ -192,4 +198,127 @@ fn live_instances_share_the_pools_and_a_stopped_one_hands_its_share_over() {
     share(&seen_a, (0, 2));
     drop(b);
     share(&seen_a, (0, 1));
+}
+
+fn key(n: u32) -> i64 {
+    i64::from(u32::from(sample(n, 0).ip))
+}
+
+/// Waits (on the instance's own state, not a clock) until `ok`.
+fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn fed(store: &PostgresStore) -> Vec<std::net::Ipv4Addr> {
+    store.feed().changes().iter().map(|c| c.ip).collect()
+}
+
+#[test]
+fn a_running_commit_holds_later_rows_back_and_a_failed_ones_ids_are_skipped() {
+    let db = pg_database();
+    let (a, b) = (open(&db.url, "a"), open(&db.url, "b"));
+    // Observed: each follows the log (as a server's engine does).
+    let (_seen_a, _seen_b) = (observe(&a), observe(&b));
+    let mut other = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+
+    // Another writer's commit takes log id 1 and has not ended...
+    let mut running = other.transaction().expect("begin");
+    let held = commit_by_hand(&mut running, key(1), &[1; 6], -1, T0).expect("call");
+    assert_eq!(held, Ok(1));
+    // ... when B commits id 2.
+    b.submit(vec![sample(2, T0)], T0)
+        .blocking_recv()
+        .expect("ticket")
+        .expect("commit");
+    // A has read id 2 and holds it back behind the missing 1.
+    until("A to wait behind id 1", || a.change_log_position().waiting);
+    assert_eq!(a.change_log_position().published, 0);
+    assert!(
+        fed(&a).is_empty(),
+        "nothing published past a running commit"
+    );
+    running.commit().expect("commit");
+    until("A to publish ids 1 and 2", || fed(&a).len() == 2);
+    assert_eq!(
+        fed(&a),
+        vec![sample(1, 0).ip, sample(2, 0).ip],
+        "in id order"
+    );
+    until("B to publish ids 1 and 2", || fed(&b).len() == 2);
+    assert_eq!(fed(&b), fed(&a));
+
+    // A commit that takes id 3 and fails: id 4 does not wait for ever.
+    let mut failing = other.transaction().expect("begin");
+    assert_eq!(
+        commit_by_hand(&mut failing, key(3), &[3; 6], -1, T0).expect("call"),
+        Ok(3)
+    );
+    b.submit(vec![sample(4, T0)], T0)
+        .blocking_recv()
+        .expect("ticket")
+        .expect("commit");
+    until("A to wait behind id 3", || a.change_log_position().waiting);
+    failing.rollback().expect("rollback");
+    until("A to skip id 3", || fed(&a).len() == 3);
+    assert_eq!(fed(&a)[2], sample(4, 0).ip);
+    assert_eq!(a.change_log_position().published, 4);
+    assert!(!a.change_log_position().waiting);
+    until("B to skip id 3", || fed(&b).len() == 3);
+    assert_eq!(fed(&b), fed(&a));
+    // A restarted instance follows from after them.
+    drop(a);
+    let a = open(&db.url, "a");
+    assert_eq!(a.change_log_position().published, 4);
+}
+
+#[test]
+fn two_commits_binding_one_free_address_at_once_store_one_client() {
+    let db = pg_database();
+    let b = open(&db.url, "b");
+    let mut other = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    // Another instance's commit binds address 1 to its client, not ended.
+    let mut running = other.transaction().expect("begin");
+    commit_by_hand(&mut running, key(1), &[9; 6], -1, T0)
+        .expect("call")
+        .expect("written");
+    // B decides from "no row" too and commits: its insert waits for the
+    // other's...
+    let (tx, rx) = channel();
+    let b = Arc::new(b);
+    let b2 = Arc::clone(&b);
+    std::thread::spawn(move || {
+        let _ = tx.send(decided(&b2, client(2, 1, T0 + 1)));
+    });
+    let mut watch = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    until("B's commit to wait on the running one's insert", || {
+        watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+            > 0
+    });
+    assert!(rx.try_recv().is_err(), "B has no answer while it waits");
+    running.commit().expect("commit");
+    // ... and, finding the address bound once it ended, is decided again
+    // from that row: refused.
+    let e = rx
+        .recv_timeout(WAIT)
+        .expect("B's answer")
+        .expect_err("refused");
+    assert!(
+        matches!(e, StoreError::Refused { ip, .. } if ip == sample(1, 0).ip),
+        "{e}"
+    );
+    assert_eq!(
+        b.get(sample(1, 0).ip).expect("get").map(|x| x.chaddr),
+        Some(vec![9; 6]),
+        "the first client keeps it"
+    );
 }

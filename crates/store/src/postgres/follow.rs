@@ -1,14 +1,15 @@
 //! Following the change log: every instance's feed carries every
-//! instance's committed changes, in log (= commit) order, exactly once.
+//! instance's committed changes, in log id order, exactly once.
 //!
-//! Two publishers share one position, "the last log id published here":
-//! the writer, right after its own commit (its rows are published from
-//! memory, after reading whatever other instances committed just before
-//! them), and the follower thread, woken by NOTIFY or every half second,
-//! which reads the rows after the position. Commits are serialised by the
-//! log lock and ids assigned under it without gaps, so "every id after the
-//! position, in order" is exactly what has not been published yet: nothing
-//! depends on NOTIFY's delivery, and a row is never published twice.
+//! Two publishers share one position, a [`LogCursor`] ("every id up to
+//! here is published, or will never exist"): the writer, right after its
+//! own commit (its rows are published from memory, after reading whatever
+//! other instances committed just before them), and the follower thread,
+//! woken by NOTIFY or every half second, which reads the rows after the
+//! position. Commits run at once, so an id can be missing while a later one
+//! is visible: the rows after it wait until it comes or is known never to
+//! come (`log_gaps`). Nothing depends on NOTIFY's delivery, and a row is
+//! never published twice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 use super::connect::Database;
 use super::health::Health;
 use super::history::{changes_after, LoggedChange};
 use super::instances::Membership;
-use super::schema::{error_text, NOTIFY_CHANNEL};
+use super::log_gaps::LogCursor;
+use super::schema::{error_text, NOTIFY_CHANNEL, PRUNED_ID, WRITERS_LOCK};
 use crate::{ChangeFeed, Committed, StoreError, StoreObserver};
 
 /// Rows read from the log at a time.
@@ -32,12 +34,16 @@ const READ_CHUNK: usize = 4_096;
 /// The follower reads the log at least this often without a NOTIFY.
 const POLL: Duration = Duration::from_millis(500);
 
+/// While rows wait behind a missing id, the follower reads this often.
+const GAP_POLL: Duration = Duration::from_millis(5);
+
 pub(super) struct LogFollower {
     pub(super) me: String,
     feed: Arc<ChangeFeed>,
     observer: OnceLock<Arc<dyn StoreObserver>>,
-    /// The last log id published on this instance's feed.
-    published: Mutex<i64>,
+    cursor: Mutex<LogCursor>,
+    /// Rows wait behind a missing id (the follower reads often).
+    waiting: AtomicBool,
 }
 
 impl LogFollower {
@@ -46,7 +52,8 @@ impl LogFollower {
             me,
             feed,
             observer: OnceLock::new(),
-            published: Mutex::new(last_id),
+            cursor: Mutex::new(LogCursor::new(last_id)),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -63,12 +70,24 @@ impl LogFollower {
         self.observer.get()
     }
 
+    fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    pub(super) fn position(&self) -> crate::postgres::ChangeLogPosition {
+        crate::postgres::ChangeLogPosition {
+            published: self.cursor.lock().last(),
+            waiting: self.waiting(),
+        }
+    }
+
     /// After this instance's commit wrote log rows `first..` (`own`, in
-    /// order, at log time `logged_at`): publish what other instances
-    /// committed before them (read on `client`), then them. Returns the
-    /// feed seq of the last of `own`; None when the follower already
-    /// published them, or when the rows before them could not be read
-    /// (the follower then publishes everything, in order).
+    /// order, at log time `logged_at`): publish what committed before them
+    /// (read on `client`), then them. Returns the feed seq of the last of
+    /// `own`; None when the follower already published them, when an id
+    /// before them is still missing (another instance's commit is running:
+    /// the follower publishes all, in order, once it is there), or when the
+    /// rows before them could not be read.
     pub(super) fn publish_own(
         &self,
         client: &mut Client,
@@ -76,65 +95,87 @@ impl LogFollower {
         logged_at: u32,
         own: Vec<Arc<Committed>>,
     ) -> Option<u64> {
-        let mut published = self.published.lock();
-        while *published < first - 1 {
-            match changes_after(client, *published, first - 1, READ_CHUNK, &self.me) {
-                Ok(rows) if !rows.is_empty() => self.publish_rows(&mut published, rows),
-                Ok(_) => {
-                    // Pruned before it was read: see `publish_rows`.
-                    *published = first - 1;
-                }
+        let own_last = first - 1 + own.len() as i64;
+        let mut cursor = self.cursor.lock();
+        loop {
+            if cursor.last() >= own_last {
+                return None;
+            }
+            if cursor.last() >= first - 1 {
+                let skip = usize::try_from(cursor.last() - (first - 1)).unwrap_or(0);
+                let ids: Vec<i64> = (cursor.last() + 1..=own_last).collect();
+                cursor.handle_read(&ids, Instant::now());
+                return Some(self.feed.publish_bindings(logged_at, &own[skip..]));
+            }
+            let rows = match changes_after(client, cursor.last(), first - 1, READ_CHUNK, &self.me) {
+                Ok(rows) => rows,
                 Err(e) => {
                     tracing::debug!(error = %e, "writer could not read the log before its rows");
                     return None;
                 }
+            };
+            let more = rows.len() == READ_CHUNK;
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            if !more {
+                // This connection sees its own commit's rows.
+                ids.extend(first..=own_last);
+            }
+            let take = cursor.handle_read(&ids, Instant::now());
+            let mut rows = rows;
+            rows.truncate(take.publish.min(rows.len()));
+            self.publish_rows(rows);
+            if take.publish < ids.len() {
+                // A missing id before this commit's rows.
+                self.waiting.store(true, Ordering::Release);
+                return None;
+            }
+            if !more {
+                return Some(self.feed.publish_bindings(logged_at, &own));
             }
         }
-        let skip = usize::try_from(*published - (first - 1)).unwrap_or(usize::MAX);
-        if skip >= own.len() {
-            return None;
-        }
-        let last = first - 1 + own.len() as i64;
-        let seq = self.feed.publish_bindings(logged_at, &own[skip..]);
-        *published = last;
-        Some(seq)
     }
 
-    /// Publish every row after the last one published (the follower
-    /// thread). Returns how many.
+    /// Publish every row after the position that follows it without a gap
+    /// (the follower thread); a gap old enough is checked and, once final,
+    /// skipped. Returns how many rows.
     fn catch_up(&self, client: &mut Client) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let mut published = self.published.lock();
-            let rows = changes_after(client, *published, i64::MAX, READ_CHUNK, &self.me)?;
+            let mut cursor = self.cursor.lock();
+            let mut rows = changes_after(client, cursor.last(), i64::MAX, READ_CHUNK, &self.me)?;
             let n = rows.len();
-            if n > 0 {
-                self.publish_rows(&mut published, rows);
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let take = cursor.handle_read(&ids, Instant::now());
+            rows.truncate(take.publish);
+            total += take.publish;
+            self.publish_rows(rows);
+            if take.publish < n {
+                if take.check_running && cursor.handle_running(&running_writers(client)?) {
+                    // Final: read again (its commit may have ended with its
+                    // rows since the read), and skip what is still missing.
+                    let next = changes_after(client, cursor.last(), i64::MAX, 1, &self.me)?;
+                    if let Some(next) = next.first().filter(|r| r.id > cursor.last() + 1) {
+                        let from = cursor.last() + 1;
+                        let skipped = cursor.skip_gap(next.id);
+                        report_skipped(client, from, skipped);
+                    }
+                    continue;
+                }
+                self.waiting.store(true, Ordering::Release);
+                return Ok(total);
             }
-            total += n;
+            self.waiting.store(cursor.waiting(), Ordering::Release);
             if n < READ_CHUNK {
                 return Ok(total);
             }
         }
     }
 
-    /// Rows in id order, the first after `published`: other instances'
-    /// changes go to the observer (the engine's copy), then all are
-    /// published as one group at the newest log time.
-    fn publish_rows(&self, published: &mut i64, rows: Vec<LoggedChange>) {
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-            return;
-        };
-        if first.id != *published + 1 {
-            // Log ids have no gaps: these were pruned before this instance
-            // read them (it was stopped, or cut off from the database for
-            // longer than the history keeps).
-            tracing::warn!(
-                missed = first.id - *published - 1,
-                "change log pruned before this instance read it; watchers resuming over that span get DataMissing"
-            );
-        }
-        let (last_id, time) = (last.id, last.logged_at);
+    /// Rows in id order, following the position: other instances' changes
+    /// go to the observer (the engine's copy), then all are published as
+    /// one group at the newest log time. Returns the feed seq of the last.
+    fn publish_rows(&self, rows: Vec<LoggedChange>) -> Option<u64> {
+        let time = rows.last()?.logged_at;
         if let Some(observer) = self.observer.get() {
             let remote: Vec<_> = rows
                 .iter()
@@ -149,9 +190,50 @@ impl LogFollower {
             .into_iter()
             .map(|r| Arc::new(Committed::new(r.binding)))
             .collect();
-        self.feed.publish_bindings(time, &committed);
-        *published = last_id;
+        Some(self.feed.publish_bindings(time, &committed))
     }
+}
+
+/// Ids skipped for good: pruned before this instance read them (it was
+/// stopped, or cut off from the database for longer than the history
+/// keeps), or taken by commits that failed.
+fn report_skipped(client: &mut Client, from: i64, skipped: i64) {
+    let pruned: i64 = client
+        .query_opt("SELECT value FROM meta WHERE key = $1", &[&PRUNED_ID])
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get(0).ok())
+        .unwrap_or(0);
+    if from <= pruned {
+        tracing::warn!(
+            missed = skipped,
+            "change log pruned before this instance read it; watchers resuming over that span get DataMissing"
+        );
+    } else {
+        tracing::debug!(
+            from,
+            skipped,
+            "change-log ids of commits that failed: never written"
+        );
+    }
+}
+
+/// The commits running now, of every instance (their virtual transaction
+/// ids): the holders of the writers' lock.
+pub(super) fn running_writers(client: &mut impl GenericClient) -> Result<Vec<String>, StoreError> {
+    // A bigint advisory key shows as its high half in classid, its low
+    // half in objid, objsubid 1.
+    let sql = format!(
+        "SELECT coalesce(array_agg(virtualtransaction), '{{}}') FROM pg_locks \
+         WHERE locktype = 'advisory' AND classid = {hi} AND objid = {lo} \
+         AND objsubid = 1 AND granted",
+        hi = WRITERS_LOCK >> 32,
+        lo = WRITERS_LOCK & 0xffff_ffff
+    );
+    client
+        .query_one(&sql, &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| StoreError::Postgres(error_text(&e)))
 }
 
 /// The follower thread: reads the log when woken, heart-beats this
@@ -213,7 +295,7 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
             continue;
         };
         let beat = membership.beat(client, log.observer().map(|o| &**o));
-        let read_due = woken || last_read.elapsed() >= POLL;
+        let read_due = woken || log.waiting() || last_read.elapsed() >= POLL;
         let read = if read_due {
             last_read = Instant::now();
             log.catch_up(client).map(|_| ())
@@ -247,7 +329,11 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
                 continue;
             }
         }
-        let timeout = POLL.saturating_sub(last_read.elapsed());
+        let timeout = if log.waiting() {
+            GAP_POLL
+        } else {
+            POLL.saturating_sub(last_read.elapsed())
+        };
         woken = wait_for_notify(client, stop, timeout, &log.me);
     }
     if let Some(c) = conn.as_mut() {

@@ -5,7 +5,9 @@
 use postgres::{Client, GenericClient};
 
 use super::codec::{decode, ip_key_to_ip, COLUMNS};
-use super::schema::{error_text, HISTORY_SINCE, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK};
+use super::schema::{
+    error_text, HISTORY_SINCE, LOG_IDS, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK, WRITERS_LOCK,
+};
 use crate::{Binding, ChangeFeed, HistoryLimits, StoreError};
 
 /// Prune the log every this many committed changes.
@@ -13,46 +15,74 @@ const PRUNE_EVERY: usize = 4_096;
 
 /// The feed at start: every address whose latest logged change is within
 /// the history's reach, recorded at that change's log time (the feed's
-/// clock, shared by every instance), and the last log id, from which this
-/// instance follows the log.
+/// clock, shared by every instance), and the log id from which this
+/// instance follows the log: the last id taken, once every commit that
+/// held one has ended ([`settle`]).
 pub(super) fn rebuild(
     client: &mut Client,
     limits: HistoryLimits,
     now: u32,
-) -> Result<(ChangeFeed, i64), postgres::Error> {
+) -> Result<(ChangeFeed, i64), StoreError> {
+    let last_id = settle(client)?;
+    let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
     let mut meta = |key: &str| -> Result<i64, postgres::Error> {
         client
             .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
             .and_then(|r| r.map_or(Ok(0), |r| r.try_get(0)))
     };
-    let since = seconds(meta(HISTORY_SINCE)?);
+    let since = seconds(meta(HISTORY_SINCE).map_err(pg)?);
     // Changes at the last pruned second may be gone in part: that second
     // is no longer answered in full.
-    let pruned = seconds(meta(PRUNED_LOGGED_AT)?).saturating_add(1);
-    let pruned_id = meta(PRUNED_ID)?;
+    let pruned = seconds(meta(PRUNED_LOGGED_AT).map_err(pg)?).saturating_add(1);
     let horizon = since
         .max(pruned)
         .max(now.saturating_sub(limits.max_age))
         .min(now);
-    let rows = client.query(
-        "SELECT ip, max(logged_at) FROM lease_changes WHERE logged_at >= $1 GROUP BY ip",
-        &[&i64::from(horizon)],
-    )?;
+    let rows = client
+        .query(
+            "SELECT ip, max(logged_at) FROM lease_changes WHERE logged_at >= $1 GROUP BY ip",
+            &[&i64::from(horizon)],
+        )
+        .map_err(pg)?;
     let mut changes = Vec::with_capacity(rows.len());
     for row in rows {
-        let (key, logged_at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (key, logged_at): (i64, i64) =
+            (row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
         // A row whose key is not an address is reported by the readers.
         if let Some(ip) = ip_key_to_ip(key) {
             changes.push((seconds(logged_at), ip));
         }
     }
-    let last_id: i64 = client
-        .query_one("SELECT coalesce(max(id), 0) FROM lease_changes", &[])?
-        .try_get(0)?;
     let feed = ChangeFeed::new(limits, horizon);
     feed.seed(changes);
     feed.now(now);
-    Ok((feed, last_id.max(pruned_id)))
+    Ok((feed, last_id))
+}
+
+/// The last log id taken, once every commit that may hold one up to it
+/// has ended: from then on, each id up to it is in the log or never will
+/// be, so the rows read after it are exactly what this instance has not
+/// seen (commits run at once and end in any order: `log_gaps`). The
+/// writers' lock taken exclusively waits for every running commit (each
+/// holds it shared to its end) and holds new ones back for that instant.
+fn settle(client: &mut Client) -> Result<i64, StoreError> {
+    let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '30s'; SELECT pg_advisory_xact_lock({WRITERS_LOCK})"
+    ))
+    .map_err(|e| {
+        StoreError::Postgres(format!(
+            "waiting for the running commits: {}",
+            error_text(&e)
+        ))
+    })?;
+    let last: i64 = tx
+        .query_one(&format!("SELECT last_value FROM {LOG_IDS}"), &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(pg)?;
+    tx.commit().map_err(pg)?;
+    Ok(last)
 }
 
 fn seconds(v: i64) -> u32 {
@@ -62,8 +92,8 @@ fn seconds(v: i64) -> u32 {
 /// One row of the change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedChange {
-    /// Increasing in commit order, without gaps (assigned under the log
-    /// lock); pruning removes the oldest.
+    /// Increasing in the order commits took them (under the log lock),
+    /// with a gap where a commit failed; pruning removes the oldest.
     pub id: i64,
     /// The instance whose commit wrote it.
     pub instance_id: String,
@@ -77,8 +107,8 @@ pub struct LoggedChange {
 }
 
 /// Up to `limit` log rows with `after < id <= upto`, ascending by id, as
-/// instance `me` sees them. Commits are serialised by the log lock, so a
-/// row becomes visible only after every row with a smaller id.
+/// instance `me` sees them. Commits run at once: a row can be visible
+/// before one with a smaller id (`log_gaps`).
 pub(super) fn changes_after(
     client: &mut impl GenericClient,
     after: i64,

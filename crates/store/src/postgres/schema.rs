@@ -13,7 +13,11 @@ use crate::StoreError;
 /// version (`changed_id`) of each row it was decided from; renewals update
 /// `bindings` in place (HOT): no index on `changed_at` (nothing read by
 /// it), pages left 20 % free.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+/// 4: commits run concurrently: log ids and log times come from two
+/// sequences, taken under the log lock for an instant only; a commit locks
+/// the rows it overwrites instead of holding the log lock to its end (see
+/// [`commit_function`] and `follow`, which reads a log with gaps).
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -26,10 +30,21 @@ pub(super) const PRUNED_LOGGED_AT: &str = "log_pruned_logged_at";
 /// go by id).
 pub(super) const NOTIFY_CHANNEL: &str = "leaseline_lease_changes";
 
-/// The transaction-level advisory lock every instance's commit takes
-/// before it checks the rows it overwrites and appends to the log: commits
-/// are serialised, so log ids and log times increase in commit order.
+/// The session-level advisory lock a commit holds only while it takes its
+/// log ids and log time from [`LOG_IDS`] and [`LOG_CLOCK`]: ids and times
+/// increase together, in the order commits took them.
 pub(super) const LOG_LOCK: i64 = 7_724_002;
+
+/// The transaction-level advisory lock every commit holds *shared* from
+/// before it takes log ids to its end: a reader of the log that finds an
+/// id missing waits for the holders it saw to end, after which the id is
+/// either visible or never will be (`follow`).
+pub(super) const WRITERS_LOCK: i64 = 7_724_004;
+
+/// Sequences (not transactional: what one commit takes the next sees at
+/// once, committed or not): the last log id taken, and the last log time.
+pub(super) const LOG_IDS: &str = "leaseline_log_ids";
+pub(super) const LOG_CLOCK: &str = "leaseline_log_clock";
 
 /// The transaction-level advisory lock a prune of the change log tries
 /// for: one instance prunes at a time, the others skip their turn (their
@@ -39,7 +54,7 @@ pub(super) const PRUNE_LOCK: i64 = 7_724_003;
 
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
-pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v3";
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v4";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -90,8 +105,26 @@ CREATE TABLE lease_changes (
 CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 {INSTANCES}
+{sequences}
 {commit}",
+        sequences = sequences(),
         commit = commit_function()
+    )
+}
+
+/// The log's id and clock sequences, started after what the log holds (or
+/// held: pruned rows count).
+fn sequences() -> String {
+    format!(
+        "
+CREATE SEQUENCE {LOG_IDS} MINVALUE 0 START WITH 0;
+CREATE SEQUENCE {LOG_CLOCK} MINVALUE 0 START WITH 0;
+SELECT setval('{LOG_IDS}', greatest(
+    coalesce((SELECT max(id) FROM lease_changes), 0),
+    coalesce((SELECT value FROM meta WHERE key = '{PRUNED_ID}'), 0)));
+SELECT setval('{LOG_CLOCK}', greatest(
+    coalesce((SELECT logged_at FROM lease_changes ORDER BY id DESC LIMIT 1), 0),
+    coalesce((SELECT value FROM meta WHERE key = '{PRUNED_LOGGED_AT}'), 0)));"
     )
 }
 
@@ -136,21 +169,44 @@ fn upgrade_2_to_3() -> String {
         "
 DROP INDEX IF EXISTS bindings_changed_at;
 ALTER TABLE bindings SET (fillfactor = {BINDINGS_FILLFACTOR});
-ALTER TABLE bindings ADD COLUMN {CHANGED_ID};
+ALTER TABLE bindings ADD COLUMN {CHANGED_ID};"
+    )
+}
+
+/// Version 3 to 4, in place: the sequences, the new function; the old one
+/// goes, so that an instance of the previous build still running fails
+/// its commits instead of writing ids the new way does not expect.
+fn upgrade_3_to_4() -> String {
+    format!(
+        "
+DROP FUNCTION IF EXISTS leaseline_commit_v3;
+{sequences}
 {commit}",
+        sequences = sequences(),
         commit = commit_function()
     )
 }
 
-/// One commit, in one statement and so one transaction of its own: take
-/// the log lock; check that each row the writer decided from is still the
-/// version it read (`check_ip`, `check_version`: -1 for no row), else write
-/// nothing and return the addresses that changed; append every change to
-/// the log with the next ids (`ord` 1, 2, ... after the last id) at the log
-/// time (the newest handling time, never below the last: docs/postgresql.md,
-/// "Time across instances"); upsert each address's last change into
-/// `bindings`; NOTIFY. The statements inside see what committed while the
-/// lock was awaited (a VOLATILE function takes a snapshot per statement).
+/// One commit, in one statement and so one transaction of its own. Commits
+/// of every instance run at once; what orders them:
+///
+/// 1. an xid first, and [`WRITERS_LOCK`] shared: the log's readers can tell
+///    a missing id that may still come from one that never will (`follow`);
+/// 2. lock the rows the writer decided from (`check_ip`, in address order:
+///    no deadlock between two commits) and check each is still the version
+///    it read (`check_version`: its log id, -1 for no row), else write
+///    nothing and return the addresses that changed. A locked row cannot
+///    change until this commit ends;
+/// 3. under [`LOG_LOCK`], for an instant: the next ids (`ord` 1, 2, ...
+///    after the last taken) and the log time (the newest handling time,
+///    never below the last: docs/postgresql.md, "Time across instances");
+/// 4. append every change to the log, upsert each address's last change
+///    into `bindings`, NOTIFY. An address expected to have no row that
+///    another commit inserted meanwhile is not overwritten: the call fails
+///    with SQLSTATE `LL001` (nothing is written; the writer decides again).
+///
+/// The statements inside see what committed before each began (a VOLATILE
+/// function takes a snapshot per statement).
 fn commit_function() -> String {
     format!(
         "
@@ -170,22 +226,36 @@ DECLARE
     last_id bigint;
     last_at bigint;
     changed bigint[];
+    absent bigint[];
+    n bigint := cardinality(c_ord);
+    addresses bigint;
+    written bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock({LOG_LOCK});
-    SELECT array_agg(k.ip) INTO changed
+    PERFORM pg_current_xact_id();
+    PERFORM pg_advisory_xact_lock_shared({WRITERS_LOCK});
+    PERFORM 1 FROM bindings WHERE ip = ANY(check_ip) ORDER BY ip FOR UPDATE;
+    SELECT array_agg(k.ip) FILTER (WHERE coalesce(b.changed_id, -1) <> k.version),
+           array_agg(k.ip) FILTER (WHERE k.version = -1)
+      INTO changed, absent
       FROM unnest(check_ip, check_version) AS k(ip, version)
-      LEFT JOIN bindings b ON b.ip = k.ip
-     WHERE coalesce(b.changed_id, -1) <> k.version;
+      LEFT JOIN bindings b ON b.ip = k.ip;
     IF changed IS NOT NULL THEN
         RETURN QUERY SELECT 0::bigint, 0::bigint, changed;
         RETURN;
     END IF;
-    SELECT greatest(coalesce((SELECT max(l.id) FROM lease_changes l), 0),
-                    (SELECT m.value FROM meta m WHERE m.key = '{PRUNED_ID}')),
-           greatest(coalesce((SELECT l.logged_at FROM lease_changes l ORDER BY l.id DESC LIMIT 1), 0),
-                    (SELECT m.value FROM meta m WHERE m.key = '{PRUNED_LOGGED_AT}'),
-                    newest)
-      INTO last_id, last_at;
+    PERFORM pg_advisory_lock({LOG_LOCK});
+    BEGIN
+        last_id := nextval('{LOG_IDS}') - 1;
+        IF n > 1 THEN
+            PERFORM setval('{LOG_IDS}', last_id + n);
+        END IF;
+        SELECT greatest(s.last_value, newest) INTO last_at FROM {LOG_CLOCK} s;
+        PERFORM setval('{LOG_CLOCK}', last_at);
+    EXCEPTION WHEN OTHERS OR QUERY_CANCELED THEN
+        PERFORM pg_advisory_unlock({LOG_LOCK});
+        RAISE;
+    END;
+    PERFORM pg_advisory_unlock({LOG_LOCK});
     WITH c AS (
         SELECT * FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
             c_expiry, c_cltt, c_state_since, c_data_source, c_relay_info, c_circuit_id,
@@ -203,17 +273,26 @@ BEGIN
             c.expiry, c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id,
             c.remote_id, c.relay_id, c.vendor_class_id, c.hostname, c.lease_time,
             c.renew_time, c.rebind_time, c.changed_at, me FROM c
+    ), upserted AS (
+        INSERT INTO bindings AS b (ip, state, htype, chaddr, client_id, expiry, cltt,
+            state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
+            vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at,
+            changed_by, changed_id)
+        SELECT DISTINCT ON (c.ip) c.ip, c.state, c.htype, c.chaddr, c.client_id, c.expiry,
+            c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id, c.remote_id,
+            c.relay_id, c.vendor_class_id, c.hostname, c.lease_time, c.renew_time,
+            c.rebind_time, c.changed_at, me, last_id + c.ord
+          FROM c ORDER BY c.ip, c.ord DESC
+        ON CONFLICT (ip) DO UPDATE SET {set}
+            WHERE absent IS NULL OR b.ip <> ALL(absent)
+        RETURNING 1
     )
-    INSERT INTO bindings AS b (ip, state, htype, chaddr, client_id, expiry, cltt,
-        state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
-        vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at,
-        changed_by, changed_id)
-    SELECT DISTINCT ON (c.ip) c.ip, c.state, c.htype, c.chaddr, c.client_id, c.expiry,
-        c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id, c.remote_id,
-        c.relay_id, c.vendor_class_id, c.hostname, c.lease_time, c.renew_time,
-        c.rebind_time, c.changed_at, me, last_id + c.ord
-      FROM c ORDER BY c.ip, c.ord DESC
-    ON CONFLICT (ip) DO UPDATE SET {set};
+    SELECT count(*), (SELECT count(DISTINCT c.ip) FROM c) INTO written, addresses
+      FROM upserted;
+    IF written < addresses THEN
+        RAISE EXCEPTION 'an address this commit expected free was bound meanwhile'
+            USING ERRCODE = '{ROW_TAKEN}';
+    END IF;
     PERFORM pg_notify('{NOTIFY_CHANNEL}', me);
     RETURN QUERY SELECT last_id + 1, last_at, NULL::bigint[];
 END
@@ -222,6 +301,10 @@ $fn$;
         set = crate::columns::set_from_excluded(&["changed_by", "changed_id"])
     )
 }
+
+/// The SQLSTATE of a commit that found a row where it expected none (see
+/// [`commit_function`]): decided again, as a changed row is.
+pub(super) const ROW_TAKEN: &str = "LL001";
 
 /// One line naming the database (never the password) and the cause.
 pub(super) fn open_error(target: &str, reason: impl std::fmt::Display) -> StoreError {
@@ -324,7 +407,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             if version < 2 {
                 tx.batch_execute(&upgrade_1_to_2()).map_err(fail)?;
             }
-            tx.batch_execute(&upgrade_2_to_3()).map_err(fail)?;
+            if version < 3 {
+                tx.batch_execute(&upgrade_2_to_3()).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_3_to_4()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(

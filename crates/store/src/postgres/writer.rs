@@ -6,17 +6,17 @@
 //!    lock), and check each change against them (`leaseline_proto::overwrite`):
 //!    a change decided from a stale copy (another instance got there first)
 //!    is refused, not stored;
-//! 2. one call of the database's commit function (`schema`), which takes
-//!    the log lock (commits of every instance are serialised, so log ids
-//!    and log times increase in commit order), checks that every row read
-//!    in 1 is still at its version, and then appends the changes to the
-//!    log, upserts them and NOTIFYs; its statement is its transaction.
+//! 2. one call of the database's commit function (`schema`), which locks
+//!    the rows read in 1, checks that each is still at its version, takes
+//!    log ids and a log time (under the log lock, for an instant: commits
+//!    of every instance run at once, and PostgreSQL merges their WAL
+//!    flushes), and then appends the changes to the log, upserts them and
+//!    NOTIFYs; its statement is its transaction.
 //!
 //! A row that changed between 1 and 2 (another instance's commit to the
 //! same address, rare: each instance allocates from its own share first)
 //! fails the check, nothing is written, and the batch is decided again from
-//! the new rows. Only the call holds the lock, and no round trip happens
-//! while it is held.
+//! the new rows.
 //!
 //! Then it publishes on the feed (after what other instances committed
 //! before it) and only then resolves the tickets: an ACK never leaves
@@ -27,6 +27,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use leaseline_proto::{overwrite, Overwrite};
+use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
 use super::codec::{commit_call, decode, ip_key, ip_key_to_ip, Batch, COLUMNS};
@@ -34,7 +35,7 @@ use super::connect::Database;
 use super::follow::LogFollower;
 use super::health::Health;
 use super::history::Pruner;
-use super::schema::error_text;
+use super::schema::{error_text, ROW_TAKEN};
 use crate::group_commit::{self, Request};
 use crate::{Binding, Committed, StoreError};
 
@@ -286,10 +287,15 @@ impl Writer {
         // (docs/postgresql.md, "Time across instances").
         let newest = i64::from(batch.iter().map(|r| r.now).max().unwrap_or(0));
         let me = self.log.me.clone();
-        let row = self
-            .client
-            .query_one(&st.write, &rows.params(&newest, &me))
-            .map_err(pg)?;
+        let row = match self.client.query_one(&st.write, &rows.params(&newest, &me)) {
+            Ok(row) => row,
+            // Another commit bound an address this one expected free, or
+            // two commits' row locks crossed: nothing was written.
+            Err(e) if e.code().is_some_and(decided_again) => {
+                return Ok(Attempt::Changed(Vec::new()));
+            }
+            Err(e) => return Err(pg(e)),
+        };
         let changed: Option<Vec<i64>> = row.try_get(2).map_err(pg)?;
         if let Some(keys) = changed {
             let ips = keys.into_iter().filter_map(ip_key_to_ip).collect();
@@ -343,6 +349,13 @@ impl Writer {
             });
         }
     }
+}
+
+/// A commit that failed this way wrote nothing and is decided again.
+fn decided_again(code: &SqlState) -> bool {
+    *code == SqlState::from_code(ROW_TAKEN)
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || *code == SqlState::T_R_SERIALIZATION_FAILURE
 }
 
 fn pg(e: postgres::Error) -> StoreError {
