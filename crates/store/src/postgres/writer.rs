@@ -162,12 +162,8 @@ impl Writer {
 
     fn prepare(&mut self) -> Result<&Statements, postgres::Error> {
         if self.statements.is_none() {
+            // Planned per execution (`Database::connect`).
             let c = &mut self.client;
-            // A statement prepared while `bindings` is empty would keep the
-            // generic plan made then, a full scan, however large the table
-            // grows (7.5 ms a batch at 35,000 rows against 0.16 ms): plan
-            // each execution with its own array instead.
-            c.batch_execute("SET plan_cache_mode = force_custom_plan")?;
             self.statements = Some(Statements {
                 stored: c.prepare(&format!(
                     "SELECT changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
