@@ -25,21 +25,9 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 
-/// A TCP port on 127.0.0.1 that was free a moment ago and that no other
-/// caller in this process has been given.
-pub fn free_tcp_port() -> u16 {
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    let given = given.get_or_insert_with(HashSet::new);
-    for _ in 0..1000 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = l.local_addr().expect("local_addr").port();
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no free TCP port");
-}
+/// A TCP port on 127.0.0.1 no other caller in this process was given.
+#[allow(unused_imports)] // not every test of this module uses it
+pub use leaseline_test_support::free_tcp_port;
 
 /// What goes into the server's config.
 #[derive(Debug, Clone)]

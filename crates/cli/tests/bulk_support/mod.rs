@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -25,11 +25,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 /// Options every test query asks for.
 pub const PRL: &[u8] = &[51, 58, 59, 61, 82, 91, 92, 152, 153, 156, 157];
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
-    l.local_addr().expect("local_addr").port()
-}
+/// A TCP port on 127.0.0.1 no other caller in this process was given.
+#[allow(unused_imports)] // not every test of this module uses it
+pub use leaseline_test_support::free_tcp_port;
 
 /// Ports and addresses of one test's server.
 pub struct Setup {

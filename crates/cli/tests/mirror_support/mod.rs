@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +17,9 @@ use leaseline_test_support::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral TCP port")
-}
+/// A TCP port on 127.0.0.1 no other caller in this process was given.
+#[allow(unused_imports)] // not every test of this module uses it
+pub use leaseline_test_support::free_tcp_port;
 
 /// A server config: DHCP on `dhcp` for relays `relays`, pool 10.0.0.10 -
 /// 10.0.255.250, lease 3600 s (so nothing expires during a test), the bulk

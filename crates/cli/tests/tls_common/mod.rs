@@ -186,13 +186,9 @@ impl TestPki {
 // ---------------------------------------------------------------------------
 // Server
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral TCP port")
-        .port()
-}
+/// A TCP port on 127.0.0.1 no other caller in this process was given.
+#[allow(unused_imports)] // not every test of this module uses it
+pub use leaseline_test_support::free_tcp_port;
 
 /// The leasequery TCP listener's mode.
 pub enum Mode<'a> {
