@@ -1,4 +1,4 @@
-//! systemd integration: readiness (`Type=notify`) and the watchdog, on the
+//! systemd integration: readiness (`Type=notify-reload`) and the watchdog, on the
 //! sd-notify crate (sd_notify(3) in a few hundred dependency-free lines,
 //! rather than our own datagram code). Without `NOTIFY_SOCKET` in the
 //! environment (not started by systemd) every call does nothing.
@@ -13,6 +13,21 @@ pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A reload started (`Type=notify-reload`): systemd waits for READY=1.
+/// MONOTONIC_USEC tells it this RELOADING=1 is newer than its reload
+/// request (sd_notify(3)).
+pub(crate) fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// A reload is over, applied or refused: serving again.
+pub(crate) fn reloaded() {
+    send(&[NotifyState::Ready]);
+}
+
 /// Shutdown started.
 pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
@@ -23,7 +38,7 @@ fn send(state: &[NotifyState]) {
         return;
     }
     if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        tracing::warn!(event = "systemd_notify_failed", error = %e, "cannot notify systemd");
     }
 }
 
@@ -39,7 +54,7 @@ impl Watchdog {
     pub(crate) fn from_env() -> Self {
         let every = sd_notify::watchdog_enabled().map(|period| period / 2);
         if let Some(e) = every {
-            tracing::info!(every = ?e, "systemd watchdog enabled");
+            tracing::info!(event = "systemd_watchdog", every = ?e, "systemd watchdog enabled");
         }
         Watchdog { every, last: None }
     }

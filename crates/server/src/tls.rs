@@ -298,6 +298,12 @@ impl Allowlist {
         &self.entries
     }
 
+    /// Whether a certificate already read (a connected requestor's) is
+    /// still admitted: a live reload checks connected requestors again.
+    pub fn admits(&self, cert: &CertIdentity) -> bool {
+        cert.candidates().any(|c| self.entries.contains(&c))
+    }
+
     /// The first configured entry the certificate satisfies, or the
     /// certificate's identities for the refusal message.
     pub fn check(&self, cert_der: &[u8]) -> Result<PeerIdentity, Box<CertIdentity>> {
