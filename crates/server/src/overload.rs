@@ -118,6 +118,7 @@ impl DhcpLoad {
                 .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
             {
                 info!(
+                    event = "dhcp_overloaded",
                     socket = slot,
                     busy_permille = busy,
                     holds = log.unlogged,
@@ -131,6 +132,7 @@ impl DhcpLoad {
             let lasted = self.log.lock().since.take().map(|t| t.elapsed());
             if lasted.is_some_and(|d| d >= Duration::from_secs(1)) {
                 info!(
+                    event = "dhcp_overload_ended",
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,
@@ -138,6 +140,7 @@ impl DhcpLoad {
                 );
             } else {
                 debug!(
+                    event = "dhcp_overload_ended",
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,

@@ -134,7 +134,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         ),
     };
     let stored = store.load_all()?;
-    info!(store = %described, bindings = stored.len(), "lease store opened");
+    info!(event = "store_opened", store = %described, bindings = stored.len(), "lease store opened");
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
@@ -225,21 +225,21 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
+    info!(event = "ready", endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
     crate::systemd::ready(&format!("serving on {}", endpoints.join(", ")));
 
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { info!(event = "shutting_down", "SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!(event = "shutting_down", "SIGINT: shutting down"); break; }
             _ = hup.recv() => {
-                info!("SIGHUP: reloading the configuration");
+                info!(event = "reload_requested", "SIGHUP: reloading the configuration");
                 // The outcome is logged either way.
                 let _ = crate::reload::reload(&shared, cfg.source.as_deref());
             }
-            _ = report.tick() => info!(stats = %shared.stats.summary(), "counters"),
+            _ = report.tick() => info!(event = "counters", stats = %shared.stats.summary(), "counters"),
         }
     }
     crate::systemd::stopping();
@@ -251,7 +251,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     for t in udp_threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    info!(stats = %shared.stats.summary(), "leaseline stopped");
+    info!(event = "stopped", stats = %shared.stats.summary(), "leaseline stopped");
     Ok(())
 }
 
@@ -296,7 +296,7 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         if let Err(e) = reclaim(&shared, unix_now()).await {
-            error!(error = %e, "could not commit state transitions");
+            error!(event = "reclaim_failed", error = %e, "could not commit state transitions");
         }
         // A pass done (even one the database refused): the engine lives.
         watchdog.alive(std::time::Instant::now());
@@ -320,14 +320,18 @@ pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreErr
     };
     match ticket.await {
         Ok(Ok(_)) => {
-            tracing::debug!(count = n, "state transitions committed");
+            tracing::debug!(
+                event = "state_transitions_committed",
+                count = n,
+                "state transitions committed"
+            );
             Ok(n)
         }
         // Another server changed some of these addresses first (renewed
         // a lease, say): its change stands, and reaches this engine
         // through the shared store's log.
         Ok(Err(StoreError::Refused { ip, reason, stored })) => {
-            tracing::debug!(count = n, %ip, reason, "state transitions refused in part");
+            tracing::debug!(event = "state_transitions_refused", count = n, %ip, reason, "state transitions refused in part");
             shared.engine.lock().follow_stored(&stored);
             Ok(n)
         }

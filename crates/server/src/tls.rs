@@ -555,7 +555,7 @@ fn warn_if_key_readable(path: &Path) {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
+                tracing::warn!(event = "tls_key_readable",
                     key = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
                     "the TLS private key is readable by group or others; chmod 600 it"
@@ -574,10 +574,10 @@ fn warn_if_not_current(path: &Path, leaf: &CertificateDer<'_>) {
     let now = UnixTime::now().as_secs() as i64;
     let validity = cert.validity();
     if validity.not_after.timestamp() < now {
-        tracing::warn!(cert = %path.display(), not_after = %validity.not_after,
+        tracing::warn!(event = "tls_cert_expired", cert = %path.display(), not_after = %validity.not_after,
             "the server certificate has expired: requestors will refuse it");
     } else if validity.not_before.timestamp() > now {
-        tracing::warn!(cert = %path.display(), not_before = %validity.not_before,
+        tracing::warn!(event = "tls_cert_not_yet_valid", cert = %path.display(), not_before = %validity.not_before,
             "the server certificate is not valid yet: requestors will refuse it");
     }
 }

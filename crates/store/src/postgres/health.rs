@@ -23,10 +23,16 @@ impl Health {
         match outage.as_mut() {
             Some(o) => {
                 o.failures += 1;
-                tracing::debug!(who, error, "database still unavailable");
+                tracing::debug!(
+                    event = "database_still_unavailable",
+                    who,
+                    error,
+                    "database still unavailable"
+                );
             }
             None => {
                 tracing::error!(
+                    event = "database_unavailable",
                     who,
                     error,
                     "database unavailable: no DHCPACK leaves until commits succeed again; retrying"
@@ -43,6 +49,7 @@ impl Health {
         let mut outage = self.outage.lock();
         if let Some(o) = outage.take() {
             tracing::info!(
+                event = "database_available",
                 after_ms = o.since.elapsed().as_millis() as u64,
                 failures = o.failures,
                 "database available again"

@@ -68,7 +68,7 @@ impl Membership {
         let index = live.iter().position(|n| *n == self.me).unwrap_or(0);
         let share = (index, live.len().max(1));
         if self.share != Some(share) {
-            tracing::info!(
+            tracing::info!(event = "pool_share",
                 index = share.0,
                 of = share.1,
                 live = %live.join(","),
@@ -93,6 +93,7 @@ impl Membership {
         let skew = local - db_now;
         if skew.abs() > SKEW_WARN && !self.skew_warned {
             tracing::warn!(
+                event = "clock_skew",
                 skew_s = format!("{skew:.1}"),
                 "this host's clock differs from the database's: run NTP on every instance"
             );
@@ -104,7 +105,7 @@ impl Membership {
     pub(super) fn leave(&mut self, client: &mut Client) {
         if let Err(e) = client.execute("DELETE FROM instances WHERE instance_id = $1", &[&self.me])
         {
-            tracing::debug!(error = %e, "could not leave the instances table");
+            tracing::debug!(event = "instance_leave_failed", error = %e, "could not leave the instances table");
         }
     }
 }

@@ -42,7 +42,7 @@ impl Reader {
                 f(&mut self.client, &me)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "store reader cannot reconnect");
+                tracing::warn!(event = "store_reader_reconnect_failed", error = %e, "store reader cannot reconnect");
                 first
             }
         }

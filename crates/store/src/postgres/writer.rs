@@ -133,7 +133,7 @@ impl Writer {
                         !self.broken
                     };
                     if stale {
-                        tracing::debug!(error = %e, "store commit failed on a stale connection");
+                        tracing::debug!(event = "store_commit_stale_connection", error = %e, "store commit failed on a stale connection");
                     } else {
                         self.health.failed("store writer", &e.to_string());
                     }
@@ -150,12 +150,17 @@ impl Writer {
         }
         match self.db.connect() {
             Ok(client) => {
-                tracing::debug!("store writer reconnected to the database");
+                tracing::debug!(
+                    event = "store_writer_reconnected",
+                    "store writer reconnected to the database"
+                );
                 self.client = client;
                 self.statements = None;
                 self.broken = false;
             }
-            Err(e) => tracing::debug!(error = %e, "store writer cannot reconnect"),
+            Err(e) => {
+                tracing::debug!(event = "store_writer_reconnect_failed", error = %e, "store writer cannot reconnect")
+            }
         }
     }
 
@@ -206,6 +211,7 @@ impl Writer {
                 Attempt::Committed(done) => return Ok(done),
                 Attempt::Changed(ips) => {
                     tracing::debug!(
+                        event = "store_commit_redecided",
                         addresses = ips.len(),
                         "store: rows changed before the commit; deciding again"
                     );
