@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 /// Every socket is bound and the store open: systemd may start what comes
-/// after (`After=leaseline.service`).
+/// after (`After=leaseline.service`; contrib/leaseline.service).
 pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
