@@ -191,3 +191,64 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+server_id = "127.0.0.1"
+[dhcp]
+listen = "127.0.0.1:1067"
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["10.0.0.10-10.0.255.250"]
+relay_addresses = ["127.0.0.1"]
+[leasequery]
+allow = ["127.0.0.0/8"]
+[leasequery.bulk]
+enabled = true
+listen = "127.0.0.1:6767"
+max_connections = 10
+[leasequery.active]
+enabled = true
+insecure = true
+"#;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "t").expect("parses")
+    }
+
+    #[test]
+    fn the_listener_s_allow_list_and_limits_change_live() {
+        let old = config(BASE);
+        let new = config(
+            &BASE
+                .replace("127.0.0.0/8", "127.0.0.1/32")
+                .replace("max_connections = 10", "max_connections = 3"),
+        );
+        assert!(restart_only_changes(&old, &new).is_empty());
+        assert!(same_listener_shape(&old, &new));
+    }
+
+    #[test]
+    fn the_listen_address_alone_needs_a_restart() {
+        let old = config(BASE);
+        let new = config(&BASE.replace("6767", "6768"));
+        assert_eq!(restart_only_changes(&old, &new), ["leasequery.bulk.listen"]);
+        assert!(same_listener_shape(&old, &new), "the rest still applies");
+    }
+
+    #[test]
+    fn turning_active_leasequery_off_needs_a_restart() {
+        let old = config(BASE);
+        let new = config(BASE.split("[leasequery.active]").next().unwrap());
+        // Bulk alone stays plain TCP: plaintext does not change.
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            ["leasequery.active.enabled"]
+        );
+        assert!(!same_listener_shape(&old, &new));
+    }
+}
