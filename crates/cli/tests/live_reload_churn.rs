@@ -114,9 +114,14 @@ impl Requestor {
                         s.updates += 1;
                         s.view.insert(r.ip, Seen::from_record(&r));
                     }
-                    Ok((_, ActiveEvent::Status { code, text, .. }))
-                        if code == StatusCode::QueryTerminated =>
-                    {
+                    Ok((
+                        _,
+                        ActiveEvent::Status {
+                            code: StatusCode::QueryTerminated,
+                            text,
+                            ..
+                        },
+                    )) => {
                         s.ended = Some(Ended::QueryTerminated(text));
                     }
                     Ok(_) => {}
