@@ -162,11 +162,11 @@ fn history(
 ) -> History {
     match feed.changed_since(since, now) {
         None => {
-            info!(event = "active_data_missing", peer = %peer, since, horizon = feed.horizon(), "active query: catch-up outside the history (DataMissing)");
+            info!(peer = %peer, since, horizon = feed.horizon(), event = "active_data_missing", "active query: catch-up outside the history (DataMissing)");
             History::Missing
         }
         Some(ips) => {
-            debug!(event = "active_catch_up", peer = %peer, since, count = ips.len(), "active query: catching up");
+            debug!(peer = %peer, since, count = ips.len(), event = "active_catch_up", "active query: catching up");
             sub.extend(&ips, now);
             History::CatchUp(ips)
         }
@@ -187,19 +187,19 @@ fn ended(
         ActiveEnd::Revoked => End::Revoked,
         ActiveEnd::SendTimeout => {
             let backlog = sub.backlog();
-            warn!(event = "active_send_timeout", peer = %peer, timeout = ?ctx.session.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
+            warn!(peer = %peer, timeout = ?ctx.session.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, event = "active_send_timeout", "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
             End::SendTimeout
         }
         ActiveEnd::FellBehind { since } => {
-            warn!(event = "active_fell_behind", peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
+            warn!(peer = %peer, since, horizon = feed.horizon(), event = "active_fell_behind", "active requestor fell behind the history: QueryTerminated");
             End::FellBehind
         }
         ActiveEnd::DataTimeout => {
-            warn!(event = "active_data_timeout", peer = %peer, "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
+            warn!(peer = %peer, event = "active_data_timeout", "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
             End::Refused("data timeout")
         }
         ActiveEnd::Refused(reason) => {
-            warn!(event = "active_query_refused", peer = %peer, reason, "active connection: refused, closing");
+            warn!(peer = %peer, reason, event = "active_query_refused", "active connection: refused, closing");
             End::Refused(reason)
         }
     }
@@ -239,7 +239,7 @@ impl Batch {
             Ok(read) => read.into_iter(),
             Err(error) => {
                 // Those entries are skipped; the live ones still go out.
-                warn!(event = "active_store_read_failed", %error, "active query: cannot read bindings; skipped");
+                warn!(%error, event = "active_store_read_failed", "active query: cannot read bindings; skipped");
                 Vec::new().into_iter()
             }
         };

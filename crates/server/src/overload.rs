@@ -118,10 +118,10 @@ impl DhcpLoad {
                 .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
             {
                 info!(
-                    event = "dhcp_overloaded",
                     socket = slot,
                     busy_permille = busy,
                     holds = log.unlogged,
+                    event = "dhcp_overloaded",
                     "DHCP overloaded: active leasequery updates held"
                 );
                 log.last_logged = Some(now);
@@ -132,18 +132,18 @@ impl DhcpLoad {
             let lasted = self.log.lock().since.take().map(|t| t.elapsed());
             if lasted.is_some_and(|d| d >= Duration::from_secs(1)) {
                 info!(
-                    event = "dhcp_overload_ended",
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,
+                    event = "dhcp_overload_ended",
                     "DHCP no longer overloaded: active leasequery updates resume"
                 );
             } else {
                 debug!(
-                    event = "dhcp_overload_ended",
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,
+                    event = "dhcp_overload_ended",
                     "DHCP no longer overloaded: active leasequery updates resume"
                 );
             }

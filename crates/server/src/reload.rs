@@ -42,13 +42,13 @@ pub(crate) fn reload(shared: &Shared, path: Option<&Path>) -> Result<Reloaded, S
             tracing::info!(event = "config_reloaded", "configuration reloaded")
         }
         Ok(r) => tracing::warn!(
-            event = "config_reloaded",
             restart = %r.need_restart.join(", "),
+            event = "config_reloaded",
             "configuration reloaded; these changes take effect at the next restart"
         ),
         Err(e) => tracing::error!(
-            event = "config_reload_failed",
             error = %e,
+            event = "config_reload_failed",
             "configuration not reloaded; the running one stays"
         ),
     }

@@ -134,7 +134,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         ),
     };
     let stored = store.load_all()?;
-    info!(event = "store_opened", store = %described, bindings = stored.len(), "lease store opened");
+    info!(store = %described, bindings = stored.len(), event = "store_opened", "lease store opened");
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
@@ -225,7 +225,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    info!(event = "ready", endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
+    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, event = "ready", "leaseline ready");
     crate::systemd::ready(&format!("serving on {}", endpoints.join(", ")));
 
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -239,7 +239,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
                 // The outcome is logged either way.
                 let _ = crate::reload::reload(&shared, cfg.source.as_deref());
             }
-            _ = report.tick() => info!(event = "counters", stats = %shared.stats.summary(), "counters"),
+            _ = report.tick() => info!(stats = %shared.stats.summary(), event = "counters", "counters"),
         }
     }
     crate::systemd::stopping();
@@ -251,7 +251,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     for t in udp_threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    info!(event = "stopped", stats = %shared.stats.summary(), "leaseline stopped");
+    info!(stats = %shared.stats.summary(), event = "stopped", "leaseline stopped");
     Ok(())
 }
 
@@ -296,7 +296,7 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         if let Err(e) = reclaim(&shared, unix_now()).await {
-            error!(event = "reclaim_failed", error = %e, "could not commit state transitions");
+            error!(error = %e, event = "reclaim_failed", "could not commit state transitions");
         }
         // A pass done (even one the database refused): the engine lives.
         watchdog.alive(std::time::Instant::now());
@@ -321,8 +321,8 @@ pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreErr
     match ticket.await {
         Ok(Ok(_)) => {
             tracing::debug!(
-                event = "state_transitions_committed",
                 count = n,
+                event = "state_transitions_committed",
                 "state transitions committed"
             );
             Ok(n)
@@ -331,7 +331,7 @@ pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreErr
         // a lease, say): its change stands, and reaches this engine
         // through the shared store's log.
         Ok(Err(StoreError::Refused { ip, reason, stored })) => {
-            tracing::debug!(event = "state_transitions_refused", count = n, %ip, reason, "state transitions refused in part");
+            tracing::debug!(count = n, %ip, reason, event = "state_transitions_refused", "state transitions refused in part");
             shared.engine.lock().follow_stored(&stored);
             Ok(n)
         }

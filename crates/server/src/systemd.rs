@@ -38,7 +38,7 @@ fn send(state: &[NotifyState]) {
         return;
     }
     if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(event = "systemd_notify_failed", error = %e, "cannot notify systemd");
+        tracing::warn!(error = %e, event = "systemd_notify_failed", "cannot notify systemd");
     }
 }
 
@@ -54,7 +54,7 @@ impl Watchdog {
     pub(crate) fn from_env() -> Self {
         let every = sd_notify::watchdog_enabled().map(|period| period / 2);
         if let Some(e) = every {
-            tracing::info!(event = "systemd_watchdog", every = ?e, "systemd watchdog enabled");
+            tracing::info!(every = ?e, event = "systemd_watchdog", "systemd watchdog enabled");
         }
         Watchdog { every, last: None }
     }

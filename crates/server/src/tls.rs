@@ -555,9 +555,10 @@ fn warn_if_key_readable(path: &Path) {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(event = "tls_key_readable",
+                tracing::warn!(
                     key = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    event = "tls_key_readable",
                     "the TLS private key is readable by group or others; chmod 600 it"
                 );
             }
@@ -574,10 +575,12 @@ fn warn_if_not_current(path: &Path, leaf: &CertificateDer<'_>) {
     let now = UnixTime::now().as_secs() as i64;
     let validity = cert.validity();
     if validity.not_after.timestamp() < now {
-        tracing::warn!(event = "tls_cert_expired", cert = %path.display(), not_after = %validity.not_after,
+        tracing::warn!(cert = %path.display(), not_after = %validity.not_after,
+        event = "tls_cert_expired",
             "the server certificate has expired: requestors will refuse it");
     } else if validity.not_before.timestamp() > now {
-        tracing::warn!(event = "tls_cert_not_yet_valid", cert = %path.display(), not_before = %validity.not_before,
+        tracing::warn!(cert = %path.display(), not_before = %validity.not_before,
+        event = "tls_cert_not_yet_valid",
             "the server certificate is not valid yet: requestors will refuse it");
     }
 }

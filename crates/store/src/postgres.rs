@@ -284,7 +284,7 @@ impl LeaseStore for PostgresStore {
         ) {
             Ok(f) => *self.follower.lock() = Some(f),
             Err(e) => {
-                tracing::error!(event = "follower_start_failed", error = %e, "cannot start the change-log follower")
+                tracing::error!(error = %e, event = "follower_start_failed", "cannot start the change-log follower")
             }
         }
     }

@@ -63,7 +63,7 @@ pub async fn handle(
     // connections is summarised past a few a second (see udp::log_refusal).
     if let Some(reason) = reason {
         if crate::udp::log_refusal(peer.ip(), "leasequery connection closed") {
-            warn!(event = "leasequery_connection_closed", peer = %peer, reason = %reason, "leasequery connection closed");
+            warn!(peer = %peer, reason = %reason, event = "leasequery_connection_closed", "leasequery connection closed");
         }
     }
 }
@@ -72,7 +72,7 @@ pub async fn handle(
 fn ended(peer: SocketAddr, outcome: Outcome) -> Option<String> {
     match outcome {
         Outcome::Closed(BulkEnd::RequestorClosed) => {
-            debug!(event = "leasequery_connection_ended", peer = %peer, "requestor closed the connection");
+            debug!(peer = %peer, event = "leasequery_connection_ended", "requestor closed the connection");
             None
         }
         // Logged (throttled) when the place was refused.
@@ -116,7 +116,7 @@ async fn secure(
             "requestor {who} no longer allowed (configuration reloaded during the handshake)"
         ));
     }
-    info!(event = "tls_requestor_authenticated", peer = %peer, requestor = %who, "TLS requestor authenticated");
+    info!(peer = %peer, requestor = %who, event = "tls_requestor_authenticated", "TLS requestor authenticated");
     let (rd, wr) = tokio::io::split(tls);
     let mut io = Framed::new(rd, wr);
     let conn = BulkConnection::after_tls(Arc::clone(&ctx.conn), now().mono);
@@ -172,14 +172,14 @@ where
                         conn.handle_claim(granted, now());
                     }
                     BulkEvent::Started { xid, primary } => {
-                        debug!(event = "bulk_query_started", peer = %peer, xid, primary, "bulk query");
+                        debug!(peer = %peer, xid, primary, event = "bulk_query_started", "bulk query");
                     }
                     BulkEvent::Refused {
                         xid,
                         status,
                         reason,
                     } => {
-                        warn!(event = "bulk_query_refused", peer = %peer, xid, status = status.name(), reason, "bulk query refused");
+                        warn!(peer = %peer, xid, status = status.name(), reason, event = "bulk_query_refused", "bulk query refused");
                     }
                     BulkEvent::Read { xid, read: what } => {
                         let store = Arc::clone(&ctx.store);
@@ -195,7 +195,7 @@ where
                         failed,
                     } => {
                         if !failed {
-                            info!(event = "bulk_query_done", peer = %peer, xid, bindings, "bulk query done");
+                            info!(peer = %peer, xid, bindings, event = "bulk_query_done", "bulk query done");
                         }
                     }
                     BulkEvent::StartTls => return Outcome::StartTls,
@@ -259,17 +259,17 @@ where
     let Some(active) = &ctx.active else {
         return Some("active leasequery disabled".into());
     };
-    info!(event = "active_query_started", peer = %peer, since = ?q.start, "active query started");
+    info!(peer = %peer, since = ?q.start, event = "active_query_started", "active query started");
     let (rd, wr) = io.into_parts();
     let revoked = revocation.revoked();
     let end = crate::active::run(active, q, peer, rd, decoder, wr, stop, revoked).await;
     match end {
         crate::active::End::RequestorClosed | crate::active::End::Shutdown => {
-            info!(event = "active_query_ended", peer = %peer, end = ?end, "active query ended");
+            info!(peer = %peer, end = ?end, event = "active_query_ended", "active query ended");
             None
         }
         crate::active::End::Revoked => {
-            info!(event = "active_query_ended", peer = %peer, end = ?end, "active query ended: requestor no longer allowed (QueryTerminated)");
+            info!(peer = %peer, end = ?end, event = "active_query_ended", "active query ended: requestor no longer allowed (QueryTerminated)");
             None
         }
         other => Some(format!("active query ended: {other:?}")),

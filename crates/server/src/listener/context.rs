@@ -119,13 +119,13 @@ impl ListenerContext {
             // RFC 7724 §5.3: smaller values SHOULD NOT be used; accepted for tests, with a warning.
             if a.idle_timeout < Duration::from_secs(60) || a.send_timeout < Duration::from_secs(120)
             {
-                warn!(event = "active_timeouts_below_rfc", idle = ?a.idle_timeout, send = ?a.send_timeout, "active leasequery timeouts below the RFC 7724 defaults (60 s idle, 120 s send)");
+                warn!(idle = ?a.idle_timeout, send = ?a.send_timeout, event = "active_timeouts_below_rfc", "active leasequery timeouts below the RFC 7724 defaults (60 s idle, 120 s send)");
             }
             ActiveContext::new(Arc::clone(store), a, server_id, b.data_timeout)
                 .yielding_to(Arc::clone(load))
         });
         if b.data_timeout < Duration::from_secs(300) {
-            warn!(event = "bulk_timeout_below_rfc", timeout = ?b.data_timeout, "BULK_LQ_DATA_TIMEOUT below the RFC 6926 default of 300 s");
+            warn!(timeout = ?b.data_timeout, event = "bulk_timeout_below_rfc", "BULK_LQ_DATA_TIMEOUT below the RFC 6926 default of 300 s");
         }
         let tls = match &cfg.leasequery.tls {
             Some(f) => {

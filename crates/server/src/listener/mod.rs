@@ -29,7 +29,7 @@ pub use slots::{Kind, Limits, Refusal, Slot, Slots};
 /// Logs a connection refused for a limit (throttled per requestor).
 fn log_limit_refusal(ctx: &ListenerContext, peer: SocketAddr, r: Refusal) {
     if crate::udp::log_refusal(peer.ip(), r.reason()) {
-        warn!(event = "leasequery_connection_refused", peer = %peer, limit = r.limit(&ctx.slots.limits()), reason = r.reason(), "leasequery connection refused");
+        warn!(peer = %peer, limit = r.limit(&ctx.slots.limits()), reason = r.reason(), event = "leasequery_connection_refused", "leasequery connection refused");
     }
 }
 
@@ -48,7 +48,7 @@ pub async fn serve(
                 let (stream, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        warn!(event = "accept_failed", error = %e, "accept failed");
+                        warn!(error = %e, event = "accept_failed", "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -56,7 +56,7 @@ pub async fn serve(
                 let ctx = Arc::clone(&live.borrow());
                 if !ctx.allow.allows(peer.ip()) {
                     if crate::udp::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
-                        warn!(event = "leasequery_connection_refused", peer = %peer, reason = "requestor not in leasequery.allow", "leasequery connection refused");
+                        warn!(peer = %peer, reason = "requestor not in leasequery.allow", event = "leasequery_connection_refused", "leasequery connection refused");
                     }
                     continue; // dropping the stream closes it at once
                 }

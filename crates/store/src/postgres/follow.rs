@@ -85,7 +85,7 @@ impl LogFollower {
                     *published = first - 1;
                 }
                 Err(e) => {
-                    tracing::debug!(event = "writer_log_read_failed", error = %e, "writer could not read the log before its rows");
+                    tracing::debug!(error = %e, event = "writer_log_read_failed", "writer could not read the log before its rows");
                     return None;
                 }
             }
@@ -129,8 +129,9 @@ impl LogFollower {
             // Log ids have no gaps: these were pruned before this instance
             // read them (it was stopped, or cut off from the database for
             // longer than the history keeps).
-            tracing::warn!(event = "change_log_pruned_unread",
+            tracing::warn!(
                 missed = first.id - *published - 1,
+                event = "change_log_pruned_unread",
                 "change log pruned before this instance read it; watchers resuming over that span get DataMissing"
             );
         }
@@ -241,7 +242,7 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
                     health.failed("change-log follower", &e);
                     pause(stop, Duration::from_secs(1));
                 } else {
-                    tracing::debug!(event = "follower_reconnects", error = %e, "change-log follower reconnects");
+                    tracing::debug!(error = %e, event = "follower_reconnects", "change-log follower reconnects");
                 }
                 conn = None;
                 continue;

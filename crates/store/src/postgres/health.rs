@@ -24,17 +24,17 @@ impl Health {
             Some(o) => {
                 o.failures += 1;
                 tracing::debug!(
-                    event = "database_still_unavailable",
                     who,
                     error,
+                    event = "database_still_unavailable",
                     "database still unavailable"
                 );
             }
             None => {
                 tracing::error!(
-                    event = "database_unavailable",
                     who,
                     error,
+                    event = "database_unavailable",
                     "database unavailable: no DHCPACK leaves until commits succeed again; retrying"
                 );
                 *outage = Some(Outage {
@@ -49,9 +49,9 @@ impl Health {
         let mut outage = self.outage.lock();
         if let Some(o) = outage.take() {
             tracing::info!(
-                event = "database_available",
                 after_ms = o.since.elapsed().as_millis() as u64,
                 failures = o.failures,
+                event = "database_available",
                 "database available again"
             );
         }

@@ -141,7 +141,7 @@ impl Pruner {
         }
         self.since_last = 0;
         if let Err(e) = prune(client, self.limits, unix_now()) {
-            tracing::warn!(event = "history_prune_failed", error = %error_text(&e), "pruning lease_changes failed");
+            tracing::warn!(error = %error_text(&e), event = "history_prune_failed", "pruning lease_changes failed");
         }
     }
 }

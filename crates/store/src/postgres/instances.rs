@@ -68,10 +68,11 @@ impl Membership {
         let index = live.iter().position(|n| *n == self.me).unwrap_or(0);
         let share = (index, live.len().max(1));
         if self.share != Some(share) {
-            tracing::info!(event = "pool_share",
+            tracing::info!(
                 index = share.0,
                 of = share.1,
                 live = %live.join(","),
+                event = "pool_share",
                 "pool share: this instance prefers its part of each pool"
             );
             self.share = Some(share);
@@ -93,8 +94,8 @@ impl Membership {
         let skew = local - db_now;
         if skew.abs() > SKEW_WARN && !self.skew_warned {
             tracing::warn!(
-                event = "clock_skew",
                 skew_s = format!("{skew:.1}"),
+                event = "clock_skew",
                 "this host's clock differs from the database's: run NTP on every instance"
             );
             self.skew_warned = true;
@@ -105,7 +106,7 @@ impl Membership {
     pub(super) fn leave(&mut self, client: &mut Client) {
         if let Err(e) = client.execute("DELETE FROM instances WHERE instance_id = $1", &[&self.me])
         {
-            tracing::debug!(event = "instance_leave_failed", error = %e, "could not leave the instances table");
+            tracing::debug!(error = %e, event = "instance_leave_failed", "could not leave the instances table");
         }
     }
 }

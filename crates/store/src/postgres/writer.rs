@@ -133,7 +133,7 @@ impl Writer {
                         !self.broken
                     };
                     if stale {
-                        tracing::debug!(event = "store_commit_stale_connection", error = %e, "store commit failed on a stale connection");
+                        tracing::debug!(error = %e, event = "store_commit_stale_connection", "store commit failed on a stale connection");
                     } else {
                         self.health.failed("store writer", &e.to_string());
                     }
@@ -159,7 +159,7 @@ impl Writer {
                 self.broken = false;
             }
             Err(e) => {
-                tracing::debug!(event = "store_writer_reconnect_failed", error = %e, "store writer cannot reconnect")
+                tracing::debug!(error = %e, event = "store_writer_reconnect_failed", "store writer cannot reconnect")
             }
         }
     }
@@ -211,8 +211,8 @@ impl Writer {
                 Attempt::Committed(done) => return Ok(done),
                 Attempt::Changed(ips) => {
                     tracing::debug!(
-                        event = "store_commit_redecided",
                         addresses = ips.len(),
+                        event = "store_commit_redecided",
                         "store: rows changed before the commit; deciding again"
                     );
                     changed = ips;
