@@ -1,7 +1,8 @@
 //! systemd integration: readiness and reloads (`Type=notify-reload`) and
 //! the watchdog, on the sd-notify crate (sd_notify(3) in a few hundred
-//! dependency-free lines, rather than our own datagram code). Without `NOTIFY_SOCKET` in the
-//! environment (not started by systemd) every call does nothing.
+//! dependency-free lines, rather than our own datagram code). Without
+//! `NOTIFY_SOCKET` in the environment (not started by systemd) every call
+//! does nothing.
 
 use std::time::{Duration, Instant};
 
