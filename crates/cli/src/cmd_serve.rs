@@ -38,6 +38,6 @@ fn lower_priority(nice: i32) {
     let target = (now + nice).min(19);
     // SAFETY: as above; `tid` is this thread.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target) } != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), nice, "cannot lower the leasequery threads' priority");
+        tracing::warn!(error = %std::io::Error::last_os_error(), nice, event = "leasequery_priority_failed", "cannot lower the leasequery threads' priority");
     }
 }

@@ -105,7 +105,9 @@ fn init_logging(format: LogFormat) {
         .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // One object per line, the event's fields at the top level next
+        // to `timestamp`, `level`, `target` and `message` (docs/operations.md).
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! systemd integration (issue 19): started with `NOTIFY_SOCKET` as
-//! systemd's `Type=notify` starts it, the server says READY=1 once it
-//! answers DHCP, pings the watchdog (`WATCHDOG_USEC`) while it runs, and
-//! says STOPPING=1 at SIGTERM. The test plays systemd's part: a unix
+//! systemd's `Type=notify-reload` starts it, the server says READY=1 once
+//! it answers DHCP, pings the watchdog (`WATCHDOG_USEC`) while it runs,
+//! says RELOADING=1 (with MONOTONIC_USEC) then READY=1 around a reload,
+//! and STOPPING=1 at SIGTERM. The test plays systemd's part: a unix
 //! datagram socket receiving the notifications.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,8 +39,20 @@ fn wait_for(sock: &UnixDatagram, want: &str, timeout: Duration) -> Vec<String> {
     }
 }
 
+/// CLOCK_MONOTONIC in microseconds, as sd_notify's MONOTONIC_USEC.
+fn monotonic_usec() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    assert_eq!(r, 0, "clock_gettime");
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
+}
+
 #[test]
-fn ready_watchdog_and_stopping_reach_systemd() {
+fn ready_watchdog_reload_and_stopping_reach_systemd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
@@ -65,6 +78,22 @@ fn ready_watchdog_and_stopping_reach_systemd() {
     // Two watchdog pings: it keeps pinging while it runs.
     wait_for(&sock, "WATCHDOG=1", Duration::from_secs(10));
     wait_for(&sock, "WATCHDOG=1", Duration::from_secs(10));
+    // Type=notify-reload: SIGHUP, then RELOADING=1 with the time of the
+    // reload (CLOCK_MONOTONIC, as systemd compares it), then READY=1.
+    let before = monotonic_usec();
+    server.signal(libc::SIGHUP);
+    let seen = wait_for(&sock, "RELOADING=1", Duration::from_secs(10));
+    let reloading = seen.last().expect("the RELOADING=1 message");
+    let at: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC with RELOADING=1: {reloading:?}"));
+    assert!(
+        (before..=monotonic_usec()).contains(&at),
+        "MONOTONIC_USEC={at} not between the SIGHUP ({before}) and now"
+    );
+    wait_for(&sock, "READY=1", Duration::from_secs(10));
     server.signal(libc::SIGTERM);
     wait_for(&sock, "STOPPING=1", Duration::from_secs(10));
     assert!(server.terminate().success());

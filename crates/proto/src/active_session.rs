@@ -72,6 +72,9 @@ pub enum ActiveEnd {
     },
     /// QueryTerminated at shutdown (RFC 7724 §7.4).
     Shutdown,
+    /// QueryTerminated: a reload no longer allows the requestor (RFC 7724
+    /// §8.4: the server aborts the query and says so).
+    Revoked,
     /// The requestor sent something that has no place on an active
     /// connection (RFC 7724 §8.1.1, §8.3); a status may precede the close.
     Refused(&'static str),
@@ -310,6 +313,17 @@ impl ActiveSession {
         }
     }
 
+    /// A reload no longer allows this requestor: QueryTerminated at once,
+    /// the last message (RFC 7724 §7.4, §8.4), and nothing pending is sent
+    /// (it is no longer the requestor's to see). Its base-time is capped at
+    /// the first change not sent, as at shutdown.
+    pub fn handle_revoked(&mut self, now: Now, oldest_unsent: Option<u32>) {
+        if self.closed {
+            return;
+        }
+        self.terminate(now.unix, oldest_unsent, ActiveEnd::Revoked);
+    }
+
     /// Move the output built so far into `buf`. After [`ActiveEvent::Close`],
     /// once more for the last bytes.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) {
@@ -424,6 +438,7 @@ impl ActiveSession {
     fn terminate(&mut self, now: u32, oldest_unsent: Option<u32>, end: ActiveEnd) {
         let text = match end {
             ActiveEnd::Shutdown => "server shutting down",
+            ActiveEnd::Revoked => "requestor no longer allowed",
             _ => "too far behind: changes left the history",
         };
         self.status(StatusCode::QueryTerminated, text, cap(now, oldest_unsent));

@@ -278,12 +278,23 @@ impl BulkConnection {
     /// The server is shutting down: every query in flight ends with
     /// QueryTerminated (RFC 6926 §8.5), then the connection closes.
     pub fn handle_shutdown(&mut self, now: Now) {
+        self.terminate(now, "server shutting down", BulkEnd::Shutdown);
+    }
+
+    /// A reload no longer allows this requestor: as at shutdown, every
+    /// query in flight ends with QueryTerminated, then the connection
+    /// closes (RFC 6926 §8.5's way of aborting a query).
+    pub fn handle_revoked(&mut self, now: Now) {
+        self.terminate(now, "requestor no longer allowed", BulkEnd::Revoked);
+    }
+
+    fn terminate(&mut self, now: Now, text: &str, end: BulkEnd) {
         if self.closed {
             return;
         }
         for q in std::mem::take(&mut self.queries) {
             let sid = q.first().then_some(self.cfg.server_id);
-            let status = Some((StatusCode::QueryTerminated, "server shutting down"));
+            let status = Some((StatusCode::QueryTerminated, text));
             frame_into(
                 &mut self.queued,
                 &build_done(q.xid(), status, now.unix, sid),
@@ -294,7 +305,7 @@ impl BulkConnection {
         } else {
             LINGER
         };
-        self.close(BulkEnd::Shutdown, linger);
+        self.close(end, linger);
     }
 
     /// Append output to `buf` (about [`CHUNK`] bytes at most): messages

@@ -44,12 +44,16 @@ pub enum End {
     /// Too far behind: changes it had not read left the history.
     FellBehind,
     Shutdown,
+    /// A reload no longer allows the requestor: QueryTerminated.
+    Revoked,
     Refused(&'static str),
     Io(String),
 }
 
 /// Run one active query until it ends. `decoder` holds any bytes already
-/// read past the query; `stop` flips to true at server shutdown.
+/// read past the query; `stop` flips to true at server shutdown; `revoked`
+/// resolves when a reload no longer allows the requestor.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R, W>(
     ctx: &ActiveContext,
     query: ActiveQuery,
@@ -58,11 +62,14 @@ pub async fn run<R, W>(
     decoder: FrameDecoder,
     writer: W,
     mut stop: watch::Receiver<bool>,
+    revoked: impl std::future::Future<Output = ()>,
 ) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    tokio::pin!(revoked);
+    let mut is_revoked = false;
     let feed = ctx.store.feed();
     // Subscribe before reading the history: a change committed in between
     // is in both, and the pending set de-duplicates it.
@@ -118,6 +125,10 @@ where
         tokio::select! {
             biased;
             _ = stop.changed() => s.handle_shutdown(now(), sub.oldest_pending()),
+            _ = &mut revoked, if !is_revoked => {
+                is_revoked = true;
+                s.handle_revoked(now(), sub.oldest_pending());
+            }
             _ = ctx.load.relieved(), if held && wanted.is_some() => {}
             _ = sub.changed(), if wanted.is_some() && !held => {
                 if ctx.load.overloaded() {
@@ -151,11 +162,11 @@ fn history(
 ) -> History {
     match feed.changed_since(since, now) {
         None => {
-            info!(peer = %peer, since, horizon = feed.horizon(), "active query: catch-up outside the history (DataMissing)");
+            info!(peer = %peer, since, horizon = feed.horizon(), event = "active_data_missing", "active query: catch-up outside the history (DataMissing)");
             History::Missing
         }
         Some(ips) => {
-            debug!(peer = %peer, since, count = ips.len(), "active query: catching up");
+            debug!(peer = %peer, since, count = ips.len(), event = "active_catch_up", "active query: catching up");
             sub.extend(&ips, now);
             History::CatchUp(ips)
         }
@@ -173,21 +184,22 @@ fn ended(
     match end {
         ActiveEnd::RequestorClosed => End::RequestorClosed,
         ActiveEnd::Shutdown => End::Shutdown,
+        ActiveEnd::Revoked => End::Revoked,
         ActiveEnd::SendTimeout => {
             let backlog = sub.backlog();
-            warn!(peer = %peer, timeout = ?ctx.session.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
+            warn!(peer = %peer, timeout = ?ctx.session.send_timeout, pending = backlog.own, unread_log = backlog.unread_log, in_history = backlog.in_history, event = "active_send_timeout", "active requestor not reading: closing (ACTIVE_LQ_SEND_TIMEOUT)");
             End::SendTimeout
         }
         ActiveEnd::FellBehind { since } => {
-            warn!(peer = %peer, since, horizon = feed.horizon(), "active requestor fell behind the history: QueryTerminated");
+            warn!(peer = %peer, since, horizon = feed.horizon(), event = "active_fell_behind", "active requestor fell behind the history: QueryTerminated");
             End::FellBehind
         }
         ActiveEnd::DataTimeout => {
-            warn!(peer = %peer, "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
+            warn!(peer = %peer, event = "active_data_timeout", "partial message from active requestor: closing (BULK_LQ_DATA_TIMEOUT)");
             End::Refused("data timeout")
         }
         ActiveEnd::Refused(reason) => {
-            warn!(peer = %peer, reason, "active connection: refused, closing");
+            warn!(peer = %peer, reason, event = "active_query_refused", "active connection: refused, closing");
             End::Refused(reason)
         }
     }
@@ -227,7 +239,7 @@ impl Batch {
             Ok(read) => read.into_iter(),
             Err(error) => {
                 // Those entries are skipped; the live ones still go out.
-                warn!(%error, "active query: cannot read bindings; skipped");
+                warn!(%error, event = "active_store_read_failed", "active query: cannot read bindings; skipped");
                 Vec::new().into_iter()
             }
         };

@@ -121,6 +121,7 @@ impl DhcpLoad {
                     socket = slot,
                     busy_permille = busy,
                     holds = log.unlogged,
+                    event = "dhcp_overloaded",
                     "DHCP overloaded: active leasequery updates held"
                 );
                 log.last_logged = Some(now);
@@ -134,6 +135,7 @@ impl DhcpLoad {
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,
+                    event = "dhcp_overload_ended",
                     "DHCP no longer overloaded: active leasequery updates resume"
                 );
             } else {
@@ -141,6 +143,7 @@ impl DhcpLoad {
                     socket = slot,
                     busy_permille = busy,
                     ?lasted,
+                    event = "dhcp_overload_ended",
                     "DHCP no longer overloaded: active leasequery updates resume"
                 );
             }

@@ -1,10 +1,15 @@
 //! Live reload (SIGHUP, and the control API's `config-reload`): the file
-//! is read and validated first; on any error the running configuration
-//! stays and the error names the key and line. Then what can change
-//! without a restart changes at once: subnets, pools, options,
-//! reservations, lease times (the DHCP engine, keeping every binding, offer
-//! and timer) and UDP Leasequery (allow list, rate, extra options). Nothing
-//! in flight is dropped: the engine is swapped under its lock between two
+//! is read and validated first (TLS files included); on any error the
+//! running configuration stays and the error names the key and line (or
+//! file). Then what can change without a restart changes at once:
+//! subnets, pools, options, reservations, lease times (the DHCP engine,
+//! keeping every binding, offer and timer), UDP Leasequery (allow list,
+//! rate, extra options) and the leasequery TCP listener's settings (allow
+//! list, limits, timeouts, TLS certificate, key, CA and
+//! allowed_requestors): new connections use them at once, connected
+//! requestors still allowed keep their connection, and those no longer
+//! allowed get QueryTerminated (see `listener::Revocation`). Nothing in
+//! flight is dropped: the engine is swapped under its lock between two
 //! messages. What needs new sockets or another store is named in the
 //! answer and the log, and takes effect at the next restart.
 
@@ -13,6 +18,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::leasequery::UdpLeasequery;
+use crate::listener::ListenerContext;
 use crate::run::Shared;
 
 /// What a reload did.
@@ -24,25 +30,46 @@ pub(crate) struct Reloaded {
 
 /// Reload from `path` (the file the server was started with).
 pub(crate) fn reload(shared: &Shared, path: Option<&Path>) -> Result<Reloaded, String> {
+    // Type=notify-reload: RELOADING=1 now, READY=1 once done, either way.
+    crate::systemd::reloading();
     let result = path
         .ok_or_else(|| "the configuration was not read from a file".to_owned())
         .and_then(|p| Config::load(p).map_err(|e| e.to_string()))
-        .map(|new| apply(shared, new));
+        .and_then(|new| prepare(shared, new))
+        .map(|plan| apply(shared, plan));
     match &result {
-        Ok(r) if r.need_restart.is_empty() => tracing::info!("configuration reloaded"),
+        Ok(r) if r.need_restart.is_empty() => {
+            tracing::info!(event = "config_reloaded", "configuration reloaded")
+        }
         Ok(r) => tracing::warn!(
             restart = %r.need_restart.join(", "),
+            event = "config_reloaded",
             "configuration reloaded; these changes take effect at the next restart"
         ),
-        Err(e) => tracing::error!(error = %e, "configuration not reloaded; the running one stays"),
+        Err(e) => tracing::error!(
+            error = %e,
+            event = "config_reload_failed",
+            "configuration not reloaded; the running one stays"
+        ),
     }
+    crate::systemd::reloaded();
     result
 }
 
-fn apply(shared: &Shared, mut new: Config) -> Reloaded {
-    let mut engine = shared.engine.lock();
-    let old = engine.config();
-    let need_restart = restart_only_changes(old, &new);
+/// A validated reload, ready to apply.
+struct Plan {
+    new: Config,
+    need_restart: Vec<&'static str>,
+    /// The listener's new settings (None: it does not run, or its shape
+    /// changed, which needs a restart).
+    tcp: Option<ListenerContext>,
+}
+
+/// Everything that can fail: the TCP listener's settings read their TLS
+/// files here, before anything is applied.
+fn prepare(shared: &Shared, mut new: Config) -> Result<Plan, String> {
+    let old = shared.engine.lock().config().clone();
+    let need_restart = restart_only_changes(&old, &new);
     // What needs a restart keeps its running value, so that the engine's
     // sockets and store agree with its configuration.
     new.store_backend = old.store_backend.clone();
@@ -51,17 +78,59 @@ fn apply(shared: &Shared, mut new: Config) -> Reloaded {
     new.relay_port = old.relay_port;
     new.client_port = old.client_port;
     new.source = old.source.clone();
-    let interfaces_changed = need_restart.contains(&"subnet.interface");
-    if interfaces_changed {
-        // Sockets per interface are opened at start: keep the running
-        // subnets' interfaces by refusing the DHCP part of this reload.
-        drop(engine);
-        *shared.leasequery.write() = UdpLeasequery::from_config(&new).map(Arc::new);
-        return Reloaded { need_restart };
+    if let (Some(n), Some(o)) = (new.leasequery.bulk.as_mut(), old.leasequery.bulk.as_ref()) {
+        n.listen = o.listen;
     }
+    let tcp = match shared.tcp.get() {
+        Some(running) if same_listener_shape(&old, &new) => {
+            let ctx = ListenerContext::from_config(&new, &shared.store, &shared.load)
+                .map_err(|e| e.to_string())?
+                .map(|c| c.sharing_slots_of(&running.borrow()));
+            ctx
+        }
+        _ => None,
+    };
+    Ok(Plan {
+        new,
+        need_restart,
+        tcp,
+    })
+}
+
+fn apply(shared: &Shared, plan: Plan) -> Reloaded {
+    let Plan {
+        new,
+        need_restart,
+        tcp,
+    } = plan;
     *shared.leasequery.write() = UdpLeasequery::from_config(&new).map(Arc::new);
-    engine.reconfigure(Arc::new(new));
+    if let (Some(ctx), Some(running)) = (tcp, shared.tcp.get()) {
+        ctx.slots.set_limits(ctx.limits);
+        // Every connection checks its requestor against the new settings.
+        running.send_replace(Arc::new(ctx));
+    }
+    // Sockets per interface are opened at start: keep the running subnets'
+    // interfaces by refusing the DHCP part of this reload.
+    if !need_restart.contains(&"subnet.interface") {
+        shared.engine.lock().reconfigure(Arc::new(new));
+    }
     Reloaded { need_restart }
+}
+
+/// Whether the listener takes the same kinds of connection on the same
+/// terms: on/off, active on/off, secure mode on/off, plaintext. A change
+/// there needs a restart (the listen address alone does not stop the
+/// rest from applying).
+fn same_listener_shape(old: &Config, new: &Config) -> bool {
+    let shape = |c: &Config| {
+        (
+            c.leasequery.bulk.is_some(),
+            c.leasequery.active.is_some(),
+            c.leasequery.tls.is_some(),
+            c.leasequery.plaintext,
+        )
+    };
+    shape(old) == shape(new)
 }
 
 /// Keys whose change needs a restart (sockets, the store, the listeners).
@@ -99,16 +168,20 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if interfaces(old) != interfaces(new) {
         keys.push("subnet.interface");
     }
-    let bulk = |c: &Config| c.leasequery.bulk.as_ref().map(|b| b.listen);
-    if bulk(old) != bulk(new)
-        || old.leasequery.active.is_some() != new.leasequery.active.is_some()
-        || old.leasequery.plaintext != new.leasequery.plaintext
-        || format!("{:?}", old.leasequery.tls) != format!("{:?}", new.leasequery.tls)
-        || format!("{:?}", old.leasequery.bulk) != format!("{:?}", new.leasequery.bulk)
-        || format!("{:?}", old.leasequery.active) != format!("{:?}", new.leasequery.active)
-        || old.leasequery.allow != new.leasequery.allow
-    {
-        keys.push("leasequery (TCP listener, allow list, TLS)");
+    let (o, n) = (&old.leasequery, &new.leasequery);
+    if o.bulk.is_some() != n.bulk.is_some() {
+        keys.push("leasequery.bulk.enabled");
+    } else if o.bulk.as_ref().map(|b| b.listen) != n.bulk.as_ref().map(|b| b.listen) {
+        keys.push("leasequery.bulk.listen");
+    }
+    if o.active.is_some() != n.active.is_some() {
+        keys.push("leasequery.active.enabled");
+    }
+    if o.tls.is_some() != n.tls.is_some() {
+        keys.push("leasequery.tls");
+    }
+    if o.plaintext != n.plaintext {
+        keys.push("leasequery.active.insecure");
     }
     if format!("{:?}", old.http) != format!("{:?}", new.http) {
         keys.push("http");
@@ -117,4 +190,65 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         keys.push("server");
     }
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+server_id = "127.0.0.1"
+[dhcp]
+listen = "127.0.0.1:1067"
+[[subnet]]
+prefix = "10.0.0.0/16"
+pools = ["10.0.0.10-10.0.255.250"]
+relay_addresses = ["127.0.0.1"]
+[leasequery]
+allow = ["127.0.0.0/8"]
+[leasequery.bulk]
+enabled = true
+listen = "127.0.0.1:6767"
+max_connections = 10
+[leasequery.active]
+enabled = true
+insecure = true
+"#;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "t").expect("parses")
+    }
+
+    #[test]
+    fn the_listener_s_allow_list_and_limits_change_live() {
+        let old = config(BASE);
+        let new = config(
+            &BASE
+                .replace("127.0.0.0/8", "127.0.0.1/32")
+                .replace("max_connections = 10", "max_connections = 3"),
+        );
+        assert!(restart_only_changes(&old, &new).is_empty());
+        assert!(same_listener_shape(&old, &new));
+    }
+
+    #[test]
+    fn the_listen_address_alone_needs_a_restart() {
+        let old = config(BASE);
+        let new = config(&BASE.replace("6767", "6768"));
+        assert_eq!(restart_only_changes(&old, &new), ["leasequery.bulk.listen"]);
+        assert!(same_listener_shape(&old, &new), "the rest still applies");
+    }
+
+    #[test]
+    fn turning_active_leasequery_off_needs_a_restart() {
+        let old = config(BASE);
+        let new = config(BASE.split("[leasequery.active]").next().unwrap());
+        // Bulk alone stays plain TCP: plaintext does not change.
+        assert_eq!(
+            restart_only_changes(&old, &new),
+            ["leasequery.active.enabled"]
+        );
+        assert!(!same_listener_shape(&old, &new));
+    }
 }

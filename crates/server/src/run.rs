@@ -12,18 +12,15 @@ use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use crate::access::Allowlist;
-use crate::active::ActiveContext;
 use crate::config::{Config, StoreBackend};
 use crate::dhcp_switch::DhcpSwitch;
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
-use crate::listener::{merge_ranges, BulkContext, ListenerContext};
+use crate::listener::ListenerContext;
 use crate::overload::DhcpLoad;
 use crate::stats::Stats;
-use crate::tls::TlsSettings;
 use crate::udp;
 
 #[derive(Debug, Error)]
@@ -65,6 +62,9 @@ pub struct Shared {
     pub load: Arc<DhcpLoad>,
     /// DHCP service on or off (control API).
     pub dhcp_switch: DhcpSwitch,
+    /// The leasequery TCP listener's settings, when it runs (replaced by a
+    /// live reload; read at each accept).
+    pub tcp: std::sync::OnceLock<watch::Sender<Arc<ListenerContext>>>,
 }
 
 pub fn unix_now() -> u32 {
@@ -134,7 +134,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         ),
     };
     let stored = store.load_all()?;
-    info!(store = %described, bindings = stored.len(), "lease store opened");
+    info!(store = %described, bindings = stored.len(), event = "store_opened", "lease store opened");
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
@@ -146,6 +146,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             usize::from(cfg.listen.is_some()) + interfaces.len(),
         )),
         dhcp_switch: DhcpSwitch::default(),
+        tcp: std::sync::OnceLock::new(),
     });
     // A shared store: other servers' changes reach the engine (and the
     // feed) from here on; the log is followed from where it stood when the
@@ -191,11 +192,11 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         udp_threads.push(t);
     }
     tasks.push(tokio::spawn(reaper(Arc::clone(&shared), stop_rx.clone())));
-    if let Some((listener, ctx, label)) = leasequery_listener(&cfg, &shared)? {
+    if let Some((listener, live, label)) = leasequery_listener(&cfg, &shared)? {
         endpoints.push(label);
         tasks.push(tokio::spawn(crate::listener::serve(
             listener,
-            ctx,
+            live,
             stop_rx.clone(),
         )));
     }
@@ -224,21 +225,21 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, "leaseline ready");
+    info!(endpoints = %endpoints.join(", "), subnets = cfg.subnets.len(), worker_threads = cfg.worker_threads, event = "ready", "leaseline ready");
     crate::systemd::ready(&format!("serving on {}", endpoints.join(", ")));
 
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { info!(event = "shutting_down", "SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!(event = "shutting_down", "SIGINT: shutting down"); break; }
             _ = hup.recv() => {
-                info!("SIGHUP: reloading the configuration");
+                info!(event = "reload_requested", "SIGHUP: reloading the configuration");
                 // The outcome is logged either way.
                 let _ = crate::reload::reload(&shared, cfg.source.as_deref());
             }
-            _ = report.tick() => info!(stats = %shared.stats.summary(), "counters"),
+            _ = report.tick() => info!(stats = %shared.stats.summary(), event = "counters", "counters"),
         }
     }
     crate::systemd::stopping();
@@ -250,92 +251,39 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     for t in udp_threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    info!(stats = %shared.stats.summary(), "leaseline stopped");
+    info!(stats = %shared.stats.summary(), event = "stopped", "leaseline stopped");
     Ok(())
 }
 
-/// The Bulk / Active Leasequery TCP listener, when configured.
+/// The Bulk / Active Leasequery TCP listener, when configured: its
+/// settings go in a watch channel whose sender a live reload uses.
 #[allow(clippy::type_complexity)]
 fn leasequery_listener(
     cfg: &Config,
     shared: &Arc<Shared>,
-) -> Result<Option<(tokio::net::TcpListener, Arc<ListenerContext>, String)>, RunError> {
+) -> Result<
+    Option<(
+        tokio::net::TcpListener,
+        watch::Receiver<Arc<ListenerContext>>,
+        String,
+    )>,
+    RunError,
+> {
+    let Some(ctx) = ListenerContext::from_config(cfg, &shared.store, &shared.load)? else {
+        return Ok(None);
+    };
     let Some(b) = &cfg.leasequery.bulk else {
         return Ok(None);
     };
-    let server_id = cfg
-        .subnets
-        .first()
-        .map(|s| s.server_id)
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    let mut configured = Vec::new();
-    for s in &cfg.subnets {
-        configured.extend(s.pools.iter().copied());
-        configured.extend(
-            s.reservations
-                .iter()
-                .map(|r| (u32::from(r.ip), u32::from(r.ip))),
-        );
-    }
-    let mut denied = b.denied_options.clone();
-    denied.push(leaseline_wire::code::ASSOCIATED_IP); // RFC 6926 §8.3: never in bulk replies
-    let bulk = BulkContext {
-        store: Arc::clone(&shared.store),
-        server_id,
-        denied,
-        configured: merge_ranges(configured),
-    };
-    let active = cfg.leasequery.active.clone().map(|a| {
-        // RFC 7724 §5.3: smaller values SHOULD NOT be used; accepted for tests, with a warning.
-        if a.idle_timeout < Duration::from_secs(60) || a.send_timeout < Duration::from_secs(120) {
-            warn!(idle = ?a.idle_timeout, send = ?a.send_timeout, "active leasequery timeouts below the RFC 7724 defaults (60 s idle, 120 s send)");
-        }
-        ActiveContext::new(Arc::clone(&shared.store), a, server_id, b.data_timeout)
-            .yielding_to(Arc::clone(&shared.load))
-    });
-    if b.data_timeout < Duration::from_secs(300) {
-        warn!(timeout = ?b.data_timeout, "BULK_LQ_DATA_TIMEOUT below the RFC 6926 default of 300 s");
-    }
-    let tls = match &cfg.leasequery.tls {
-        Some(f) => {
-            Some(TlsSettings::load(&f.cert, &f.key, &f.ca, &f.allowed_requestors)?.acceptor()?)
-        }
-        None => None,
-    };
-    let mut modes = vec!["bulk"];
-    if active.is_some() {
-        modes.push("active");
-    }
-    if tls.is_some() {
-        modes.push("tls");
-    }
-    if cfg.leasequery.plaintext {
-        modes.push(if active.is_some() {
-            "insecure"
-        } else {
-            "plain"
-        });
-    }
-    let ctx = ListenerContext::new(
-        Allowlist::new(cfg.leasequery.allow.clone()),
-        b.max_connections,
-        b.data_timeout,
-        b.max_queries_per_connection,
-        b.max_message_size,
-        bulk,
-        active,
-        tls,
-        cfg.leasequery.plaintext,
-    );
+    let label = format!("tcp {} ({})", b.listen, ctx.modes());
     let listener = crate::listener::bind(b.listen).map_err(|source| RunError::Bind {
         what: format!("tcp {}", b.listen),
         source,
     })?;
-    Ok(Some((
-        listener,
-        Arc::new(ctx),
-        format!("tcp {} ({})", b.listen, modes.join("+")),
-    )))
+    let (tx, rx) = watch::channel(Arc::new(ctx));
+    // Set once, here, before any reload can run.
+    let _ = shared.tcp.set(tx);
+    Ok(Some((listener, rx, label)))
 }
 
 /// Drives time-based state transitions once a second and commits them.
@@ -348,7 +296,7 @@ async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         if let Err(e) = reclaim(&shared, unix_now()).await {
-            error!(error = %e, "could not commit state transitions");
+            error!(error = %e, event = "reclaim_failed", "could not commit state transitions");
         }
         // A pass done (even one the database refused): the engine lives.
         watchdog.alive(std::time::Instant::now());
@@ -372,14 +320,18 @@ pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreErr
     };
     match ticket.await {
         Ok(Ok(_)) => {
-            tracing::debug!(count = n, "state transitions committed");
+            tracing::debug!(
+                count = n,
+                event = "state_transitions_committed",
+                "state transitions committed"
+            );
             Ok(n)
         }
         // Another server changed some of these addresses first (renewed
         // a lease, say): its change stands, and reaches this engine
         // through the shared store's log.
         Ok(Err(StoreError::Refused { ip, reason, stored })) => {
-            tracing::debug!(count = n, %ip, reason, "state transitions refused in part");
+            tracing::debug!(count = n, %ip, reason, event = "state_transitions_refused", "state transitions refused in part");
             shared.engine.lock().follow_stored(&stored);
             Ok(n)
         }

@@ -1,16 +1,32 @@
-//! systemd integration: readiness (`Type=notify`) and the watchdog, on the
-//! sd-notify crate (sd_notify(3) in a few hundred dependency-free lines,
-//! rather than our own datagram code). Without `NOTIFY_SOCKET` in the
-//! environment (not started by systemd) every call does nothing.
+//! systemd integration: readiness and reloads (`Type=notify-reload`) and
+//! the watchdog, on the sd-notify crate (sd_notify(3) in a few hundred
+//! dependency-free lines, rather than our own datagram code). Without
+//! `NOTIFY_SOCKET` in the environment (not started by systemd) every call
+//! does nothing.
 
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
 /// Every socket is bound and the store open: systemd may start what comes
-/// after (`After=leaseline.service`).
+/// after (`After=leaseline.service`; contrib/leaseline.service).
 pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// A reload started (`Type=notify-reload`): systemd waits for READY=1.
+/// MONOTONIC_USEC tells it this RELOADING=1 is newer than its reload
+/// request (sd_notify(3)).
+pub(crate) fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// A reload is over, applied or refused: serving again.
+pub(crate) fn reloaded() {
+    send(&[NotifyState::Ready]);
 }
 
 /// Shutdown started.
@@ -23,7 +39,7 @@ fn send(state: &[NotifyState]) {
         return;
     }
     if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        tracing::warn!(error = %e, event = "systemd_notify_failed", "cannot notify systemd");
     }
 }
 
@@ -39,7 +55,7 @@ impl Watchdog {
     pub(crate) fn from_env() -> Self {
         let every = sd_notify::watchdog_enabled().map(|period| period / 2);
         if let Some(e) = every {
-            tracing::info!(every = ?e, "systemd watchdog enabled");
+            tracing::info!(every = ?e, event = "systemd_watchdog", "systemd watchdog enabled");
         }
         Watchdog { every, last: None }
     }

@@ -298,6 +298,12 @@ impl Allowlist {
         &self.entries
     }
 
+    /// Whether a certificate already read (a connected requestor's) is
+    /// still admitted: a live reload checks connected requestors again.
+    pub fn admits(&self, cert: &CertIdentity) -> bool {
+        cert.candidates().any(|c| self.entries.contains(&c))
+    }
+
     /// The first configured entry the certificate satisfies, or the
     /// certificate's identities for the refusal message.
     pub fn check(&self, cert_der: &[u8]) -> Result<PeerIdentity, Box<CertIdentity>> {
@@ -552,6 +558,7 @@ fn warn_if_key_readable(path: &Path) {
                 tracing::warn!(
                     key = %path.display(),
                     mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    event = "tls_key_readable",
                     "the TLS private key is readable by group or others; chmod 600 it"
                 );
             }
@@ -569,9 +576,11 @@ fn warn_if_not_current(path: &Path, leaf: &CertificateDer<'_>) {
     let validity = cert.validity();
     if validity.not_after.timestamp() < now {
         tracing::warn!(cert = %path.display(), not_after = %validity.not_after,
+        event = "tls_cert_expired",
             "the server certificate has expired: requestors will refuse it");
     } else if validity.not_before.timestamp() > now {
         tracing::warn!(cert = %path.display(), not_before = %validity.not_before,
+        event = "tls_cert_not_yet_valid",
             "the server certificate is not valid yet: requestors will refuse it");
     }
 }

@@ -87,7 +87,7 @@ pub fn serve(
             }
             Err(e) => {
                 // ICMP errors surface here on Linux; they are not fatal.
-                debug!(error = %e, "udp receive error");
+                debug!(error = %e, event = "udp_receive_error", "udp receive error");
                 continue;
             }
         };
@@ -244,10 +244,12 @@ fn log_summaries(summaries: Vec<Suppressed>) {
                 peer = %peer,
                 reason = s.reason,
                 suppressed = n,
+                event = "refusals_suppressed",
                 "suppressed {n} similar refusals from {peer} in the last second"
             ),
             None => warn!(
                 suppressed = n,
+                event = "refusals_suppressed",
                 "suppressed {n} similar refusals from further peers in the last second"
             ),
         }
@@ -275,7 +277,7 @@ pub(crate) fn log_refusal(peer: IpAddr, reason: &'static str) -> bool {
 fn refuse(shared: &Shared, peer: SocketAddr, reason: &'static str, detail: &dyn std::fmt::Display) {
     shared.stats.dropped(reason);
     if log_refusal(peer.ip(), reason) {
-        warn!(peer = %peer, reason = %detail, "dropped datagram");
+        warn!(peer = %peer, reason = %detail, event = "dhcp_datagram_dropped", "dropped datagram");
     }
 }
 
@@ -361,7 +363,7 @@ fn handle_datagram(
                     // store): never the DHCPACK (RFC 2131 §4.3.2).
                     Err(StoreError::Refused { ip, reason, stored }) => {
                         shared2.stats.dropped("refused by the shared store");
-                        debug!(peer = %peer, %ip, reason, "commit refused; DHCPNAK instead of DHCPACK");
+                        debug!(peer = %peer, %ip, reason, event = "dhcp_commit_refused", "commit refused; DHCPNAK instead of DHCPACK");
                         // The engine's copy takes what the store holds.
                         shared2.engine.lock().follow_stored(&stored);
                         if let Some(r) = if_refused {
@@ -373,7 +375,7 @@ fn handle_datagram(
                         if let Some(u) = undo {
                             shared2.engine.lock().undo(u);
                         }
-                        debug!(peer = %peer, error = %e, "commit failed; no reply sent");
+                        debug!(peer = %peer, error = %e, event = "dhcp_commit_failed", "commit failed; no reply sent");
                     }
                 }),
             );
@@ -385,12 +387,12 @@ fn handle_datagram(
     match outcome {
         Err(d) if d.quiet => {
             shared.stats.dropped(d.reason);
-            debug!(peer = %peer, reason = d.reason, xid = msg.xid, "no reply");
+            debug!(peer = %peer, reason = d.reason, xid = msg.xid, event = "dhcp_no_reply", "no reply");
         }
         Err(d) => {
             shared.stats.dropped(d.reason);
             if log_refusal(peer.ip(), d.reason) {
-                warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), "dropped datagram");
+                warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), event = "dhcp_datagram_dropped", "dropped datagram");
             }
         }
         Ok(Outcome { reply, .. }) => {
@@ -404,7 +406,7 @@ fn handle_datagram(
 fn send(sock: &UdpSocket, shared: &Shared, msg: &Message, dest: SocketAddrV4) {
     let mut out = Vec::with_capacity(BOOTP_MIN_LEN + 64);
     if let Err(e) = msg.encode(&mut out) {
-        error!(error = %e, "could not encode reply");
+        error!(error = %e, event = "dhcp_reply_encode_failed", "could not encode reply");
         return;
     }
     if out.len() < BOOTP_MIN_LEN {
@@ -417,7 +419,7 @@ fn send(sock: &UdpSocket, shared: &Shared, msg: &Message, dest: SocketAddrV4) {
                 shared.stats.sent(t as u8);
             }
         }
-        Err(e) => debug!(dest = %dest, error = %e, "send failed"),
+        Err(e) => debug!(dest = %dest, error = %e, event = "dhcp_send_failed", "send failed"),
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn submit(
             .name("leaseline-store-gone".into())
             .spawn(move || (req.done)(Err(StoreError::WriterGone)));
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "store writer gone; a submission was dropped unanswered");
+            tracing::error!(error = %e, event = "store_writer_gone", "store writer gone; a submission was dropped unanswered");
         }
     }
 }

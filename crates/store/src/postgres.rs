@@ -296,7 +296,9 @@ impl LeaseStore for PostgresStore {
             Arc::clone(&self.health),
         ) {
             Ok(f) => *self.follower.lock() = Some(f),
-            Err(e) => tracing::error!(error = %e, "cannot start the change-log follower"),
+            Err(e) => {
+                tracing::error!(error = %e, event = "follower_start_failed", "cannot start the change-log follower")
+            }
         }
     }
 }
@@ -313,7 +315,10 @@ impl Drop for PostgresStore {
                 // Dropped by a commit callback on the writer thread: it
                 // exits by itself once this returns (as SQLite's).
             } else if writer.join().is_err() {
-                tracing::error!("store writer thread panicked");
+                tracing::error!(
+                    event = "store_writer_panicked",
+                    "store writer thread panicked"
+                );
             }
         }
     }

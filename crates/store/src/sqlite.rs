@@ -190,7 +190,10 @@ impl Drop for SqliteStore {
                 // that callback is committed; the writer sees the closed
                 // queue and exits when this returns.
             } else if writer.join().is_err() {
-                tracing::error!("store writer thread panicked");
+                tracing::error!(
+                    event = "store_writer_panicked",
+                    "store writer thread panicked"
+                );
             }
         }
         drop(self.checkpointer.take());

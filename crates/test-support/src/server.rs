@@ -44,10 +44,16 @@ pub struct ServerBuilder {
     config: String,
     netns: Option<String>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     ready_timeout: Duration,
 }
 
 impl ServerBuilder {
+    /// Extra arguments after `serve --config FILE`, e.g. `--log-format json`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
     /// Run the server inside this network namespace (`ip netns exec`).
     pub fn netns(mut self, ns: &Netns) -> Self {
         self.netns = Some(ns.name().to_owned());
@@ -77,6 +83,7 @@ impl ServerBuilder {
             config_path,
             netns: self.netns,
             env: self.env,
+            args: self.args,
             ready_timeout: self.ready_timeout,
             dir: Some(dir),
             child: None,
@@ -99,6 +106,7 @@ pub struct ServerProcess {
     config_path: PathBuf,
     netns: Option<String>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     ready_timeout: Duration,
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
@@ -124,6 +132,7 @@ impl ServerProcess {
             config: config_toml.to_owned(),
             netns: None,
             env: Vec::new(),
+            args: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
@@ -142,6 +151,7 @@ impl ServerProcess {
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config_path)
+            .args(&self.args)
             .current_dir(self.state_dir())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

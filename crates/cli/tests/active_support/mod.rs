@@ -637,6 +637,44 @@ pub struct ChurnStats {
     pub failed: u64,
     /// Slowest completed exchange (DISCOVER sent to ACK received).
     pub worst: Duration,
+    /// Each client's last ACK: its hardware address, the address ACKed,
+    /// and whether the client released it since.
+    pub last: HashMap<u32, LastAck>,
+}
+
+/// A client's last ACK in a churn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastAck {
+    pub chaddr: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub released: bool,
+}
+
+/// Runs a churn until told to stop ([`churn_until`]), and says how far it got.
+#[derive(Debug, Default)]
+pub struct ChurnControl {
+    pub stop: std::sync::atomic::AtomicBool,
+    /// ACKs so far.
+    pub acks: std::sync::atomic::AtomicU64,
+}
+
+impl ChurnControl {
+    pub fn acks(&self) -> u64 {
+        self.acks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits (up to `timeout`) until `more` ACKs came after `from`.
+    pub fn wait_acks(&self, from: u64, more: u64, timeout: Duration) -> u64 {
+        leaseline_test_support::wait_until("churn ACKs", timeout, || {
+            let n = self.acks();
+            (n >= from + more).then_some(n)
+        })
+    }
+}
+
+enum Budget<'a> {
+    Changes(u64),
+    Until(&'a ChurnControl),
 }
 
 impl ChurnStats {
@@ -666,6 +704,43 @@ pub fn churn(
     window: usize,
     deadline: Duration,
 ) -> ChurnStats {
+    run_churn(
+        relay,
+        server,
+        clients,
+        window,
+        deadline,
+        Budget::Changes(changes),
+    )
+}
+
+/// [`churn`] until `ctl.stop` is set (then the exchanges in flight
+/// finish); ACKs are counted in `ctl.acks` as they come.
+pub fn churn_until(
+    relay: Ipv4Addr,
+    server: SocketAddr,
+    clients: u32,
+    window: usize,
+    deadline: Duration,
+    ctl: &ChurnControl,
+) -> ChurnStats {
+    run_churn(relay, server, clients, window, deadline, Budget::Until(ctl))
+}
+
+fn run_churn(
+    relay: Ipv4Addr,
+    server: SocketAddr,
+    clients: u32,
+    window: usize,
+    deadline: Duration,
+    budget: Budget,
+) -> ChurnStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Whether to start another exchange, `inflight` being in flight.
+    let more = |st: &ChurnStats, inflight: usize| match &budget {
+        Budget::Changes(n) => st.changes() + (inflight as u64) < *n,
+        Budget::Until(c) => !c.stop.load(Relaxed),
+    };
     let sock = UdpSocket::bind((relay, 67)).unwrap_or_else(|e| panic!("bind {relay}:67: {e}"));
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
@@ -702,13 +777,13 @@ pub fn churn(
         }
         m
     };
-    while st.changes() < changes || !inflight.is_empty() {
+    while more(&st, 0) || !inflight.is_empty() {
         assert!(
             start.elapsed() < deadline,
-            "{changes} changes not done within {deadline:?}: {st:?}"
+            "churn not done within {deadline:?}: {st:?}"
         );
         // Keep the window full (one exchange per client at a time).
-        while st.changes() + (inflight.len() as u64) < changes && inflight.len() < window {
+        while more(&st, inflight.len()) && inflight.len() < window {
             let client = next_client;
             next_client = (next_client + 1) % clients;
             if inflight.values().any(|e| e.0 == client) {
@@ -741,7 +816,21 @@ pub fn churn(
                     }
                     (Some(MessageType::Ack), Some(sid)) => {
                         st.acks += 1;
+                        if let Budget::Until(c) = &budget {
+                            c.acks.fetch_add(1, Relaxed);
+                        }
                         st.worst = st.worst.max(first.elapsed());
+                        let mut chaddr = [0u8; 6];
+                        chaddr.copy_from_slice(&m.chaddr[..6]);
+                        let released = cycles[client as usize] % 2 == 1;
+                        st.last.insert(
+                            client,
+                            LastAck {
+                                chaddr,
+                                ip: m.yiaddr,
+                                released,
+                            },
+                        );
                         let c = &mut cycles[client as usize];
                         *c += 1;
                         if (*c).is_multiple_of(2) {

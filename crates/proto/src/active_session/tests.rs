@@ -396,6 +396,29 @@ fn shutdown_sends_what_is_pending_then_query_terminated_last() {
 }
 
 #[test]
+fn a_revoked_requestor_gets_query_terminated_at_once_and_nothing_pending() {
+    let c = Clock::new();
+    let mut s = session(None, &c);
+    let a = leased(1, 5000);
+    assert_eq!(send(&mut s, &c, &[(&a, 995)], 1000, None).len(), 1);
+    // A batch asked for, with changes pending (from 998), when the reload comes.
+    events(&mut s);
+    s.handle_revoked(c.now(), Some(998));
+    // No drain: what is pending is no longer this requestor's to see.
+    let close = end(&events(&mut s)).expect("closed");
+    assert_eq!((close.end, close.linger), (ActiveEnd::Revoked, LINGER));
+    let ms = written(&mut s, &c);
+    assert_eq!(ms.len(), 1, "QueryTerminated only");
+    assert_eq!(status(&ms[0]), Some(StatusCode::QueryTerminated));
+    // RFC 7724 §7.4: a base-time, never past a change not sent.
+    assert_eq!(base_time(&ms[0]), 998);
+    s.handle_revoked(c.now(), None);
+    s.handle_shutdown(c.now(), None);
+    assert!(written(&mut s, &c).is_empty());
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
 fn the_drain_at_shutdown_is_bounded() {
     let c = Clock::new();
     let mut s = session(None, &c);

@@ -13,6 +13,8 @@ pub enum BulkEnd {
     OverLimit,
     /// The server is shutting down (RFC 6926 §8.5).
     Shutdown,
+    /// A reload no longer allows the requestor.
+    Revoked,
     /// The requestor closed before its first message was complete.
     ClosedBeforeMessage,
     /// No complete first message within BULK_LQ_DATA_TIMEOUT (RFC 6926 §8.1).
@@ -56,6 +58,7 @@ impl fmt::Display for BulkEnd {
             BulkEnd::RequestorClosed => f.write_str("requestor closed the connection"),
             BulkEnd::OverLimit => f.write_str("over the connection limit"),
             BulkEnd::Shutdown => f.write_str("server shutting down"),
+            BulkEnd::Revoked => f.write_str("requestor no longer allowed (configuration reloaded)"),
             BulkEnd::ClosedBeforeMessage => {
                 f.write_str("closed by the requestor before a complete message")
             }

@@ -620,6 +620,30 @@ fn the_bulk_place_is_claimed_once() {
 }
 
 #[test]
+fn a_revoked_requestor_s_queries_end_with_query_terminated() {
+    let mut h = Harness::new(cfg());
+    for n in 0..3000 {
+        h.store.insert(ip(n), leased(n));
+    }
+    h.reader = Reader::Stalled;
+    h.answer_reads = false;
+    h.send_msgs(&[bulk_all(1)]);
+    h.pump();
+    let now = h.now();
+    h.c.handle_revoked(now);
+    h.pump();
+    let close = h.closed().unwrap().clone();
+    assert_eq!(close.end, BulkEnd::Revoked);
+    let now = h.now();
+    h.c.poll_transmit(now, &mut h.unwritten);
+    h.got = std::mem::take(&mut h.unwritten);
+    let msgs = h.messages();
+    let last = msgs.last().expect("a message");
+    assert_eq!(last.message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(status(last), Some(StatusCode::QueryTerminated));
+}
+
+#[test]
 fn shutdown_ends_every_query_in_flight_with_query_terminated() {
     let mut h = Harness::new(cfg());
     for n in 0..3000 {

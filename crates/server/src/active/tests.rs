@@ -143,10 +143,19 @@ fn start(
         start: since,
         prl: PRL.to_vec(),
     };
-    let task =
-        tokio::spawn(
-            async move { run(&ctx, q, PEER, r, FrameDecoder::new(16_384), w, stop_rx).await },
-        );
+    let task = tokio::spawn(async move {
+        run(
+            &ctx,
+            q,
+            PEER,
+            r,
+            FrameDecoder::new(16_384),
+            w,
+            stop_rx,
+            std::future::pending(),
+        )
+        .await
+    });
     (
         Requestor {
             io: client_side,

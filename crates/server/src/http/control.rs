@@ -175,12 +175,12 @@ async fn run(
                 ),
             };
             shared.dhcp_switch.disable(period, unix_now());
-            tracing::warn!(max_period = ?period, "DHCP disabled by the control API");
+            tracing::warn!(max_period = ?period, event = "dhcp_disabled", "DHCP disabled by the control API");
             Answer::ok("DHCP service disabled", json!({}))
         }
         "dhcp-enable" => {
             shared.dhcp_switch.enable();
-            tracing::info!("DHCP enabled by the control API");
+            tracing::info!(event = "dhcp_enabled", "DHCP enabled by the control API");
             Answer::ok("DHCP service enabled", json!({}))
         }
         "leases-reclaim" => {
@@ -344,7 +344,7 @@ async fn lease4_del(ctx: &Arc<HttpContext>, args: &Map<String, Value>) -> Result
     };
     let failed = match ticket.await {
         Ok(Ok(_)) => {
-            tracing::info!(%ip, "lease deleted by the control API");
+            tracing::info!(%ip, event = "lease_deleted", "lease deleted by the control API");
             return Ok(Answer::ok("IPv4 lease deleted.", json!({})));
         }
         Ok(Err(e)) => format!("not committed: {e}"),

@@ -104,7 +104,7 @@ pub async fn serve(
         .with_graceful_shutdown(stopped)
         .await
     {
-        tracing::error!(error = %e, "http endpoint failed");
+        tracing::error!(error = %e, event = "http_failed", "http endpoint failed");
     }
 }
 

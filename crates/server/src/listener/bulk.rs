@@ -33,7 +33,7 @@ pub async fn read(
         }),
     };
     result.map_err(|e| {
-        tracing::error!(error = %e, xid, "bulk query: store read failed");
+        tracing::error!(error = %e, xid, event = "bulk_store_read_failed", "bulk query: store read failed");
         StoreFailed
     })
 }

@@ -2,7 +2,8 @@
 //! store reads in and out of a `leaseline_proto::BulkConnection`, which
 //! holds every rule (RFC 6926 §8, the DHCPTLS opening of RFC 7724 §8.1),
 //! runs the TLS handshake when it asks, and hands an active query to the
-//! Active Leasequery driver.
+//! Active Leasequery driver. A reload that no longer allows the requestor
+//! ends it (see [`Revocation`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::bulk::read;
 use super::framed::{Framed, Io};
-use super::{log_limit_refusal, Kind, ListenerContext, Slot};
+use super::{log_limit_refusal, Kind, ListenerContext, Revocation, Slot};
 use crate::run::unix_now;
 
 /// How a connection's driver stopped.
@@ -31,6 +32,7 @@ enum Outcome {
 
 pub async fn handle(
     ctx: Arc<ListenerContext>,
+    mut revocation: Revocation,
     stream: TcpStream,
     peer: SocketAddr,
     mut slot: Slot,
@@ -40,16 +42,28 @@ pub async fn handle(
     let (rd, wr) = stream.into_split();
     let mut io = Framed::new(rd, wr);
     let conn = BulkConnection::new(Arc::clone(&ctx.conn), now().mono);
-    let reason = match drive(&ctx, &mut io, conn, peer, &mut slot, &mut stop).await {
-        Outcome::StartTls => secure(&ctx, io, peer, &mut slot, &mut stop).await,
-        Outcome::Active(q, decoder) => run_active(&ctx, q, peer, io, decoder, stop).await,
+    let reason = match drive(
+        &ctx,
+        &mut io,
+        conn,
+        peer,
+        &mut slot,
+        &mut stop,
+        &mut revocation,
+    )
+    .await
+    {
+        Outcome::StartTls => secure(&ctx, io, peer, &mut slot, &mut stop, revocation).await,
+        Outcome::Active(q, decoder) => {
+            run_active(&ctx, q, peer, io, decoder, stop, revocation).await
+        }
         other => ended(peer, other),
     };
     // Every close is logged with its reason; a flood of hostile
     // connections is summarised past a few a second (see udp::log_refusal).
     if let Some(reason) = reason {
         if crate::udp::log_refusal(peer.ip(), "leasequery connection closed") {
-            warn!(peer = %peer, reason = %reason, "leasequery connection closed");
+            warn!(peer = %peer, reason = %reason, event = "leasequery_connection_closed", "leasequery connection closed");
         }
     }
 }
@@ -58,7 +72,7 @@ pub async fn handle(
 fn ended(peer: SocketAddr, outcome: Outcome) -> Option<String> {
     match outcome {
         Outcome::Closed(BulkEnd::RequestorClosed) => {
-            debug!(peer = %peer, "requestor closed the connection");
+            debug!(peer = %peer, event = "leasequery_connection_ended", "requestor closed the connection");
             None
         }
         // Logged (throttled) when the place was refused.
@@ -79,8 +93,9 @@ async fn secure(
     peer: SocketAddr,
     slot: &mut Slot,
     stop: &mut watch::Receiver<bool>,
+    mut revocation: Revocation,
 ) -> Option<String> {
-    let Some(acceptor) = &ctx.tls else {
+    let Some(tls) = &ctx.tls else {
         return Some("TLS is not configured".into());
     };
     let (rd, wr) = io.into_parts();
@@ -89,16 +104,26 @@ async fn secure(
         Err(e) => return Some(format!("reunite: {e}")),
     };
     let (tls, who) =
-        match crate::tls::accept_with_timeout(acceptor, tcp, ctx.conn.data_timeout).await {
+        match crate::tls::accept_with_timeout(&tls.acceptor, tcp, ctx.conn.data_timeout).await {
             Ok(x) => x,
             Err(r) => return Some(format!("TLS handshake refused: {r}")),
         };
-    info!(peer = %peer, requestor = %who, "TLS requestor authenticated");
+    revocation.authenticated(who.cert.clone());
+    // The handshake ran with the settings of the accept: a reload since
+    // may have removed this requestor.
+    if !revocation.admitted_now() {
+        return Some(format!(
+            "requestor {who} no longer allowed (configuration reloaded during the handshake)"
+        ));
+    }
+    info!(peer = %peer, requestor = %who, event = "tls_requestor_authenticated", "TLS requestor authenticated");
     let (rd, wr) = tokio::io::split(tls);
     let mut io = Framed::new(rd, wr);
     let conn = BulkConnection::after_tls(Arc::clone(&ctx.conn), now().mono);
-    match drive(ctx, &mut io, conn, peer, slot, stop).await {
-        Outcome::Active(q, decoder) => run_active(ctx, q, peer, io, decoder, stop.clone()).await,
+    match drive(ctx, &mut io, conn, peer, slot, stop, &mut revocation).await {
+        Outcome::Active(q, decoder) => {
+            run_active(ctx, q, peer, io, decoder, stop.clone(), revocation).await
+        }
         other => ended(peer, other),
     }
 }
@@ -118,6 +143,7 @@ async fn drive<R, W>(
     peer: SocketAddr,
     slot: &mut Slot,
     stop: &mut watch::Receiver<bool>,
+    revocation: &mut Revocation,
 ) -> Outcome
 where
     R: AsyncRead + Unpin,
@@ -141,19 +167,19 @@ where
                             if place == Place::Bulk {
                                 log_limit_refusal(ctx, peer, r);
                             }
-                            format!("{}: {}", r.reason(), r.limit(ctx.slots.limits()))
+                            format!("{}: {}", r.reason(), r.limit(&ctx.slots.limits()))
                         });
                         conn.handle_claim(granted, now());
                     }
                     BulkEvent::Started { xid, primary } => {
-                        debug!(peer = %peer, xid, primary, "bulk query");
+                        debug!(peer = %peer, xid, primary, event = "bulk_query_started", "bulk query");
                     }
                     BulkEvent::Refused {
                         xid,
                         status,
                         reason,
                     } => {
-                        warn!(peer = %peer, xid, status = status.name(), reason, "bulk query refused");
+                        warn!(peer = %peer, xid, status = status.name(), reason, event = "bulk_query_refused", "bulk query refused");
                     }
                     BulkEvent::Read { xid, read: what } => {
                         let store = Arc::clone(&ctx.store);
@@ -169,7 +195,7 @@ where
                         failed,
                     } => {
                         if !failed {
-                            info!(peer = %peer, xid, bindings, "bulk query done");
+                            info!(peer = %peer, xid, bindings, event = "bulk_query_done", "bulk query done");
                         }
                     }
                     BulkEvent::StartTls => return Outcome::StartTls,
@@ -204,6 +230,7 @@ where
             }
             _ = sleep_until(deadline), if deadline.is_some() => conn.handle_timeout(now()),
             _ = stop.changed() => conn.handle_shutdown(now()),
+            _ = revocation.revoked() => conn.handle_revoked(now()),
         }
     }
 }
@@ -223,6 +250,7 @@ async fn run_active<R, W>(
     io: Framed<R, W>,
     decoder: FrameDecoder,
     stop: watch::Receiver<bool>,
+    mut revocation: Revocation,
 ) -> Option<String>
 where
     R: AsyncRead + Unpin,
@@ -231,12 +259,17 @@ where
     let Some(active) = &ctx.active else {
         return Some("active leasequery disabled".into());
     };
-    info!(peer = %peer, since = ?q.start, "active query started");
+    info!(peer = %peer, since = ?q.start, event = "active_query_started", "active query started");
     let (rd, wr) = io.into_parts();
-    let end = crate::active::run(active, q, peer, rd, decoder, wr, stop).await;
+    let revoked = revocation.revoked();
+    let end = crate::active::run(active, q, peer, rd, decoder, wr, stop, revoked).await;
     match end {
         crate::active::End::RequestorClosed | crate::active::End::Shutdown => {
-            info!(peer = %peer, end = ?end, "active query ended");
+            info!(peer = %peer, end = ?end, event = "active_query_ended", "active query ended");
+            None
+        }
+        crate::active::End::Revoked => {
+            info!(peer = %peer, end = ?end, event = "active_query_ended", "active query ended: requestor no longer allowed (QueryTerminated)");
             None
         }
         other => Some(format!("active query ended: {other:?}")),

@@ -1,9 +1,13 @@
 //! The leasequery TCP listener (RFC 6926 §6.3, RFC 7724 §8.1): Bulk and
-//! Active Leasequery, plain or TLS, behind an allowlist and limits.
+//! Active Leasequery, plain or TLS, behind an allowlist and limits. Its
+//! settings ([`ListenerContext`]) sit in a watch channel that a live
+//! reload replaces: each accept reads the current ones.
 
 mod bulk;
 mod connection;
+mod context;
 mod framed;
+mod revocation;
 mod slots;
 
 use std::net::SocketAddr;
@@ -16,89 +20,25 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 pub use bulk::BulkContext;
+pub use context::{ListenerContext, SecureMode};
 pub use framed::{Framed, Io};
 pub use leaseline_proto::merge_ranges;
+pub use revocation::{Requestor, Revocation};
 pub use slots::{Kind, Limits, Refusal, Slot, Slots};
-
-use leaseline_proto::BulkConfig;
-use leaseline_store::LeaseStore;
-
-use crate::access::Allowlist;
-use crate::active::ActiveContext;
-
-pub struct ListenerContext {
-    pub allow: Allowlist,
-    /// What each connection's rules need to know.
-    pub conn: Arc<BulkConfig>,
-    pub store: Arc<dyn LeaseStore>,
-    pub active: Option<ActiveContext>,
-    /// Undecided, bulk and active connections, each against its own limit.
-    pub slots: Arc<Slots>,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-impl ListenerContext {
-    /// `max_connections`: BULK_LQ_MAX_CONNS; the active limits come from
-    /// `active`'s config.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        allow: Allowlist,
-        max_connections: usize,
-        data_timeout: Duration,
-        max_queries: usize,
-        max_message: usize,
-        bulk: BulkContext,
-        active: Option<ActiveContext>,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-        plaintext: bool,
-    ) -> Self {
-        let active_limits = active
-            .as_ref()
-            .map(|a| (a.cfg.max_connections, a.cfg.max_connections_per_requestor));
-        let conn = BulkConfig {
-            data_timeout,
-            max_queries,
-            max_message,
-            server_id: bulk.server_id,
-            denied: bulk.denied,
-            configured: bulk.configured,
-            active: active.is_some(),
-            plaintext,
-            tls: tls.is_some(),
-        };
-        ListenerContext {
-            allow,
-            conn: Arc::new(conn),
-            store: bulk.store,
-            active,
-            slots: Slots::new(Limits::new(max_connections, active_limits)),
-            tls,
-        }
-    }
-
-    /// What a connection is at accept: not known until its first query
-    /// when the listener takes active queries too; else bulk.
-    fn kind_at_accept(&self) -> Kind {
-        if self.active.is_some() {
-            Kind::Undecided
-        } else {
-            Kind::Bulk
-        }
-    }
-}
 
 /// Logs a connection refused for a limit (throttled per requestor).
 fn log_limit_refusal(ctx: &ListenerContext, peer: SocketAddr, r: Refusal) {
     if crate::udp::log_refusal(peer.ip(), r.reason()) {
-        warn!(peer = %peer, limit = r.limit(ctx.slots.limits()), reason = r.reason(), "leasequery connection refused");
+        warn!(peer = %peer, limit = r.limit(&ctx.slots.limits()), reason = r.reason(), event = "leasequery_connection_refused", "leasequery connection refused");
     }
 }
 
 /// Accept until `stop`; then wait (briefly) for connections to say goodbye
-/// (active queries send QueryTerminated, RFC 7724 §7.4).
+/// (active queries send QueryTerminated, RFC 7724 §7.4). Each accept uses
+/// the settings `live` holds then.
 pub async fn serve(
     listener: TcpListener,
-    ctx: Arc<ListenerContext>,
+    live: watch::Receiver<Arc<ListenerContext>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -108,14 +48,15 @@ pub async fn serve(
                 let (stream, peer) = match r {
                     Ok(x) => x,
                     Err(e) => {
-                        warn!(error = %e, "accept failed");
+                        warn!(error = %e, event = "accept_failed", "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
+                let ctx = Arc::clone(&live.borrow());
                 if !ctx.allow.allows(peer.ip()) {
                     if crate::udp::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
-                        warn!(peer = %peer, reason = "requestor not in leasequery.allow", "leasequery connection refused");
+                        warn!(peer = %peer, reason = "requestor not in leasequery.allow", event = "leasequery_connection_refused", "leasequery connection refused");
                     }
                     continue; // dropping the stream closes it at once
                 }
@@ -127,8 +68,8 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let (ctx, stop) = (Arc::clone(&ctx), stop.clone());
-                conns.spawn(connection::handle(ctx, stream, peer, slot, stop));
+                let revocation = Revocation::new(live.clone(), peer.ip());
+                conns.spawn(connection::handle(ctx, revocation, stream, peer, slot, stop.clone()));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.changed() => break,

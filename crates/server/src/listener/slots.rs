@@ -13,7 +13,10 @@
 //!   `max_connections_per_requestor` per address.
 //!
 //! [`decide`] is the pure decision; [`Slots`] keeps the counts and hands
-//! out a [`Slot`] that gives its place back when the connection ends.
+//! out a [`Slot`] that gives its place back when the connection ends. A
+//! live reload changes the limits in place ([`Slots::set_limits`]): the
+//! places held stay counted, and a connection over a lowered limit keeps
+//! its place (new ones are refused until the count is below it).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -163,10 +166,14 @@ impl Held {
     }
 }
 
-/// The listener's counts.
+/// The listener's limits and counts.
 pub struct Slots {
+    state: Mutex<Counts>,
+}
+
+struct Counts {
     limits: Limits,
-    held: Mutex<Held>,
+    held: Held,
 }
 
 /// A connection's place; given back on drop.
@@ -179,19 +186,27 @@ pub struct Slot {
 impl Slots {
     pub fn new(limits: Limits) -> Arc<Slots> {
         Arc::new(Slots {
-            limits,
-            held: Mutex::new(Held::default()),
+            state: Mutex::new(Counts {
+                limits,
+                held: Held::default(),
+            }),
         })
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    pub fn limits(&self) -> Limits {
+        self.state.lock().limits
+    }
+
+    /// New limits (a live reload); the places held stay counted.
+    pub fn set_limits(&self, limits: Limits) {
+        self.state.lock().limits = limits;
     }
 
     /// A place for a connection just accepted, held as `kind`.
     pub fn admit(self: &Arc<Self>, who: IpAddr, kind: Kind) -> Result<Slot, Refusal> {
-        let mut h = self.held.lock();
-        decide(&self.limits, &h, who, None, kind)?;
+        let mut st = self.state.lock();
+        let Counts { limits, held: h } = &mut *st;
+        decide(limits, h, who, None, kind)?;
         h.add(who, kind);
         Ok(Slot {
             slots: Arc::clone(self),
@@ -202,7 +217,7 @@ impl Slots {
 
     #[cfg(test)]
     fn held(&self) -> Held {
-        self.held.lock().clone()
+        self.state.lock().held.clone()
     }
 }
 
@@ -213,8 +228,9 @@ impl Slot {
 
     /// Move to `to`'s budget; on a refusal the connection keeps its place.
     pub fn change(&mut self, to: Kind) -> Result<(), Refusal> {
-        let mut h = self.slots.held.lock();
-        decide(&self.slots.limits, &h, self.who, Some(self.kind), to)?;
+        let mut st = self.slots.state.lock();
+        let Counts { limits, held: h } = &mut *st;
+        decide(limits, h, self.who, Some(self.kind), to)?;
         h.remove(self.who, self.kind);
         h.add(self.who, to);
         self.kind = to;
@@ -224,7 +240,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots.held.lock().remove(self.who, self.kind);
+        self.slots.state.lock().held.remove(self.who, self.kind);
     }
 }
 
@@ -334,6 +350,26 @@ mod tests {
         c.change(Kind::Bulk).unwrap();
         drop((a, b, c));
         assert_eq!(s.held(), Held::default());
+    }
+
+    #[test]
+    fn new_limits_apply_to_new_places_and_keep_the_held_ones() {
+        let s = Slots::new(limits());
+        let mut a = s.admit(A, Kind::Undecided).unwrap();
+        let mut b = s.admit(B, Kind::Undecided).unwrap();
+        a.change(Kind::Bulk).unwrap();
+        b.change(Kind::Bulk).unwrap();
+        s.set_limits(Limits::new(1, None));
+        assert_eq!(s.limits().bulk, 1);
+        // Both stay; a third cannot get a bulk place until both are gone.
+        assert_eq!(s.held(), held(0, 2, &[]));
+        let mut c = s.admit(A, Kind::Undecided).unwrap();
+        assert_eq!(c.change(Kind::Bulk), Err(Refusal::Bulk));
+        drop((a, b));
+        c.change(Kind::Bulk).unwrap();
+        s.set_limits(Limits::new(3, None));
+        let mut d = s.admit(B, Kind::Undecided).unwrap();
+        d.change(Kind::Bulk).unwrap();
     }
 
     #[test]

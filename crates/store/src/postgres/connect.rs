@@ -101,7 +101,7 @@ impl Database {
 /// The URL, the process's environment and `~/.pgpass`.
 pub(super) fn parse(url: &str) -> Result<Database, StoreError> {
     let var = |name: &str| std::env::var(name).ok();
-    let warn = |msg: &str| tracing::warn!("{msg}");
+    let warn = |msg: &str| tracing::warn!(event = "postgres_connection_setting", "{msg}");
     let env = Environment {
         var: &var,
         home: home_dir(),

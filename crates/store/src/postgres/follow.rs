@@ -110,7 +110,7 @@ impl LogFollower {
             let rows = match changes_after(client, cursor.last(), first - 1, READ_CHUNK, &self.me) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::debug!(error = %e, "writer could not read the log before its rows");
+                    tracing::debug!(error = %e, event = "writer_log_read_failed", "writer could not read the log before its rows");
                     return None;
                 }
             };
@@ -207,12 +207,14 @@ fn report_skipped(client: &mut Client, from: i64, skipped: i64) {
     if from <= pruned {
         tracing::warn!(
             missed = skipped,
+            event = "change_log_pruned_unread",
             "change log pruned before this instance read it; watchers resuming over that span get DataMissing"
         );
     } else {
         tracing::debug!(
             from,
             skipped,
+            event = "change_log_ids_skipped",
             "change-log ids of commits that failed: never written"
         );
     }
@@ -323,7 +325,7 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
                     health.failed("change-log follower", &e);
                     pause(stop, Duration::from_secs(1));
                 } else {
-                    tracing::debug!(error = %e, "change-log follower reconnects");
+                    tracing::debug!(error = %e, event = "follower_reconnects", "change-log follower reconnects");
                 }
                 conn = None;
                 continue;

@@ -23,12 +23,18 @@ impl Health {
         match outage.as_mut() {
             Some(o) => {
                 o.failures += 1;
-                tracing::debug!(who, error, "database still unavailable");
+                tracing::debug!(
+                    who,
+                    error,
+                    event = "database_still_unavailable",
+                    "database still unavailable"
+                );
             }
             None => {
                 tracing::error!(
                     who,
                     error,
+                    event = "database_unavailable",
                     "database unavailable: no DHCPACK leaves until commits succeed again; retrying"
                 );
                 *outage = Some(Outage {
@@ -45,6 +51,7 @@ impl Health {
             tracing::info!(
                 after_ms = o.since.elapsed().as_millis() as u64,
                 failures = o.failures,
+                event = "database_available",
                 "database available again"
             );
         }

@@ -171,7 +171,7 @@ impl Pruner {
         }
         self.since_last = 0;
         if let Err(e) = prune(client, self.limits, unix_now()) {
-            tracing::warn!(error = %error_text(&e), "pruning lease_changes failed");
+            tracing::warn!(error = %error_text(&e), event = "history_prune_failed", "pruning lease_changes failed");
         }
     }
 }

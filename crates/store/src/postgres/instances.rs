@@ -72,6 +72,7 @@ impl Membership {
                 index = share.0,
                 of = share.1,
                 live = %live.join(","),
+                event = "pool_share",
                 "pool share: this instance prefers its part of each pool"
             );
             self.share = Some(share);
@@ -94,6 +95,7 @@ impl Membership {
         if skew.abs() > SKEW_WARN && !self.skew_warned {
             tracing::warn!(
                 skew_s = format!("{skew:.1}"),
+                event = "clock_skew",
                 "this host's clock differs from the database's: run NTP on every instance"
             );
             self.skew_warned = true;
@@ -104,7 +106,7 @@ impl Membership {
     pub(super) fn leave(&mut self, client: &mut Client) {
         if let Err(e) = client.execute("DELETE FROM instances WHERE instance_id = $1", &[&self.me])
         {
-            tracing::debug!(error = %e, "could not leave the instances table");
+            tracing::debug!(error = %e, event = "instance_leave_failed", "could not leave the instances table");
         }
     }
 }

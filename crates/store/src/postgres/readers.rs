@@ -42,7 +42,7 @@ impl Reader {
                 f(&mut self.client, &me)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "store reader cannot reconnect");
+                tracing::warn!(error = %e, event = "store_reader_reconnect_failed", "store reader cannot reconnect");
                 first
             }
         }

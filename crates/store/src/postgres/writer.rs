@@ -134,7 +134,7 @@ impl Writer {
                         !self.broken
                     };
                     if stale {
-                        tracing::debug!(error = %e, "store commit failed on a stale connection");
+                        tracing::debug!(error = %e, event = "store_commit_stale_connection", "store commit failed on a stale connection");
                     } else {
                         self.health.failed("store writer", &e.to_string());
                     }
@@ -151,12 +151,17 @@ impl Writer {
         }
         match self.db.connect() {
             Ok(client) => {
-                tracing::debug!("store writer reconnected to the database");
+                tracing::debug!(
+                    event = "store_writer_reconnected",
+                    "store writer reconnected to the database"
+                );
                 self.client = client;
                 self.statements = None;
                 self.broken = false;
             }
-            Err(e) => tracing::debug!(error = %e, "store writer cannot reconnect"),
+            Err(e) => {
+                tracing::debug!(error = %e, event = "store_writer_reconnect_failed", "store writer cannot reconnect")
+            }
         }
     }
 
@@ -204,6 +209,7 @@ impl Writer {
                 Attempt::Changed(ips) => {
                     tracing::debug!(
                         addresses = ips.len(),
+                        event = "store_commit_redecided",
                         "store: rows changed before the commit; deciding again"
                     );
                     changed = ips;

@@ -77,7 +77,7 @@ impl Checkpointer {
 fn run(conn: &Connection, stop: &mpsc::Receiver<()>, path: &Path) {
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(EVERY) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(path = %path.display(), error = %e, "WAL checkpoint failed; retrying");
+            tracing::warn!(path = %path.display(), error = %e, event = "wal_checkpoint_failed", "WAL checkpoint failed; retrying");
         }
     }
 }
@@ -87,7 +87,10 @@ impl Drop for Checkpointer {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                tracing::error!("store checkpoint thread panicked");
+                tracing::error!(
+                    event = "store_checkpoint_panicked",
+                    "store checkpoint thread panicked"
+                );
             }
         }
     }

@@ -32,7 +32,7 @@ pub(super) fn run(
                 group_commit::publish_and_resolve(&feed, &mut batch)
             }
             Err(e) => {
-                tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+                tracing::error!(error = %e, requests = batch.len(), event = "store_commit_failed", "store commit failed");
                 group_commit::fail(&mut batch, &StoreError::Sqlite(e));
             }
         }
