@@ -326,7 +326,8 @@ fn leasequery_listener(
         active,
         tls,
         cfg.leasequery.plaintext,
-    );
+    )
+    .counting_in(Arc::clone(&shared.stats.leasequery));
     let listener = crate::listener::bind(b.listen).map_err(|source| RunError::Bind {
         what: format!("tcp {}", b.listen),
         source,

@@ -20,6 +20,20 @@ pub struct HttpSection {
     /// Also export the metric names of kea-exporter (docs/operations.md).
     #[serde(default)]
     pub kea_compat: bool,
+    /// Open connections at most; more are closed at accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: u32,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> u32 {
+    10
 }
 
 /// Validated.
@@ -28,6 +42,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
     pub kea_compat: bool,
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -36,6 +52,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("kea_compat", &self.kea_compat)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
             .finish()
     }
 }
@@ -78,10 +96,18 @@ impl Validator<'_> {
                 ),
             ));
         }
+        if raw.max_connections == 0 {
+            return Err(self.key_err("http.max_connections", "must be at least 1"));
+        }
+        if raw.header_timeout == 0 {
+            return Err(self.key_err("http.header_timeout", "must be at least 1 (seconds)"));
+        }
         Ok(Some(HttpConfig {
             listen: *listen.get_ref(),
             token,
             kea_compat: raw.kea_compat,
+            max_connections: raw.max_connections,
+            header_timeout: std::time::Duration::from_secs(raw.header_timeout.into()),
         }))
     }
 }

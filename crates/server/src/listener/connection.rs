@@ -146,6 +146,7 @@ where
                         conn.handle_claim(granted, now());
                     }
                     BulkEvent::Started { xid, primary } => {
+                        ctx.stats.bulk_query();
                         debug!(peer = %peer, xid, primary, "bulk query");
                     }
                     BulkEvent::Refused {
@@ -168,6 +169,7 @@ where
                         bindings,
                         failed,
                     } => {
+                        ctx.stats.bulk_bindings_sent(bindings);
                         if !failed {
                             info!(peer = %peer, xid, bindings, "bulk query done");
                         }

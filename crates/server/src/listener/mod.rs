@@ -25,6 +25,7 @@ use leaseline_store::LeaseStore;
 
 use crate::access::Allowlist;
 use crate::active::ActiveContext;
+use crate::stats::LeasequeryStats;
 
 pub struct ListenerContext {
     pub allow: Allowlist,
@@ -35,6 +36,8 @@ pub struct ListenerContext {
     /// Undecided, bulk and active connections, each against its own limit.
     pub slots: Arc<Slots>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Bulk queries and bindings sent (metrics).
+    pub stats: Arc<LeasequeryStats>,
 }
 
 impl ListenerContext {
@@ -73,7 +76,17 @@ impl ListenerContext {
             active,
             slots: Slots::new(Limits::new(max_connections, active_limits)),
             tls,
+            stats: Arc::default(),
         }
+    }
+
+    /// Count bulk queries, bindings and active sessions' work in `stats`.
+    pub fn counting_in(mut self, stats: Arc<LeasequeryStats>) -> Self {
+        if let Some(active) = &mut self.active {
+            active.stats = Arc::clone(&stats);
+        }
+        self.stats = stats;
+        self
     }
 
     /// What a connection is at accept: not known until its first query
