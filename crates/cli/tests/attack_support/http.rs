@@ -13,10 +13,24 @@ pub fn exchange(web: SocketAddr, raw: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(web).expect("connect to the http endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    // The server may answer (and close) before taking everything.
-    let _ = s.write_all(raw);
+    // The server may answer (and close) before taking everything: the
+    // answer is read while the request is still being written, so a reset
+    // for the unread rest cannot discard it.
+    let mut w = s.try_clone().expect("clone");
+    let raw = raw.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&raw);
+    });
     let mut got = Vec::new();
-    let _ = s.read_to_end(&mut got);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    writer.join().expect("writer");
     let text = String::from_utf8_lossy(&got).into_owned();
     (status_of(&text), text)
 }
