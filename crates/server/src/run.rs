@@ -207,13 +207,17 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
                 what: format!("http {}", http.listen),
                 source,
             })?;
-        let ctx = Arc::new(crate::http::HttpContext::new(
-            Arc::clone(&shared),
-            http,
-            cfg.source.clone(),
-            now,
-        ));
-        endpoints.push(format!("http {}", http.listen));
+        let tls = http
+            .tls
+            .as_ref()
+            .map(crate::http::tls_acceptor)
+            .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ctx = Arc::new(
+            crate::http::HttpContext::new(Arc::clone(&shared), http, cfg.source.clone(), now)
+                .with_tls(tls),
+        );
+        endpoints.push(format!("{scheme} {}", http.listen));
         tasks.push(tokio::spawn(crate::http::serve(
             listener,
             ctx,

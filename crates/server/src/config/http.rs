@@ -26,6 +26,23 @@ pub struct HttpSection {
     /// Seconds a client has to send a request's head (slowloris).
     #[serde(default = "default_header_timeout")]
     pub header_timeout: u32,
+    /// HTTPS: the server's certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates from this CA bundle (PEM)...
+    pub tls_client_ca: Option<PathBuf>,
+    /// ... that these identities name (`san:`, `sha256:`, `spki-sha256:`).
+    #[serde(default)]
+    pub tls_allowed_clients: Vec<String>,
+}
+
+/// `[http]`'s TLS files, paths resolved.
+#[derive(Debug, Clone)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub allowed_clients: Vec<String>,
 }
 
 fn default_max_connections() -> usize {
@@ -44,6 +61,7 @@ pub struct HttpConfig {
     pub kea_compat: bool,
     pub max_connections: usize,
     pub header_timeout: std::time::Duration,
+    pub tls: Option<HttpTls>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -54,6 +72,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("kea_compat", &self.kea_compat)
             .field("max_connections", &self.max_connections)
             .field("header_timeout", &self.header_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -85,13 +104,42 @@ impl Validator<'_> {
                 "must be at least 16 characters (a random string: openssl rand -hex 32)",
             ));
         }
-        if token.is_none() && !listen.get_ref().ip().is_loopback() {
+        let base = std::path::Path::new(self.path)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => {
+                let client_ca = raw.tls_client_ca.map(rel);
+                if client_ca.is_some() && raw.tls_allowed_clients.is_empty() {
+                    return Err(self.key_err(
+                        "http.tls_allowed_clients",
+                        "client certificates need at least one allowed identity (san:, sha256: or spki-sha256:)",
+                    ));
+                }
+                Some(HttpTls {
+                    cert: rel(cert),
+                    key: rel(key),
+                    client_ca,
+                    allowed_clients: raw.tls_allowed_clients,
+                })
+            }
+            (None, None) if raw.tls_client_ca.is_none() => None,
+            _ => {
+                return Err(self.key_err(
+                    "http.tls_cert",
+                    "HTTPS needs both tls_cert and tls_key (and tls_client_ca only with them)",
+                ))
+            }
+        };
+        let client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if token.is_none() && !client_certs && !listen.get_ref().ip().is_loopback() {
             return Err(self.err(
                 listen.span(),
                 "http.listen",
                 format!(
-                    "{} is not a loopback address: set http.token (or token_file) so that \
-                     the metrics and control API are not open to the network",
+                    "{} is not a loopback address: set http.token (or token_file), or \
+                     tls_client_ca, so that the metrics and control API are not open to the network",
                     listen.get_ref()
                 ),
             ));
@@ -108,6 +156,7 @@ impl Validator<'_> {
             kea_compat: raw.kea_compat,
             max_connections: raw.max_connections,
             header_timeout: std::time::Duration::from_secs(raw.header_timeout.into()),
+            tls,
         }))
     }
 }

@@ -8,6 +8,9 @@ mod connections;
 mod control;
 mod lease_json;
 mod metrics;
+mod tls;
+
+pub use tls::acceptor as tls_acceptor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +41,7 @@ pub struct HttpContext {
     token: Option<String>,
     registry: Registry,
     limits: connections::ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl HttpContext {
@@ -62,7 +66,14 @@ impl HttpContext {
                 max_connections: http.max_connections,
                 header_timeout: http.header_timeout,
             },
+            tls: None,
         }
+    }
+
+    /// Serve HTTPS with `acceptor` (`[http] tls_cert`, see [`tls_acceptor`]).
+    pub fn with_tls(mut self, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
     }
 
     /// A request without the configured bearer token is refused.
@@ -94,13 +105,13 @@ pub async fn serve(
     ctx: Arc<HttpContext>,
     stop: watch::Receiver<bool>,
 ) {
-    let limits = ctx.limits;
+    let (limits, tls) = (ctx.limits, ctx.tls.clone());
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/", post(control_request))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(ctx);
-    connections::serve(listener, app, limits, None, stop).await;
+    connections::serve(listener, app, limits, tls, stop).await;
 }
 
 fn unauthorized() -> Response {
