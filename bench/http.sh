@@ -13,8 +13,11 @@
 # issue's target: a cost under 2 %, ratio >= 0.98), and what the load
 # achieved (a run whose lease4-get rate fell short of LQ_RATE is flagged).
 #
-# MODE=soak: one server, DORA churn (`saturate --rate SOAK_RATE`,
-# releasing RELEASE_PERCENT) and the same HTTP load for DURATION s; every
+# MODE=soak: one server, DORA churn (`saturate --rate SOAK_RATE` from
+# SOAK_CLIENTS clients in turn, releasing RELEASE_PERCENT: the bindings
+# stop growing once every client has one, and the Active Leasequery
+# history at HISTORY_MAX_COUNT changes, so memory must level off after
+# WARMUP) and the same HTTP load for DURATION s; every
 # SAMPLE s the server's RSS and open descriptors. After WARMUP s, the
 # median RSS of the last third of the samples must be within RSS_PCT % of
 # the first third's, and the descriptors within FD_SLACK of the first
@@ -47,6 +50,8 @@ SCRAPE_MS=${SCRAPE_MS:-1000}
 LOAD_NICE=${LOAD_NICE:-19}
 DURATION=${DURATION:-600}
 SOAK_RATE=${SOAK_RATE:-1000}
+SOAK_CLIENTS=${SOAK_CLIENTS:-5000}
+HISTORY_MAX_COUNT=${HISTORY_MAX_COUNT:-20000}
 RELEASE_PERCENT=${RELEASE_PERCENT:-20}
 SAMPLE=${SAMPLE:-5}
 WARMUP=${WARMUP:-10}
@@ -114,6 +119,9 @@ server_id = "127.0.0.1"
 [dhcp]
 listen = "127.0.0.1:$PORT"
 
+[store]
+history_max_count = $HISTORY_MAX_COUNT
+
 [[subnet]]
 prefix = "10.0.0.0/16"
 pools = ["10.0.0.10-10.0.255.250"]
@@ -125,7 +133,8 @@ lease_time = 3600
 listen = "127.0.0.1:$HTTP_PORT"
 token = "$TOKEN"
 CONF
-    in_ns env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$STATE_DIR/leaseline.toml" \
+    # ip and env exec: $! is the server's pid (a shell function would fork).
+    ip netns exec "$NS" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$STATE_DIR/leaseline.toml" \
         2>"$STATE_DIR/server.log" &
     SERVER_PID=$!
     wait_for_line "$STATE_DIR/server.log" "leaseline ready" 30
@@ -133,7 +142,7 @@ CONF
 
 # http_load SECONDS OUT: the operator's load, in the background.
 http_load() {
-    in_ns nice -n "$LOAD_NICE" "$BENCH" http-load --http "127.0.0.1:$HTTP_PORT" --token "$TOKEN" \
+    ip netns exec "$NS" nice -n "$LOAD_NICE" "$BENCH" http-load --http "127.0.0.1:$HTTP_PORT" --token "$TOKEN" \
         --rate "$LQ_RATE" --scrape-ms "$SCRAPE_MS" --seconds "$1" >"$2" 2>&1 &
     LOAD_PID=$!
 }
@@ -182,7 +191,7 @@ fi
 [ "$MODE" = soak ] || { echo "MODE is cost or soak" >&2; exit 2; }
 echo "== soak: $DURATION s of DORA at $SOAK_RATE/s (releasing $RELEASE_PERCENT %) and /metrics every ${SCRAPE_MS} ms + lease4-get at $LQ_RATE/s; RSS and fds every $SAMPLE s"
 start_server
-in_ns "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --window "$WINDOW" --clients "$CLIENTS" --seconds "$DURATION" \
+ip netns exec "$NS" "$BENCH" saturate --dhcp "127.0.0.1:$PORT" --window "$WINDOW" --clients "$SOAK_CLIENTS" --seconds "$DURATION" \
     --rate "$SOAK_RATE" --release-percent "$RELEASE_PERCENT" >"$WORK/soak-dora.txt" 2>&1 &
 DORA_PID=$!
 http_load "$DURATION" "$WORK/soak-load.txt"
