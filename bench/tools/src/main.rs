@@ -16,6 +16,8 @@
 //!   (bench/soak.sh, bench/failover.sh on PostgreSQL).
 //! - `responder`: a stateless OFFER/ACK answerer, the physical limit the
 //!   DORA benchmark measures leaseline and Kea against (bench/dora.sh).
+//! - `http-load`: a `/metrics` scrape every second and `lease4-get` at a
+//!   paced rate on the HTTP endpoint (bench/http.sh).
 //! - `failover`: leases from instance A, kill -9 of A, the time until
 //!   instance B ACKs those clients' rebinding (bench/failover.sh).
 //!
@@ -25,6 +27,7 @@
 mod active_latency;
 mod dora;
 mod failover;
+mod http_load;
 mod mirror_lag;
 mod prefill;
 mod responder;
@@ -180,6 +183,22 @@ enum Cmd {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         release_percent: u32,
     },
+    HttpLoad {
+        /// The HTTP endpoint (`[http] listen`).
+        #[arg(long)]
+        http: SocketAddr,
+        /// The bearer token, if the endpoint wants one.
+        #[arg(long)]
+        token: Option<String>,
+        /// `lease4-get` commands a second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Milliseconds between `/metrics` scrapes.
+        #[arg(long, default_value_t = 1000)]
+        scrape_ms: u64,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
     Responder {
         /// Where DHCP arrives (the address the driver sends to).
         #[arg(long)]
@@ -310,6 +329,19 @@ fn main() -> anyhow::Result<()> {
             first_client,
             events,
         } => mirror_lag::run(dhcp, giaddr, rate, seconds, first_client, &events)?,
+        Cmd::HttpLoad {
+            http,
+            token,
+            rate,
+            scrape_ms,
+            seconds,
+        } => http_load::run(&http_load::Params {
+            http,
+            token,
+            rate,
+            scrape_ms,
+            seconds,
+        })?,
         Cmd::Saturate {
             dhcp,
             giaddr,

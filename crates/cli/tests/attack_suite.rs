@@ -25,6 +25,7 @@ use active_support::{
     active_query, bulk_all_query, classify, connect_small, prl, rss_kib, send_query, ActiveEvent,
     Conn,
 };
+use attack_support::http;
 use attack_support::*;
 use leaseline_requestor::query::{encode_query, QueryKey};
 use leaseline_test_support::{malformed, unix_now, wait_until, XorShift};
@@ -805,4 +806,225 @@ fn malformed_datagrams_are_refused() {
         );
         eprintln!("[{case}] ({i}) refused: {line}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP endpoint (issue 19): metrics and the control API
+
+/// Without the token (none, a wrong one, another scheme) every endpoint
+/// answers 401 and does nothing: `dhcp-disable` sent without it leaves
+/// DHCP served (the recheck's DORA).
+#[test]
+fn http_unauthenticated_requests_are_refused_on_every_endpoint() {
+    let mut fx = Fixture::start(relay(170), &[], None, &[]);
+    let case = "http without the token";
+    let wrong = [
+        "",
+        "Bearer wrong-token-wrong-token-wrong",
+        "Basic YWRtaW46YWRtaW4=",
+    ];
+    for auth in wrong {
+        let auth = (!auth.is_empty()).then_some(auth);
+        let asks = [
+            http::request("GET", "/metrics", auth, ""),
+            http::request("POST", "/", auth, r#"{"command":"dhcp-disable"}"#),
+            http::request(
+                "POST",
+                "/",
+                auth,
+                r#"{"command":"lease4-get-page","arguments":{"from":"start","limit":10}}"#,
+            ),
+            http::request("POST", "/", auth, r#"{"command":"config-get"}"#),
+        ];
+        for ask in asks {
+            let (status, text) = http::exchange(fx.web, &ask);
+            assert_eq!(status, 401, "[{case}] {auth:?}: {text}");
+            assert!(
+                !text.contains("\"result\"") && !text.contains("leaseline_"),
+                "[{case}] nothing but the refusal: {text}"
+            );
+        }
+    }
+    http::assert_serving(fx.web, case);
+    eprintln!("[{case}] 12 requests on /metrics and / refused with 401");
+    fx.recheck(case);
+}
+
+/// Junk, a slowloris, an oversized body and more connections than the
+/// cap: each is answered 400 / 413 or closed, the endpoint keeps serving
+/// others meanwhile and afterwards, memory and descriptors stay bounded.
+#[test]
+fn the_http_endpoint_survives_junk_slow_oversized_and_many_connections() {
+    let mut fx = Fixture::start(relay(171), &[], None, &[]);
+    let pid = fx.server.pid().expect("pid");
+    let rss_before = rss_kib(pid);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let header_timeout = Duration::from_secs(HTTP_HEADER_TIMEOUT_S);
+
+    // Junk: not HTTP at all. A 400 or a close, never a hang.
+    let case = "http junk";
+    let mut rng = XorShift::new(0x4774_9a11);
+    let mut random = vec![0u8; 4096];
+    rng.fill(&mut random);
+    let junk: [(&str, Vec<u8>); 4] = [
+        ("random bytes", random),
+        (
+            "a TLS ClientHello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec(),
+        ),
+        ("a DHCP datagram", malformed::truncated(fx.relay)),
+        (
+            "a header line without a colon, 100 KiB long",
+            [
+                b"GET / HTTP/1.1\r\n".as_slice(),
+                &[b'A'; 100 * 1024],
+                b"\r\n\r\n",
+            ]
+            .concat(),
+        ),
+    ];
+    for (what, bytes) in &junk {
+        let (status, text) = http::exchange(fx.web, bytes);
+        assert!(
+            status == 0 || (400..500).contains(&status),
+            "[{case}] {what}: {text}"
+        );
+        eprintln!(
+            "[{case}] {what}: {}",
+            if status == 0 {
+                "closed".to_string()
+            } else {
+                format!("{status}")
+            }
+        );
+    }
+    http::assert_serving(fx.web, case);
+    fx.recheck(case);
+
+    // Slowloris: 20 clients each dribble a header byte every 200 ms; each
+    // is closed after the header timeout, and a normal scrape is served
+    // while they dribble.
+    let case = "http slowloris";
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut lorises: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(fx.web).expect("connect"))
+        .collect();
+    let dribblers: Vec<_> = lorises
+        .iter()
+        .map(|s| {
+            let mut s = s.try_clone().expect("clone");
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: leaseline\r\nX-Slow: ");
+                while !stop.load(Ordering::Relaxed) && s.write_all(b"a").is_ok() {
+                    // The attack's pace, not a wait for an event.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    http::assert_serving(fx.web, case);
+    let started = Instant::now();
+    for s in &mut lorises {
+        read_until_closed(s, header_timeout + 10 * SECOND, case);
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for d in dribblers {
+        d.join().expect("dribbler");
+    }
+    eprintln!(
+        "[{case}] 20 dribbling clients closed within {took:?} (header timeout {header_timeout:?})"
+    );
+    http::assert_serving(fx.web, case);
+    fx.recheck(case);
+
+    // Oversized bodies: declared (Content-Length) or chunked without end.
+    let case = "http oversized body";
+    let rss_mid = rss_kib(pid);
+    let big = 8 * 1024 * 1024;
+    let mut declared = format!(
+        "POST / HTTP/1.1\r\nHost: leaseline\r\nAuthorization: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {big}\r\n\r\n",
+        http::bearer()
+    )
+    .into_bytes();
+    declared.extend(std::iter::repeat_n(b' ', big));
+    let (status, text) = http::exchange(fx.web, &declared);
+    assert_eq!(status, 413, "[{case}] Content-Length {big}: {text}");
+    let mut chunked = format!(
+        "POST / HTTP/1.1\r\nHost: leaseline\r\nAuthorization: {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        http::bearer()
+    )
+    .into_bytes();
+    for _ in 0..512 {
+        chunked.extend_from_slice(b"4000\r\n");
+        chunked.extend(std::iter::repeat_n(b' ', 0x4000));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let (status, text) = http::exchange(fx.web, &chunked);
+    assert_eq!(status, 413, "[{case}] 8 MiB chunked: {text}");
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after < rss_mid + 4 * 1024,
+        "[{case}] server RSS grew from {rss_mid} KiB to {rss_after} KiB for 16 MiB refused"
+    );
+    eprintln!("[{case}] 8 MiB declared and 8 MiB chunked: 413; RSS {rss_mid} -> {rss_after} KiB");
+    http::assert_serving(fx.web, case);
+    fx.recheck(case);
+
+    // More idle connections than the cap: those beyond it are closed at
+    // once, the rest at the header timeout; descriptors stay within it.
+    let case = "http connection flood";
+    let n = HTTP_MAX_CONNECTIONS + 100;
+    let fds_before = fds();
+    let mut conns: Vec<std::net::TcpStream> = (0..n)
+        .map(|_| std::net::TcpStream::connect(fx.web).expect("connect"))
+        .collect();
+    let mut fds_peak = fds();
+    let open = wait_until(
+        &format!("[{case}] those over the cap closed"),
+        10 * SECOND,
+        || {
+            fds_peak = fds_peak.max(fds());
+            let open = conns
+                .iter_mut()
+                .map(|c| !is_closed(c))
+                .filter(|o| *o)
+                .count();
+            (open <= HTTP_MAX_CONNECTIONS).then_some(open)
+        },
+    );
+    wait_until(
+        &format!("[{case}] the rest closed at the header timeout"),
+        header_timeout + 10 * SECOND,
+        || {
+            fds_peak = fds_peak.max(fds());
+            conns.iter_mut().all(is_closed).then_some(())
+        },
+    );
+    assert!(
+        fds_peak <= fds_before + HTTP_MAX_CONNECTIONS + 1,
+        "[{case}] {} descriptors more than before; the cap is {HTTP_MAX_CONNECTIONS}",
+        fds_peak - fds_before
+    );
+    let rss_end = rss_kib(pid);
+    assert!(
+        rss_end < rss_before + 32 * 1024,
+        "[{case}] server RSS grew from {rss_before} KiB to {rss_end} KiB"
+    );
+    eprintln!(
+        "[{case}] {n} connections: {open} held, the rest closed at accept; all gone at the header timeout; \
+         at most {} more descriptors; RSS {rss_before} -> {rss_end} KiB over every case",
+        fds_peak - fds_before
+    );
+    drop(conns);
+    http::assert_serving(fx.web, case);
+    fx.recheck(case);
 }

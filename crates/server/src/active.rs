@@ -25,6 +25,7 @@ use crate::config::ActiveLeasequery;
 use crate::listener::{Framed, Io};
 use crate::overload::DhcpLoad;
 use crate::run::unix_now;
+use crate::stats::LeasequeryStats;
 
 /// What an active session needs from the server.
 pub struct ActiveContext {
@@ -34,6 +35,8 @@ pub struct ActiveContext {
     pub session: Arc<ActiveConfig>,
     /// Updates wait while DHCP is overloaded.
     pub load: Arc<DhcpLoad>,
+    /// Updates sent, holds, catch-ups, DataMissing (metrics).
+    pub stats: Arc<LeasequeryStats>,
 }
 
 /// How a session ended (for the log).
@@ -85,6 +88,8 @@ where
     let mut batch = Batch::default();
     // A batch asked for, to take once the feed has one.
     let mut wanted: Option<usize> = None;
+    // Waiting for DHCP's overload to end (counted once per wait).
+    let mut holding = false;
     // A message that came in the same read as the query is already held:
     // it is looked at before anything is sent.
     s.handle_bytes(&[], now());
@@ -95,7 +100,7 @@ where
                 busy = true;
                 match ev {
                     ActiveEvent::History { since } => {
-                        let history = history(feed, &sub, peer, since, now().unix);
+                        let history = history(ctx, &sub, peer, since, now().unix);
                         s.handle_history(history, now());
                     }
                     ActiveEvent::Take { max, wait: true } => wanted = Some(max),
@@ -121,6 +126,11 @@ where
         // DHCP first: while it is overloaded, updates wait (they stay
         // pending; keepalives and the requestor's messages do not).
         let held = ctx.load.overloaded();
+        // Counted once per wait, not per wake-up.
+        if held && wanted.is_some() && !holding {
+            ctx.stats.active_held();
+        }
+        holding = held && wanted.is_some();
         let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
@@ -154,19 +164,22 @@ where
 /// The history from `since` (RFC 7724 §7.4.1); catch-up addresses join the
 /// pending set as of `now`.
 fn history(
-    feed: &ChangeFeed,
+    ctx: &ActiveContext,
     sub: &Subscription,
     peer: SocketAddr,
     since: u32,
     now: u32,
 ) -> History {
+    let feed = ctx.store.feed();
     match feed.changed_since(since, now) {
         None => {
+            ctx.stats.active_data_missing_sent();
             info!(peer = %peer, since, horizon = feed.horizon(), event = "active_data_missing", "active query: catch-up outside the history (DataMissing)");
             History::Missing
         }
         Some(ips) => {
             debug!(peer = %peer, since, count = ips.len(), event = "active_catch_up", "active query: catching up");
+            ctx.stats.active_catch_up();
             sub.extend(&ips, now);
             History::CatchUp(ips)
         }
@@ -270,6 +283,7 @@ impl Batch {
             oldest_left,
             lost: sub.lost(),
         };
+        ctx.stats.active_updates_sent(self.bindings.len() as u64);
         session.handle_updates(updates, taken);
     }
 }
@@ -320,6 +334,7 @@ impl ActiveContext {
             cfg,
             session: Arc::new(session),
             load: Arc::new(DhcpLoad::new(0)),
+            stats: Arc::default(),
         }
     }
 

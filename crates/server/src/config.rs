@@ -14,7 +14,7 @@ use toml::Spanned;
 use crate::engine::Grant;
 
 mod http;
-pub use http::{HttpConfig, HttpSection};
+pub use http::{HttpConfig, HttpSection, HttpTls};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {

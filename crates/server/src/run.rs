@@ -208,13 +208,17 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
                 what: format!("http {}", http.listen),
                 source,
             })?;
-        let ctx = Arc::new(crate::http::HttpContext::new(
-            Arc::clone(&shared),
-            http,
-            cfg.source.clone(),
-            now,
-        ));
-        endpoints.push(format!("http {}", http.listen));
+        let tls = http
+            .tls
+            .as_ref()
+            .map(crate::http::tls_acceptor)
+            .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ctx = Arc::new(
+            crate::http::HttpContext::new(Arc::clone(&shared), http, cfg.source.clone(), now)
+                .with_tls(tls),
+        );
+        endpoints.push(format!("{scheme} {}", http.listen));
         tasks.push(tokio::spawn(crate::http::serve(
             listener,
             ctx,
@@ -275,6 +279,7 @@ fn leasequery_listener(
     let Some(b) = &cfg.leasequery.bulk else {
         return Ok(None);
     };
+    let ctx = ctx.counting_in(Arc::clone(&shared.stats.leasequery));
     let label = format!("tcp {} ({})", b.listen, ctx.modes());
     let listener = crate::listener::bind(b.listen).map_err(|source| RunError::Bind {
         what: format!("tcp {}", b.listen),

@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
+
+mod leasequery;
+pub use leasequery::{Answer, LeasequeryStats};
 
 #[derive(Default)]
 pub struct Stats {
@@ -12,6 +17,8 @@ pub struct Stats {
     sent: [AtomicU64; 19],
     drops: Mutex<BTreeMap<&'static str, u64>>,
     commit_failures: AtomicU64,
+    /// Shared with the leasequery listener and its active sessions.
+    pub leasequery: Arc<LeasequeryStats>,
 }
 
 impl Stats {

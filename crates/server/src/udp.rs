@@ -316,6 +316,7 @@ fn handle_datagram(
     if kind == MessageType::LeaseQuery {
         let lq = shared.leasequery.read().clone();
         let Some(lq) = lq else {
+            shared.stats.leasequery.refused("leasequery disabled");
             return refuse(
                 shared,
                 peer,
@@ -324,8 +325,14 @@ fn handle_datagram(
             );
         };
         match lq.answer(shared, &msg, peer, now) {
-            Ok((reply, dest)) => send(sock, shared, &reply, dest),
-            Err(r) => refuse(shared, peer, r.reason, &r.detail),
+            Ok((reply, dest)) => {
+                shared.stats.leasequery.answered(reply.message_type());
+                send(sock, shared, &reply, dest)
+            }
+            Err(r) => {
+                shared.stats.leasequery.refused(r.reason);
+                refuse(shared, peer, r.reason, &r.detail)
+            }
         }
         return;
     }

@@ -43,6 +43,30 @@ pub struct HistoryLimits {
     pub max_count: usize,
 }
 
+/// The subscribers' backlogs at one moment ([`ChangeFeed::lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedLag {
+    /// Live subscribers (Active Leasequery sessions).
+    pub subscribers: usize,
+    /// Changes still to take, summed over the subscribers.
+    pub pending_total: u64,
+    /// Changes still to take by the subscriber furthest behind.
+    pub pending_max: u64,
+    /// The feed time of the oldest change a subscriber has not taken.
+    pub oldest_pending: Option<u32>,
+    /// The feed's newest time.
+    pub newest: u32,
+}
+
+impl FeedLag {
+    /// Seconds the slowest subscriber is behind the feed's newest change
+    /// (0 when every subscriber has taken everything).
+    pub fn seconds(&self) -> u32 {
+        self.oldest_pending
+            .map_or(0, |t| self.newest.saturating_sub(t))
+    }
+}
+
 /// How far behind in the shared log a subscriber may be, in changes (plus
 /// one commit group): every `LIVE_LOG_CAP / 4` changes published, those
 /// more than half of it behind skip their unread changes (to be read from
@@ -348,6 +372,33 @@ impl ChangeFeed {
 
     pub fn subscribers(&self) -> usize {
         self.shared.state.lock().live_subscribers()
+    }
+
+    /// How far the subscribers are behind the feed (metrics, read at a
+    /// scrape). The feed's lock is held only to copy the subscriber list
+    /// (the publisher, on the DHCP path, takes it); each subscriber's own
+    /// lock is taken in turn after it.
+    pub fn lag(&self) -> FeedLag {
+        let (subs, newest) = {
+            let mut st = self.shared.state.lock();
+            st.live_subscribers();
+            let subs: Vec<_> = st.subscribers.iter().filter_map(Weak::upgrade).collect();
+            (subs, st.newest)
+        };
+        let end = self.shared.end.load(Ordering::Acquire);
+        let mut lag = FeedLag {
+            subscribers: subs.len(),
+            newest,
+            ..FeedLag::default()
+        };
+        for sub in &subs {
+            let (b, oldest) = sub.backlog(end);
+            let pending = (b.own + b.unread_log + b.in_history) as u64;
+            lag.pending_total += pending;
+            lag.pending_max = lag.pending_max.max(pending);
+            lag.oldest_pending = subscription::min_time(lag.oldest_pending, oldest);
+        }
+        lag
     }
 }
 

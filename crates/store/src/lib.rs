@@ -20,7 +20,7 @@ mod sqlite;
 use std::net::Ipv4Addr;
 
 pub use error::StoreError;
-pub use feed::{Backlog, Change, ChangeFeed, HistoryLimits, Subscription, LIVE_LOG_CAP};
+pub use feed::{Backlog, Change, ChangeFeed, FeedLag, HistoryLimits, Subscription, LIVE_LOG_CAP};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
 pub use postgres::{
@@ -115,6 +115,22 @@ pub trait LeaseStore: Send + Sync + 'static {
     fn observe(&self, observer: std::sync::Arc<dyn StoreObserver>) {
         let _ = observer;
     }
+
+    /// How far this server's feed is behind the store's change log (a
+    /// store shared by several servers; None for one only this server
+    /// writes). A database read: call it off the async workers.
+    fn outbox_lag(&self) -> Option<Result<OutboxLag, StoreError>> {
+        None
+    }
+}
+
+/// The change log's rows not yet published on this server's feed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutboxLag {
+    /// The log's newest id minus the id last published here.
+    pub unpublished: u64,
+    /// Seconds since the oldest of them was committed (0 when none).
+    pub age_seconds: f64,
 }
 
 /// What a store shared by several servers tells the server using it.

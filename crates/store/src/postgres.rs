@@ -283,6 +283,28 @@ impl LeaseStore for PostgresStore {
         &self.commits
     }
 
+    fn outbox_lag(&self) -> Option<Result<crate::OutboxLag, StoreError>> {
+        let published = self.log.published();
+        Some(self.readers.with(move |c, _| {
+            // Ages by the database's clock (committed_at is its now()).
+            let row = c
+                .query_one(
+                    "SELECT coalesce(max(id), 0),
+                        coalesce((SELECT extract(epoch FROM now() - committed_at)::float8
+                                  FROM lease_changes WHERE id = $1::bigint + 1), 0)
+                     FROM lease_changes",
+                    &[&published],
+                )
+                .map_err(pg_error)?;
+            let newest: i64 = row.try_get(0).map_err(pg_error)?;
+            let age: f64 = row.try_get(1).map_err(pg_error)?;
+            Ok(crate::OutboxLag {
+                unpublished: u64::try_from(newest - published).unwrap_or(0),
+                age_seconds: age.max(0.0),
+            })
+        }))
+    }
+
     /// Starts the follower (once): from the log position at `open`, every
     /// change another instance commits goes to `observer`, then the feed.
     fn observe(&self, observer: Arc<dyn StoreObserver>) {

@@ -321,4 +321,30 @@ fn two_commits_binding_one_free_address_at_once_store_one_client() {
         Some(vec![9; 6]),
         "the first client keeps it"
     );
+
+/// The outbox lag (metrics): rows another instance committed that this
+/// one has not published, until its follower reads them.
+#[test]
+fn the_outbox_lag_counts_what_the_follower_has_not_published() {
+    let db = pg_database();
+    let (a, b) = (open(&db.url, "a"), open(&db.url, "b"));
+    let lag = |s: &PostgresStore| s.outbox_lag().expect("a shared store").expect("read");
+    assert_eq!(lag(&b).unpublished, 0);
+    for n in 1..=3 {
+        a.submit(vec![sample(n, T0 + n)], T0 + n)
+            .blocking_recv()
+            .expect("ticket")
+            .expect("commit");
+    }
+    assert_eq!(lag(&a).unpublished, 0, "A published its own commits");
+    let behind = lag(&b);
+    assert_eq!(behind.unpublished, 3, "B follows no one yet");
+    assert!(
+        behind.age_seconds >= 0.0 && behind.age_seconds < 60.0,
+        "{behind:?}"
+    );
+    let seen_b = observe(&b);
+    remote(&seen_b, 3);
+    let caught_up = lag(&b);
+    assert_eq!((caught_up.unpublished, caught_up.age_seconds), (0, 0.0));
 }

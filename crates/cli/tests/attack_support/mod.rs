@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -50,11 +52,23 @@ pub const FLOOD_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 pub const SECOND: Duration = Duration::from_secs(1);
 
+/// `[http]`: the bearer token, the request-head deadline and the cap on
+/// open connections.
+pub const HTTP_TOKEN: &str = "attack-suite-http-token-0123456789";
+pub const HTTP_HEADER_TIMEOUT_S: u64 = 2;
+pub const HTTP_MAX_CONNECTIONS: usize = 64;
+
 /// The server config of the suite: DHCP for `relays`, UDP leasequery with
 /// a low rate limit, the TCP listener with short timeouts and small limits,
 /// Active Leasequery insecure (`tls` = None) or in secure mode (`tls` =
-/// the `[leasequery.tls]` section).
-pub fn config(dhcp: SocketAddr, tcp: SocketAddr, relays: &[Ipv4Addr], tls: Option<&str>) -> String {
+/// the `[leasequery.tls]` section), and the HTTP endpoint on `web`.
+pub fn config(
+    dhcp: SocketAddr,
+    tcp: SocketAddr,
+    web: SocketAddr,
+    relays: &[Ipv4Addr],
+    tls: Option<&str>,
+) -> String {
     ServerConfig::new(dhcp)
         .history(3600, 1_000_000)
         .subnet(Subnet::new("10.0.0.0/16", POOL, relays))
@@ -82,6 +96,10 @@ pub fn config(dhcp: SocketAddr, tcp: SocketAddr, relays: &[Ipv4Addr], tls: Optio
             ),
         )
         .extra(tls.unwrap_or(""))
+        .extra(&format!(
+            "\n[http]\nlisten = \"{web}\"\ntoken = \"{HTTP_TOKEN}\"\n\
+             header_timeout = {HTTP_HEADER_TIMEOUT_S}\nmax_connections = {HTTP_MAX_CONNECTIONS}\n"
+        ))
         .build()
 }
 
@@ -91,6 +109,8 @@ pub struct Fixture {
     pub server: ServerProcess,
     pub dhcp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The HTTP endpoint (metrics, control API).
+    pub web: SocketAddr,
     pub relay: Ipv4Addr,
     relay_client: RelayClient,
     pub watch: Watch,
@@ -110,9 +130,10 @@ impl Fixture {
         leaseline_test_support::require_root();
         let dhcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
         let tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+        let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
         let mut relays = vec![relay];
         relays.extend_from_slice(more_relays);
-        let server = ServerProcess::spawn(BIN, &config(dhcp, tcp, &relays, tls));
+        let server = ServerProcess::spawn(BIN, &config(dhcp, tcp, web, &relays, tls));
         let relay_client = RelayClient::bind(relay, dhcp)
             .unwrap_or_else(|e| panic!("bind {relay}:67 for the relay client (root?): {e}"));
         let mut args = vec!["--no-reconnect".to_string()];
@@ -126,6 +147,7 @@ impl Fixture {
             server,
             dhcp,
             tcp,
+            web,
             relay,
             relay_client,
             watch,

@@ -20,6 +20,37 @@ pub struct HttpSection {
     /// Also export the metric names of kea-exporter (docs/operations.md).
     #[serde(default)]
     pub kea_compat: bool,
+    /// Open connections at most; more are closed at accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head (slowloris).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: u32,
+    /// HTTPS: the server's certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates from this CA bundle (PEM)...
+    pub tls_client_ca: Option<PathBuf>,
+    /// ... that these identities name (`san:`, `sha256:`, `spki-sha256:`).
+    #[serde(default)]
+    pub tls_allowed_clients: Vec<String>,
+}
+
+/// `[http]`'s TLS files, paths resolved.
+#[derive(Debug, Clone)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub allowed_clients: Vec<String>,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> u32 {
+    10
 }
 
 /// Validated.
@@ -28,6 +59,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
     pub kea_compat: bool,
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub tls: Option<HttpTls>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -36,6 +70,9 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("kea_compat", &self.kea_compat)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -67,21 +104,59 @@ impl Validator<'_> {
                 "must be at least 16 characters (a random string: openssl rand -hex 32)",
             ));
         }
-        if token.is_none() && !listen.get_ref().ip().is_loopback() {
+        let base = std::path::Path::new(self.path)
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => {
+                let client_ca = raw.tls_client_ca.map(rel);
+                if client_ca.is_some() && raw.tls_allowed_clients.is_empty() {
+                    return Err(self.key_err(
+                        "http.tls_allowed_clients",
+                        "client certificates need at least one allowed identity (san:, sha256: or spki-sha256:)",
+                    ));
+                }
+                Some(HttpTls {
+                    cert: rel(cert),
+                    key: rel(key),
+                    client_ca,
+                    allowed_clients: raw.tls_allowed_clients,
+                })
+            }
+            (None, None) if raw.tls_client_ca.is_none() => None,
+            _ => {
+                return Err(self.key_err(
+                    "http.tls_cert",
+                    "HTTPS needs both tls_cert and tls_key (and tls_client_ca only with them)",
+                ))
+            }
+        };
+        let client_certs = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if token.is_none() && !client_certs && !listen.get_ref().ip().is_loopback() {
             return Err(self.err(
                 listen.span(),
                 "http.listen",
                 format!(
-                    "{} is not a loopback address: set http.token (or token_file) so that \
-                     the metrics and control API are not open to the network",
+                    "{} is not a loopback address: set http.token (or token_file), or \
+                     tls_client_ca, so that the metrics and control API are not open to the network",
                     listen.get_ref()
                 ),
             ));
+        }
+        if raw.max_connections == 0 {
+            return Err(self.key_err("http.max_connections", "must be at least 1"));
+        }
+        if raw.header_timeout == 0 {
+            return Err(self.key_err("http.header_timeout", "must be at least 1 (seconds)"));
         }
         Ok(Some(HttpConfig {
             listen: *listen.get_ref(),
             token,
             kea_compat: raw.kea_compat,
+            max_connections: raw.max_connections,
+            header_timeout: std::time::Duration::from_secs(raw.header_timeout.into()),
+            tls,
         }))
     }
 }

@@ -14,7 +14,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
+use leaseline_store::LeaseStore;
+
 use crate::run::{unix_now, Shared};
+use crate::stats::{Answer, LeasequeryStats};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -201,11 +204,131 @@ impl Collector for ServerMetrics {
             MetricType::Histogram,
             Histogram(commits.latencies()),
         )?;
+        leasequery(e, &stats.leasequery)?;
+        feed_lag(e, self.shared.store.as_ref())?;
         if self.kea_compat {
             kea_names(e, &received, &sent, &pools)?;
         }
         Ok(())
     }
+}
+
+/// Leasequery: UDP answers and refusals, bulk queries, active sessions.
+fn leasequery(e: &mut DescriptorEncoder, lq: &LeasequeryStats) -> Result<(), Error> {
+    family(
+        e,
+        "leaseline_leasequery_answers",
+        "UDP leasequery answers (RFC 4388), by type: active, unassigned, unknown",
+        MetricType::Counter,
+        Answer::ALL.map(|a| {
+            (
+                vec![("type", a.label().to_owned())],
+                ConstCounter::new(lq.answers(a)),
+            )
+        }),
+    )?;
+    family(
+        e,
+        "leaseline_leasequery_refusals",
+        "UDP leasequeries refused without an answer, by reason",
+        MetricType::Counter,
+        lq.refusals()
+            .into_iter()
+            .map(|(r, n)| (vec![("reason", r.to_owned())], ConstCounter::new(n))),
+    )?;
+    let counters = [
+        (
+            "leaseline_bulk_queries",
+            "Bulk leasequeries started (RFC 6926)",
+            lq.bulk_queries(),
+        ),
+        (
+            "leaseline_bulk_bindings_sent",
+            "Bindings sent in answer to bulk leasequeries",
+            lq.bulk_bindings(),
+        ),
+        (
+            "leaseline_active_updates_sent",
+            "Binding updates sent to active leasequery requestors (RFC 7724)",
+            lq.active_updates(),
+        ),
+        (
+            "leaseline_active_holds",
+            "Times an active session held its updates while DHCP was overloaded",
+            lq.active_holds(),
+        ),
+        (
+            "leaseline_active_catch_ups",
+            "Active queries that caught up from the history (query-start-time)",
+            lq.active_catch_ups(),
+        ),
+        (
+            "leaseline_active_data_missing",
+            "Active queries answered DataMissing: their start time is before the history",
+            lq.active_data_missing(),
+        ),
+    ];
+    for (name, help, n) in counters {
+        single(e, name, help, MetricType::Counter, ConstCounter::new(n))?;
+    }
+    Ok(())
+}
+
+/// Active sessions and how far they are behind the feed; for a store
+/// shared by several servers, how far the feed is behind the change log.
+fn feed_lag(e: &mut DescriptorEncoder, store: &dyn LeaseStore) -> Result<(), Error> {
+    let lag = store.feed().lag();
+    let gauges = [
+        (
+            "leaseline_active_sessions",
+            "Active leasequery sessions now connected",
+            lag.subscribers as i64,
+        ),
+        (
+            "leaseline_active_pending_changes",
+            "Changes still to send, summed over the active sessions",
+            lag.pending_total as i64,
+        ),
+        (
+            "leaseline_active_pending_changes_max",
+            "Changes still to send by the active session furthest behind",
+            lag.pending_max as i64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        single(e, name, help, MetricType::Gauge, ConstGauge::new(v))?;
+    }
+    single(
+        e,
+        "leaseline_feed_lag_seconds",
+        "Feed time of the newest change minus that of the oldest change an active session has not sent (0 when all are sent)",
+        MetricType::Gauge,
+        ConstGauge::new(i64::from(lag.seconds())),
+    )?;
+    match store.outbox_lag() {
+        None => {}
+        Some(Ok(outbox)) => {
+            single(
+                e,
+                "leaseline_outbox_lag_changes",
+                "Change-log rows committed (by any server) not yet published on this server's feed",
+                MetricType::Gauge,
+                ConstGauge::new(outbox.unpublished as i64),
+            )?;
+            single(
+                e,
+                "leaseline_outbox_lag_seconds",
+                "Age of the oldest change-log row not yet published here (0 when none)",
+                MetricType::Gauge,
+                ConstGauge::new(outbox.age_seconds),
+            )?;
+        }
+        Some(Err(error)) => {
+            // The scrape goes on without them; the store's own log says more.
+            tracing::warn!(%error, event = "metrics_outbox_lag_failed", "metrics: cannot read the change log's lag");
+        }
+    }
+    Ok(())
 }
 
 /// kea-exporter's names for the same numbers (docs/operations.md).

@@ -4,9 +4,13 @@
 //! the project already runs on tokio, and axum gives routing, body limits
 //! and graceful shutdown without a hand-written HTTP parser.
 
+mod connections;
 mod control;
 mod lease_json;
 mod metrics;
+mod tls;
+
+pub use tls::acceptor as tls_acceptor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +40,8 @@ pub struct HttpContext {
     pub(crate) started: u32,
     token: Option<String>,
     registry: Registry,
+    limits: connections::ConnectionLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl HttpContext {
@@ -56,7 +62,18 @@ impl HttpContext {
             started,
             token: http.token.clone(),
             registry,
+            limits: connections::ConnectionLimits {
+                max_connections: http.max_connections,
+                header_timeout: http.header_timeout,
+            },
+            tls: None,
         }
+    }
+
+    /// Serve HTTPS with `acceptor` (`[http] tls_cert`, see [`tls_acceptor`]).
+    pub fn with_tls(mut self, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        self.tls = acceptor;
+        self
     }
 
     /// A request without the configured bearer token is refused.
@@ -86,26 +103,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     ctx: Arc<HttpContext>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let (limits, tls) = (ctx.limits, ctx.tls.clone());
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/", post(control_request))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(ctx);
-    let stopped = async move {
-        while !*stop.borrow() {
-            if stop.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-    {
-        tracing::error!(error = %e, event = "http_failed", "http endpoint failed");
-    }
+    connections::serve(listener, app, limits, tls, stop).await;
 }
 
 fn unauthorized() -> Response {
@@ -121,14 +127,26 @@ async fn metrics_page(State(ctx): State<Arc<HttpContext>>, headers: HeaderMap) -
     if !ctx.authorized(&headers) {
         return unauthorized();
     }
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &ctx.registry) {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding: {e}\n"),
-        )
-            .into_response();
-    }
+    // Off the async workers: the engine's lock, and a database read for
+    // a store several servers share.
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &ctx.registry)
+            .map(|()| text)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let text = match encoded {
+        Ok(text) => text,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding: {e}\n"),
+            )
+                .into_response();
+        }
+    };
     (
         [(
             header::CONTENT_TYPE,

@@ -172,6 +172,7 @@ where
                         conn.handle_claim(granted, now());
                     }
                     BulkEvent::Started { xid, primary } => {
+                        ctx.stats.bulk_query();
                         debug!(peer = %peer, xid, primary, event = "bulk_query_started", "bulk query");
                     }
                     BulkEvent::Refused {
@@ -194,6 +195,7 @@ where
                         bindings,
                         failed,
                     } => {
+                        ctx.stats.bulk_bindings_sent(bindings);
                         if !failed {
                             info!(peer = %peer, xid, bindings, event = "bulk_query_done", "bulk query done");
                         }

@@ -19,6 +19,7 @@ use crate::access::Allowlist;
 use crate::active::ActiveContext;
 use crate::config::Config;
 use crate::overload::DhcpLoad;
+use crate::stats::LeasequeryStats;
 use crate::tls::{TlsConfigError, TlsSettings};
 
 pub struct ListenerContext {
@@ -33,6 +34,9 @@ pub struct ListenerContext {
     /// The limits this configuration sets (the slots' own once in place).
     pub limits: Limits,
     pub tls: Option<SecureMode>,
+    /// Bulk queries and bindings sent, active sessions' work (metrics; one
+    /// count for the listener's life, as the slots).
+    pub stats: Arc<LeasequeryStats>,
 }
 
 /// Secure mode (RFC 7724 §8.1): the acceptor of new handshakes, and the
@@ -78,7 +82,17 @@ impl ListenerContext {
             slots: Slots::new(limits),
             limits,
             tls,
+            stats: Arc::default(),
         }
+    }
+
+    /// Count bulk queries, bindings and active sessions' work in `stats`.
+    pub fn counting_in(mut self, stats: Arc<LeasequeryStats>) -> Self {
+        if let Some(active) = &mut self.active {
+            active.stats = Arc::clone(&stats);
+        }
+        self.stats = stats;
+        self
     }
 
     /// The listener as the configuration says, or None when Bulk
@@ -150,11 +164,12 @@ impl ListenerContext {
         )))
     }
 
-    /// This context with the running listener's counts (a live reload):
+    /// This context with the running listener's counts and metrics (a live
+    /// reload):
     /// its limits become the running ones when it is put in place.
     pub(crate) fn sharing_slots_of(mut self, running: &ListenerContext) -> Self {
         self.slots = Arc::clone(&running.slots);
-        self
+        self.counting_in(Arc::clone(&running.stats))
     }
 
     /// What a connection is at accept: not known until its first query

@@ -82,6 +82,19 @@ impl SubState {
 }
 
 impl SubShared {
+    /// The backlog with `end` one past the last published seq, and the
+    /// feed time of the oldest change not taken yet (metrics: a look under
+    /// this subscriber's lock only).
+    pub(super) fn backlog(&self, end: u64) -> (Backlog, Option<u32>) {
+        let mut s = self.state.lock();
+        let backlog = Backlog {
+            own: s.pending.len(),
+            unread_log: end.saturating_sub(s.seq()) as usize,
+            in_history: s.skipped.map_or(0, |k| (s.seq() - k.from) as usize),
+        };
+        (backlog, s.oldest())
+    }
+
     /// Starts reading after `tail`, the last group published.
     pub(super) fn new(tail: Arc<Group>) -> Self {
         let offset = tail.items.len();
@@ -265,13 +278,8 @@ impl Subscription {
 
     /// What is still to take, by where it is held.
     pub fn backlog(&self) -> Backlog {
-        let s = self.shared.state.lock();
         let end = self.feed.end.load(Ordering::Acquire);
-        Backlog {
-            own: s.pending.len(),
-            unread_log: end.saturating_sub(s.seq()) as usize,
-            in_history: s.skipped.map_or(0, |k| (s.seq() - k.from) as usize),
-        }
+        self.shared.backlog(end).0
     }
 
     /// Add addresses (catch-up) as of `time`, which must come from
@@ -296,7 +304,7 @@ impl Subscription {
     }
 }
 
-fn min_time(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+pub(super) fn min_time(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -447,3 +447,44 @@ fn skipping_while_the_subscriber_reads_loses_and_reorders_nothing() {
     }
     assert_eq!(s.lost(), None);
 }
+
+#[test]
+fn lag_sums_the_subscribers_backlogs_and_ages_the_slowest() {
+    let f = feed(3600, 1000);
+    assert_eq!(
+        f.lag(),
+        FeedLag {
+            newest: 100,
+            ..FeedLag::default()
+        }
+    );
+    let slow = f.subscribe();
+    f.publish(110, &[ip(1), ip(2)]);
+    let quick = f.subscribe();
+    f.publish(130, &[ip(3)]);
+    let lag = f.lag();
+    assert_eq!(
+        (lag.subscribers, lag.pending_total, lag.pending_max),
+        (2, 4, 3),
+        "slow: 3 unread, quick: 1"
+    );
+    assert_eq!(
+        lag.seconds(),
+        20,
+        "the slowest has not read the change at 110"
+    );
+    take_all(&slow);
+    let lag = f.lag();
+    assert_eq!(
+        (lag.pending_total, lag.seconds()),
+        (1, 0),
+        "quick's change is at 130"
+    );
+    take_all(&quick);
+    drop(slow);
+    let lag = f.lag();
+    assert_eq!(
+        (lag.subscribers, lag.pending_total, lag.seconds()),
+        (1, 0, 0)
+    );
+}

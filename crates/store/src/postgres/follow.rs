@@ -57,6 +57,11 @@ impl LogFollower {
         }
     }
 
+    /// The last log id published on this instance's feed (metrics).
+    pub(super) fn published(&self) -> i64 {
+        *self.published.lock()
+    }
+
     pub(super) fn last_seq(&self) -> u64 {
         self.feed.last_seq()
     }
