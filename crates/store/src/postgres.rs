@@ -291,7 +291,8 @@ impl LeaseStore for PostgresStore {
                 .query_one(
                     "SELECT coalesce(max(id), 0),
                         coalesce((SELECT extract(epoch FROM now() - committed_at)::float8
-                                  FROM lease_changes WHERE id = $1::bigint + 1), 0)
+                                  FROM lease_changes WHERE id > $1::bigint
+                                  ORDER BY id LIMIT 1), 0)
                      FROM lease_changes",
                     &[&published],
                 )

@@ -57,9 +57,10 @@ impl LogFollower {
         }
     }
 
-    /// The last log id published on this instance's feed (metrics).
+    /// Every log id up to this one is on this instance's feed, or will
+    /// never exist (metrics).
     pub(super) fn published(&self) -> i64 {
-        *self.published.lock()
+        self.cursor.lock().last()
     }
 
     pub(super) fn last_seq(&self) -> u64 {
@@ -81,7 +82,7 @@ impl LogFollower {
 
     pub(super) fn position(&self) -> crate::postgres::ChangeLogPosition {
         crate::postgres::ChangeLogPosition {
-            published: self.cursor.lock().last(),
+            published: self.published(),
             waiting: self.waiting(),
         }
     }
