@@ -20,6 +20,9 @@ pub struct HttpSection {
     /// Also export the metric names of kea-exporter (docs/operations.md).
     #[serde(default)]
     pub kea_compat: bool,
+    /// Seconds a web view's event stream (`/ui/events`) may stay unread
+    /// with changes waiting before the server closes it (default 10).
+    pub ui_stall_timeout: Option<u64>,
 }
 
 /// Validated.
@@ -28,6 +31,7 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
     pub kea_compat: bool,
+    pub ui_stall_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -36,6 +40,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("kea_compat", &self.kea_compat)
+            .field("ui_stall_timeout", &self.ui_stall_timeout)
             .finish()
     }
 }
@@ -67,6 +72,9 @@ impl Validator<'_> {
                 "must be at least 16 characters (a random string: openssl rand -hex 32)",
             ));
         }
+        if raw.ui_stall_timeout == Some(0) {
+            return Err(self.key_err("http.ui_stall_timeout", "must be at least 1 second"));
+        }
         if token.is_none() && !listen.get_ref().ip().is_loopback() {
             return Err(self.err(
                 listen.span(),
@@ -82,6 +90,7 @@ impl Validator<'_> {
             listen: *listen.get_ref(),
             token,
             kea_compat: raw.kea_compat,
+            ui_stall_timeout: std::time::Duration::from_secs(raw.ui_stall_timeout.unwrap_or(10)),
         }))
     }
 }

@@ -1,12 +1,14 @@
 //! The HTTP endpoint (`[http]`, off unless configured; docs/operations.md):
-//! `GET /metrics` (Prometheus / OpenMetrics text) and `POST /` (the control
-//! API, Kea's command envelope). On axum (tokio's HTTP framework, on hyper):
-//! the project already runs on tokio, and axum gives routing, body limits
-//! and graceful shutdown without a hand-written HTTP parser.
+//! `GET /metrics` (Prometheus / OpenMetrics text), `POST /` (the control
+//! API, Kea's command envelope) and `/ui` (the live web view, ui/). On
+//! axum (tokio's HTTP framework, on hyper): the project already runs on
+//! tokio, and axum gives routing, body limits and graceful shutdown
+//! without a hand-written HTTP parser.
 
 mod control;
 mod lease_json;
 mod metrics;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +93,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/", post(control_request))
+        .nest("/ui", ui::router(Arc::clone(&ctx)))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(ctx);
     let stopped = async move {
