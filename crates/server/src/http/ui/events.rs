@@ -110,7 +110,7 @@ impl Stream for Events {
 /// it goes away or stops reading.
 async fn feed_browser(
     ui: Arc<UiContext>,
-    sub: Subscription,
+    mut sub: Subscription,
     tx: mpsc::Sender<Event>,
     stalled: Arc<AtomicBool>,
 ) {
@@ -128,17 +128,32 @@ async fn feed_browser(
     let mut last_usage: Option<Instant> = None;
     let mut entries: Vec<PendingEntry> = Vec::with_capacity(BATCH);
     loop {
-        let event = tokio::select! {
+        let wake = tokio::select! {
             biased;
             _ = tx.closed() => return,
-            _ = sleep_until(usage_due) => {
+            _ = sleep_until(usage_due) => Wake::Usage,
+            _ = sub.changed() => Wake::Changes,
+        };
+        let event = match wake {
+            Wake::Usage => {
                 usage_due = None;
                 last_usage = Some(Instant::now());
-                Event::default().event("usage").data(&*ui.usage.after(shared, seen))
+                Event::default()
+                    .event("usage")
+                    .data(&*ui.usage.after(shared, seen))
             }
-            _ = sub.changed() => {
+            Wake::Changes => {
                 entries.clear();
                 sub.take_entries(BATCH, &mut entries);
+                if entries.is_empty() && sub.lost().is_some() {
+                    // Changes it skipped are gone from the feed's history
+                    // too (it was starved for that long): follow the live
+                    // changes from here; the counts are current anyway.
+                    debug!("web view: a stream lost changes older than the history; following from now");
+                    sub = feed.subscribe();
+                    usage_due.get_or_insert_with(Instant::now);
+                    continue;
+                }
                 seen = feed.last_seq();
                 usage_due.get_or_insert_with(|| {
                     last_usage.map_or_else(Instant::now, |t| (t + USAGE_EVERY).max(Instant::now()))
@@ -167,6 +182,12 @@ async fn feed_browser(
             }
         }
     }
+}
+
+/// What woke the stream's task.
+enum Wake {
+    Usage,
+    Changes,
 }
 
 async fn sleep_until(at: Option<Instant>) {
