@@ -72,10 +72,13 @@ fn open_events(s: &mut TcpStream) {
     .expect("ask for the event stream");
 }
 
+/// Each address's last (state, MAC) as a browser saw it.
+type View = HashMap<Ipv4Addr, (String, Option<String>)>;
+
 /// Browser B: reads the stream at full speed and keeps the last
 /// (state, MAC) of every address.
 struct Reader {
-    view: Arc<Mutex<HashMap<Ipv4Addr, (String, Option<String>)>>>,
+    view: Arc<Mutex<View>>,
     usage_events: Arc<Mutex<usize>>,
     /// The server ended B's stream (it must not: B reads).
     closed: Arc<AtomicBool>,
@@ -88,7 +91,7 @@ impl Reader {
         open_events(&mut s);
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
-        let view: Arc<Mutex<HashMap<_, _>>> = Arc::default();
+        let view: Arc<Mutex<View>> = Arc::default();
         let usage_events: Arc<Mutex<usize>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
@@ -164,10 +167,7 @@ impl Drop for Reader {
 }
 
 /// Differences between the store and B's last states (empty: equal).
-fn diff(
-    store: &[leaseline_test_support::Binding],
-    view: &HashMap<Ipv4Addr, (String, Option<String>)>,
-) -> Vec<String> {
+fn diff(store: &[leaseline_test_support::Binding], view: &View) -> Vec<String> {
     let mut out = Vec::new();
     for b in store {
         let want = (
