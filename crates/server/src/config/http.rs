@@ -140,6 +140,20 @@ mod tests {
     }
 
     #[test]
+    fn the_web_views_stall_timeout() {
+        let h = parse("[http]\nlisten = \"127.0.0.1:8067\"\n").expect("valid");
+        assert_eq!(h.http.expect("on").ui_stall_timeout.as_secs(), 10);
+        let h =
+            parse("[http]\nlisten = \"127.0.0.1:8067\"\nui_stall_timeout = 3\n").expect("valid");
+        assert_eq!(h.http.expect("on").ui_stall_timeout.as_secs(), 3);
+        let e = parse("[http]\nlisten = \"127.0.0.1:8067\"\nui_stall_timeout = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(e.contains("`http.ui_stall_timeout`"), "{e}");
+        assert!(e.contains("at least 1 second"), "{e}");
+    }
+
+    #[test]
     fn token_from_a_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("token");
