@@ -145,17 +145,17 @@ async fn assigned(c: &Client) -> u64 {
 
 /// Wait (at most `within`) until the pool shows `n` assigned addresses.
 async fn wait_assigned(c: &Client, n: u64, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if assigned(c).await == n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the pool bar did not reach {n} assigned within {within:?} (shows {})",
+    let bar = format!(r#"div[id="pool-1-10.0.0.10"][data-assigned="{n}"]"#);
+    if let Err(e) = c
+        .wait()
+        .at_most(within)
+        .for_element(Locator::Css(&bar))
+        .await
+    {
+        panic!(
+            "the pool bar did not reach {n} assigned within {within:?} (shows {}): {e}",
             assigned(c).await
         );
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling the page
     }
 }
 
