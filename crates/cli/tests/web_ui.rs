@@ -8,6 +8,7 @@
 //!    (the row is awaited), and the pool's bar moves from 0 to 1 assigned.
 //! 3. A search by MAC finds the client and shows its current binding.
 //! 4. A screenshot goes to target/ui-screenshots/ (a CI artifact).
+//! 5. With the system's dark theme (emulated), the page turns dark.
 //!
 //! And, without a browser: the session cookie opens `/ui/…` only, and
 //! lets the page run read-only commands only.
@@ -85,6 +86,40 @@ impl WebDriverCompatibleCommand for BrowserLog {
             Some(json!({"type": "browser"}).to_string()),
         )
     }
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct DevTools(Value);
+
+impl WebDriverCompatibleCommand for DevTools {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// The page's background colour (computed).
+async fn background(c: &Client) -> String {
+    c.execute(
+        "return getComputedStyle(document.body).backgroundColor;",
+        vec![],
+    )
+    .await
+    .expect("read the background colour")
+    .as_str()
+    .expect("a colour")
+    .to_owned()
 }
 
 /// A Chromium session through `driver`.
@@ -263,6 +298,19 @@ fn live_view_shows_a_new_lease_and_finds_its_client() {
         let path = screenshot_dir().join("live-view.png");
         std::fs::write(&path, png).expect("save the screenshot");
         eprintln!("screenshot: {}", path.display());
+
+        // 5. Dark mode follows the system's preference.
+        assert_eq!(background(&c).await, "rgb(255, 255, 255)");
+        c.issue_cmd(DevTools(json!({
+            "cmd": "Emulation.setEmulatedMedia",
+            "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+        })))
+        .await
+        .expect("emulate a dark system theme");
+        assert_eq!(background(&c).await, "rgb(15, 23, 42)");
+        let png = c.screenshot().await.expect("screenshot");
+        std::fs::write(screenshot_dir().join("live-view-dark.png"), png)
+            .expect("save the dark screenshot");
 
         let errors = console_errors(&c).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
