@@ -12,9 +12,12 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # perfdhcp and Kea (kea-admin, kea-dhcp4-server), ISC dhcpd and dhclient,
 # tshark, ip (network namespaces), ps/pkill; PostgreSQL (the store's tests
 # start a throwaway cluster of their own with its initdb and pg_ctl, see
-# crates/test-support/src/postgres.rs; Debian's own cluster is not started).
+# crates/test-support/src/postgres.rs; Debian's own cluster is not started);
+# chromium and chromedriver (the web view's tests drive a real headless
+# browser, crates/cli/tests/web_ui.rs).
 PACKAGES=(kea-admin kea-dhcp4-server isc-dhcp-server isc-dhcp-client
-          tshark iproute2 procps ca-certificates postgresql)
+          tshark iproute2 procps ca-certificates postgresql
+          chromium chromium-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -88,6 +91,8 @@ version dhcpd --version
 version tshark --version
 version dumpcap --version
 version ip -V
+version chromium --version
+version chromedriver --version
 
 echo "== cargo test --workspace $*"
 exec cargo test --workspace "$@"

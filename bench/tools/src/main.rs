@@ -18,6 +18,8 @@
 //!   DORA benchmark measures leaseline and Kea against (bench/dora.sh).
 //! - `http-load`: a `/metrics` scrape every second and `lease4-get` at a
 //!   paced rate on the HTTP endpoint (bench/http.sh).
+//! - `sse-clients`: N readers of the web view's event stream (`/ui/events`)
+//!   for a DORA rate run with browsers attached (bench/webui.sh).
 //! - `failover`: leases from instance A, kill -9 of A, the time until
 //!   instance B ACKs those clients' rebinding (bench/failover.sh).
 //!
@@ -33,6 +35,7 @@ mod prefill;
 mod responder;
 mod rx_time;
 mod saturate;
+mod sse_clients;
 mod stats;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -124,6 +127,17 @@ enum Cmd {
         first_client: u32,
         #[command(flatten)]
         tls: TlsOpts,
+    },
+    SseClients {
+        /// The HTTP endpoint (`[http] listen`).
+        #[arg(long)]
+        web: SocketAddr,
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     Watchers {
         #[arg(long)]
@@ -275,6 +289,24 @@ fn main() -> anyhow::Result<()> {
                 first_client,
             };
             active_latency::run(&rt, &p, tls.client()?)?;
+        }
+        Cmd::SseClients {
+            web,
+            token,
+            count,
+            seconds,
+        } => {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let tasks: Vec<_> = (0..count)
+                .map(|_| rt.spawn(sse_clients::follow(web, token.clone(), until)))
+                .collect();
+            let (mut bytes, mut events) = (0, 0);
+            for t in tasks {
+                let r = rt.block_on(t)??;
+                bytes += r.bytes;
+                events += r.change_events;
+            }
+            println!("sse-clients count={count} change_events={events} bytes={bytes}");
         }
         Cmd::Watchers {
             tcp,

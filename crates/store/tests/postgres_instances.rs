@@ -321,6 +321,7 @@ fn two_commits_binding_one_free_address_at_once_store_one_client() {
         Some(vec![9; 6]),
         "the first client keeps it"
     );
+}
 
 /// The outbox lag (metrics): rows another instance committed that this
 /// one has not published, until its follower reads them.

@@ -23,6 +23,7 @@
 //! bare sleep.
 
 mod capture;
+mod chromedriver;
 mod config;
 mod fleet;
 mod netns;
@@ -43,6 +44,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use capture::{read_dhcp_capture, Capture, CapturedDhcp};
+pub use chromedriver::ChromeDriver;
 pub use config::{ServerConfig, Subnet};
 pub use fleet::{Churning, Fleet, FleetConfig, FleetProgress, FleetStats, Held, Renewal, Renewed};
 pub use netns::{Netns, NetnsPair};
@@ -72,6 +74,8 @@ fn package_for(tool: &str) -> &'static str {
         "tshark" => "tshark",
         "dumpcap" => "wireshark-common (comes with tshark)",
         "ip" => "iproute2",
+        "chromium" => "chromium",
+        "chromedriver" => "chromium-driver",
         _ => "(see .ci/run)",
     }
 }

@@ -34,6 +34,9 @@ pub struct HttpSection {
     /// ... that these identities name (`san:`, `sha256:`, `spki-sha256:`).
     #[serde(default)]
     pub tls_allowed_clients: Vec<String>,
+    /// Seconds a web view's event stream (`/ui/events`) may stay unread
+    /// with changes waiting before the server closes it (default 10).
+    pub ui_stall_timeout: Option<u64>,
 }
 
 /// `[http]`'s TLS files, paths resolved.
@@ -62,6 +65,7 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub header_timeout: std::time::Duration,
     pub tls: Option<HttpTls>,
+    pub ui_stall_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("max_connections", &self.max_connections)
             .field("header_timeout", &self.header_timeout)
             .field("tls", &self.tls)
+            .field("ui_stall_timeout", &self.ui_stall_timeout)
             .finish()
     }
 }
@@ -103,6 +108,9 @@ impl Validator<'_> {
                 "http.token",
                 "must be at least 16 characters (a random string: openssl rand -hex 32)",
             ));
+        }
+        if raw.ui_stall_timeout == Some(0) {
+            return Err(self.key_err("http.ui_stall_timeout", "must be at least 1 second"));
         }
         let base = std::path::Path::new(self.path)
             .parent()
@@ -157,6 +165,7 @@ impl Validator<'_> {
             max_connections: raw.max_connections,
             header_timeout: std::time::Duration::from_secs(raw.header_timeout.into()),
             tls,
+            ui_stall_timeout: std::time::Duration::from_secs(raw.ui_stall_timeout.unwrap_or(10)),
         }))
     }
 }
@@ -203,6 +212,20 @@ mod tests {
             .expect_err("short token")
             .to_string();
         assert!(e.contains("at least 16"), "{e}");
+    }
+
+    #[test]
+    fn the_web_views_stall_timeout() {
+        let h = parse("[http]\nlisten = \"127.0.0.1:8067\"\n").expect("valid");
+        assert_eq!(h.http.expect("on").ui_stall_timeout.as_secs(), 10);
+        let h =
+            parse("[http]\nlisten = \"127.0.0.1:8067\"\nui_stall_timeout = 3\n").expect("valid");
+        assert_eq!(h.http.expect("on").ui_stall_timeout.as_secs(), 3);
+        let e = parse("[http]\nlisten = \"127.0.0.1:8067\"\nui_stall_timeout = 0\n")
+            .expect_err("zero")
+            .to_string();
+        assert!(e.contains("`http.ui_stall_timeout`"), "{e}");
+        assert!(e.contains("at least 1 second"), "{e}");
     }
 
     #[test]

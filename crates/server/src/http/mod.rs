@@ -1,8 +1,9 @@
 //! The HTTP endpoint (`[http]`, off unless configured; docs/operations.md):
-//! `GET /metrics` (Prometheus / OpenMetrics text) and `POST /` (the control
-//! API, Kea's command envelope). On axum (tokio's HTTP framework, on hyper):
-//! the project already runs on tokio, and axum gives routing, body limits
-//! and graceful shutdown without a hand-written HTTP parser.
+//! `GET /metrics` (Prometheus / OpenMetrics text), `POST /` (the control
+//! API, Kea's command envelope) and `/ui` (the live web view, ui/). On
+//! axum (tokio's HTTP framework, on hyper): the project already runs on
+//! tokio, and axum gives routing, body limits and graceful shutdown
+//! without a hand-written HTTP parser.
 
 mod connections;
 mod control;
@@ -11,6 +12,7 @@ mod metrics;
 mod tls;
 
 pub use tls::acceptor as tls_acceptor;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +111,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/", post(control_request))
+        .nest("/ui", ui::router(Arc::clone(&ctx)))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(ctx);
     connections::serve(listener, app, limits, tls, stop).await;
