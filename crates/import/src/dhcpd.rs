@@ -81,13 +81,15 @@ impl<R: BufRead> DhcpdLeases<R> {
                 Some((_, Token::Open)) => depth += 1,
                 Some((_, Token::Close)) => depth -= 1,
                 Some(_) => {}
-                None => return Err(ParseError::new(
-                    opened_at,
-                    format!(
+                None => {
+                    return Err(ParseError::new(
+                        opened_at,
+                        format!(
                         "truncated: the block opened here has no closing }} (file ends at line {})",
                         self.tokens.line()
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(())
