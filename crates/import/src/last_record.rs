@@ -89,3 +89,38 @@ fn client_key(rec: &LeaseRecord) -> u64 {
     }
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(line: u64, mac: u8, state: RecordState, starts: u32, ends: u32) -> LeaseRecord {
+        let mut r = LeaseRecord::new(line, Ipv4Addr::new(10, 0, 0, 1));
+        r.state = state;
+        r.hardware = Some((1, vec![2, 0, 0, 0, 0, mac]));
+        (r.starts, r.ends) = (Some(starts), Some(ends));
+        r
+    }
+
+    #[test]
+    fn the_last_record_wins_and_overlapping_clients_are_conflicts() {
+        let mut last = LastRecord::new();
+        let a = rec(1, 1, RecordState::Active, 100, 200);
+        let renewed = rec(2, 1, RecordState::Active, 150, 250);
+        let other_after = rec(3, 2, RecordState::Active, 260, 400);
+        let other_during = rec(4, 3, RecordState::Active, 300, 500);
+        assert_eq!(last.see(&a), None);
+        assert_eq!(last.see(&renewed), None, "a renewal by the same client");
+        assert_eq!(last.see(&other_after), None, "a new client after the end");
+        assert_eq!(
+            last.see(&other_during),
+            Some(Conflict {
+                ip: a.ip,
+                earlier_line: 3,
+                line: 4
+            })
+        );
+        assert!(last.is_last(&other_during) && !last.is_last(&a));
+        assert_eq!(last.len(), 1);
+    }
+}

@@ -77,3 +77,52 @@ pub fn to_binding(rec: &LeaseRecord, now: u32, rules: MappingRules) -> Mapped {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const RULES: MappingRules = MappingRules { expired_grace: 600 };
+
+    fn rec(state: RecordState, ends: u32) -> LeaseRecord {
+        let mut r = LeaseRecord::new(1, Ipv4Addr::new(10, 0, 0, 1));
+        r.state = state;
+        r.hardware = Some((1, vec![2, 0, 0, 0, 0, 1]));
+        r.client_id = Some(vec![1, 2, 0, 0, 0, 0, 1]);
+        (r.starts, r.cltt, r.ends) = (Some(ends - 3600), Some(ends - 1800), Some(ends));
+        r
+    }
+
+    #[test]
+    fn states_map_as_documented() {
+        let now = 10_000;
+        let Mapped::Binding(b) = to_binding(&rec(RecordState::Active, now + 60), now, RULES) else {
+            panic!()
+        };
+        assert_eq!(
+            (b.state, b.expiry, b.cltt, b.lease_time),
+            (DhcpState::Active, now + 60, now + 60 - 1800, 3600)
+        );
+        assert_eq!(
+            (b.htype, b.chaddr.len(), b.client_id.is_some()),
+            (1, 6, true)
+        );
+        let Mapped::Expired(b) = to_binding(&rec(RecordState::Active, now - 60), now, RULES) else {
+            panic!()
+        };
+        assert_eq!(
+            (b.state, b.state_since, b.expiry),
+            (DhcpState::Expired, now - 60, now + 540)
+        );
+        let Mapped::Binding(b) = to_binding(&rec(RecordState::Abandoned, now + 60), now, RULES)
+        else {
+            panic!()
+        };
+        assert_eq!((b.state, b.expiry), (DhcpState::Abandoned, now + 60));
+        for s in [RecordState::Free, RecordState::Backup, RecordState::Removed] {
+            assert_eq!(to_binding(&rec(s, now + 60), now, RULES), Mapped::Available);
+        }
+    }
+}
