@@ -5,6 +5,7 @@ mod cmd_certs;
 mod cmd_check;
 mod cmd_ctl;
 mod cmd_db;
+mod cmd_import;
 mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
@@ -89,6 +90,8 @@ enum Command {
     Db(cmd_db::DbArgs),
     /// Send one command to a server's control API (`[http]`; docs/operations.md).
     Ctl(cmd_ctl::CtlArgs),
+    /// Take over another server's leases: `import leases --from dhcpd|kea-csv` (docs/migration.md).
+    Import(cmd_import::ImportArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => cmd_certs::run(args),
         Command::Db(args) => cmd_db::run(args),
         Command::Ctl(args) => cmd_ctl::run(args),
+        Command::Import(args) => cmd_import::run(args),
     };
     match result {
         Ok(code) => code,

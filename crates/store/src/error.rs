@@ -18,6 +18,10 @@ pub enum StoreError {
     PgOpen { target: String, reason: String },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A bulk import stopped before its commit (its input failed): the
+    /// transaction was rolled back.
+    #[error("import abandoned, nothing written: {0}")]
+    ImportAbandoned(String),
     /// A change decided from a stale copy of the bindings: another server
     /// changed the row first (see `leaseline_proto::overwrite`). The first
     /// refused change of a submission is named; refused changes are not
@@ -58,6 +62,7 @@ impl StoreError {
                 reason: reason.clone(),
             },
             StoreError::WriterGone => StoreError::WriterGone,
+            StoreError::ImportAbandoned(m) => StoreError::ImportAbandoned(m.clone()),
             StoreError::Refused { ip, reason, stored } => StoreError::Refused {
                 ip: *ip,
                 reason,

@@ -8,6 +8,7 @@
 mod checkpoint;
 mod codec;
 mod history;
+mod import;
 mod ops;
 mod readers;
 mod schema;

@@ -1,0 +1,25 @@
+//! Lease files of the servers Leaseline replaces, read as streams of
+//! [`LeaseRecord`]s (docs/migration.md):
+//!
+//! - ISC dhcpd's `dhcpd.leases` journal ([`dhcpd::DhcpdLeases`], format of
+//!   dhcpd.leases(5)),
+//! - Kea's memfile CSV for DHCPv4 ([`kea_csv::KeaCsv`]).
+//!
+//! Both are journals: a later record of an address replaces the earlier
+//! ones ([`LastRecord`] keeps what that rule needs, per address). Parsing is
+//! pure (a `BufRead` in, records out, nothing else touched), reads one
+//! line at a time, and reports every malformed record as a
+//! [`ParseError`] with its line number: never a panic.
+//! [`to_binding`] maps a record to the binding Leaseline stores.
+
+pub mod dhcpd;
+mod dhcpd_tokens;
+pub mod kea_csv;
+mod last_record;
+mod record;
+mod text;
+mod to_binding;
+
+pub use last_record::{Conflict, LastRecord};
+pub use record::{LeaseRecord, ParseError, RecordState, Unmapped};
+pub use to_binding::{to_binding, Mapped, MappingRules};
