@@ -18,6 +18,9 @@ pub enum StoreError {
     PgOpen { target: String, reason: String },
     #[error("the store's writer has stopped")]
     WriterGone,
+    /// A lease history query on a store that keeps none (`[history]`).
+    #[error("the lease history is off ([history] enabled = false)")]
+    HistoryOff,
     /// A change decided from a stale copy of the bindings: another server
     /// changed the row first (see `leaseline_proto::overwrite`). The first
     /// refused change of a submission is named; refused changes are not
@@ -58,6 +61,7 @@ impl StoreError {
                 reason: reason.clone(),
             },
             StoreError::WriterGone => StoreError::WriterGone,
+            StoreError::HistoryOff => StoreError::HistoryOff,
             StoreError::Refused { ip, reason, stored } => StoreError::Refused {
                 ip: *ip,
                 reason,

@@ -6,7 +6,7 @@ use postgres::{Client, GenericClient};
 
 use super::codec::{decode, ip_key_to_ip, COLUMNS};
 use super::schema::{error_text, HISTORY_SINCE, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK};
-use crate::{Binding, ChangeFeed, HistoryLimits, StoreError};
+use crate::{Binding, ChangeFeed, HistoryLimits, LeaseLogLimits, StoreError};
 
 /// Prune the log every this many committed changes.
 const PRUNE_EVERY: usize = 4_096;
@@ -116,6 +116,23 @@ pub(super) fn changes_after(
         });
     }
     Ok(out)
+}
+
+/// How long the change log is kept: the longer of the Active Leasequery
+/// history and the lease history (which reads the same log).
+pub(super) fn retention(
+    history: HistoryLimits,
+    lease_log: Option<LeaseLogLimits>,
+) -> HistoryLimits {
+    match lease_log {
+        None => history,
+        Some(l) => HistoryLimits {
+            max_age: history.max_age.max(l.keep_secs),
+            max_count: history
+                .max_count
+                .max(usize::try_from(l.max_rows).unwrap_or(usize::MAX)),
+        },
+    }
 }
 
 /// Deletes log rows older than `max_age` or beyond the newest `max_count`,
