@@ -5,6 +5,7 @@ mod cmd_certs;
 mod cmd_check;
 mod cmd_ctl;
 mod cmd_db;
+mod cmd_history;
 mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
@@ -89,6 +90,9 @@ enum Command {
     Db(cmd_db::DbArgs),
     /// Send one command to a server's control API (`[http]`; docs/operations.md).
     Ctl(cmd_ctl::CtlArgs),
+    /// Who held an address when, and which addresses a client held (the
+    /// lease history; docs/operations.md).
+    History(cmd_history::HistoryArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => cmd_certs::run(args),
         Command::Db(args) => cmd_db::run(args),
         Command::Ctl(args) => cmd_ctl::run(args),
+        Command::History(args) => cmd_history::run(args),
     };
     match result {
         Ok(code) => code,
