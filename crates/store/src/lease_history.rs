@@ -150,6 +150,18 @@ impl std::fmt::Display for HistoryCursor {
     }
 }
 
+/// A query for one second of one address: answered by the address's last
+/// entry begun by then alone (zero-length entries at that second, states
+/// that started and ended in it, are not what held it).
+pub(crate) fn is_at(q: &HistoryQuery) -> bool {
+    q.from == q.to && q.after.is_none() && matches!(q.key, HistoryKey::Ip(_))
+}
+
+/// The backend reads the latest entry that began before this (exclusive).
+pub(crate) fn before_bound(q: &HistoryQuery) -> i64 {
+    i64::from(q.from) + i64::from(is_at(q))
+}
+
 /// The entry of a key that began before `from` (the backend reads the
 /// latest one, at most one per key), kept on a first page when it overlaps
 /// the range.

@@ -117,6 +117,25 @@ fn history_answers_who_held_an_address<S: LeaseStore>(store: &S) {
         )
     );
 
+    // A client that gets the address back within the second its earlier
+    // lease began: a new entry, not a renewal of the first.
+    let quick = Ipv4Addr::new(10, 9, 0, 4);
+    for state in [Active, Released, Active] {
+        commit(store, vec![holding(quick, 3, state, t + 50)], t + 50);
+    }
+    let all = store
+        .history(&HistoryQuery::all(HistoryKey::Ip(quick), 100))
+        .expect("history");
+    assert_eq!(
+        summary(&all.entries),
+        vec![
+            (quick, 3, Active, t + 50, Some(t + 50)),
+            (quick, 3, Released, t + 50, Some(t + 50)),
+            (quick, 3, Active, t + 50, None),
+        ]
+    );
+    assert_eq!(who(store, quick, t + 50), Some((3, Active, t + 50, None)));
+
     // A range: the entries overlapping it, the earlier one included.
     let mut q = HistoryQuery::all(HistoryKey::Ip(ip), 100);
     (q.from, q.to) = (t + 21, t + 29);

@@ -48,9 +48,12 @@ const ENTRY: &str = "c.id, c.ip, c.state_since, c.state, c.htype, c.chaddr, c.cl
       AND (n.state_since, n.state, n.chaddr) IS DISTINCT FROM (c.state_since, c.state, c.chaddr) \
       ORDER BY n.state_since, n.id LIMIT 1)";
 
-const OPENS_RUN: &str = "NOT EXISTS (SELECT 1 FROM lease_changes p WHERE p.ip = c.ip \
-     AND p.state_since = c.state_since AND p.state = c.state AND p.chaddr = c.chaddr \
-     AND p.id < c.id)";
+/// The address's previous row (by start-time, then id) is not of the
+/// same run.
+const OPENS_RUN: &str = "NOT EXISTS (SELECT 1 FROM (SELECT p.state_since, p.state, p.chaddr \
+     FROM lease_changes p WHERE p.ip = c.ip AND (p.state_since, p.id) < (c.state_since, c.id) \
+     ORDER BY p.state_since DESC, p.id DESC LIMIT 1) prev \
+     WHERE (prev.state_since, prev.state, prev.chaddr) = (c.state_since, c.state, c.chaddr))";
 
 /// An owned key (reads run on a reader thread).
 enum Key {
@@ -85,7 +88,7 @@ pub(super) fn query(client: &mut Client, q: &HistoryQuery) -> Result<HistoryPage
                      AND c.state_since < $2 AND {OPENS_RUN} \
                      ORDER BY c.state_since DESC, c.id DESC LIMIT 1"
                 ),
-                &[key, &from],
+                &[key, &lease_history::before_bound(q)],
             )
             .map_err(fail)?;
         row.map(|r| decode(&r)).transpose()?
@@ -93,6 +96,10 @@ pub(super) fn query(client: &mut Client, q: &HistoryQuery) -> Result<HistoryPage
         None
     };
     let before = lease_history::kept_before(q, before);
+    if lease_history::is_at(q) {
+        tx.commit().map_err(fail)?;
+        return Ok(lease_history::page(q, before, Vec::new()));
+    }
     let lo = lease_history::lower_bound(q);
     let want = i64::try_from(lease_history::rows_to_read(q, &before)).unwrap_or(i64::MAX);
     let rows = tx

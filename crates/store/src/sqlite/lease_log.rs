@@ -38,11 +38,16 @@ CREATE INDEX IF NOT EXISTS lease_history_remote_id ON lease_history (remote_id, 
     WHERE remote_id IS NOT NULL;
 ";
 
-/// A change opens an entry unless it continues the address's entry.
+/// A change opens an entry unless it continues the address's latest one
+/// (same start, state and hardware address: a renewal). Only the latest:
+/// a client that gets an address back within the second its earlier lease
+/// of it began opens a new entry.
 const INSERT: &str = "INSERT INTO lease_history \
      (ip, start, state, htype, chaddr, client_id, circuit_id, remote_id, logged_at) \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
-     (SELECT 1 FROM lease_history WHERE ip = ?1 AND start = ?2 AND state = ?3 AND chaddr = ?5)";
+     (SELECT 1 FROM (SELECT start, state, chaddr FROM lease_history WHERE ip = ?1 \
+      ORDER BY start DESC, id DESC LIMIT 1) l \
+      WHERE l.start = ?2 AND l.state = ?3 AND l.chaddr = ?5)";
 
 /// Most rows one commit prunes: the commit's extra time stays small (about
 /// a millisecond), and pruning still outpaces logging (a commit logs at
@@ -126,7 +131,7 @@ pub(super) fn query(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, 
              ORDER BY h.start DESC, h.id DESC LIMIT 1"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![key, q.from])?;
+        let mut rows = stmt.query(params![key, lease_history::before_bound(q)])?;
         match rows.next()? {
             Some(row) => Some(decode(row)?),
             None => None,
@@ -135,6 +140,10 @@ pub(super) fn query(conn: &Connection, q: &HistoryQuery) -> Result<HistoryPage, 
         None
     };
     let before = lease_history::kept_before(q, before);
+    if lease_history::is_at(q) {
+        tx.commit()?;
+        return Ok(lease_history::page(q, before, Vec::new()));
+    }
     let lo = lease_history::lower_bound(q);
     let want = i64::try_from(lease_history::rows_to_read(q, &before)).unwrap_or(i64::MAX);
     let sql = format!(
