@@ -14,6 +14,7 @@
 #
 #   bench/history.sh                       # defaults below
 #   CLIENTS=100000 ROUNDS=50 bench/history.sh
+#   BUILD=0 ...                            # use the release binaries as built
 #
 # Needs root (the driver relays from 127.0.0.1:67).
 set -euo pipefail
@@ -36,8 +37,10 @@ if ss -Hlun "sport = :$PORT" 2>/dev/null | grep -q .; then
     echo "UDP port $PORT is in use" >&2
     exit 1
 fi
-echo "== building leaseline and leaseline-bench (release)"
-cargo build --release -p leaseline -p leaseline-bench >&2
+if [ "${BUILD:-1}" = 1 ]; then
+    echo "== building leaseline and leaseline-bench (release)"
+    cargo build --release -p leaseline -p leaseline-bench >&2
+fi
 BIN=${LEASELINE_BIN:-${CARGO_TARGET_DIR:-target}/release/leaseline}
 BENCH=${CARGO_TARGET_DIR:-target}/release/leaseline-bench
 

@@ -15,10 +15,8 @@ use std::time::Instant;
 
 use leaseline_proto::{Binding, DhcpState};
 use leaseline_store::{
-    HistoryKey, HistoryLimits, HistoryQuery, LeaseLogLimits, LeaseStore, SqliteOptions,
-    SqliteStore,
+    HistoryKey, HistoryLimits, HistoryQuery, LeaseLogLimits, LeaseStore, SqliteOptions, SqliteStore,
 };
-
 
 const BATCH: usize = 4096;
 const FIRST: u32 = 0x0a40_0000; // 10.64.0.0
@@ -102,7 +100,11 @@ pub fn prefill(db: &Path, clients: u32, rounds: u32, days: u32) -> anyhow::Resul
             }
             entries += u64::from(clients);
         }
-        eprint!("\r  round {}/{rounds}, {entries} entries, {:.0} s", r + 1, t0.elapsed().as_secs_f64());
+        eprint!(
+            "\r  round {}/{rounds}, {entries} entries, {:.0} s",
+            r + 1,
+            t0.elapsed().as_secs_f64()
+        );
     }
     eprintln!();
     println!(
@@ -112,6 +114,9 @@ pub fn prefill(db: &Path, clients: u32, rounds: u32, days: u32) -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Makes one query of a kind.
+type MakeQuery<'a> = dyn Fn(&mut Rng) -> HistoryQuery + 'a;
 
 /// Times `queries` of each kind, answered by the store (reads on the
 /// caller's thread, as the control API's are on its blocking pool).
@@ -123,7 +128,7 @@ pub fn query(db: &Path, clients: u32, rounds: u32, days: u32, queries: u32) -> a
     let start = now - days * 86_400;
     let store = open(db, now)?;
     let mut rng = Rng::new(0x5eed);
-    let kinds: [(&str, &dyn Fn(&mut Rng) -> HistoryQuery); 3] = [
+    let kinds: [(&str, &MakeQuery<'_>); 3] = [
         ("ip-at", &|rng: &mut Rng| {
             let c = rng.below(clients);
             let r = rng.below(rounds);

@@ -304,7 +304,7 @@ fn history_names_who_held_each_address_and_survives_kill9() {
     assert_eq!(first_row[3], h[1].1);
     let (code, _) = cli(&url, &["--ip", "10.0.0.200"]);
     assert_eq!(code, 3, "no history");
-    let at = format!("{}", leaseline_proto::text::format_time(h[0].2 as u32));
+    let at = leaseline_proto::text::format_time(h[0].2 as u32);
     let (code, one) = cli(&url, &["--ip", &ip, "--at", &at, "--csv"]);
     assert_eq!((code, one.lines().count()), (0, 2), "{one}");
 

@@ -208,3 +208,27 @@ fn unix_now() -> u32 {
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::retention;
+    use crate::{HistoryLimits, LeaseLogLimits};
+
+    #[test]
+    fn the_log_is_kept_for_the_longer_of_the_two_histories() {
+        let feed = HistoryLimits {
+            max_age: 3_600,
+            max_count: 1_000_000,
+        };
+        let r = retention(feed, None);
+        assert_eq!((r.max_age, r.max_count), (3_600, 1_000_000));
+        let r = retention(
+            feed,
+            Some(LeaseLogLimits {
+                keep_secs: 86_400,
+                max_rows: 500,
+            }),
+        );
+        assert_eq!((r.max_age, r.max_count), (86_400, 1_000_000));
+    }
+}
