@@ -29,6 +29,7 @@
 mod active_latency;
 mod dora;
 mod failover;
+mod history;
 mod http_load;
 mod mirror_lag;
 mod prefill;
@@ -250,6 +251,32 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// A year of churn into a store's lease history (bench/history.sh).
+    HistoryPrefill {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        clients: u32,
+        /// Rounds of lease + release by every client.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Time lease history queries on a store `history-prefill` wrote.
+    HistoryQuery {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        clients: u32,
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Queries of each kind.
+        #[arg(long, default_value_t = 2000)]
+        queries: u32,
+    },
     Prefill {
         /// The server's store (created if missing).
         #[arg(long)]
@@ -418,6 +445,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Prefill { db, count, prefix } => prefill::run(&db, count, &prefix)?,
+        Cmd::HistoryPrefill {
+            db,
+            clients,
+            rounds,
+            days,
+        } => history::prefill(&db, clients, rounds, days)?,
+        Cmd::HistoryQuery {
+            db,
+            clients,
+            rounds,
+            days,
+            queries,
+        } => history::query(&db, clients, rounds, days, queries)?,
         Cmd::Responder {
             listen,
             server_id,

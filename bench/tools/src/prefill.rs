@@ -48,6 +48,7 @@ pub fn run(db: &Path, count: u32, prefix: &str) -> anyhow::Result<()> {
                 max_count: 1,
             },
             max_batch: BATCH,
+            lease_log: None,
         },
         now,
     )?;

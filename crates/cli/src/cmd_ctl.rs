@@ -9,8 +9,10 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+/// Where the control API is and how to authenticate (shared by `ctl` and
+/// `history`).
 #[derive(Args)]
-pub struct CtlArgs {
+pub struct ServerArgs {
     /// The server's `[http] listen`, as a URL.
     #[arg(long, default_value = "http://127.0.0.1:8067")]
     server: String,
@@ -20,6 +22,12 @@ pub struct CtlArgs {
     /// Read the token from this file (its first line).
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     /// Print the whole answer as JSON.
     #[arg(long)]
     json: bool,
@@ -30,6 +38,75 @@ pub struct CtlArgs {
     /// string (ip-address=10.0.0.10).
     #[arg(value_name = "NAME=VALUE")]
     arguments: Vec<String>,
+}
+
+/// A connection to one server's control API.
+pub struct ControlClient {
+    server: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl ServerArgs {
+    pub fn client(&self) -> anyhow::Result<ControlClient> {
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("token file {}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned(),
+            ),
+            None => self
+                .token
+                .clone()
+                .or_else(|| std::env::var("LEASELINE_HTTP_TOKEN").ok()),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(ControlClient {
+            server: self.server.clone(),
+            token,
+            agent,
+        })
+    }
+}
+
+impl ControlClient {
+    /// Send one command; the answer (`{"result", "text", "arguments"}`).
+    pub fn send(&self, body: &Value) -> anyhow::Result<Value> {
+        let mut req = self
+            .agent
+            .post(&self.server)
+            .header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req
+            .send(body.to_string().as_bytes())
+            .map_err(|e| anyhow!("{}: {e}", self.server))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| anyhow!("{}: reading the answer: {e}", self.server))?;
+        serde_json::from_str(&text)
+            .map_err(|_| anyhow!("{}: HTTP {status}: {}", self.server, text.trim()))
+    }
+}
+
+/// The answer's result code (1 when it has none).
+pub fn result(answer: &Value) -> u8 {
+    answer
+        .get("result")
+        .and_then(Value::as_u64)
+        .and_then(|r| u8::try_from(r).ok())
+        .unwrap_or(1)
 }
 
 /// `{"command": ..., "arguments": {...}}` from the command line.
@@ -50,44 +127,8 @@ fn request(command: &str, arguments: &[String]) -> anyhow::Result<Value> {
 }
 
 pub fn run(a: CtlArgs) -> anyhow::Result<ExitCode> {
-    let token = match &a.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("token file {}", path.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned(),
-        ),
-        None => a
-            .token
-            .clone()
-            .or_else(|| std::env::var("LEASELINE_HTTP_TOKEN").ok()),
-    };
-    let body = request(&a.command, &a.arguments)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent
-        .post(&a.server)
-        .header("Content-Type", "application/json");
-    if let Some(t) = &token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req
-        .send(body.to_string().as_bytes())
-        .map_err(|e| anyhow!("{}: {e}", a.server))?;
-    let status = resp.status();
-    let text = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| anyhow!("{}: reading the answer: {e}", a.server))?;
-    let answer: Value = serde_json::from_str(&text)
-        .map_err(|_| anyhow!("{}: HTTP {status}: {}", a.server, text.trim()))?;
-    let result = answer.get("result").and_then(Value::as_u64).unwrap_or(1);
+    let client = a.server.client()?;
+    let answer = client.send(&request(&a.command, &a.arguments)?)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
@@ -100,7 +141,7 @@ pub fn run(a: CtlArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // The exit status is the result: 0 success, 1 error, 2 unsupported, 3 nothing found.
-    Ok(ExitCode::from(u8::try_from(result).unwrap_or(1)))
+    Ok(ExitCode::from(result(&answer)))
 }
 
 #[cfg(test)]

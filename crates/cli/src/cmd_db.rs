@@ -70,6 +70,7 @@ fn upgrade(path: &Path) -> anyhow::Result<ExitCode> {
                         max_count: cfg.history_max_count,
                     },
                     max_batch: cfg.max_batch,
+                    lease_log: cfg.lease_history,
                 },
                 now,
             )?);

@@ -346,6 +346,7 @@ fn write(
                     max_batch: cfg.max_batch,
                     instance_id: format!("import:{}", std::process::id()),
                     readers: 1,
+                    lease_log: cfg.lease_history,
                 },
                 now,
             )?;

@@ -204,6 +204,7 @@ fn query(q: QueryArgs) -> anyhow::Result<ExitCode> {
                 max_count: 1,
             },
             max_batch: 1,
+            lease_log: None,
         },
         0,
     )?;

@@ -5,6 +5,7 @@ mod cmd_certs;
 mod cmd_check;
 mod cmd_ctl;
 mod cmd_db;
+mod cmd_history;
 mod cmd_import;
 mod cmd_mirror;
 mod cmd_query;
@@ -92,6 +93,9 @@ enum Command {
     Ctl(cmd_ctl::CtlArgs),
     /// Take over another server's leases: `import leases --from dhcpd|kea-csv` (docs/migration.md).
     Import(cmd_import::ImportArgs),
+    /// Who held an address when, and which addresses a client held (the
+    /// lease history; docs/operations.md).
+    History(cmd_history::HistoryArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Db(args) => cmd_db::run(args),
         Command::Ctl(args) => cmd_ctl::run(args),
         Command::Import(args) => cmd_import::run(args),
+        Command::History(args) => cmd_history::run(args),
     };
     match result {
         Ok(code) => code,

@@ -321,7 +321,6 @@ fn live_view_shows_a_new_lease_and_finds_its_client() {
 
 /// Search → timeline: needs `lease4-history` (the history branch).
 #[test]
-#[ignore = "needs lease4-history from the history branch"]
 fn search_shows_the_clients_timeline() {
     let mut server = start_server();
     let driver = ChromeDriver::start();

@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_count: 1_000_000,
             },
             max_batch: BATCH,
+            lease_log: None,
         },
         now,
     )?;

@@ -13,7 +13,9 @@ use toml::Spanned;
 
 use crate::engine::Grant;
 
+mod history;
 mod http;
+pub use history::HistorySection;
 pub use http::{HttpConfig, HttpSection, HttpTls};
 
 #[derive(Debug, Error)]
@@ -50,6 +52,8 @@ pub struct RawConfig {
     pub leasequery: LeasequerySection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub history: HistorySection,
 }
 
 /// Leasequery services. All are off until configured.
@@ -394,6 +398,8 @@ pub struct Config {
     pub history_max_age: u32,
     pub history_max_count: usize,
     pub max_batch: usize,
+    /// The lease history's retention (`[history]`); None when off.
+    pub lease_history: Option<leaseline_store::LeaseLogLimits>,
     pub listen: Option<SocketAddr>,
     pub offer_hold: u32,
     pub decline_hold: u32,
@@ -751,6 +757,7 @@ impl Validator<'_> {
             history_max_age: raw.store.history_max_age,
             history_max_count: raw.store.history_max_count,
             max_batch: raw.store.max_batch,
+            lease_history: self.history(&raw.history)?,
             listen: raw.dhcp.listen,
             offer_hold: raw.dhcp.offer_hold,
             decline_hold: raw.dhcp.decline_hold,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use crate::{Binding, DhcpState, LeaseStore};
 
+mod history;
+
 pub fn run_all<S: LeaseStore>(make: impl Fn() -> S) {
     upsert_then_get(&make());
     get_many_reads_each_address_in_order(&make());
@@ -21,6 +23,7 @@ pub fn run_all<S: LeaseStore>(make: impl Fn() -> S) {
     group_commit_concurrent_submits(&make());
     changed_since_is_inclusive(&make());
     grant_round_trips(&make());
+    history::run_all(&make);
 }
 
 /// A binding with every field derived from `n`, so lookups have distinct keys.

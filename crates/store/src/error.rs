@@ -22,6 +22,9 @@ pub enum StoreError {
     /// transaction was rolled back.
     #[error("import abandoned, nothing written: {0}")]
     ImportAbandoned(String),
+    /// A lease history query on a store that keeps none (`[history]`).
+    #[error("the lease history is off ([history] enabled = false)")]
+    HistoryOff,
     /// A change decided from a stale copy of the bindings: another server
     /// changed the row first (see `leaseline_proto::overwrite`). The first
     /// refused change of a submission is named; refused changes are not
@@ -63,6 +66,7 @@ impl StoreError {
             },
             StoreError::WriterGone => StoreError::WriterGone,
             StoreError::ImportAbandoned(m) => StoreError::ImportAbandoned(m.clone()),
+            StoreError::HistoryOff => StoreError::HistoryOff,
             StoreError::Refused { ip, reason, stored } => StoreError::Refused {
                 ip: *ip,
                 reason,

@@ -13,6 +13,7 @@ mod commit_stats;
 mod error;
 mod feed;
 mod group_commit;
+mod lease_history;
 mod pending;
 mod postgres;
 mod sqlite;
@@ -21,6 +22,9 @@ use std::net::Ipv4Addr;
 
 pub use error::StoreError;
 pub use feed::{Backlog, Change, ChangeFeed, FeedLag, HistoryLimits, Subscription, LIVE_LOG_CAP};
+pub use lease_history::{
+    HistoryCursor, HistoryEntry, HistoryKey, HistoryPage, HistoryQuery, LeaseLogLimits,
+};
 pub use leaseline_proto::{Binding, DhcpState};
 pub use pending::{Committed, PendingEntry};
 pub use postgres::{
@@ -102,6 +106,13 @@ pub trait LeaseStore: Send + Sync + 'static {
         -> Result<Vec<Binding>, StoreError>;
     /// Every stored binding (start-up load of the engine's index).
     fn load_all(&self) -> Result<Vec<Binding>, StoreError>;
+
+    /// One page of the lease history (`crate::lease_history`):
+    /// [`StoreError::HistoryOff`] when this store keeps none.
+    fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let _ = q;
+        Err(StoreError::HistoryOff)
+    }
 
     /// The change feed of this store.
     fn feed(&self) -> &ChangeFeed;

@@ -22,6 +22,7 @@ mod follow;
 mod health;
 mod history;
 mod instances;
+mod lease_history;
 mod log_gaps;
 mod ops;
 mod readers;
@@ -38,7 +39,10 @@ use postgres::types::ToSql;
 use postgres::Client;
 
 use crate::group_commit::{self, Request};
-use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError, StoreObserver};
+use crate::{
+    Binding, ChangeFeed, HistoryLimits, HistoryPage, HistoryQuery, LeaseLogLimits, LeaseStore,
+    OnDurable, StoreError, StoreObserver,
+};
 use codec::{decode, ip_key, COLUMNS};
 use connect::Database;
 use follow::{Follower, LogFollower};
@@ -69,6 +73,10 @@ pub struct PostgresOptions {
     pub instance_id: String,
     /// Reader connections.
     pub readers: usize,
+    /// The lease history's retention (`[history]`); None: no lease history
+    /// (its indexes are not created, the change log is kept as long as
+    /// Active Leasequery needs).
+    pub lease_log: Option<LeaseLogLimits>,
 }
 
 /// See [`PostgresStore::change_log_position`].
@@ -93,6 +101,7 @@ pub struct PostgresStore {
     follower: parking_lot::Mutex<Option<Follower>>,
     readers: ReadPool,
     db: Arc<Database>,
+    lease_log: bool,
 }
 
 impl PostgresStore {
@@ -104,6 +113,17 @@ impl PostgresStore {
         let target = db.target.clone();
         let mut client = db.connect()?;
         schema::migrate(&mut client, &target, now)?;
+        if opts.lease_log.is_some() {
+            lease_history::create_indexes(&mut client).map_err(|e| {
+                schema::open_error(
+                    &target,
+                    format!(
+                        "creating the lease history's indexes: {}",
+                        schema::error_text(&e)
+                    ),
+                )
+            })?;
+        }
         let (feed, last_id) = history::rebuild(&mut client, opts.history, now)
             .map_err(|e| schema::open_error(&target, format!("reading the change history: {e}")))?;
         let feed = Arc::new(feed);
@@ -121,7 +141,7 @@ impl PostgresStore {
             client,
             log: Arc::clone(&log),
             max_batch: opts.max_batch.max(1),
-            pruner: history::Pruner::new(opts.history),
+            pruner: history::Pruner::new(history::retention(opts.history, opts.lease_log)),
             health: Arc::clone(&health),
             db: Arc::clone(&db),
             statements: None,
@@ -141,6 +161,7 @@ impl PostgresStore {
             follower: parking_lot::Mutex::new(None),
             readers,
             db,
+            lease_log: opts.lease_log.is_some(),
         })
     }
 
@@ -273,6 +294,14 @@ impl LeaseStore for PostgresStore {
 
     fn load_all(&self) -> Result<Vec<Binding>, StoreError> {
         self.select("true", Vec::new())
+    }
+
+    fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        if !self.lease_log {
+            return Err(StoreError::HistoryOff);
+        }
+        let q = q.clone();
+        self.readers.with(move |c, _| lease_history::query(c, &q))
     }
 
     fn feed(&self) -> &ChangeFeed {

@@ -9,6 +9,7 @@ mod checkpoint;
 mod codec;
 mod history;
 mod import;
+mod lease_log;
 mod ops;
 mod readers;
 mod schema;
@@ -23,7 +24,10 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, ToSql};
 
 use crate::group_commit::{self, Request};
-use crate::{Binding, ChangeFeed, HistoryLimits, LeaseStore, OnDurable, StoreError};
+use crate::{
+    Binding, ChangeFeed, HistoryLimits, HistoryPage, HistoryQuery, LeaseLogLimits, LeaseStore,
+    OnDurable, StoreError,
+};
 use codec::{decode, ip_key, COLUMNS};
 use readers::ReadPool;
 
@@ -38,6 +42,8 @@ pub struct SqliteOptions {
     pub history: HistoryLimits,
     /// Most changes grouped into one transaction.
     pub max_batch: usize,
+    /// The lease history's retention (`[history]`); None: no lease history.
+    pub lease_log: Option<LeaseLogLimits>,
 }
 
 pub struct SqliteStore {
@@ -49,6 +55,7 @@ pub struct SqliteStore {
     readers: ReadPool,
     /// Dropped after the writer has drained.
     checkpointer: Option<checkpoint::Checkpointer>,
+    lease_log: bool,
 }
 
 impl SqliteStore {
@@ -67,12 +74,13 @@ impl SqliteStore {
             );
         let (tx, rx) = mpsc::channel();
         let max_batch = opts.max_batch.max(1);
+        let log = opts.lease_log.map(lease_log::LogWriter::new);
         let writer_feed = feed.clone();
         let commits = Arc::new(crate::CommitStats::default());
         let writer_commits = Arc::clone(&commits);
         let writer = std::thread::Builder::new()
             .name("leaseline-store-writer".into())
-            .spawn(move || writer::run(conn, rx, writer_feed, &writer_commits, max_batch))
+            .spawn(move || writer::run(conn, rx, writer_feed, &writer_commits, max_batch, log))
             .map_err(|e| StoreError::Open {
                 path: opts.path.display().to_string(),
                 reason: format!("spawning the writer thread: {e}"),
@@ -84,6 +92,7 @@ impl SqliteStore {
             writer: Some(writer),
             readers,
             checkpointer: Some(checkpointer),
+            lease_log: opts.lease_log.is_some(),
         })
     }
 
@@ -169,6 +178,13 @@ impl LeaseStore for SqliteStore {
 
     fn load_all(&self) -> Result<Vec<Binding>, StoreError> {
         self.select("1", &[])
+    }
+
+    fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        if !self.lease_log {
+            return Err(StoreError::HistoryOff);
+        }
+        self.readers.with(|conn| lease_log::query(conn, q))
     }
 
     fn feed(&self) -> &ChangeFeed {

@@ -29,6 +29,7 @@ fn open(path: &Path) -> SqliteStore {
             max_count: 10_000,
         },
         max_batch: 256,
+        lease_log: Some(leaseline_store::LeaseLogLimits::DEFAULT),
     };
     SqliteStore::open(opts, T0).expect("open store")
 }

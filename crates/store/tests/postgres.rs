@@ -22,6 +22,7 @@ fn opts(url: &str) -> PostgresOptions {
         max_batch: 512,
         instance_id: "test-a".into(),
         readers: 2,
+        lease_log: Some(leaseline_store::LeaseLogLimits::DEFAULT),
     }
 }
 

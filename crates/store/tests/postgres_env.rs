@@ -38,6 +38,7 @@ fn open(url: &str) -> Result<PostgresStore, String> {
             max_batch: 64,
             instance_id: "env-test".into(),
             readers: 1,
+            lease_log: None,
         },
         T0,
     )

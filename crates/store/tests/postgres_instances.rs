@@ -34,6 +34,7 @@ fn open(url: &str, name: &str) -> PostgresStore {
             max_batch: 512,
             instance_id: name.into(),
             readers: 1,
+            lease_log: None,
         },
         T0,
     )

@@ -18,6 +18,7 @@ fn opts(url: &str) -> PostgresOptions {
         max_batch: 64,
         instance_id: "tls-test".into(),
         readers: 1,
+        lease_log: None,
     }
 }
 

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use leaseline_store::battery::{run_all, sample};
-use leaseline_store::{Binding, HistoryLimits, LeaseStore, SqliteOptions, SqliteStore, StoreError};
+use leaseline_store::{
+    Binding, DhcpState, HistoryKey, HistoryLimits, HistoryQuery, LeaseLogLimits, LeaseStore,
+    SqliteOptions, SqliteStore, StoreError,
+};
 
 const T0: u32 = 1_700_000_000;
 
@@ -18,6 +21,7 @@ fn opts(path: &Path) -> SqliteOptions {
             max_count: 100_000,
         },
         max_batch: 512,
+        lease_log: Some(leaseline_store::LeaseLogLimits::DEFAULT),
     }
 }
 
@@ -117,7 +121,7 @@ fn reopen_keeps_data_and_drop_drains_queue() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]
@@ -246,7 +250,7 @@ fn upgrade_from_schema_2_keeps_rows_with_the_grant_unknown() {
     let version: i64 = raw
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]
@@ -500,4 +504,110 @@ fn the_wal_stays_bounded_under_sustained_writes() {
          its bound is {}",
         leaseline_store::WAL_SIZE_BOUND
     );
+}
+
+fn history_of(store: &SqliteStore, ip: Ipv4Addr) -> Vec<(DhcpState, u32, Option<u32>)> {
+    store
+        .history(&HistoryQuery::all(HistoryKey::Ip(ip), 1000))
+        .expect("history")
+        .entries
+        .iter()
+        .map(|e| (e.state, e.start, e.end))
+        .collect()
+}
+
+fn changed(n: u32, state: DhcpState, since: u32) -> Binding {
+    let mut b = sample(n, since);
+    b.state = state;
+    b.state_since = since;
+    b
+}
+
+/// Retention: a commit prunes the entries logged longer ago than the keep
+/// (by the commits' own clock), and the oldest beyond the size cap; what is
+/// younger stays, and the history survives a reopen.
+#[test]
+fn lease_history_prunes_by_age_and_size_and_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let mut o = opts(&path);
+    o.lease_log = Some(LeaseLogLimits {
+        keep_secs: 100,
+        max_rows: 1_000,
+    });
+    let store = SqliteStore::open(o.clone(), T0).expect("open");
+    let a = sample(1, T0).ip;
+    commit_at(&store, vec![changed(1, DhcpState::Active, T0)], T0);
+    commit_at(
+        &store,
+        vec![changed(1, DhcpState::Released, T0 + 50)],
+        T0 + 50,
+    );
+    commit_at(
+        &store,
+        vec![changed(1, DhcpState::Active, T0 + 120)],
+        T0 + 120,
+    );
+    // At T0 + 120 the entry logged at T0 is older than the keep; T0 + 50's is not.
+    assert_eq!(
+        history_of(&store, a),
+        vec![
+            (DhcpState::Released, T0 + 50, Some(T0 + 120)),
+            (DhcpState::Active, T0 + 120, None),
+        ]
+    );
+    drop(store);
+    let store = SqliteStore::open(o.clone(), T0 + 121).expect("reopen");
+    assert_eq!(history_of(&store, a).len(), 2, "kept across a reopen");
+    commit_at(&store, vec![sample(2, T0 + 151)], T0 + 151);
+    assert_eq!(
+        history_of(&store, a),
+        vec![(DhcpState::Active, T0 + 120, None)],
+        "T0 + 50 is older than the keep at T0 + 151"
+    );
+    drop(store);
+
+    // The size cap: the oldest go first.
+    o.lease_log = Some(LeaseLogLimits {
+        keep_secs: 1_000_000,
+        max_rows: 10,
+    });
+    let store = SqliteStore::open(o, T0 + 200).expect("reopen");
+    for n in 0..30u32 {
+        commit_at(
+            &store,
+            vec![changed(1, DhcpState::Active, T0 + 200 + n)],
+            T0 + 200 + n,
+        );
+    }
+    let kept = history_of(&store, a);
+    assert_eq!(kept.len(), 10, "{kept:?}");
+    assert_eq!(kept[0].1, T0 + 220);
+    assert_eq!(kept[9], (DhcpState::Active, T0 + 229, None));
+}
+
+#[test]
+fn lease_history_off_answers_history_off_and_logs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let mut o = opts(&path);
+    o.lease_log = None;
+    let store = SqliteStore::open(o, T0).expect("open");
+    commit_at(&store, vec![sample(1, T0)], T0);
+    let q = HistoryQuery::all(HistoryKey::Ip(sample(1, T0).ip), 10);
+    assert!(matches!(store.history(&q), Err(StoreError::HistoryOff)));
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let rows: i64 = raw
+        .query_row("SELECT count(*) FROM lease_history", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 0);
+}
+
+fn commit_at(store: &SqliteStore, bindings: Vec<Binding>, now: u32) {
+    store
+        .submit(bindings, now)
+        .blocking_recv()
+        .expect("ticket")
+        .expect("commit");
 }

@@ -23,6 +23,7 @@ fn try_load(db: &Path) -> Result<Vec<Binding>, String> {
                 max_count: 100_000,
             },
             max_batch: 1024,
+            lease_log: Some(leaseline_store::LeaseLogLimits::DEFAULT),
         },
         crate::unix_now(),
     )
@@ -47,6 +48,7 @@ pub fn open_pg_store(url: &str, me: &str) -> PostgresStore {
             max_batch: 64,
             instance_id: me.to_owned(),
             readers: 1,
+            lease_log: Some(leaseline_store::LeaseLogLimits::DEFAULT),
         },
         0,
     )

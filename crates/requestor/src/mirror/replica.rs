@@ -126,6 +126,7 @@ impl Replica {
                     max_count: 1,
                 },
                 max_batch: 4096,
+                lease_log: None,
             },
             0,
         )?;

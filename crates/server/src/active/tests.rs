@@ -41,6 +41,7 @@ fn fixture(history: HistoryLimits) -> Fixture {
             path: dir.path().join("t.db"),
             history,
             max_batch: 64,
+            lease_log: None,
         },
         unix_now().saturating_sub(100),
     )

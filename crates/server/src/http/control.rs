@@ -18,6 +18,8 @@ use super::HttpContext;
 use crate::run::unix_now;
 use leaseline_proto::text::{parse_hex, parse_mac};
 
+mod history;
+
 /// Kea's result codes.
 const SUCCESS: u8 = 0;
 const ERROR: u8 = 1;
@@ -36,6 +38,7 @@ pub(super) const COMMANDS: &[&str] = &[
     "lease4-get-by-client-id",
     "lease4-get-by-hw-address",
     "lease4-get-page",
+    "lease4-history",
     "leases-reclaim",
     "list-commands",
     "statistic-get-all",
@@ -200,6 +203,14 @@ async fn run(
             many(ctx, move |s| s.by_client_id(&id)).await?
         }
         "lease4-get-page" => lease4_get_page(ctx, args).await?,
+        "lease4-history" => {
+            let q = history::query(args)?;
+            let store = Arc::clone(&ctx.shared.store);
+            let page = tokio::task::spawn_blocking(move || store.history(&q))
+                .await
+                .map_err(|e| Answer::error(format!("store read: {e}")))?;
+            history::answer(page)?
+        }
         "statistic-get-all" => statistics(ctx),
         other => Answer {
             result: UNSUPPORTED,

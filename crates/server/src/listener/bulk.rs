@@ -79,6 +79,7 @@ mod tests {
                     max_count: 10_000,
                 },
                 max_batch: 4096,
+                lease_log: None,
             },
             T0,
         )

@@ -8,7 +8,7 @@ use super::codec::{decode, ip_key_to_ip, COLUMNS};
 use super::schema::{
     error_text, HISTORY_SINCE, LOG_IDS, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK, WRITERS_LOCK,
 };
-use crate::{Binding, ChangeFeed, HistoryLimits, StoreError};
+use crate::{Binding, ChangeFeed, HistoryLimits, LeaseLogLimits, StoreError};
 
 /// Prune the log every this many committed changes.
 const PRUNE_EVERY: usize = 4_096;
@@ -148,6 +148,23 @@ pub(super) fn changes_after(
     Ok(out)
 }
 
+/// How long the change log is kept: the longer of the Active Leasequery
+/// history and the lease history (which reads the same log).
+pub(super) fn retention(
+    history: HistoryLimits,
+    lease_log: Option<LeaseLogLimits>,
+) -> HistoryLimits {
+    match lease_log {
+        None => history,
+        Some(l) => HistoryLimits {
+            max_age: history.max_age.max(l.keep_secs),
+            max_count: history
+                .max_count
+                .max(usize::try_from(l.max_rows).unwrap_or(usize::MAX)),
+        },
+    }
+}
+
 /// Deletes log rows older than `max_age` or beyond the newest `max_count`,
 /// every [`PRUNE_EVERY`] committed changes (after the commit, so it never
 /// delays a ticket; a failure is logged and retried next time).
@@ -220,4 +237,28 @@ fn unix_now() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retention;
+    use crate::{HistoryLimits, LeaseLogLimits};
+
+    #[test]
+    fn the_log_is_kept_for_the_longer_of_the_two_histories() {
+        let feed = HistoryLimits {
+            max_age: 3_600,
+            max_count: 1_000_000,
+        };
+        let r = retention(feed, None);
+        assert_eq!((r.max_age, r.max_count), (3_600, 1_000_000));
+        let r = retention(
+            feed,
+            Some(LeaseLogLimits {
+                keep_secs: 86_400,
+                max_rows: 500,
+            }),
+        );
+        assert_eq!((r.max_age, r.max_count), (86_400, 1_000_000));
+    }
 }

@@ -8,7 +8,14 @@ use rusqlite::{Connection, OpenFlags};
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+/// 4: `lease_history` (issue 20).
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+/// The writer's page cache, KiB (SQLite's default is 2 MiB): the lease
+/// history's indexes take inserts at random places (by address, MAC,
+/// client-id), and with the default cache each commit read their pages
+/// back from the file (bench/README.md, "Lease history").
+const WRITER_CACHE_KIB: i64 = -65_536;
 
 /// How long a connection waits on a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,7 +85,7 @@ pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreErro
     // restarted log is truncated back to the documented bound.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {}; \
-         PRAGMA journal_size_limit = {}",
+         PRAGMA journal_size_limit = {}; PRAGMA cache_size = {WRITER_CACHE_KIB}",
         super::checkpoint::RESTART_FRAMES,
         super::checkpoint::JOURNAL_SIZE_LIMIT
     ))
@@ -91,7 +98,8 @@ pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreErro
 /// keep 0, and the history is vouched for only from the upgrade on.
 /// Versions 1 and 2 had no `renew_time` / `rebind_time`: their rows keep
 /// NULL (T1 / T2 unknown: not reported, since what the client was granted
-/// cannot be told from the lease length).
+/// cannot be told from the lease length). Versions 1 to 3 had no
+/// `lease_history`: it starts empty.
 fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -111,9 +119,10 @@ fn migrate(conn: &Connection, now: u32) -> Result<(), String> {
         _ => String::new(),
     };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {upgrade} {CREATE} \
+        "BEGIN IMMEDIATE; {upgrade} {CREATE} {LEASE_HISTORY} \
          INSERT OR IGNORE INTO meta (key, value) VALUES ('{HISTORY_SINCE}', {now}); \
-         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+        LEASE_HISTORY = super::lease_log::CREATE,
     ))
     .map_err(|e| e.to_string())
 }

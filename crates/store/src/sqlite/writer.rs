@@ -10,6 +10,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::codec;
+use super::lease_log::LogWriter;
 use crate::group_commit::{self, Request};
 use crate::{ChangeFeed, CommitStats, StoreError};
 
@@ -20,11 +21,12 @@ pub(super) fn run(
     feed: Arc<ChangeFeed>,
     commits: &CommitStats,
     max_batch: usize,
+    log: Option<LogWriter>,
 ) {
     let mut batch = Vec::new();
     while let Some(count) = group_commit::gather(&rx, &mut batch, max_batch) {
         let started = Instant::now();
-        match commit(&mut conn, &batch, count) {
+        match commit(&mut conn, &batch, count, log.as_ref()) {
             Ok(()) => {
                 if count > 0 {
                     commits.record(count, started.elapsed());
@@ -39,7 +41,14 @@ pub(super) fn run(
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::Result<()> {
+/// One transaction: the bindings, and (with the lease history on) their
+/// history rows and a bounded prune of the history.
+fn commit(
+    conn: &mut Connection,
+    batch: &[Request],
+    count: usize,
+    log: Option<&LogWriter>,
+) -> rusqlite::Result<()> {
     if count == 0 {
         return Ok(());
     }
@@ -49,8 +58,15 @@ fn commit(conn: &mut Connection, batch: &[Request], count: usize) -> rusqlite::R
         for req in batch {
             for b in &req.bindings {
                 codec::upsert(&mut stmt, b, req.now)?;
+                if let Some(log) = log {
+                    log.log(&tx, b, req.now)?;
+                }
             }
         }
+    }
+    if let Some(log) = log {
+        let now = batch.iter().map(|r| r.now).max().unwrap_or(0);
+        log.prune(&tx, now)?;
     }
     // Dropping `tx` on an error above rolls the whole batch back.
     tx.commit()
