@@ -444,7 +444,7 @@ fi
 
 # ---- the table --------------------------------------------------------------
 echo
-echo "Leaseline on PostgreSQL, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load average before: $(cut -d' ' -f1-3 /proc/loadavg), lease history on"
+echo "Leaseline on PostgreSQL, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), load average before: $(cut -d' ' -f1-3 /proc/loadavg), lease history ${LEASE_HISTORY:-on}"
 echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{ print $3 }') on the same machine (fsync on, synchronous_commit on), Kea $("$KEA" -v)"
 echo
 echo "| configuration | closed loop, DORA/s (median of $ROUNDS) | rounds |$( [ "$PERF" = 1 ] && echo " perfdhcp at $PERF_RATE/s, ACKs/s |")"
