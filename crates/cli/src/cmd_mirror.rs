@@ -159,6 +159,7 @@ fn daemon(a: RunArgs) -> anyhow::Result<ExitCode> {
     let tls = a.tls.client_for_servers(&servers)?;
     if a.rcv_timeout < 120 || a.retry_interval < 60 {
         tracing::warn!(
+            event = "timeouts_below_rfc",
             "timeouts below the RFC 7724 defaults (120 s receive, 60 s retry) are for tests only"
         );
     }

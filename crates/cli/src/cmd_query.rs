@@ -141,7 +141,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     opts.prl = parse_prl(&args.prl).map_err(|e| anyhow::anyhow!("--prl: {e}"))?;
 
     let (outcome, ep) = query(&opts, &key)?;
-    tracing::debug!(local = %ep.local, giaddr = %ep.giaddr, xid = ep.xid, "query done");
+    tracing::debug!(local = %ep.local, giaddr = %ep.giaddr, xid = ep.xid, event = "query_done", "query done");
     match outcome {
         Outcome::Answered {
             answer,

@@ -70,12 +70,14 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     // RFC 7724 §5.3: smaller values SHOULD NOT be used; accepted with a warning.
     if args.rcv_timeout < 120 {
         tracing::warn!(
+            event = "rcv_timeout_below_rfc",
             seconds = args.rcv_timeout,
             "rcv-timeout below the RFC 7724 default of 120 s"
         );
     }
     if args.retry_interval < 60 {
         tracing::warn!(
+            event = "retry_interval_below_rfc",
             seconds = args.retry_interval,
             "retry-interval below the RFC 7724 default of 60 s"
         );

@@ -296,12 +296,14 @@ pub async fn run<S: Sessions>(servers: &[Server], policy: Policy, s: &mut S) -> 
         }
         match decision {
             Decision::FailOver { to, wait, .. } => warn!(
+                event = "requestor_fail_over",
                 wait = ?wait,
                 "{}: leaving {server}: {reason}; trying {} next",
                 S::NAME,
                 servers[to]
             ),
             _ => warn!(
+                event = "requestor_connection_lost",
                 server = %server,
                 reason = %reason,
                 retry_in = ?decision.wait(),

@@ -524,7 +524,7 @@ fn exchange(
         sock.send_to(bytes, server)
             .map_err(|source| QueryError::Send { server, source })?;
         attempts += 1;
-        tracing::debug!(%server, xid, attempts, "DHCPLEASEQUERY sent");
+        tracing::debug!(%server, xid, attempts, event = "leasequery_sent", "DHCPLEASEQUERY sent");
         let resend_at = (now + wait).min(deadline);
         wait = wait.saturating_mul(2);
         // Receive until it is time to resend.
@@ -557,7 +557,7 @@ fn exchange(
             if datagram.len() < 8
                 || u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]) != xid
             {
-                tracing::debug!(%from, len = n, "ignored a datagram with another xid");
+                tracing::debug!(%from, len = n, event = "datagram_other_xid_ignored", "ignored a datagram with another xid");
                 continue;
             }
             match Message::decode(datagram) {
@@ -576,13 +576,13 @@ fn exchange(
                             m.op,
                             m.message_type().map(|t| t.name()).unwrap_or("none")
                         );
-                        tracing::debug!("{what}");
+                        tracing::debug!(event = "leasequery_reply_ignored", "{what}");
                         rejected.push(what);
                     }
                 },
                 Err(e) => {
                     let what = format!("from {from}: undecodable reply: {e}");
-                    tracing::debug!("{what}");
+                    tracing::debug!(event = "leasequery_reply_ignored", "{what}");
                     rejected.push(what);
                 }
             }

@@ -34,7 +34,7 @@ impl ResumeFile {
                 Some(t)
             }
             Err(_) => {
-                warn!(path = %path.display(), "resume file does not hold a base-time; ignoring it");
+                warn!(path = %path.display(), event = "resume_file_without_base_time", "resume file does not hold a base-time; ignoring it");
                 None
             }
         }
@@ -74,7 +74,9 @@ impl ResumeFile {
                 self.written = Some(h);
                 self.last_write = Some(Instant::now());
             }
-            Err(e) => warn!(path = %path.display(), error = %e, "cannot write the resume file"),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, event = "resume_file_write_failed", "cannot write the resume file")
+            }
         }
     }
 }

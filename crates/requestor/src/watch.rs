@@ -298,6 +298,7 @@ where
             }
             ActiveEvent::Unexpected(t) => {
                 warn!(
+                    event = "watch_unexpected_message",
                     message_type = t,
                     "unexpected message on the active connection; closing"
                 );

@@ -203,6 +203,7 @@ where
                 .save_base_time(first)
                 .map_err(|e| format!("replica: {e}"))?;
             info!(
+                event = "mirror_initial_bulk_done",
                 records = done.records,
                 base_time = first,
                 "initial bulk query complete"
@@ -216,7 +217,7 @@ where
     conn.send(&active_query(xid, Some(since), prl::BINDINGS))
         .await
         .map_err(|e| e.to_string())?;
-    info!(server = %server, since, "active query sent");
+    info!(server = %server, since, event = "mirror_active_query_sent", "active query sent");
 
     let mut caught_up = false;
     let mut highest: Option<u32> = None;
@@ -251,13 +252,13 @@ where
                     ActiveEvent::Status { code: StatusCode::CatchUpComplete, base_time, .. } => {
                         caught_up = true;
                         highest = highest.max(base_time);
-                        info!(base_time = ?base_time, "catch-up complete");
+                        info!(base_time = ?base_time, event = "mirror_catch_up_complete", "catch-up complete");
                     }
                     ActiveEvent::Status { code: StatusCode::DataMissing, base_time, .. } => {
                         // RFC 7724 §7.4.1: bulk from the saved time to this base-time, in parallel.
                         caught_up = true;
                         highest = highest.max(base_time);
-                        warn!(from = since, until = ?base_time, "data missing: filling the gap with a bulk query");
+                        warn!(from = since, until = ?base_time, event = "mirror_data_missing", "data missing: filling the gap with a bulk query");
                         status.set_phase(replica, Phase::Filling);
                         let stream = open(server.clone()).await.map_err(|e| e.to_string())?;
                         let (tx, rx) = mpsc::channel(1024);
@@ -286,7 +287,7 @@ where
                 None => {
                     if let Some((_, task)) = fill.take() {
                         let done = task.await.map_err(|e| e.to_string())??;
-                        info!(records = done.records, "gap filled");
+                        info!(records = done.records, event = "mirror_gap_filled", "gap filled");
                     }
                 }
             },

@@ -68,7 +68,7 @@ impl Status {
 
     pub fn set_phase(&mut self, replica: &Replica, p: Phase) {
         self.phase = Some(p);
-        info!(phase = p.name(), "mirror phase");
+        info!(phase = p.name(), event = "mirror_phase", "mirror phase");
         self.store(replica);
     }
 
@@ -88,6 +88,7 @@ impl Status {
 
     pub fn report(&mut self, replica: &Replica) {
         info!(
+            event = "mirror_status",
             phase = self.phase.map(Phase::name).unwrap_or("starting"),
             last_base_time = ?self.last_base_time,
             lag_seconds = ?self.lag(),
