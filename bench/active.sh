@@ -140,18 +140,7 @@ stop_server() {
 }
 trap cleanup EXIT
 
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        sleep 0.1
-    done
-}
+. bench/lib/wait.sh
 
 # start_server: leaseline on an empty store, Active Leasequery on (insecure,
 # loopback only), room for 100+ watchers from one address. 10.0.0.0/15

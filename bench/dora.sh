@@ -82,18 +82,7 @@ cleanup() {
 trap cleanup EXIT
 
 # wait_for_line FILE TEXT SECONDS: poll FILE for TEXT, fail after SECONDS.
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        sleep 0.1
-    done
-}
+. bench/lib/wait.sh
 
 start_leaseline() {
     local dir="$WORK/leaseline"

@@ -71,18 +71,7 @@ awk '/^query/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2]
 rm -f "$WORK"/history.db*
 
 # wait_for_line FILE TEXT SECONDS
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        sleep 0.1
-    done
-}
+. bench/lib/wait.sh
 
 # dora on|off: DORA/s of the closed loop against a fresh server.
 dora() {
