@@ -168,54 +168,37 @@ fn leases(
     let rules = MappingRules {
         expired_grace: cfg.expired_grace,
     };
-    let mut tally = Tally::default();
-    let mut pass = Records::open(from, file)?;
-    let mut bindings = std::iter::from_fn(|| {
-        for r in pass.by_ref() {
-            let rec = match r {
-                Ok(rec) => rec,
-                // The file changed since the first pass.
-                Err(e) => return Some(Err(format!("{shown} changed while read: {e}"))),
-            };
-            if !last.is_last(&rec) {
-                continue;
+    // The second pass (parse, keep each address's last record, map) runs
+    // in a thread of its own while this one writes: on two cores the
+    // import takes the longer of the two, not their sum.
+    let (chunks, received) = std::sync::mpsc::sync_channel(PIPELINE_CHUNKS);
+    let (written, tally) = std::thread::scope(|s| {
+        let mapper = s.spawn(|| map_last_records(from, file, &last, &cfg, now, rules, chunks));
+        let mut bindings = received.into_iter().flatten();
+        let written = if dry_run {
+            let mut failed = None;
+            for b in bindings.by_ref() {
+                match b {
+                    Ok(b) => println!("would import {}", describe(&b)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
-            let b = match to_binding(&rec, now, rules) {
-                Mapped::Available => {
-                    tally.available += 1;
-                    continue;
-                }
-                Mapped::Expired(b) => {
-                    tally.expired += 1;
-                    b
-                }
-                Mapped::Binding(b) => b,
-            };
-            if !served(&cfg, &b) {
-                tally.outside_count += 1;
-                if tally.outside.len() < LISTED {
-                    tally.outside.push((rec.line, rec.ip));
-                }
-                continue;
-            }
-            tally.imported += 1;
-            *tally.by_state.entry(b.state.name()).or_default() += 1;
-            return Some(Ok(b));
-        }
-        None
+            failed.map_or(Ok(None), |e| Err(anyhow::anyhow!(e)))
+        } else {
+            write(&cfg, &mut bindings, now).map(Some)
+        };
+        // Ends the mapper if the writer stopped early.
+        drop(bindings);
+        let tally = mapper
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the mapping thread failed")));
+        (written, tally)
     });
-
-    let written = if dry_run {
-        for b in bindings.by_ref() {
-            match b {
-                Ok(b) => println!("would import {}", describe(&b)),
-                Err(e) => anyhow::bail!(e),
-            }
-        }
-        None
-    } else {
-        Some(write(&cfg, &mut bindings, now)?)
-    };
+    let written = written?;
+    let tally = tally?;
 
     println!("{shown}: {records} records, {} addresses", last.len());
     let states = tally
@@ -271,6 +254,71 @@ fn leases(
         println!("not mapped: {what} x{n} (line {lines}{more})");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Chunks of mapped bindings in flight between the mapping thread and the
+/// writer: a bound, so memory does not grow with the file.
+const PIPELINE_CHUNKS: usize = 8;
+const CHUNK: usize = 1024;
+
+type Chunk = Vec<Result<Binding, String>>;
+
+/// The second pass: each address's last record, mapped to a binding,
+/// sent in chunks until the file ends or the receiver goes.
+fn map_last_records(
+    from: LeaseFormat,
+    file: &Path,
+    last: &LastRecord,
+    cfg: &Config,
+    now: u32,
+    rules: MappingRules,
+    out: std::sync::mpsc::SyncSender<Chunk>,
+) -> anyhow::Result<Tally> {
+    let shown = file.display();
+    let mut tally = Tally::default();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for r in Records::open(from, file)? {
+        let rec = match r {
+            Ok(rec) => rec,
+            Err(e) => {
+                chunk.push(Err(format!("{shown} changed while read: {e}")));
+                break;
+            }
+        };
+        if !last.is_last(&rec) {
+            continue;
+        }
+        let b = match to_binding(&rec, now, rules) {
+            Mapped::Available => {
+                tally.available += 1;
+                continue;
+            }
+            Mapped::Expired(b) => {
+                tally.expired += 1;
+                b
+            }
+            Mapped::Binding(b) => b,
+        };
+        if !served(cfg, &b) {
+            tally.outside_count += 1;
+            if tally.outside.len() < LISTED {
+                tally.outside.push((rec.line, rec.ip));
+            }
+            continue;
+        }
+        tally.imported += 1;
+        *tally.by_state.entry(b.state.name()).or_default() += 1;
+        chunk.push(Ok(b));
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if out.send(full).is_err() {
+                return Ok(tally);
+            }
+        }
+    }
+    // A closed receiver: the writer already stopped, with its own error.
+    let _ = out.send(chunk);
+    Ok(tally)
 }
 
 /// `: a, b, ...` for a list of findings, or nothing.

@@ -9,6 +9,10 @@
 //! 2. `leaseline history` prints it as text (RFC 3339), JSON lines and CSV;
 //! 3. after kill -9 and a restart, the history is the same.
 //!
+//! On the SQLite store, and on PostgreSQL with two instances on one
+//! database (issue 17): half the clients go through each, and the history
+//! asked of the first names what went through the second too.
+//!
 //! Retention (pruning by age and size) is tested on the store with a
 //! controlled clock (crates/store/tests/sqlite.rs).
 
@@ -18,13 +22,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use leaseline_test_support::{
-    free_tcp_port, free_udp_port, mac_string, unix_now, wait_until, RelayClient, ServerConfig,
-    ServerProcess, Subnet, TestClient,
+    free_tcp_port, free_udp_port, mac_string, pg_database, unix_now, wait_until, RelayClient,
+    ServerConfig, ServerProcess, Subnet, TestClient,
 };
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 const RELAY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 125);
+const RELAY_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 126);
 const CLIENTS: u32 = 40;
 const STEPS: u32 = 320;
 const MOST_HELD: usize = 15;
@@ -86,7 +91,9 @@ fn history(url: &str, ip: Ipv4Addr) -> Vec<(String, String, u64, Option<u64>)> {
     out
 }
 
-fn churn(url: &str, relay: &mut RelayClient) -> Vec<Event> {
+/// Client `i` goes through `relays[i % relays.len()]`; the history is
+/// asked of `url`.
+fn churn(url: &str, relays: &mut [RelayClient]) -> Vec<Event> {
     let clients: Vec<TestClient> = (1..=CLIENTS).map(TestClient::new).collect();
     let mut held: BTreeMap<u32, (Ipv4Addr, Ipv4Addr)> = BTreeMap::new();
     let mut events = Vec::new();
@@ -94,6 +101,8 @@ fn churn(url: &str, relay: &mut RelayClient) -> Vec<Event> {
         let i = (step * 7 + step / CLIENTS) % CLIENTS;
         let c = &clients[i as usize];
         let mac = mac_string(&c.chaddr);
+        let n = relays.len();
+        let relay = &mut relays[i as usize % n];
         if let Some((ip, server_id)) = held.remove(&i) {
             let sent = unix_now();
             relay.release(c, ip, server_id).expect("send RELEASE");
@@ -147,18 +156,51 @@ fn cli(url: &str, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn history_names_who_held_each_address_and_survives_kill9() {
+    let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+    let (server, relay) = serve(web, RELAY, "");
+    history_as_the_driver_made_it(web, server, vec![relay]);
+}
+
+#[test]
+fn history_on_postgres_is_every_instances() {
+    let db = pg_database();
+    let store = format!("backend = \"postgres\"\nurl = \"{}\"\n", db.url);
+    let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+    let (a, relay_a) = serve(web, RELAY, &store);
+    let web_b = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+    let (b, relay_b) = serve(web_b, RELAY_B, &store);
+    a.wait_for_log("of=2", Duration::from_secs(20));
+    history_as_the_driver_made_it(web, a, vec![relay_a, relay_b]);
+    drop(b);
+}
+
+/// A server answering relay `relay` (its own DHCP and relay ports) with
+/// the control API on `web`, on `store` (`[store]` lines; "" for SQLite).
+fn serve(web: SocketAddr, relay: Ipv4Addr, store: &str) -> (ServerProcess, RelayClient) {
     let dhcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
     let rport = free_udp_port();
-    let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
-    let url = format!("http://{web}");
     let cfg = ServerConfig::new(dhcp)
         .relay_port(rport)
-        .subnet(Subnet::new("10.0.0.0/24", "10.0.0.10-10.0.0.29", &[RELAY]))
+        .subnet(Subnet::new(
+            "10.0.0.0/24",
+            "10.0.0.10-10.0.0.29",
+            &[RELAY, RELAY_B],
+        ))
+        .store(store)
         .extra(&format!("\n[http]\nlisten = \"{web}\"\n"))
         .build();
-    let mut server = ServerProcess::spawn(BIN, &cfg);
-    let mut relay = RelayClient::bind_port(RELAY, rport, dhcp).expect("bind relay");
-    let events = churn(&url, &mut relay);
+    let server = ServerProcess::spawn(BIN, &cfg);
+    let relay = RelayClient::bind_port(relay, rport, dhcp).expect("bind relay");
+    (server, relay)
+}
+
+fn history_as_the_driver_made_it(
+    web: SocketAddr,
+    mut server: ServerProcess,
+    mut relays: Vec<RelayClient>,
+) {
+    let url = format!("http://{web}");
+    let events = churn(&url, &mut relays);
     assert!(events.len() > 120, "{} events", events.len());
 
     // 1. Each address's history is the driver's events on it, in order.
@@ -291,7 +333,13 @@ fn history_names_who_held_each_address_and_survives_kill9() {
         })
         .collect();
     assert_eq!(starts, h.iter().map(|e| e.2).collect::<Vec<_>>());
-    let (code, csv) = cli(&url, &["--ip", &ip, "--csv", "--from", &h[1].2.to_string()]);
+    // From the start of an entry that began a second after the one before
+    // it (a DORA and a RELEASE can fall in one second): the one before
+    // ended there, so it is out.
+    let k = (1..h.len())
+        .find(|&k| h[k].2 > h[k - 1].2)
+        .expect("entries in different seconds");
+    let (code, csv) = cli(&url, &["--ip", &ip, "--csv", "--from", &h[k].2.to_string()]);
     assert_eq!(code, 0);
     let mut rows = csv.lines();
     assert_eq!(
@@ -299,9 +347,8 @@ fn history_names_who_held_each_address_and_survives_kill9() {
         Some("start,end,ip,state,mac,client_id,circuit_id,remote_id")
     );
     let first_row: Vec<&str> = rows.next().expect("a row").split(',').collect();
-    // From the second entry's start: the first entry ended there, so it is out.
-    assert_eq!(first_row[0], h[1].2.to_string(), "{csv}");
-    assert_eq!(first_row[3], h[1].1);
+    assert_eq!(first_row[0], h[k].2.to_string(), "{csv}");
+    assert_eq!(first_row[3], h[k].1, "{csv}");
     let (code, _) = cli(&url, &["--ip", "10.0.0.200"]);
     assert_eq!(code, 3, "no history");
     let at = leaseline_proto::text::format_time(h[0].2 as u32);

@@ -4,7 +4,7 @@
 //! holding it at once.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use crate::{LeaseRecord, RecordState};
@@ -30,7 +30,31 @@ struct Last {
 
 #[derive(Default)]
 pub struct LastRecord {
-    by_ip: HashMap<u32, Last>,
+    by_ip: HashMap<u32, Last, BuildHasherDefault<AddressHasher>>,
+}
+
+/// The map's hash of an IPv4 address: one multiplication (Fibonacci
+/// hashing) instead of SipHash, whose lookups were 14 % of a
+/// million-address import's CPU (perf). The keys come from the
+/// operator's own file, so there is no one to flood the map with
+/// colliding keys.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl LastRecord {

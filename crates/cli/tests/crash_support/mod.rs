@@ -50,8 +50,8 @@ pub struct Ledger {
     pub acks_before_release: usize,
     /// Each client's last REQUEST frame per xid.
     requests: HashMap<(String, u32), u64>,
-    /// Each client's last RELEASE: (frame, address).
-    released: HashMap<String, (u64, Ipv4Addr)>,
+    /// Each client's last RELEASE of each address: its frame.
+    released: HashMap<(String, Ipv4Addr), u64>,
 }
 
 impl Ledger {
@@ -90,9 +90,9 @@ impl Ledger {
         let ip = m.yiaddr;
         let client = &m.chaddr;
         let asked = self.requests.get(&(client.clone(), m.xid));
-        let released = self.released.get(client);
-        if let (Some(&asked), Some(&(at, x))) = (asked, released) {
-            if x == ip && asked < at {
+        let released = self.released.get(&(client.clone(), ip));
+        if let (Some(&asked), Some(&at)) = (asked, released) {
+            if asked < at {
                 self.acks_before_release += 1;
                 self.holder.insert(ip, client.clone());
                 self.history
@@ -142,7 +142,7 @@ impl Ledger {
             .entry(m.chaddr.clone())
             .or_default()
             .push((m.frame, DHCPRELEASE, m.ciaddr));
-        self.released.insert(m.chaddr.clone(), (m.frame, m.ciaddr));
+        self.released.insert((m.chaddr.clone(), m.ciaddr), m.frame);
         match self.clients.get(&m.chaddr) {
             Some(Held::Bound(x)) if *x == m.ciaddr => {
                 self.clients
@@ -285,6 +285,18 @@ mod tests {
         assert!(l.violations.is_empty(), "{:?}", l.violations);
         assert_eq!(l.acks_before_release, 1);
         assert_eq!(l.handovers, 1);
+        // The same, with a RELEASE of another address (one it no longer
+        // holds) between the release and the late ACK.
+        let l = Ledger::replay(&[
+            msg_xid(1, DHCPACK, [10, 0, 0, 1], a, 6),
+            msg_xid(2, DHCPREQUEST, [0, 0, 0, 0], a, 7),
+            msg_xid(3, DHCPRELEASE, [10, 0, 0, 1], a, 8),
+            msg_xid(4, DHCPRELEASE, [10, 0, 0, 9], a, 9),
+            msg_xid(5, DHCPACK, [10, 0, 0, 1], a, 7),
+            msg_xid(6, DHCPACK, [10, 0, 0, 1], b, 10),
+        ]);
+        assert!(l.violations.is_empty(), "{:?}", l.violations);
+        assert_eq!(l.acks_before_release, 1);
         // A REQUEST after the release: the ACK binds again.
         let l = Ledger::replay(&[
             msg_xid(1, DHCPACK, [10, 0, 0, 1], a, 6),

@@ -61,9 +61,13 @@ fn exclusive(path: &Path) -> Result<Connection, StoreError> {
     // Set before the connection first reads the file: it then takes the
     // file's exclusive lock at its first transaction and keeps it, and uses
     // no shared memory.
-    conn.execute_batch(
-        "PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = FULL; BEGIN EXCLUSIVE; COMMIT",
-    )
+    // The writer's page cache: a million rows go into the bindings'
+    // indexes at random places (by MAC, client-id).
+    conn.execute_batch(&format!(
+        "PRAGMA locking_mode = EXCLUSIVE; PRAGMA synchronous = FULL; \
+         PRAGMA cache_size = {}; BEGIN EXCLUSIVE; COMMIT",
+        schema::WRITER_CACHE_KIB
+    ))
     .map_err(|e| match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => open_error(
             "in use by another process (a running `leaseline serve`?): stop the server first"

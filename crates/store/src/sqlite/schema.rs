@@ -15,7 +15,7 @@ pub(super) const SCHEMA_VERSION: i64 = 4;
 /// history's indexes take inserts at random places (by address, MAC,
 /// client-id), and with the default cache each commit read their pages
 /// back from the file (bench/README.md, "Lease history").
-const WRITER_CACHE_KIB: i64 = -65_536;
+pub(super) const WRITER_CACHE_KIB: i64 = -65_536;
 
 /// How long a connection waits on a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
