@@ -110,20 +110,20 @@ impl Engine {
 /// Why a message gets no reply. `quiet` drops are normal protocol events
 /// (RFC 2131 says to stay silent) rather than refusals worth a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drop {
+pub struct NoReply {
     pub reason: &'static str,
     pub quiet: bool,
 }
 
-impl Drop {
-    fn refuse(reason: &'static str) -> Drop {
-        Drop {
+impl NoReply {
+    fn refuse(reason: &'static str) -> NoReply {
+        NoReply {
             reason,
             quiet: false,
         }
     }
-    fn silent(reason: &'static str) -> Drop {
-        Drop {
+    fn silent(reason: &'static str) -> NoReply {
+        NoReply {
             reason,
             quiet: true,
         }
@@ -135,16 +135,16 @@ pub(super) fn handle(
     msg: &Message,
     ingress: Ingress,
     now: u32,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     if msg.op != leaseline_wire::BOOTREQUEST {
-        return Err(Drop::refuse("not a BOOTREQUEST"));
+        return Err(NoReply::refuse("not a BOOTREQUEST"));
     }
     if msg.hlen > 16 {
-        return Err(Drop::refuse("hlen over 16"));
+        return Err(NoReply::refuse("hlen over 16"));
     }
     let kind = msg
         .message_type()
-        .ok_or(Drop::refuse("no message type (BOOTP is not served)"))?;
+        .ok_or(NoReply::refuse("no message type (BOOTP is not served)"))?;
     let subnet = select_subnet(e, msg, ingress, kind)?;
     let who = Ident::of_message(msg);
     match kind {
@@ -156,7 +156,7 @@ pub(super) fn handle(
             reply: Some(reply::inform(e, msg, subnet)),
             ..Outcome::default()
         }),
-        _ => Err(Drop::refuse("message type not served on the DHCP port")),
+        _ => Err(NoReply::refuse("message type not served on the DHCP port")),
     }
 }
 
@@ -167,7 +167,7 @@ fn select_subnet(
     msg: &Message,
     ingress: Ingress,
     kind: MessageType,
-) -> Result<usize, Drop> {
+) -> Result<usize, NoReply> {
     let subnets = &e.cfg.subnets;
     if !msg.giaddr.is_unspecified() {
         let g = u32::from(msg.giaddr);
@@ -177,7 +177,7 @@ fn select_subnet(
         return subnets
             .iter()
             .position(|s| s.prefix.contains(&msg.giaddr))
-            .ok_or(Drop::refuse("giaddr matches no subnet"));
+            .ok_or(NoReply::refuse("giaddr matches no subnet"));
     }
     match ingress {
         Ingress::Interface(idx) => {
@@ -192,7 +192,7 @@ fn select_subnet(
                     return Ok(i);
                 }
             }
-            first.ok_or(Drop::refuse("no subnet on this interface"))
+            first.ok_or(NoReply::refuse("no subnet on this interface"))
         }
         Ingress::Listen => {
             // A renewing client unicasts to us with ciaddr set (RFC 2131 §4.3.2);
@@ -202,7 +202,9 @@ fn select_subnet(
                 .flatten();
             match (by_ciaddr, kind) {
                 (Some(i), _) => Ok(i),
-                _ => Err(Drop::refuse("not relayed and not from a served interface")),
+                _ => Err(NoReply::refuse(
+                    "not relayed and not from a served interface",
+                )),
             }
         }
     }
@@ -228,10 +230,10 @@ fn discover(
     subnet: usize,
     who: &Ident,
     now: u32,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     let ip = e
         .choose(subnet, who, requested_ip(msg), now)
-        .ok_or(Drop::refuse("no free address in the subnet's pools"))?;
+        .ok_or(NoReply::refuse("no free address in the subnet's pools"))?;
     let until = now.saturating_add(e.cfg.offer_hold);
     e.offers.insert(
         ip,
@@ -261,15 +263,15 @@ fn request(
     subnet: usize,
     who: &Ident,
     now: u32,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     let sid = e.cfg.subnets[subnet].server_id;
     if let Some(chosen) = server_id(msg) {
         // SELECTING (RFC 2131 §4.3.2).
         if chosen != sid {
             e.offers.retain(|_, o| o.key != who.key);
-            return Err(Drop::silent("client chose another server"));
+            return Err(NoReply::silent("client chose another server"));
         }
-        let ip = requested_ip(msg).ok_or(Drop::refuse(
+        let ip = requested_ip(msg).ok_or(NoReply::refuse(
             "REQUEST (selecting) without requested address",
         ))?;
         return ack_or_nak(e, msg, subnet, who, ip, now);
@@ -277,7 +279,7 @@ fn request(
     if let Some(ip) = requested_ip(msg) {
         // INIT-REBOOT: ciaddr must be zero.
         if !msg.ciaddr.is_unspecified() {
-            return Err(Drop::refuse(
+            return Err(NoReply::refuse(
                 "REQUEST with both ciaddr and requested address",
             ));
         }
@@ -297,7 +299,7 @@ fn request(
             .is_some_and(|b| b.state == DhcpState::Active && !who.key.owns(b) && b.expiry > now);
         if !known && !held_by_other {
             // RFC 2131 §4.3.2: no record of this client: remain silent.
-            return Err(Drop::silent(
+            return Err(NoReply::silent(
                 "INIT-REBOOT from a client we have no record of",
             ));
         }
@@ -308,7 +310,9 @@ fn request(
         let ip = u32::from(msg.ciaddr);
         return ack_or_nak(e, msg, subnet, who, ip, now);
     }
-    Err(Drop::refuse("REQUEST without requested address or ciaddr"))
+    Err(NoReply::refuse(
+        "REQUEST without requested address or ciaddr",
+    ))
 }
 
 fn ack_or_nak(
@@ -318,7 +322,7 @@ fn ack_or_nak(
     who: &Ident,
     ip: u32,
     now: u32,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     if !e.acceptable(subnet, ip, who, now) {
         return Ok(nak(e, msg, subnet, "address not available to this client"));
     }
@@ -422,9 +426,9 @@ fn give_up(
     hold: u32,
     now: u32,
     not_bound: &'static str,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     let mut b = owned_binding(e, &who.key, ip)
-        .ok_or(Drop::refuse(not_bound))?
+        .ok_or(NoReply::refuse(not_bound))?
         .clone();
     b.state = state;
     b.state_since = now;
@@ -440,7 +444,7 @@ fn give_up(
     })
 }
 
-fn release(e: &mut Engine, msg: &Message, who: &Ident, now: u32) -> Result<Outcome, Drop> {
+fn release(e: &mut Engine, msg: &Message, who: &Ident, now: u32) -> Result<Outcome, NoReply> {
     let hold = e.cfg.expired_grace;
     let why = "RELEASE for an address not bound to this client";
     give_up(
@@ -460,11 +464,11 @@ fn decline(
     subnet: usize,
     who: &Ident,
     now: u32,
-) -> Result<Outcome, Drop> {
+) -> Result<Outcome, NoReply> {
     if server_id(msg).is_some_and(|s| s != e.cfg.subnets[subnet].server_id) {
-        return Err(Drop::silent("DECLINE addressed to another server"));
+        return Err(NoReply::silent("DECLINE addressed to another server"));
     }
-    let ip = requested_ip(msg).ok_or(Drop::refuse("DECLINE without requested address"))?;
+    let ip = requested_ip(msg).ok_or(NoReply::refuse("DECLINE without requested address"))?;
     // RFC 2131 §4.3.3: mark the address as not available; RFC 6926 calls it ABANDONED.
     let (hold, why) = (
         e.cfg.decline_hold,

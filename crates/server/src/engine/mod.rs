@@ -19,7 +19,7 @@ use leaseline_wire::Message;
 
 pub use client::{ClientKey, Ident, Owner};
 pub use grant::Grant;
-pub use handle::{Drop, Ingress, Outcome, Undo};
+pub use handle::{Ingress, NoReply, Outcome, Undo};
 pub use pool::Share;
 pub use usage::PoolUsage;
 
@@ -162,7 +162,12 @@ impl Engine {
     }
 
     /// Handle one client message. See [`Outcome`].
-    pub fn handle(&mut self, msg: &Message, ingress: Ingress, now: u32) -> Result<Outcome, Drop> {
+    pub fn handle(
+        &mut self,
+        msg: &Message,
+        ingress: Ingress,
+        now: u32,
+    ) -> Result<Outcome, NoReply> {
         handle::handle(self, msg, ingress, now)
     }
 
