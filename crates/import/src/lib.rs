@@ -12,6 +12,8 @@
 //! [`ParseError`] with its line number: never a panic.
 //! [`to_binding`] maps a record to the binding Leaseline stores.
 
+#![forbid(unsafe_code)]
+
 pub mod dhcpd;
 mod dhcpd_tokens;
 pub mod kea_csv;

@@ -1,6 +1,8 @@
 //! Sans-IO leasequery protocol core. Takes bytes and `now`, returns actions;
 //! never touches a socket or a clock.
 
+#![forbid(unsafe_code)]
+
 pub mod active;
 pub mod active_session;
 mod binding;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Property tests: the parsers and builders never panic, whatever the typed
 //! message or binding (debug builds check arithmetic overflow too).
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Every builder's reply survives the wire codec: encode, decode, compare.
 
 mod common;

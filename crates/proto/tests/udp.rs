@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! RFC 4388 / RFC 6148 query parsing and reply building.
 
 mod common;

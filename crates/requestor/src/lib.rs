@@ -1,5 +1,7 @@
 //! Leaseline requestor side.
 
+#![forbid(unsafe_code)]
+
 pub mod active;
 pub mod addr;
 pub mod bulk;

@@ -6,6 +6,10 @@
 //! Call it from a plain `#[test]` (not inside a tokio runtime: tickets are
 //! awaited with `blocking_recv`).
 
+// A test battery (run by the backends' tests): a failed unwrap is a
+// failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! An ACKed binding survives kill -9 (architecture: Invariants).
 //!
 //! The parent re-runs this test binary as a child (selected by an env var)

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! PostgresStore: the shared battery plus PostgreSQL-specific behaviour, on
 //! test-support's throwaway cluster (or `LEASELINE_TEST_PG_URL`).
 

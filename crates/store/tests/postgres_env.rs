@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! libpq's environment variables and `.pgpass` (docs/postgresql.md,
 //! "Connection settings") against test-support's throwaway cluster. The
 //! environment is the process's: one test, its steps in sequence.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Several instances on one PostgreSQL database (issue 17): changes decided
 //! from a stale copy are refused, every instance's feed carries every
 //! instance's changes in log order exactly once, with data-source REMOTE

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! TLS to the database (docs/postgresql.md, "TLS to the database"): the
 //! store against test-support's TLS cluster (`ssl = on`, a certificate from
 //! a test CA for 127.0.0.1 and pg.leaseline.test) and its plain cluster.

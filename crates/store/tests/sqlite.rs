@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! SqliteStore: the shared battery plus SQLite-specific behaviour.
 
 use std::net::Ipv4Addr;

@@ -5,6 +5,8 @@
 //! bounded sub-slice; malformed input yields a [`WireError`] naming what was
 //! wrong and never panics.
 
+#![forbid(unsafe_code)]
+
 mod codec;
 mod error;
 pub mod framing;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! dhcproto as an independent decoder (and encoder) of our bytes.
 
 use std::net::Ipv4Addr;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! One malformed input per `WireError` variant (and per rule where the
 //! variant covers several options).
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The 2-octet length framing of leasequery over TCP (RFC 6926 §6.3).
 
 use leaseline_wire::{encode_frame, FrameDecoder, FrameError};

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Hand-built byte vectors: exact encoder output and decode results.
 
 mod common;

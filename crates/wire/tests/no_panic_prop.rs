@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Property tests: no input panics the decoder or the frame decoder.
 
 mod common;

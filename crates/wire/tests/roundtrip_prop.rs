@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Property tests: typed message -> bytes -> same message; bytes that decode
 //! re-encode to bytes that decode to the same message.
 

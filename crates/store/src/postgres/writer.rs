@@ -166,17 +166,17 @@ impl Writer {
     }
 
     fn prepare(&mut self) -> Result<&Statements, postgres::Error> {
-        if self.statements.is_none() {
+        let statements = match self.statements.take() {
+            Some(s) => s,
             // Planned per execution (`Database::connect`).
-            let c = &mut self.client;
-            self.statements = Some(Statements {
-                stored: c.prepare(&format!(
+            None => Statements {
+                stored: self.client.prepare(&format!(
                     "SELECT changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
                 ))?,
-                write: c.prepare(&commit_call())?,
-            });
-        }
-        Ok(self.statements.as_ref().expect("prepared above"))
+                write: self.client.prepare(&commit_call())?,
+            },
+        };
+        Ok(self.statements.insert(statements))
     }
 
     fn commit(&mut self, batch: &[Request], count: usize) -> Result<Done, StoreError> {
@@ -229,7 +229,11 @@ impl Writer {
     /// Steps 1 and 2.
     fn try_commit(&mut self, batch: &[Request]) -> Result<Attempt, StoreError> {
         let mut done = Done::nothing(batch);
-        let st = self.statements.as_ref().expect("prepared by commit");
+        let Some(st) = self.statements.as_ref() else {
+            return Err(StoreError::Postgres(
+                "the writer's statements are not prepared".into(),
+            ));
+        };
         // The stored rows, for the changes to be checked against (changes
         // not decided by the engine are written as given: no read). A row
         // that does not decode fails the commit: nothing is written over a
