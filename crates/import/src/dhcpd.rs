@@ -146,8 +146,9 @@ impl<R: BufRead> DhcpdLeases<R> {
 
     /// One `keyword ...;` statement of a lease.
     fn field(&mut self, rec: &mut LeaseRecord, st: &Statement) -> Result<(), String> {
-        let w: Vec<&Token> = st.words.iter().map(|(_, t)| t).collect();
-        let word = |i: usize| match w.get(i) {
+        let w = &st.words;
+        let token = |i: usize| w.get(i).map(|(_, t)| t);
+        let word = |i: usize| match token(i) {
             Some(Token::Word(s)) => Some(s.as_str()),
             _ => None,
         };
@@ -173,18 +174,17 @@ impl<R: BufRead> DhcpdLeases<R> {
                 }
                 rec.hardware = Some((htype, mac));
             }
-            (Some("uid"), _) => rec.client_id = Some(bytes(w.get(1).copied())?),
-            (Some("client-hostname"), _) => rec.hostname = Some(bytes(w.get(1).copied())?),
+            (Some("uid"), _) => rec.client_id = Some(bytes(token(1))?),
+            (Some("client-hostname"), _) => rec.hostname = Some(bytes(token(1))?),
             (Some("abandoned"), _) => rec.state = RecordState::Abandoned,
-            (Some("option"), Some("agent.circuit-id")) => {
-                rec.circuit_id = Some(bytes(w.get(2).copied())?)
-            }
-            (Some("option"), Some("agent.remote-id")) => {
-                rec.remote_id = Some(bytes(w.get(2).copied())?)
-            }
+            (Some("option"), Some("agent.circuit-id")) => rec.circuit_id = Some(bytes(token(2))?),
+            (Some("option"), Some("agent.remote-id")) => rec.remote_id = Some(bytes(token(2))?),
             (Some("set"), Some("vendor-class-identifier")) => {
-                rec.vendor_class_id = Some(bytes(w.get(3).copied())?)
+                rec.vendor_class_id = Some(bytes(token(3))?)
             }
+            // What every lease of a failover-less dhcpd writes: no format.
+            (Some("next"), Some("binding")) => self.unmapped.note("next binding", st.line),
+            (Some("rewind"), Some("binding")) => self.unmapped.note("rewind binding", st.line),
             (Some(k @ ("option" | "set" | "next" | "rewind")), Some(name)) => {
                 self.unmapped.note(&format!("{k} {name}"), st.line)
             }
@@ -211,10 +211,10 @@ fn head(words: &[(u64, Token)]) -> String {
 
 /// `W YYYY/MM/DD HH:MM:SS`, `epoch N` or `never` (dhcpd.leases(5),
 /// "DATES"). `never` is `None`.
-fn time(w: &[&Token]) -> Result<Option<u32>, String> {
+fn time(w: &[(u64, Token)]) -> Result<Option<u32>, String> {
     let s: Vec<&str> = w
         .iter()
-        .map(|t| match t {
+        .map(|(_, t)| match t {
             Token::Word(s) => Ok(s.as_str()),
             _ => Err("a time is words, not a string".to_owned()),
         })

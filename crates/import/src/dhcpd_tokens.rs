@@ -76,40 +76,62 @@ impl<R: BufRead> Tokens<R> {
             let line = self.line;
             let text = std::str::from_utf8(&self.buf)
                 .ok()
-                .filter(|t| {
-                    !t.chars()
-                        .any(|c| c.is_control() && c != '\t' && c != '\n' && c != '\r')
-                })
+                .filter(|t| !has_control(t))
                 .ok_or_else(|| ParseError::new(line, "binary data, not text"))?;
-            let tokens = tokenize(text).map_err(|r| ParseError::new(line, r))?;
-            self.pending.extend(tokens.into_iter().map(|t| (line, t)));
+            let before = self.pending.len();
+            if let Err(r) = tokenize_into(text, line, &mut self.pending) {
+                self.pending.truncate(before);
+                return Err(ParseError::new(line, r));
+            }
         }
     }
 }
 
+/// A control character other than tab and line ends: binary data.
+fn has_control(t: &str) -> bool {
+    let control = |c: char| c.is_control() && c != '\t' && c != '\n' && c != '\r';
+    if t.is_ascii() {
+        // The common case, byte by byte.
+        t.bytes().any(|b| control(char::from(b)))
+    } else {
+        t.chars().any(control)
+    }
+}
+
+#[cfg(test)]
 fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let mut out = std::collections::VecDeque::new();
+    tokenize_into(text, 0, &mut out)?;
+    Ok(out.into_iter().map(|(_, t)| t).collect())
+}
+
+/// A line's tokens, each with `line`, appended to `out`.
+fn tokenize_into(
+    text: &str,
+    line: u64,
+    out: &mut std::collections::VecDeque<(u64, Token)>,
+) -> Result<(), String> {
     let b = text.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
             b'#' => break,
             b'{' => {
-                out.push(Token::Open);
+                out.push_back((line, Token::Open));
                 i += 1;
             }
             b'}' => {
-                out.push(Token::Close);
+                out.push_back((line, Token::Close));
                 i += 1;
             }
             b';' => {
-                out.push(Token::Semi);
+                out.push_back((line, Token::Semi));
                 i += 1;
             }
             b'"' => {
                 let (s, next) = quoted(b, i + 1)?;
-                out.push(Token::Str(s));
+                out.push_back((line, Token::Str(s)));
                 i = next;
             }
             _ => {
@@ -117,11 +139,11 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 while i < b.len() && !b" \t\r\n{};\"#".contains(&b[i]) {
                     i += 1;
                 }
-                out.push(Token::Word(text[start..i].to_owned()));
+                out.push_back((line, Token::Word(text[start..i].to_owned())));
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A string's bytes from after its opening quote; the index after its
