@@ -81,7 +81,7 @@ fn serve_and_dora(
     (server_process, lease)
 }
 
-fn option<'a>(lease: &'a leaseline_test_support::Lease, code: u8) -> Option<&'a DhcpOption> {
+fn option(lease: &leaseline_test_support::Lease, code: u8) -> Option<&DhcpOption> {
     lease.ack.option(code)
 }
 
