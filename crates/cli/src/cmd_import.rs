@@ -1,6 +1,6 @@
 //! `leaseline import leases --from dhcpd|kea-csv FILE --config FILE
 //! [--dry-run]`: take over the leases of ISC dhcpd or Kea
-//! (docs/migration.md).
+//! (docs/migration.md). `import config` is [`crate::cmd_import_config`].
 //!
 //! The file is read twice, streamed: the first pass checks every record
 //! and learns the last record of each address (the only per-address
@@ -26,8 +26,10 @@ use leaseline_server::Config;
 use leaseline_store::{HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, SqliteStore};
 
 #[derive(clap::Args)]
-#[command(after_help = "Exit status: 0 imported (or checked, with --dry-run), \
-    1 malformed records (nothing written) or an error (one line on stderr).")]
+#[command(
+    after_help = "Exit status: 0 imported or converted (or checked, with --dry-run), \
+    1 malformed input (nothing written) or an error (one line on stderr)."
+)]
 pub struct ImportArgs {
     #[command(subcommand)]
     pub cmd: ImportCmd,
@@ -49,6 +51,9 @@ pub enum ImportCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Convert another server's configuration to a Leaseline TOML; what
+    /// does not map is listed on stderr with its line.
+    Config(crate::cmd_import_config::ConfigArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -70,6 +75,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             config,
             dry_run,
         } => leases(from, &file, &config, dry_run),
+        ImportCmd::Config(args) => crate::cmd_import_config::run(args),
     }
 }
 

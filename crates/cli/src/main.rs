@@ -7,6 +7,7 @@ mod cmd_ctl;
 mod cmd_db;
 mod cmd_history;
 mod cmd_import;
+mod cmd_import_config;
 mod cmd_mirror;
 mod cmd_query;
 mod cmd_serve;
@@ -91,7 +92,7 @@ enum Command {
     Db(cmd_db::DbArgs),
     /// Send one command to a server's control API (`[http]`; docs/operations.md).
     Ctl(cmd_ctl::CtlArgs),
-    /// Take over another server's leases: `import leases --from dhcpd|kea-csv` (docs/migration.md).
+    /// Take over another server: `import config --from dhcpd|kea`, `import leases --from dhcpd|kea-csv` (docs/migration.md).
     Import(cmd_import::ImportArgs),
     /// Who held an address when, and which addresses a client held (the
     /// lease history; docs/operations.md).

@@ -161,15 +161,8 @@ fn kea_active(csv: &str) -> BTreeMap<Ipv4Addr, Expected> {
         .collect()
 }
 
-const KEA_CONF: &str = r#"{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "lo" ], "dhcp-socket-type": "udp" },
-  "lease-database": { "type": "memfile", "persist": true, "name": "@DIR@/kea-leases4.csv", "lfc-interval": 0 },
-  "valid-lifetime": 3600,
-  "subnet4": [ { "id": 1, "subnet": "10.0.0.0/16",
-     "pools": [ { "pool": "10.0.0.10 - 10.0.255.250" } ],
-     "relay": { "ip-addresses": [ "127.0.0.1" ] } } ],
-  "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "stderr" } ], "severity": "INFO" } ]
-} }"#;
+/// Converted and served by import_config.rs too.
+const KEA_CONF: &str = include_str!("data/interop-kea-dhcp4.json");
 
 /// A child killed and reaped when dropped.
 struct Peer(Child);
@@ -239,16 +232,8 @@ fn kea_leases_are_answered_the_same_after_import() {
     import_then_compare("kea-csv", &dir.path().join("kea-leases4.csv"), &expected);
 }
 
-const DHCPD_CONF: &str = "\
-authoritative;
-ddns-update-style none;
-ping-check false;
-default-lease-time 600;
-max-lease-time 7200;
-subnet 192.0.2.0 netmask 255.255.255.0 {
-  range 192.0.2.100 192.0.2.150;
-}
-";
+/// lq_udp_dhcpd.rs's (with `allow leasequery;`), converted by import_config.rs.
+const DHCPD_CONF: &str = include_str!("data/interop-dhcpd.conf");
 
 /// dhcpd.leases(5) as a few lines of reading: the last record of an
 /// address wins; `ends W YYYY/MM/DD HH:MM:SS` is UTC.

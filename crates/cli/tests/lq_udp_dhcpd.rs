@@ -28,17 +28,8 @@ const RELAY: &str = "192.0.2.2";
 const REQUESTOR: &str = "192.0.2.3";
 const CLIENTS: u32 = 20;
 
-const DHCPD_CONF: &str = "\
-authoritative;
-ddns-update-style none;
-ping-check false;
-default-lease-time 600;
-max-lease-time 7200;
-allow leasequery;
-subnet 192.0.2.0 netmask 255.255.255.0 {
-  range 192.0.2.100 192.0.2.150;
-}
-";
+/// The same file `import_config.rs` converts and serves with Leaseline.
+const DHCPD_CONF: &str = include_str!("data/interop-dhcpd.conf");
 
 /// One lease as dhcpd.leases(5) has it (the last entry for an address wins).
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,4 @@
-//! dhcpd.leases(5) tokens, one line at a time: words, quoted strings
+//! dhcpd.leases(5) and dhcpd.conf(5) tokens, one line at a time: words, quoted strings
 //! (with dhcpd's `\ooo` octal and `\"` escapes), `{`, `}`, `;`; `#` starts
 //! a comment. dhcpd writes every statement on one line, so a string never
 //! spans lines.
@@ -70,7 +70,7 @@ impl<R: BufRead> Tokens<R> {
                 }
                 return Err(ParseError::new(
                     self.line,
-                    format!("line longer than {MAX_LINE} bytes (not a lease file?)"),
+                    format!("line longer than {MAX_LINE} bytes (not a text file?)"),
                 ));
             }
             let line = self.line;
