@@ -27,7 +27,7 @@ fn store_connections_share_no_process_wide_sqlite_state() {
             memory_statistics_off: true,
             separate_page_caches: true,
         },
-        "built without LIBSQLITE3_FLAGS from .cargo/config.toml?"
+        "docs/operations.md, \"The SQLite build\": memory statistics off at run time, page caches separate at build time (LIBSQLITE3_FLAGS in .cargo/config.toml)"
     );
     // With statistics on, the writer's, checkpointer's and readers'
     // allocations would be counted here.
