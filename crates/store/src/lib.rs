@@ -31,7 +31,7 @@ pub use postgres::{
     ChangeLogPosition, LoggedChange, PgSchemaStatus, PostgresOptions, PostgresStore,
     PG_SCHEMA_VERSION,
 };
-pub use sqlite::{SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
+pub use sqlite::{SqliteLibrary, SqliteOptions, SqliteStore, WAL_SIZE_BOUND};
 
 /// Resolves when a submitted batch is durable (or failed). The value is the
 /// feed sequence number of this submission's last change (an empty

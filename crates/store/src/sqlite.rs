@@ -10,6 +10,7 @@ mod codec;
 mod history;
 mod import;
 mod lease_log;
+mod library;
 mod ops;
 mod readers;
 mod schema;
@@ -29,6 +30,7 @@ use crate::{
     OnDurable, StoreError,
 };
 use codec::{decode, ip_key, COLUMNS};
+pub use library::SqliteLibrary;
 use readers::ReadPool;
 
 /// The most the WAL file (`<db>-wal`) holds under sustained load: it is

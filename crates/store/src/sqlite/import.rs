@@ -57,6 +57,7 @@ fn exclusive(path: &Path) -> Result<Connection, StoreError> {
         path: path.display().to_string(),
         reason,
     };
+    super::library::SqliteLibrary::configure();
     let conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
     // Set before the connection first reads the file: it then takes the
     // file's exclusive lock at its first transaction and keeps it, and uses

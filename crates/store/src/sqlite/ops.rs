@@ -23,6 +23,7 @@ impl SqliteStore {
             path: path.display().to_string(),
             reason: e.to_string(),
         };
+        super::library::SqliteLibrary::configure();
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
         conn.query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::library::SqliteLibrary;
 use crate::StoreError;
 
 /// Bumped on every schema change; kept in `PRAGMA user_version`.
@@ -71,6 +72,7 @@ fn open_error(path: &Path, reason: impl ToString) -> StoreError {
 /// synchronous=FULL, so every COMMIT is fsync'd before a ticket resolves and
 /// an ACKed binding survives kill -9 (architecture: Invariants).
 pub(super) fn open_writer(path: &Path, now: u32) -> Result<Connection, StoreError> {
+    SqliteLibrary::configure();
     let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, e))?;
@@ -132,6 +134,7 @@ pub(super) const HISTORY_SINCE: &str = "history_since";
 
 /// The connection that copies the WAL back into the database.
 pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    SqliteLibrary::configure();
     let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, e))?;
@@ -143,6 +146,7 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
 /// A read connection. WAL lets it read while the writer commits; it is
 /// opened without CREATE and marked query-only.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    SqliteLibrary::configure();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
