@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The SQLite library this build links, as the store sets it up: no memory
 //! statistics and one page cache per connection (docs/operations.md, "The
 //! SQLite build"). Its own test binary: the first SQLite call of the process
