@@ -65,8 +65,22 @@ impl LogWriter {
         LogWriter { limits }
     }
 
-    pub(super) fn log(&self, tx: &Transaction<'_>, b: &Binding, now: u32) -> rusqlite::Result<()> {
-        tx.prepare_cached(INSERT)?.execute(params![
+    /// The statement [`LogWriter::log`] runs: prepared once per commit
+    /// (the statement cache hashes the SQL text at each lookup).
+    pub(super) fn statement<'c>(
+        &self,
+        tx: &'c Transaction<'_>,
+    ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+        tx.prepare_cached(INSERT)
+    }
+
+    pub(super) fn log(
+        &self,
+        insert: &mut rusqlite::CachedStatement<'_>,
+        b: &Binding,
+        now: u32,
+    ) -> rusqlite::Result<()> {
+        insert.execute(params![
             ip_key(b.ip),
             b.state_since,
             b.state.as_u8(),

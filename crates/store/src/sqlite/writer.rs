@@ -55,11 +55,15 @@ fn commit(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(&codec::UPSERT)?;
+        let mut logged = match log {
+            Some(log) => Some((log, log.statement(&tx)?)),
+            None => None,
+        };
         for req in batch {
             for b in &req.bindings {
                 codec::upsert(&mut stmt, b, req.now)?;
-                if let Some(log) = log {
-                    log.log(&tx, b, req.now)?;
+                if let Some((log, insert)) = logged.as_mut() {
+                    log.log(insert, b, req.now)?;
                 }
             }
         }
