@@ -125,7 +125,9 @@ fn relayed(
         options,
         ..Message::default()
     };
-    let mut b = m.to_bytes().expect("encode");
+    // Built above from fixed fields and options that always encode.
+    #[allow(clippy::expect_used)]
+    let mut b = m.to_bytes().expect("a query of fixed fields encodes");
     pad_to_bootp_minimum(&mut b);
     b
 }
