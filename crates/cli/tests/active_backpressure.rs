@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Slow and stalled Active Leasequery requestors (RFC 7724 §6, §8.2;
 //! architecture: "memory per active connection is bounded by the number of
 //! distinct addresses, whatever the requestor's read speed").

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Active Leasequery catch-up (RFC 7724 §7.4.1) against `leaseline serve`:
 //! a query-start-time inside the history brings every address changed at
 //! or after it, then CatchUpComplete, with live changes interleaved; one

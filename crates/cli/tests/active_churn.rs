@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Active Leasequery under churn: perfdhcp (Kea) runs DORAs and releases
 //! as a relay while `leaseline watch --json` follows the server. When the
 //! churn stops, the last state the watcher saw for every address must be

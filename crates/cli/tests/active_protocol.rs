@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Active Leasequery (RFC 7724) on the wire, against `leaseline serve`:
 //! keepalives, refused queries (query-end-time, a second active query, a
 //! message type not allowed on TCP, Active Leasequery disabled), DHCPTLS in

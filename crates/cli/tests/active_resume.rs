@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Resuming an Active Leasequery from the highest base-time seen
 //! (RFC 7724 §7.3, §7.4.1; architecture, invariants: "an active requestor
 //! that stays connected, or reconnects with the highest base-time it saw

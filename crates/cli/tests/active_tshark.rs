@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! tshark as an independent decoder of every message on the leasequery TCP
 //! connection: what the server sends (DHCPLEASEACTIVE, DHCPLEASEUNASSIGNED,
 //! DHCPLEASEQUERYSTATUS with each status an active query can end or go on

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The attack suite (issue 8, "Hostile input and faults"): every hostile
 //! requestor and peer of docs/security.md, in one place, against the real
 //! `leaseline` binary. Each case asserts what the server does, then

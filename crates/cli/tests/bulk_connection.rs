@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The Bulk Leasequery TCP connection (RFC 6926 §6.3, §8.1, §8.4, §8.5;
 //! RFC 7724 §8.1.1) against the real server: several interleaved queries on
 //! one connection, a requestor that reads slowly, one that stops reading,

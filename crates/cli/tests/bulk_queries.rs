@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Bulk Leasequery (RFC 6926) against the real server, with bindings made
 //! by real DORA exchanges through a relay: every primary query (MAC,
 //! client-id, remote-id, relay-id, all), the time window, the refusals of

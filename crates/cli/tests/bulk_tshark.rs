@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! tshark as an independent decoder of what the Bulk Leasequery server
 //! sends: every reply of every kind of query (bindings ACTIVE, RELEASED and
 //! AVAILABLE, with option 82 and client-id; DONE after success, after

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Crash durability (issue 8): the server is killed with SIGKILL at random
 //! moments while perfdhcp churns it, five times, and restarted each time on
 //! the same store. Afterwards:

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline db upgrade` and `leaseline db status` (docs/postgresql.md,
 //! "Upgrading the schema"), the real binary against test-support's
 //! throwaway PostgreSQL clusters (plain and TLS) and on SQLite.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! No input from the network panics or aborts the process: malformed
 //! datagrams of each class, then 10,000 random ones, are each refused with a
 //! `dropped datagram` WARN naming the peer and a reason (past 5 a second

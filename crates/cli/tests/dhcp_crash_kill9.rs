@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Invariant: an ACKed lease survives kill -9, and no address is given to
 //! two clients. perfdhcp runs against the server; mid-run the server is
 //! killed with SIGKILL and restarted on the same state dir. dumpcap records

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Interop: ISC dhclient on a directly attached link. Two namespaces joined
 //! by a veth pair; leaseline serves the subnet on the server-side veth, and
 //! dhclient (with Debian's /sbin/dhclient-script) configures the client side.

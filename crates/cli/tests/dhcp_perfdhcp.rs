@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Interop: perfdhcp (Kea) as a relay runs full DORA for 1,000 distinct
 //! clients against `leaseline serve`; its own report must show every
 //! DISCOVER answered by an OFFER and every REQUEST by an ACK, and the store

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The HTTP endpoint (issue 19): `/metrics` and the control API, as an
 //! operator uses them, against a running server that leases addresses to
 //! relayed clients.

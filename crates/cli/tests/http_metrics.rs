@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `/metrics` for leasequery (issue 19): the counters move as the traffic
 //! says, against a running server with UDP, Bulk and Active Leasequery on.
 //!

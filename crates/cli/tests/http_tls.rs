@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! HTTPS on the HTTP endpoint (`[http] tls_cert`, `tls_key`,
 //! `tls_client_ca`, `tls_allowed_clients`), with a real rustls client:
 //!

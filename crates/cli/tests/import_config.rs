@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline import config`: the configurations our interop tests give
 //! real ISC dhcpd 4.4 and Kea 2.2 (data/interop-*, the very files
 //! lq_udp_dhcpd.rs and import_leases.rs run them with) are converted, and

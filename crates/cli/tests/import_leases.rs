@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline import leases` against lease files the real servers wrote:
 //! Kea 2.2 and ISC dhcpd 4.4 each serve perfdhcp clients in a network
 //! namespace; their lease file is imported into a fresh store, `leaseline

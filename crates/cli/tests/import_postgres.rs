@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline import leases` into a PostgreSQL store that a running
 //! server uses: the import is one commit on the shared change log, so the
 //! server learns it and an Active Leasequery watcher attached to it sees

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Kill -9 of an instance during churn (issue 17): two `leaseline serve`
 //! instances A and B on one PostgreSQL database, each churned by a
 //! closed-loop relay (test-support's `Fleet`) that sends to its own

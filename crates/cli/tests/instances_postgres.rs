@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Two and three `leaseline serve` instances on one PostgreSQL database
 //! (issue 17), all churned at once, each by a perfdhcp (DORAs, renewals,
 //! releases) and by a closed-loop relay of the project's own (test-support's

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The lease history (issue 20) against a running server, as an operator
 //! asks it: relayed clients churn through a small pool (DORAs and
 //! RELEASEs, recorded by the driver with the seconds they were sent and

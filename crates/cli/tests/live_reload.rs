@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Live reload (issue 19): SIGHUP and the control API's `config-reload`
 //! read the file again and apply it without a restart.
 //!

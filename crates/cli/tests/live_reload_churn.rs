@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Live reload under churn (issue 19): a closed-loop relay keeps DORAs and
 //! releases going while ten Active Leasequery requestors, each from its own
 //! loopback address, follow the server, and the configuration changes

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Live reload of secure mode (issue 19, RFC 7724 §8.1): the server
 //! certificate and `allowed_requestors` change with `config-reload`.
 //!

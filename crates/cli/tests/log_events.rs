@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Logs (issue 19): with `--log-format json` every line the server writes
 //! is one JSON object with a stable `event` name next to its fields; a
 //! DHCP exchange logs nothing at the default level (the per-exchange log

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The leasequery listener's limits, each meaning what its name says
 //! (issue 16, item 4): `[leasequery.bulk] max_connections`
 //! (BULK_LQ_MAX_CONNS, RFC 6926 §8.1) counts bulk connections only,

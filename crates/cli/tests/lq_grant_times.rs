@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! RFC 4388 §6.4.2: a leasequery reports the lease, renewal (T1) and
 //! rebinding (T2) times the client's DHCPACK granted, as time remaining
 //! from now, and leaves T1 / T2 out once they are past. Real packets

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline query` as a program: --help documents the exit statuses,
 //! usage errors are told apart from answers, and against a fake server on
 //! loopback: retransmission with backoff under --timeout, replies matched

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Interop: `leaseline query` against ISC dhcpd 4.4 (`allow leasequery;`).
 //!
 //! Two namespaces joined by a veth pair: dhcpd serves 192.0.2.0/24 on the

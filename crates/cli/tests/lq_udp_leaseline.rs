@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! UDP Leasequery (RFC 4388, RFC 6148) against `leaseline serve`, asked by
 //! `leaseline query`: every query type (IP, MAC, client-id, remote-id) and
 //! every reply type (ACTIVE, UNASSIGNED, UNKNOWN), with bindings made by real

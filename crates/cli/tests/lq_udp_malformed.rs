@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Malformed DHCPLEASEQUERY datagrams get no reply and do not hurt the
 //! server: two or three query keys, no key, zero giaddr (RFC 4388 §6.3,
 //! §6.4.3), bad option lengths and overruns, bad hlen, an empty or doubled

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! UDP Leasequery about bindings made by a third-party client: perfdhcp
 //! (Kea), as a relay, runs DORA for distinct clients against `leaseline
 //! serve` (perfdhcp sends client-id 01 + MAC); then `leaseline query` asks

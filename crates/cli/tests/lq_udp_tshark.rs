@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! tshark as an independent decoder of every leasequery reply leaseline
 //! sends: no malformed packet, no expert info, and the fields we meant
 //! (message type, ciaddr, chaddr, options 51, 91, 92, 82) equal to what

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Acceptance: `leaseline mirror` keeps an exact replica through failures.
 //!
 //! perfdhcp (relay 127.0.0.70) churns the server for 36 s: new clients,

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline mirror query` by each key (ip, MAC, client-id, remote-id,
 //! relay-id, all; text and JSON) and `leaseline mirror status` (phase live,
 //! a lag) on a replica of a real server. The bindings come from a relay

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The mirror's resume rules and pacing, against a scripted leasequery
 //! server in this process (exact control over base-times and when catch-up
 //! completes):

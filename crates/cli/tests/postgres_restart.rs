@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! PostgreSQL stopped and started again under churn (issue 17): a
 //! `leaseline serve` on the PostgreSQL backend keeps running, sends no
 //! DHCPACK while the database is away (every ACK on the wire is in the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline serve` on the PostgreSQL backend (`[store] backend =
 //! "postgres"`), on a throwaway cluster: leases taken through a relay are
 //! ACKed, a second server process started on the same database after the

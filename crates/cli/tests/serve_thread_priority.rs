@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! DHCP before leasequery: the async runtime's threads (leasequery listeners
 //! and sessions) run at `[server] leasequery_nice` (default 19) below the
 //! DHCP threads (UDP loop, store writer), which keep the process's priority.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Issue 16 item 0: under sustained DORA churn the SQLite WAL grew without
 //! bound (0.5 GB after 30 s at 3,000 DORA/s; tens of GB in minutes) and was
 //! only removed at shutdown. `bench/soak.sh` is the 30-minute version; this

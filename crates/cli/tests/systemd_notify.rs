@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! systemd integration (issue 19): started with `NOTIFY_SOCKET` as
 //! systemd's `Type=notify-reload` starts it, the server says READY=1 once
 //! it answers DHCP, pings the watchdog (`WATCHDOG_USEC`) while it runs,

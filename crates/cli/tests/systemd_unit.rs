@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! contrib/leaseline.service (issue 19): `systemd-analyze verify` finds
 //! nothing wrong with it (its ExecStart pointed at the binary under test),
 //! and `systemd-analyze security` rates its sandbox at an exposure of 2.5

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! A server in insecure mode only (`[leasequery.active] insecure = true`, no
 //! `[leasequery.tls]`) answers DHCPTLS with TLSConnectionRefused (RFC 7724
 //! §7.2, §8.1). The requestor reports the refusal and never falls back to

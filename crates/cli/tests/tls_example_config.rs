@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! examples/loopback-tls.toml runs as-is with the files `leaseline certs
 //! init examples/certs` creates: in a copy of examples/ in a temporary
 //! directory, check-config refuses it before the PKI exists and accepts it

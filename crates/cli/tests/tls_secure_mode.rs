@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! Secure mode end to end (RFC 7724 §7.2, §8.1, §9), against the real
 //! server binary: the happy path (watch and bulk over TLS), then every way a
 //! secure connection is refused. Each refusal ends with the connection

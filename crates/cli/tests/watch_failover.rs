@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! `leaseline mirror` with several servers on one PostgreSQL database
 //! (issue 17): it connects to the first server that answers, and when its
 //! server dies (kill -9) it fails over to another instance on the same

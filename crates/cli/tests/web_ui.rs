@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The live web view (issue 20), in a real headless Chromium (Debian's
 //! `chromium`, driven through `chromedriver` over WebDriver by fantoccini)
 //! against a running server that leases addresses to relayed clients.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! A browser that stops reading the web view's event stream (issue 20;
 //! like the stalled Active Leasequery requestor, active_backpressure.rs).
 //!
