@@ -49,9 +49,9 @@ use tokio_rustls::TlsAcceptor;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Configuration keys, named in error messages.
-const KEY_CERT: &str = "leasequery.tls.cert";
-const KEY_KEY: &str = "leasequery.tls.key";
-const KEY_CA: &str = "leasequery.tls.ca";
+pub(crate) const KEY_CERT: &str = "leasequery.tls.cert";
+pub(crate) const KEY_KEY: &str = "leasequery.tls.key";
+pub(crate) const KEY_CA: &str = "leasequery.tls.ca";
 const KEY_ALLOW: &str = "leasequery.tls.allowed_requestors";
 
 /// Why the TLS material could not be loaded. Every message names the
