@@ -8,7 +8,10 @@
 //! list, limits, timeouts, TLS certificate, key, CA and
 //! allowed_requestors): new connections use them at once, connected
 //! requestors still allowed keep their connection, and those no longer
-//! allowed get QueryTerminated (see `listener::Revocation`). Nothing in
+//! allowed get QueryTerminated (see `listener::Revocation`); and the HTTP
+//! endpoint's certificate, key, client CA and allowed clients, read again
+//! from their files at each reload: new connections' handshakes use them,
+//! open connections keep theirs. Nothing in
 //! flight is dropped: the engine is swapped under its lock between two
 //! messages. What needs new sockets or another store is named in the
 //! answer and the log, and takes effect at the next restart.
@@ -16,7 +19,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::ListenerContext;
 use crate::run::Shared;
@@ -63,6 +66,9 @@ struct Plan {
     /// The listener's new settings (None: it does not run, or its shape
     /// changed, which needs a restart).
     tcp: Option<ListenerContext>,
+    /// The HTTP endpoint's new acceptor (None: it does not serve HTTPS,
+    /// or no longer should, which needs a restart).
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Everything that can fail: the TCP listener's settings read their TLS
@@ -90,10 +96,18 @@ fn prepare(shared: &Shared, mut new: Config) -> Result<Plan, String> {
         }
         _ => None,
     };
+    // Read even when the paths are unchanged: renewed certificates are
+    // new files under the same names.
+    let new_http_tls = new.http.as_ref().and_then(|h| h.tls.as_ref());
+    let http_tls = match (shared.http_tls.get(), new_http_tls) {
+        (Some(_), Some(tls)) => Some(crate::http::tls_acceptor(tls).map_err(|e| e.to_string())?),
+        _ => None,
+    };
     Ok(Plan {
         new,
         need_restart,
         tcp,
+        http_tls,
     })
 }
 
@@ -102,7 +116,11 @@ fn apply(shared: &Shared, plan: Plan) -> Reloaded {
         new,
         need_restart,
         tcp,
+        http_tls,
     } = plan;
+    if let (Some(acceptor), Some(running)) = (http_tls, shared.http_tls.get()) {
+        running.send_replace(acceptor);
+    }
     *shared.leasequery.write() = UdpLeasequery::from_config(&new).map(Arc::new);
     if let (Some(ctx), Some(running)) = (tcp, shared.tcp.get()) {
         ctx.slots.set_limits(ctx.limits);
@@ -183,11 +201,45 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.plaintext != n.plaintext {
         keys.push("leasequery.active.insecure");
     }
-    if format!("{:?}", old.http) != format!("{:?}", new.http) {
-        keys.push("http");
-    }
+    keys.extend(http_restart_only_changes(
+        old.http.as_ref(),
+        new.http.as_ref(),
+    ));
     if old.worker_threads != new.worker_threads || old.state_dir != new.state_dir {
         keys.push("server");
+    }
+    keys
+}
+
+/// `[http]`: its TLS files change live (see `prepare`); the rest is read
+/// at start.
+fn http_restart_only_changes(
+    old: Option<&HttpConfig>,
+    new: Option<&HttpConfig>,
+) -> Vec<&'static str> {
+    let (o, n) = match (old, new) {
+        (None, None) => return Vec::new(),
+        (Some(o), Some(n)) => (o, n),
+        _ => return vec!["http"],
+    };
+    let mut keys = Vec::new();
+    if o.listen != n.listen {
+        keys.push("http.listen");
+    }
+    if o.tls.is_some() != n.tls.is_some() {
+        keys.push("http.tls");
+    }
+    let rest = |h: &HttpConfig| {
+        (
+            h.token.clone(),
+            h.kea_compat,
+            h.max_connections,
+            h.header_timeout,
+            h.ui_stall_timeout,
+        )
+    };
+    if rest(o) != rest(n) {
+        keys.push("http");
     }
     keys
 }
@@ -250,5 +302,22 @@ insecure = true
             ["leasequery.active.enabled"]
         );
         assert!(!same_listener_shape(&old, &new));
+    }
+
+    #[test]
+    fn http_tls_files_change_live_turning_tls_on_or_off_does_not() {
+        let https = format!(
+            "{BASE}[http]\nlisten = \"127.0.0.1:8067\"\ntls_cert = \"a.pem\"\ntls_key = \"a-key.pem\"\n"
+        );
+        let old = config(&https);
+        let new = config(&https.replace("a.pem", "b.pem").replace("a-key", "b-key"));
+        assert!(restart_only_changes(&old, &new).is_empty());
+        let plain = config(&format!("{BASE}[http]\nlisten = \"127.0.0.1:8067\"\n"));
+        assert_eq!(restart_only_changes(&old, &plain), ["http.tls"]);
+        let moved = config(&https.replace("8067", "8068"));
+        assert_eq!(restart_only_changes(&old, &moved), ["http.listen"]);
+        let token = config(&format!("{https}token = \"0123456789abcdef\"\n"));
+        assert_eq!(restart_only_changes(&old, &token), ["http"]);
+        assert_eq!(restart_only_changes(&old, &config(BASE)), ["http"]);
     }
 }

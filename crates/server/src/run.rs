@@ -65,6 +65,9 @@ pub struct Shared {
     /// The leasequery TCP listener's settings, when it runs (replaced by a
     /// live reload; read at each accept).
     pub tcp: std::sync::OnceLock<watch::Sender<Arc<ListenerContext>>>,
+    /// The HTTP endpoint's TLS acceptor, when it serves HTTPS (replaced by
+    /// a live reload; read at each accept).
+    pub http_tls: std::sync::OnceLock<watch::Sender<tokio_rustls::TlsAcceptor>>,
 }
 
 pub fn unix_now() -> u32 {
@@ -149,6 +152,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         )),
         dhcp_switch: DhcpSwitch::default(),
         tcp: std::sync::OnceLock::new(),
+        http_tls: std::sync::OnceLock::new(),
     });
     // A shared store: other servers' changes reach the engine (and the
     // feed) from here on; the log is followed from where it stood when the
@@ -216,6 +220,12 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             .map(crate::http::tls_acceptor)
             .transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let tls = tls.map(|acceptor| {
+            let (tx, rx) = watch::channel(acceptor);
+            // Set once, here, before any reload can run.
+            let _ = shared.http_tls.set(tx);
+            rx
+        });
         let ctx = Arc::new(
             crate::http::HttpContext::new(Arc::clone(&shared), http, cfg.source.clone(), now)
                 .with_tls(tls),

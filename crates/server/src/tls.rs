@@ -38,6 +38,7 @@ mod verifier;
 pub use accept::{accept, accept_with_timeout, HANDSHAKE_TIMEOUT};
 pub use allowlist::{AllowEntry, Allowlist};
 pub use error::TlsConfigError;
+pub(crate) use error::{KEY_CA, KEY_CERT, KEY_KEY};
 pub use identity::{CertIdentity, PeerIdentity};
 pub use refusal::{RefusalKind, TlsRefusal};
 pub use settings::{cipher_suite_names, TlsSettings};

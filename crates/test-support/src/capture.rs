@@ -1,7 +1,7 @@
 //! Packet capture with dumpcap, read back with tshark (package tshark).
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -78,6 +78,51 @@ impl Capture {
 
     pub fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// Sends `marker` from `socket` to `to` (a UDP port the capture's
+    /// filter takes) until tshark finds it in the file; panics after
+    /// `timeout`. For counts that must be exact: dumpcap says "File:"
+    /// before its filter is attached (packets right after [`Self::start`]
+    /// can be missed), and on SIGINT drops what it has not yet taken from
+    /// the kernel. A marker in the file means the capture is live, and,
+    /// on an interface that delivers in order such as `lo`, that every
+    /// packet sent before it is in the file.
+    pub fn wait_for_marker(
+        &self,
+        socket: &UdpSocket,
+        to: SocketAddr,
+        marker: &[u8],
+        timeout: Duration,
+    ) {
+        let hex: String = marker.iter().map(|b| format!("{b:02x}")).collect();
+        crate::wait_until(
+            &format!(
+                "dumpcap to write the marker {:?}",
+                String::from_utf8_lossy(marker)
+            ),
+            timeout,
+            || {
+                socket.send_to(marker, to).expect("send a capture marker");
+                self.payloads_to(to.port()).contains(&hex).then_some(())
+            },
+        );
+    }
+
+    /// Payloads (hex) of the UDP datagrams to `port` in the file so far.
+    /// The file may end mid-packet while dumpcap writes: tshark's status
+    /// is not checked.
+    fn payloads_to(&self, port: u16) -> String {
+        let out = Command::new(crate::require_tool("tshark"))
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-Y", &format!("udp.dstport=={port}"), "-T", "fields"])
+            .args(["-e", "data"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("run tshark");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Stops the capture (SIGINT, so dumpcap finishes the file) and returns its path.

@@ -36,7 +36,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -60,7 +60,10 @@ pub(super) async fn serve(
                     continue; // dropped: closed
                 };
                 let _ = tcp.set_nodelay(true);
-                let (app, tls, stop) = (app.clone(), tls.clone(), stop.clone());
+                // The acceptor of this moment: a reload changes the
+                // certificates of new handshakes, not of open connections.
+                let tls = tls.as_ref().map(|t| t.borrow().clone());
+                let (app, stop) = (app.clone(), stop.clone());
                 conns.spawn(async move {
                     match tls {
                         None => one(tcp, peer, app, limits, stop).await,

@@ -43,7 +43,8 @@ pub struct HttpContext {
     token: Option<String>,
     registry: Registry,
     limits: connections::ConnectionLimits,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The current acceptor (a live reload replaces it).
+    tls: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
 }
 
 impl HttpContext {
@@ -72,8 +73,12 @@ impl HttpContext {
         }
     }
 
-    /// Serve HTTPS with `acceptor` (`[http] tls_cert`, see [`tls_acceptor`]).
-    pub fn with_tls(mut self, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Self {
+    /// Serve HTTPS with the acceptor `acceptor` holds (`[http] tls_cert`,
+    /// see [`tls_acceptor`]); each new connection takes the current one.
+    pub fn with_tls(
+        mut self,
+        acceptor: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
+    ) -> Self {
         self.tls = acceptor;
         self
     }

@@ -19,8 +19,8 @@ use crate::tls::{TlsConfigError, TlsSettings};
 /// The acceptor for `tls`; every failure names the key and the file.
 pub fn acceptor(tls: &HttpTls) -> Result<TlsAcceptor, TlsConfigError> {
     if let Some(ca) = &tls.client_ca {
-        let settings = TlsSettings::load(&tls.cert, &tls.key, ca, &tls.allowed_clients)
-            .map_err(|e| TlsConfigError::Build(format!("[http] client certificates: {e}")))?;
+        let settings =
+            TlsSettings::load(&tls.cert, &tls.key, ca, &tls.allowed_clients).map_err(http_keys)?;
         return settings.acceptor();
     }
     let chain = CertificateDer::pem_file_iter(&tls.cert)
@@ -49,6 +49,33 @@ pub fn acceptor(tls: &HttpTls) -> Result<TlsAcceptor, TlsConfigError> {
             )
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// `TlsSettings` names the leasequery listener's keys; these files are
+/// `[http]`'s.
+fn http_keys(e: TlsConfigError) -> TlsConfigError {
+    let http_key = |key: &'static str| match key {
+        crate::tls::KEY_CERT => "http.tls_cert",
+        crate::tls::KEY_KEY => "http.tls_key",
+        crate::tls::KEY_CA => "http.tls_client_ca",
+        other => other,
+    };
+    match e {
+        TlsConfigError::Read { key, path, source } => TlsConfigError::Read {
+            key: http_key(key),
+            path,
+            source,
+        },
+        TlsConfigError::File { key, path, reason } => TlsConfigError::File {
+            key: http_key(key),
+            path,
+            reason,
+        },
+        TlsConfigError::AllowEntry { entry, reason } => TlsConfigError::Build(format!(
+            "http.tls_allowed_clients: entry `{entry}`: {reason}"
+        )),
+        other => TlsConfigError::Build(format!("[http] client certificates: {other}")),
+    }
 }
 
 fn file_err(key: &'static str, path: &Path, reason: impl ToString) -> TlsConfigError {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// Configuration keys, named in error messages.
-pub(super) const KEY_CERT: &str = "leasequery.tls.cert";
-pub(super) const KEY_KEY: &str = "leasequery.tls.key";
-pub(super) const KEY_CA: &str = "leasequery.tls.ca";
+pub(crate) const KEY_CERT: &str = "leasequery.tls.cert";
+pub(crate) const KEY_KEY: &str = "leasequery.tls.key";
+pub(crate) const KEY_CA: &str = "leasequery.tls.ca";
 const KEY_ALLOW: &str = "leasequery.tls.allowed_requestors";
 
 /// Why the TLS material could not be loaded. Every message names the
