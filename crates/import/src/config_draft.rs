@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use crate::ParseError;
+
 /// The result of converting another server's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conversion {
@@ -232,6 +234,30 @@ pub(crate) fn quote(v: &str) -> String {
     }
     s.push('"');
     s
+}
+
+/// One error per range (`what`: the source's word for it) that overlaps
+/// a range declared before it, at its subnet's line: Leaseline's
+/// configuration refuses overlapping pools.
+pub(crate) fn overlapping_ranges(subnets: &[DraftSubnet], what: &str) -> Vec<ParseError> {
+    let mut errors = Vec::new();
+    let mut seen: Vec<(u32, u32, u64)> = Vec::new();
+    for s in subnets {
+        for &(a, b) in &s.pools {
+            let (a, b) = (u32::from(a), u32::from(b));
+            if let Some((_, _, line)) = seen.iter().find(|(x, y, _)| a <= *y && *x <= b) {
+                errors.push(ParseError::new(
+                    s.line,
+                    format!(
+                        "a {what} of subnet {}/{} overlaps one of the subnet on line {line}",
+                        s.network, s.prefix_len
+                    ),
+                ));
+            }
+            seen.push((a, b, s.line));
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

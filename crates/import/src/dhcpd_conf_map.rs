@@ -736,22 +736,10 @@ impl Mapper {
                 });
             }
         }
-        let mut seen: Vec<(u32, u32, u64)> = Vec::new();
-        for s in &self.subnets {
-            for &(a, b) in &s.pools {
-                let (a, b) = (u32::from(a), u32::from(b));
-                if let Some((_, _, line)) = seen.iter().find(|(x, y, _)| a <= *y && *x <= b) {
-                    self.errors.push(ParseError::new(
-                        s.line,
-                        format!(
-                            "a range of subnet {}/{} overlaps one of the subnet on line {line}",
-                            s.network, s.prefix_len
-                        ),
-                    ));
-                }
-                seen.push((a, b, s.line));
-            }
-        }
+        self.errors.extend(crate::config_draft::overlapping_ranges(
+            &self.subnets,
+            "range",
+        ));
         if self.subnets.is_empty() && self.errors.is_empty() {
             self.errors
                 .push(ParseError::new(1, "no subnet declared: nothing to serve"));
