@@ -32,12 +32,7 @@ fn leaseline(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    leaseline_test_support::output_text(o)
 }
 
 fn stderr(o: &Output) -> String {

@@ -56,12 +56,7 @@ fn import(args: &[&str], config: &Path) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    leaseline_test_support::output_text(o)
 }
 
 /// Imports `file`, starts `leaseline serve` on the store, and checks

@@ -218,6 +218,16 @@ pub fn unix_now() -> u32 {
 }
 
 /// `aa:bb:cc:dd:ee:ff` for a hardware address ([`leaseline_proto::text::format_mac`]).
+/// A finished command's status, stdout and stderr, for an assertion message.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub fn mac_string(hw: &[u8]) -> String {
     leaseline_proto::text::format_mac(hw)
 }
