@@ -10,6 +10,7 @@ pub mod leasequery;
 pub mod listener;
 pub mod overload;
 mod peers;
+mod refusal_log;
 mod reload;
 pub mod run;
 pub mod stats;

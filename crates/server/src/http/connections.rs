@@ -54,7 +54,7 @@ pub(super) async fn serve(
                     }
                 };
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    if crate::udp::log_refusal(peer.ip(), "http connections") {
+                    if crate::refusal_log::log_refusal(peer.ip(), "http connections") {
                         warn!(peer = %peer, limit = limits.max_connections, "http connection refused: too many open (http.max_connections)");
                     }
                     continue; // dropped: closed

@@ -60,9 +60,9 @@ pub async fn handle(
         other => ended(peer, other),
     };
     // Every close is logged with its reason; a flood of hostile
-    // connections is summarised past a few a second (see udp::log_refusal).
+    // connections is summarised past a few a second (see refusal_log::log_refusal).
     if let Some(reason) = reason {
-        if crate::udp::log_refusal(peer.ip(), "leasequery connection closed") {
+        if crate::refusal_log::log_refusal(peer.ip(), "leasequery connection closed") {
             warn!(peer = %peer, reason = %reason, event = "leasequery_connection_closed", "leasequery connection closed");
         }
     }

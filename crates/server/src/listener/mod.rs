@@ -28,7 +28,7 @@ pub use slots::{Kind, Limits, Refusal, Slot, Slots};
 
 /// Logs a connection refused for a limit (throttled per requestor).
 fn log_limit_refusal(ctx: &ListenerContext, peer: SocketAddr, r: Refusal) {
-    if crate::udp::log_refusal(peer.ip(), r.reason()) {
+    if crate::refusal_log::log_refusal(peer.ip(), r.reason()) {
         warn!(peer = %peer, limit = r.limit(&ctx.slots.limits()), reason = r.reason(), event = "leasequery_connection_refused", "leasequery connection refused");
     }
 }
@@ -55,7 +55,7 @@ pub async fn serve(
                 };
                 let ctx = Arc::clone(&live.borrow());
                 if !ctx.allow.allows(peer.ip()) {
-                    if crate::udp::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
+                    if crate::refusal_log::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
                         warn!(peer = %peer, reason = "requestor not in leasequery.allow", event = "leasequery_connection_refused", "leasequery connection refused");
                     }
                     continue; // dropping the stream closes it at once
