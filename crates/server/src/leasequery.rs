@@ -1,7 +1,9 @@
 //! Leasequery over UDP (RFC 4388 §6.4, RFC 6148): access control, the
 //! store look-up, and the reply with its destination.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Instant;
 
 use leaseline_proto::{
@@ -38,17 +40,41 @@ pub struct UdpLeasequery {
     limiter: Mutex<RateLimiter>,
     extra_options: Vec<u8>,
     epoch: Instant,
+    /// The subnets, server ids and relay port the DHCP engine runs with:
+    /// fixed until the next reload, read without the engine's lock.
+    running: Arc<Config>,
+    /// Reserved addresses (RFC 4388 §6.4.2: managed, if not leased).
+    reserved: HashSet<Ipv4Addr>,
 }
 
 impl UdpLeasequery {
-    pub fn from_config(cfg: &Config) -> Option<UdpLeasequery> {
+    /// From `cfg`'s `[leasequery]`; `running`: the configuration the DHCP
+    /// engine runs (the same, unless a reload's DHCP part was refused).
+    pub fn from_config(cfg: &Config, running: Arc<Config>) -> Option<UdpLeasequery> {
         let udp = cfg.leasequery.udp.as_ref()?;
+        let reserved = running
+            .subnets
+            .iter()
+            .flat_map(|s| s.reservations.iter().map(|r| r.ip))
+            .collect();
         Some(UdpLeasequery {
             allow: Allowlist::new(cfg.leasequery.allow.clone()),
             limiter: Mutex::new(RateLimiter::new(udp.rate, udp.burst)),
             extra_options: udp.extra_options.clone(),
             epoch: Instant::now(),
+            running,
+            reserved,
         })
+    }
+
+    /// An address this server manages: in a pool or reserved.
+    fn manages(&self, ip: Ipv4Addr) -> bool {
+        self.reserved.contains(&ip)
+            || self
+                .running
+                .subnets
+                .iter()
+                .any(|s| s.pool_contains(u32::from(ip)))
     }
 
     /// Answer one DHCPLEASEQUERY: the reply and where it goes, or why not.
@@ -76,7 +102,7 @@ impl UdpLeasequery {
             ));
         }
         let q = parse_leasequery(msg).map_err(|r| Refusal::new(r.reason(), r.to_string()))?;
-        if !unicast_giaddr(q.giaddr, shared.engine.lock().config()) {
+        if !unicast_giaddr(q.giaddr, &self.running) {
             // RFC 4388 §6.4.3 unicasts the reply to giaddr: never broadcast binding data.
             return Err(Refusal::new(
                 "giaddr not unicast",
@@ -94,10 +120,7 @@ impl UdpLeasequery {
         let reply = self
             .build(shared, &q, now)
             .map_err(|e| Refusal::new("store error", e.to_string()))?;
-        Ok((
-            reply,
-            destination(&q, peer, shared.engine.lock().config().relay_port),
-        ))
+        Ok((reply, destination(&q, peer, self.running.relay_port)))
     }
 
     fn build(&self, shared: &Shared, q: &UdpQuery, now: u32) -> Result<Message, StoreError> {
@@ -105,10 +128,8 @@ impl UdpLeasequery {
         let found: Vec<Binding> = match &q.kind {
             QueryKind::ByIp(ip) => {
                 let b = store.get(*ip)?;
-                let (configured, sid) = {
-                    let e = shared.engine.lock();
-                    (e.is_configured(*ip), server_id_for(e.config(), Some(*ip)))
-                };
+                let configured = self.manages(*ip);
+                let sid = server_id_for(&self.running, Some(*ip));
                 return Ok(match b {
                     Some(b) if b.state.is_leased() && b.expiry > now => {
                         build_leaseactive(q, &b, &[], now, sid, &self.extra())
@@ -127,10 +148,10 @@ impl UdpLeasequery {
         let live = found.iter().filter(|b| b.expiry > now);
         Ok(match choose_primary(live) {
             Some(sel) => {
-                let sid = server_id_for(shared.engine.lock().config(), Some(sel.primary.ip));
+                let sid = server_id_for(&self.running, Some(sel.primary.ip));
                 build_leaseactive(q, sel.primary, &sel.associated, now, sid, &self.extra())
             }
-            None => build_leaseunknown(q, server_id_for(shared.engine.lock().config(), None)),
+            None => build_leaseunknown(q, server_id_for(&self.running, None)),
         })
     }
 

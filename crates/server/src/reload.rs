@@ -121,7 +121,6 @@ fn apply(shared: &Shared, plan: Plan) -> Reloaded {
     if let (Some(acceptor), Some(running)) = (http_tls, shared.http_tls.get()) {
         running.send_replace(acceptor);
     }
-    *shared.leasequery.write() = UdpLeasequery::from_config(&new).map(Arc::new);
     if let (Some(ctx), Some(running)) = (tcp, shared.tcp.get()) {
         ctx.slots.set_limits(ctx.limits);
         // Every connection checks its requestor against the new settings.
@@ -129,9 +128,14 @@ fn apply(shared: &Shared, plan: Plan) -> Reloaded {
     }
     // Sockets per interface are opened at start: keep the running subnets'
     // interfaces by refusing the DHCP part of this reload.
-    if !need_restart.contains(&"subnet.interface") {
-        shared.engine.lock().reconfigure(Arc::new(new));
-    }
+    let new = Arc::new(new);
+    let running = if need_restart.contains(&"subnet.interface") {
+        shared.engine.lock().config_arc()
+    } else {
+        shared.engine.lock().reconfigure(Arc::clone(&new));
+        Arc::clone(&new)
+    };
+    *shared.leasequery.write() = UdpLeasequery::from_config(&new, running).map(Arc::new);
     Reloaded { need_restart }
 }
 

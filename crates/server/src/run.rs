@@ -143,7 +143,9 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     let engine = Engine::new(Arc::clone(&cfg), stored);
     let interfaces = engine.interfaces().to_vec();
     let shared = Arc::new(Shared {
-        leasequery: parking_lot::RwLock::new(UdpLeasequery::from_config(&cfg).map(Arc::new)),
+        leasequery: parking_lot::RwLock::new(
+            UdpLeasequery::from_config(&cfg, Arc::clone(&cfg)).map(Arc::new),
+        ),
         engine: Mutex::new(engine),
         store,
         stats: Stats::default(),

@@ -141,6 +141,12 @@ impl Engine {
         &self.cfg
     }
 
+    /// The configuration the engine runs, to share with what answers from
+    /// it without taking the engine's lock (UDP Leasequery).
+    pub fn config_arc(&self) -> Arc<Config> {
+        Arc::clone(&self.cfg)
+    }
+
     /// The binding held in memory for an address (None: never leased).
     pub fn binding(&self, ip: Ipv4Addr) -> Option<&Binding> {
         self.leases.get(&u32::from(ip)).map(|b| &**b)
@@ -153,12 +159,6 @@ impl Engine {
             *m.entry(b.state).or_insert(0) += 1;
         }
         m
-    }
-
-    /// True when the address is one this server manages (a pool or a reservation).
-    pub fn is_configured(&self, ip: Ipv4Addr) -> bool {
-        let v = u32::from(ip);
-        self.reserved.contains_key(&v) || self.cfg.subnets.iter().any(|s| s.pool_contains(v))
     }
 
     /// Handle one client message. See [`Outcome`].
