@@ -20,6 +20,7 @@
 # limiter, is measured. Prints the median of RUNS runs each way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/wait.sh
 
 PORT=${PORT:-47067}
 RELAY_PORT=${RELAY_PORT:-47068}
@@ -91,13 +92,7 @@ EOF
 
 RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$WORK/leaseline.toml" 2>"$WORK/server.log" &
 SERVER_PID=$!
-deadline=$((SECONDS + 30))
-until grep -q "leaseline ready" "$WORK/server.log" 2>/dev/null; do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-        echo "server did not get ready:" >&2; tail -n 20 "$WORK/server.log" >&2; exit 1
-    fi
-    sleep 0.1
-done
+wait_for_line "$WORK/server.log" "leaseline ready" 30
 
 echo "== populating $BINDINGS bindings" >&2
 "$LOAD" populate --server "127.0.0.1:$PORT" --relay "127.0.0.1:$RELAY_PORT" \

@@ -94,18 +94,9 @@ stop_server() {
 }
 trap stop_server EXIT
 
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "server exited before \"$2\":" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "no \"$2\" in $1 within $3 s" >&2; tail -n 20 "$1" >&2; return 1
-        fi
-        sleep 0.02
-    done
-}
+# The mirror's time to live is read off these waits: poll finely.
+WAIT_POLL=0.02
+. bench/lib/wait.sh
 
 # write_config DIR PREFIX POOL: a server on an empty or prefilled store,
 # Active Leasequery on (insecure: loopback only).

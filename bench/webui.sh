@@ -20,6 +20,7 @@
 # Needs root (network namespace). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib/wait.sh
 
 NS=${NS:-ll-bench-webui}
 PORT=${PORT:-1067}
@@ -93,11 +94,7 @@ EOF2
     ip netns exec "$NS" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" \
         2>"$dir/server.log" &
     SERVER_PID=$!
-    local deadline=$((SECONDS + 30))
-    until grep -q "leaseline ready" "$dir/server.log" 2>/dev/null; do
-        [ "$SECONDS" -lt "$deadline" ] || { echo "server did not start" >&2; tail "$dir/server.log" >&2; exit 1; }
-        sleep 0.1
-    done
+    wait_for_line "$dir/server.log" "leaseline ready" 30
 }
 
 # sample PID FILE: "rss_kib fds" every 0.5 s.
