@@ -64,49 +64,47 @@ fn start_server() -> Server {
     }
 }
 
-/// Chromium's console messages so far (chromedriver's log endpoint; the
-/// session asks for them with `goog:loggingPrefs`).
+/// A POST to one of chromedriver's own endpoints of the session:
+/// `se/log` (Chromium's console messages so far; the session asks for them
+/// with `goog:loggingPrefs`) or `goog/cdp/execute` (a Chrome DevTools
+/// command).
 #[derive(Debug)]
-struct BrowserLog;
+struct ChromedriverPost {
+    path: &'static str,
+    body: Value,
+}
 
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!(
-            "session/{}/se/log",
-            session_id.unwrap_or_default()
-        ))
+impl ChromedriverPost {
+    fn browser_log() -> Self {
+        ChromedriverPost {
+            path: "se/log",
+            body: json!({"type": "browser"}),
+        }
     }
 
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (
-            http::Method::POST,
-            Some(json!({"type": "browser"}).to_string()),
-        )
+    fn dev_tools(command: Value) -> Self {
+        ChromedriverPost {
+            path: "goog/cdp/execute",
+            body: command,
+        }
     }
 }
 
-/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
-#[derive(Debug)]
-struct DevTools(Value);
-
-impl WebDriverCompatibleCommand for DevTools {
+impl WebDriverCompatibleCommand for ChromedriverPost {
     fn endpoint(
         &self,
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
         base_url.join(&format!(
-            "session/{}/goog/cdp/execute",
-            session_id.unwrap_or_default()
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
         ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.0.to_string()))
+        (http::Method::POST, Some(self.body.to_string()))
     }
 }
 
@@ -229,7 +227,10 @@ async fn search(c: &Client, kind: &str, value: &str, ip: Ipv4Addr) -> String {
 
 /// Console messages at level SEVERE (errors) since the last call.
 async fn console_errors(c: &Client) -> Vec<Value> {
-    let log = c.issue_cmd(BrowserLog).await.expect("read the browser log");
+    let log = c
+        .issue_cmd(ChromedriverPost::browser_log())
+        .await
+        .expect("read the browser log");
     log.as_array()
         .expect("a list of log entries")
         .iter()
@@ -302,7 +303,7 @@ fn live_view_shows_a_new_lease_and_finds_its_client() {
 
         // 5. Dark mode follows the system's preference.
         assert_eq!(background(&c).await, "rgb(255, 255, 255)");
-        c.issue_cmd(DevTools(json!({
+        c.issue_cmd(ChromedriverPost::dev_tools(json!({
             "cmd": "Emulation.setEmulatedMedia",
             "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
         })))
