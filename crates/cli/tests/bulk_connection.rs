@@ -148,14 +148,7 @@ fn a_slow_reader_gets_everything_and_does_not_block_others() {
     assert_eq!(other.until_done(0x52).status(), None);
     // The server's memory stays put while the slow reader lags: the answer
     // waits in the socket buffers and one bounded queue, not in the heap.
-    let rss = |pid: u32| -> u64 {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        st.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let rss = leaseline_test_support::rss_kib;
     let pid = server.pid().unwrap();
     let before = rss(pid);
     std::thread::sleep(Duration::from_millis(500));

@@ -228,6 +228,16 @@ pub fn output_text(o: &std::process::Output) -> String {
     )
 }
 
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
 pub fn mac_string(hw: &[u8]) -> String {
     leaseline_proto::text::format_mac(hw)
 }

@@ -577,15 +577,7 @@ impl Drop for Watch {
     }
 }
 
-/// VmRSS of a process, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
+pub use leaseline_test_support::rss_kib;
 
 /// Waits until the clock has moved to a later second than `t`; returns it.
 pub fn next_second_after(t: u32) -> u32 {
