@@ -91,6 +91,32 @@ pub fn same_client(a: &Binding, b: &Binding) -> bool {
     }
 }
 
+/// A new lease for a client in a network (first and last address) while
+/// it holds another there? `change` is the grant; `stored` the store's rows
+/// of that client's live leases in the network (as committed, or as changed
+/// earlier in the same commit). A copy that had not yet seen the client's
+/// lease made through another server offers the client a second address;
+/// RFC 2131 §4.3.1 gives a client its current address, so the store refuses
+/// the grant and returns the lease the client holds (its DHCPNAK sends the
+/// client back to DISCOVER, and the deciding server now offers that lease).
+/// A renewal of the address the client holds is never a second lease.
+pub fn second_lease<'a>(
+    change: &Binding,
+    network: (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    stored: impl IntoIterator<Item = &'a Binding>,
+) -> Option<&'a Binding> {
+    if change.state != DhcpState::Active {
+        return None;
+    }
+    stored.into_iter().find(|held| {
+        held.ip != change.ip
+            && (network.0..=network.1).contains(&held.ip)
+            && held.state == DhcpState::Active
+            && held.expiry > change.cltt
+            && same_client(held, change)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -297,5 +323,52 @@ mod tests {
         let stored = binding(2, DhcpState::Active, 5000);
         let reset = at(binding(1, DhcpState::Reset, 0), 1600);
         assert_eq!(overwrite(Some(&stored), &reset), Overwrite::Write);
+    }
+
+    fn on(b: Binding, ip: [u8; 4]) -> Binding {
+        Binding {
+            ip: Ipv4Addr::from(ip),
+            ..b
+        }
+    }
+
+    const NET: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+
+    #[test]
+    fn a_grant_while_the_client_holds_another_live_lease_there_is_a_second_lease() {
+        let held = on(binding(1, DhcpState::Active, 1000), [10, 0, 0, 20]);
+        let ack = at(binding(1, DhcpState::Active, 2000), 500);
+        assert_eq!(second_lease(&ack, NET, [&held]), Some(&held));
+    }
+
+    #[test]
+    fn a_renewal_of_the_held_address_is_not_a_second_lease() {
+        let held = binding(1, DhcpState::Active, 1000);
+        let renew = at(binding(1, DhcpState::Active, 2000), 500);
+        assert_eq!(second_lease(&renew, NET, [&held]), None);
+    }
+
+    #[test]
+    fn another_clients_lease_a_lapsed_one_or_one_elsewhere_is_not_a_second_lease() {
+        let ack = at(binding(1, DhcpState::Active, 2000), 500);
+        let other_client = on(binding(2, DhcpState::Active, 1000), [10, 0, 0, 20]);
+        let lapsed = on(binding(1, DhcpState::Active, 500), [10, 0, 0, 21]);
+        let released = on(binding(1, DhcpState::Released, 1000), [10, 0, 0, 22]);
+        let other_network = on(binding(1, DhcpState::Active, 1000), [10, 0, 1, 20]);
+        assert_eq!(
+            second_lease(
+                &ack,
+                NET,
+                [&other_client, &lapsed, &released, &other_network]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_state_change_is_never_a_second_lease() {
+        let held = on(binding(1, DhcpState::Active, 1000), [10, 0, 0, 20]);
+        let release = at(binding(1, DhcpState::Released, 1000), 500);
+        assert_eq!(second_lease(&release, NET, [&held]), None);
     }
 }

@@ -177,39 +177,40 @@ fn handle_datagram(
             commit: Some(b),
             if_refused,
             undo,
+            network,
         }) => {
             let sock = Arc::clone(sock);
             let shared2 = Arc::clone(shared);
             // The reply leaves only once the binding is durable.
-            shared.store.submit_decided_then(
-                vec![b],
-                now,
-                Box::new(move |result| match result {
-                    Ok(_) => {
-                        if let Some(r) = reply {
-                            send(&sock, &shared2, &r.msg, r.dest);
-                        }
+            let done: leaseline_store::OnDurable = Box::new(move |result| match result {
+                Ok(_) => {
+                    if let Some(r) = reply {
+                        send(&sock, &shared2, &r.msg, r.dest);
                     }
-                    // Another server bound the address first (a shared
-                    // store): never the DHCPACK (RFC 2131 §4.3.2).
-                    Err(StoreError::Refused { ip, reason, stored }) => {
-                        shared2.stats.dropped("refused by the shared store");
-                        debug!(peer = %peer, %ip, reason, event = "dhcp_commit_refused", "commit refused; DHCPNAK instead of DHCPACK");
-                        // The engine's copy takes what the store holds.
-                        shared2.engine.lock().follow_stored(&stored);
-                        if let Some(r) = if_refused {
-                            send(&sock, &shared2, &r.msg, r.dest);
-                        }
+                }
+                // Another server bound the address first (a shared
+                // store): never the DHCPACK (RFC 2131 §4.3.2).
+                Err(StoreError::Refused { ip, reason, stored }) => {
+                    shared2.stats.dropped("refused by the shared store");
+                    debug!(peer = %peer, %ip, reason, event = "dhcp_commit_refused", "commit refused; DHCPNAK instead of DHCPACK");
+                    // The engine's copy takes what the store holds.
+                    shared2.engine.lock().follow_stored(&stored);
+                    if let Some(r) = if_refused {
+                        send(&sock, &shared2, &r.msg, r.dest);
                     }
-                    Err(e) => {
-                        shared2.stats.commit_failed();
-                        if let Some(u) = undo {
-                            shared2.engine.lock().undo(u);
-                        }
-                        debug!(peer = %peer, error = %e, event = "dhcp_commit_failed", "commit failed; no reply sent");
+                }
+                Err(e) => {
+                    shared2.stats.commit_failed();
+                    if let Some(u) = undo {
+                        shared2.engine.lock().undo(u);
                     }
-                }),
-            );
+                    debug!(peer = %peer, error = %e, event = "dhcp_commit_failed", "commit failed; no reply sent");
+                }
+            });
+            match network {
+                Some(network) => shared.store.submit_grant_then(b, network, now, done),
+                None => shared.store.submit_decided_then(vec![b], now, done),
+            }
             return;
         }
         other => other,

@@ -14,6 +14,10 @@ pub(crate) struct Request {
     /// Decided by the DHCP engine from its copy: checked against the stored
     /// rows where several servers share the store.
     pub(crate) decided: bool,
+    /// A grant of a new lease in this network (first and last address): a
+    /// store several servers share also refuses it while the client holds
+    /// another live lease there (`leaseline_proto::second_lease`).
+    pub(crate) network: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
     /// Called on the writer thread once the group is durable and published.
     pub(crate) done: OnDurable,
 }
@@ -26,12 +30,14 @@ pub(crate) fn submit(
     bindings: Vec<Binding>,
     now: u32,
     decided: bool,
+    network: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
     done: OnDurable,
 ) {
     let req = Request {
         bindings,
         now,
         decided,
+        network,
         done,
     };
     let sent = match tx {
@@ -128,6 +134,7 @@ mod tests {
             Vec::new(),
             0,
             true,
+            None,
             Box::new(move |r| {
                 // On the caller's thread this would wait for itself.
                 let held = l.try_lock_for(Duration::from_secs(5)).is_some();

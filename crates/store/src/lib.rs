@@ -74,6 +74,23 @@ pub trait LeaseStore: Send + Sync + 'static {
         self.submit_then(bindings, now, done);
     }
 
+    /// [`LeaseStore::submit_decided_then`] for one grant of an address in
+    /// `network` (its first and last address, RFC 2131 §4.3.1/§4.3.2). A
+    /// store several servers share also refuses it while the client holds
+    /// another live lease in that network
+    /// (`leaseline_proto::second_lease`): the deciding server's copy had not
+    /// seen a lease made through another server.
+    fn submit_grant_then(
+        &self,
+        binding: Binding,
+        network: (Ipv4Addr, Ipv4Addr),
+        now: u32,
+        done: OnDurable,
+    ) {
+        let _ = network;
+        self.submit_decided_then(vec![binding], now, done);
+    }
+
     /// [`LeaseStore::submit_decided_then`] with a ticket to await.
     fn submit_decided(&self, bindings: Vec<Binding>, now: u32) -> CommitTicket {
         let (tx, rx) = tokio::sync::oneshot::channel();

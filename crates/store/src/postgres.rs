@@ -224,11 +224,28 @@ fn pg_error(e: postgres::Error) -> StoreError {
 
 impl LeaseStore for PostgresStore {
     fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        group_commit::submit(self.tx.as_ref(), bindings, now, false, done);
+        group_commit::submit(self.tx.as_ref(), bindings, now, false, None, done);
     }
 
     fn submit_decided_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        group_commit::submit(self.tx.as_ref(), bindings, now, true, done);
+        group_commit::submit(self.tx.as_ref(), bindings, now, true, None, done);
+    }
+
+    fn submit_grant_then(
+        &self,
+        binding: Binding,
+        network: (Ipv4Addr, Ipv4Addr),
+        now: u32,
+        done: OnDurable,
+    ) {
+        group_commit::submit(
+            self.tx.as_ref(),
+            vec![binding],
+            now,
+            true,
+            Some(network),
+            done,
+        );
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {

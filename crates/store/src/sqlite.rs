@@ -116,7 +116,7 @@ fn query(conn: &Connection, sql: &str, args: &[&dyn ToSql]) -> Result<Vec<Bindin
 
 impl LeaseStore for SqliteStore {
     fn submit_then(&self, bindings: Vec<Binding>, now: u32, done: OnDurable) {
-        group_commit::submit(self.tx.as_ref(), bindings, now, false, done);
+        group_commit::submit(self.tx.as_ref(), bindings, now, false, None, done);
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<Binding>, StoreError> {

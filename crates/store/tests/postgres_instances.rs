@@ -7,6 +7,7 @@
 //! feed, a failed one's ids are skipped, and two commits binding one free
 //! address at once store one.
 
+use std::net::Ipv4Addr;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +129,74 @@ fn a_grant_decided_from_a_stale_copy_is_refused_and_the_holders_renewal_is_not()
         .blocking_recv()
         .expect("ticket")
         .expect("undecided write");
+}
+
+fn granted(
+    store: &PostgresStore,
+    b: Binding,
+    network: (Ipv4Addr, Ipv4Addr),
+) -> Result<u64, StoreError> {
+    let now = b.cltt;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.submit_grant_then(
+        b,
+        network,
+        now,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.blocking_recv().expect("ticket")
+}
+
+#[test]
+fn a_second_lease_for_a_client_in_one_network_is_refused_with_the_one_it_holds() {
+    let db = pg_database();
+    let (a, b) = (open(&db.url, "a"), open(&db.url, "b"));
+    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+    // Client 1 (known by its MAC) and client 2 (by its client-id) get an
+    // address each through A.
+    for n in [1, 2] {
+        granted(&a, client(n, n, T0), net).expect("first lease");
+    }
+    for n in [1, 2] {
+        // B, not having seen it, offers the client another address there:
+        // refused, with the lease the client holds.
+        let e = granted(&b, client(n, 10 + n, T0 + 1), net)
+            .expect_err("a second address for one client in one network");
+        let StoreError::Refused { ip, stored, .. } = e else {
+            panic!("client {n}: {e}");
+        };
+        assert_eq!(ip, sample(10 + n, 0).ip);
+        let held: Vec<Ipv4Addr> = stored
+            .iter()
+            .filter_map(|(ip, row)| {
+                row.as_ref()
+                    .filter(|r| r.state == DhcpState::Active)
+                    .map(|_| *ip)
+            })
+            .collect();
+        assert_eq!(
+            held,
+            vec![sample(n, 0).ip],
+            "client {n}: the lease it holds"
+        );
+        assert_eq!(
+            b.get(sample(10 + n, 0).ip).expect("get"),
+            None,
+            "nothing stored"
+        );
+        // Its renewal through B is its own address: stored.
+        granted(&b, client(n, n, T0 + 2), net).expect("renewal through the other instance");
+        // In another network (a client that moved): stored.
+        let other = (Ipv4Addr::new(10, 0, 1, 0), Ipv4Addr::new(10, 0, 1, 255));
+        granted(&b, client(n, 0x100 + n, T0 + 3), other).expect("a lease in another network");
+    }
+    // Once client 1 released its lease, the new address is its.
+    let mut release = client(1, 1, T0 + 4);
+    release.state = DhcpState::Released;
+    decided(&a, release).expect("release");
+    granted(&b, client(1, 11, T0 + 5), net).expect("a new lease after the release");
 }
 
 #[test]

@@ -30,6 +30,10 @@ pub struct Outcome {
     pub commit: Option<Binding>,
     pub if_refused: Option<Reply>,
     pub undo: Option<Undo>,
+    /// For a DHCPACK: the subnet's first and last address. A shared store
+    /// refuses the commit while the client holds another live lease there
+    /// that this engine's copy had not seen (RFC 2131 §4.3.1).
+    pub network: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
 /// What a change replaced in the engine's copy, to put back when its
@@ -75,20 +79,25 @@ impl Engine {
         if !still {
             return;
         }
+        let entry = self.by_client.get(&u.key).copied();
         match u.previous {
             Some(p) => self.apply(*p),
             None => {
                 self.leases.remove(&u.ip);
             }
         }
-        match u.held {
-            Some(ip) => {
+        // The client's entry goes back only if the failed change still
+        // holds it: a later change of the client (a lease on another
+        // address, committed) keeps the entry.
+        match (entry, u.held) {
+            (Some(now_held), _) if now_held != u.ip => {
+                self.by_client.insert(u.key, now_held);
+            }
+            (_, Some(ip)) => {
                 self.by_client.insert(u.key, ip);
             }
-            None => {
-                if self.by_client.get(&u.key) == Some(&u.ip) {
-                    self.by_client.remove(&u.key);
-                }
+            (_, None) => {
+                self.by_client.remove(&u.key);
             }
         }
     }
@@ -324,7 +333,15 @@ fn ack_or_nak(
     now: u32,
 ) -> Result<Outcome, NoReply> {
     if !e.acceptable(subnet, ip, who, now) {
-        return Ok(nak(e, msg, subnet, "address not available to this client"));
+        // With a store shared by several servers this copy may be behind
+        // (the client renewed through another server since, or an offer was
+        // made from a stale row): when only who holds the address stands in
+        // the way, the store decides in the commit, and its refusal is the
+        // DHCPNAK (RFC 2131 §4.3.2), so a client's lease is never NAKed
+        // from a stale copy.
+        if !(e.shared_store && e.configured_for(subnet, ip, who)) {
+            return Ok(nak(e, msg, subnet, "address not available to this client"));
+        }
     }
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
@@ -336,11 +353,13 @@ fn ack_or_nak(
     let if_refused = e
         .shared_store
         .then(|| reply::nak(e, msg, subnet, "address taken by another server"));
+    let prefix = e.cfg.subnets[subnet].prefix;
     Ok(Outcome {
         reply: Some(r),
         commit: Some(b),
         if_refused,
         undo,
+        network: Some((prefix.network(), prefix.broadcast())),
     })
 }
 

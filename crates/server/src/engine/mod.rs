@@ -381,14 +381,24 @@ impl Engine {
 
     /// May `key` hold `ip` in `subnet` (for a REQUEST)?
     fn acceptable(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
+        self.configured_for(subnet, ip, who) && self.free_for(ip, who, now)
+    }
+
+    /// May the configuration give `ip` to this client (its subnet, its
+    /// reservation or a pool, nobody else's reservation), whoever holds it?
+    fn configured_for(&self, subnet: usize, ip: u32, who: &Ident) -> bool {
         let s = &self.cfg.subnets[subnet];
         if !s.prefix.contains(&Ipv4Addr::from(ip)) {
             return false;
         }
         if let Some(res) = self.reservation(subnet, who) {
-            return res == ip && self.free_for(ip, who, now);
+            return res == ip;
         }
-        s.pool_contains(ip) && self.free_for(ip, who, now)
+        s.pool_contains(ip)
+            && self
+                .reserved
+                .get(&ip)
+                .is_none_or(|owner| owner.matches(who))
     }
 
     /// The address reserved for this client in this subnet, by client-id first.

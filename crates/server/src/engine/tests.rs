@@ -601,6 +601,75 @@ fn a_refused_change_leaves_the_engine_with_what_the_store_holds() {
 }
 
 #[test]
+fn an_undone_release_keeps_the_lease_the_client_got_since() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let first = dora(&mut e, mac(1), T0);
+    let mut rel = msg(MessageType::Release, mac(1));
+    rel.ciaddr = first;
+    let release = e.handle(&rel, Ingress::Listen, T0 + 1).expect("release");
+    // The client then takes another address (committed); then the
+    // RELEASE's commit fails, and the engine puts its lease back.
+    let other = Ipv4Addr::new(10, 0, 0, 15);
+    let second = select(&mut e, mac(1), other, T0 + 2);
+    assert!(second.commit.is_some(), "a grant of {other}");
+    e.undo(release.undo.expect("undo"));
+    assert_eq!(e.binding(first).map(|b| b.state), Some(DhcpState::Active));
+    // The client is offered the lease it got last, not the older one.
+    assert_eq!(discover(&mut e, mac(1), T0 + 3), other);
+}
+
+#[test]
+fn a_grant_refused_as_a_second_lease_sends_the_client_back_to_its_lease() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let ip = discover(&mut e, mac(1), T0);
+    let out = select(&mut e, mac(1), ip, T0);
+    let network = out.network.expect("a grant names its network");
+    assert_eq!(
+        network,
+        (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255))
+    );
+    // The store refuses: through another server, the client holds another
+    // address, which this engine had not seen.
+    let mut held = out.commit.expect("binding");
+    held.ip = Ipv4Addr::new(10, 0, 0, 15);
+    held.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
+    e.follow_stored(&[(ip, None), (held.ip, Some(held.clone()))]);
+    assert_eq!(discover(&mut e, mac(1), T0 + 1), held.ip);
+}
+
+#[test]
+fn with_a_shared_store_a_renewal_the_copy_would_nak_is_left_to_the_store() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let ip = dora(&mut e, mac(1), T0);
+    // The copy says another client holds the address (a row it had not
+    // yet seen change again, say).
+    let mut theirs = select(&mut Engine::new(config(""), vec![]), mac(2), ip, T0)
+        .commit
+        .expect("their binding");
+    theirs.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
+    e.apply_remote(&[theirs]);
+    let mut renew = msg(MessageType::Request, mac(1));
+    renew.ciaddr = ip;
+    let out = e.handle(&renew, Ingress::Listen, T0 + 10).expect("a reply");
+    // Committed for the store to decide: a DHCPACK if the store holds the
+    // client's lease, the DHCPNAK if it refuses.
+    assert_eq!(out.commit.map(|b| b.chaddr), Some(mac(1).to_vec()));
+    assert_eq!(
+        out.if_refused.and_then(|r| r.msg.message_type()),
+        Some(MessageType::Nak)
+    );
+    // Outside the pools, the copy's DHCPNAK stands.
+    let mut stray = msg(MessageType::Request, mac(1));
+    stray.ciaddr = Ipv4Addr::new(10, 0, 0, 200);
+    let out = e.handle(&stray, Ingress::Listen, T0 + 10).expect("a reply");
+    assert!(out.commit.is_none());
+    assert_eq!(
+        out.reply.and_then(|r| r.msg.message_type()),
+        Some(MessageType::Nak)
+    );
+}
+
+#[test]
 fn pool_usage_counts_each_pools_leased_and_declined_addresses() {
     let text = r#"
 [server]

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use leaseline_proto::{overwrite, Overwrite};
+use leaseline_proto::{overwrite, second_lease, DhcpState, Overwrite};
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
@@ -170,9 +170,7 @@ impl Writer {
             Some(s) => s,
             // Planned per execution (`Database::connect`).
             None => Statements {
-                stored: self.client.prepare(&format!(
-                    "SELECT changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
-                ))?,
+                stored: self.client.prepare(&stored_rows_query())?,
                 write: self.client.prepare(&commit_call())?,
             },
         };
@@ -239,15 +237,27 @@ impl Writer {
         // that does not decode fails the commit: nothing is written over a
         // row the writer cannot check.
         let mut stored_rows = Vec::new();
+        let mut holders = Vec::new();
         if batch.iter().any(|r| r.decided) {
             let keys: Vec<i64> = batch
                 .iter()
                 .filter(|r| r.decided)
                 .flat_map(|r| r.bindings.iter().map(|b| ip_key(b.ip)))
                 .collect();
-            for row in self.client.query(&st.stored, &[&keys]).map_err(pg)? {
-                let version: i64 = row.try_get(0).map_err(pg)?;
-                stored_rows.push((decode(&row, 1, &self.log.me)?, version));
+            let grants = GrantClients::of(batch);
+            for row in self
+                .client
+                .query(&st.stored, &grants.params(&keys))
+                .map_err(pg)?
+            {
+                let holder: bool = row.try_get(0).map_err(pg)?;
+                let version: i64 = row.try_get(1).map_err(pg)?;
+                let b = decode(&row, 2, &self.log.me)?;
+                if holder {
+                    holders.push(b);
+                } else {
+                    stored_rows.push((b, version));
+                }
             }
         }
         let mut current: HashMap<i64, &Binding> =
@@ -261,11 +271,23 @@ impl Writer {
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
-                let verdict = if req.decided {
+                let mut verdict = if req.decided {
                     overwrite(current.get(&key).copied(), b)
                 } else {
                     Overwrite::Write
                 };
+                // A copy that had not seen the client's lease made through
+                // another server: the client is sent back to it.
+                let mut held = None;
+                if let (Overwrite::Write, Some(network)) = (verdict, req.network) {
+                    let rows = holders
+                        .iter()
+                        .map(|h| current.get(&ip_key(h.ip)).copied().unwrap_or(h));
+                    if let Some(h) = second_lease(b, network, rows) {
+                        verdict = Overwrite::Refuse("the client holds another address there");
+                        held = Some(h.clone());
+                    }
+                }
                 match verdict {
                     Overwrite::Write => {
                         if req.decided && checked.insert(key) {
@@ -282,6 +304,9 @@ impl Writer {
                             stored: Vec::new(),
                         });
                         r.stored.push((b.ip, current.get(&key).map(|&s| s.clone())));
+                        if let Some(h) = held {
+                            r.stored.push((h.ip, Some(h)));
+                        }
                     }
                 }
             }
@@ -366,4 +391,78 @@ fn decided_again(code: &SqlState) -> bool {
 
 fn pg(e: postgres::Error) -> StoreError {
     StoreError::Postgres(error_text(&e))
+}
+
+/// The stored rows of the batch's addresses (`$1`), then, marked, the live
+/// leases the clients of the batch's grants hold in the grants' networks:
+/// by client-id (`$2`-`$4`), or by hardware address for a client without
+/// one (`$5`-`$8`), each through its index. One round trip.
+fn stored_rows_query() -> String {
+    let active = DhcpState::Active.as_u8();
+    format!(
+        "SELECT false, changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1) \
+         UNION ALL \
+         SELECT true, changed_id, {COLUMNS} FROM bindings WHERE state = {active} AND ip IN ( \
+           SELECT b.ip FROM bindings b, unnest($2::bytea[], $3::bigint[], $4::bigint[]) AS q(cid, lo, hi) \
+             WHERE b.client_id = q.cid AND b.ip BETWEEN q.lo AND q.hi \
+           UNION \
+           SELECT b.ip FROM bindings b, \
+             unnest($5::smallint[], $6::bytea[], $7::bigint[], $8::bigint[]) AS q(htype, chaddr, lo, hi) \
+             WHERE b.client_id IS NULL AND b.htype = q.htype AND b.chaddr = q.chaddr \
+               AND b.ip BETWEEN q.lo AND q.hi)"
+    )
+}
+
+/// The clients of a batch's grants, as [`stored_rows_query`]'s arrays.
+#[derive(Default)]
+struct GrantClients<'a> {
+    client_id: Vec<&'a [u8]>,
+    client_id_net: (Vec<i64>, Vec<i64>),
+    htype: Vec<i16>,
+    chaddr: Vec<&'a [u8]>,
+    chaddr_net: (Vec<i64>, Vec<i64>),
+}
+
+impl<'a> GrantClients<'a> {
+    fn of(batch: &'a [Request]) -> Self {
+        let mut g = GrantClients::default();
+        for req in batch {
+            let Some((lo, hi)) = req.network else {
+                continue;
+            };
+            for b in &req.bindings {
+                if b.state != DhcpState::Active {
+                    continue;
+                }
+                let (lo, hi) = (ip_key(lo), ip_key(hi));
+                match &b.client_id {
+                    Some(id) => {
+                        g.client_id.push(id);
+                        g.client_id_net.0.push(lo);
+                        g.client_id_net.1.push(hi);
+                    }
+                    None => {
+                        g.htype.push(i16::from(b.htype));
+                        g.chaddr.push(&b.chaddr);
+                        g.chaddr_net.0.push(lo);
+                        g.chaddr_net.1.push(hi);
+                    }
+                }
+            }
+        }
+        g
+    }
+
+    fn params<'p>(&'p self, keys: &'p Vec<i64>) -> [&'p (dyn postgres::types::ToSql + Sync); 8] {
+        [
+            keys,
+            &self.client_id,
+            &self.client_id_net.0,
+            &self.client_id_net.1,
+            &self.htype,
+            &self.chaddr,
+            &self.chaddr_net.0,
+            &self.chaddr_net.1,
+        ]
+    }
 }
