@@ -44,7 +44,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
 
 fn upgrade(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
-    let now = leaseline_server::run::unix_now();
+    let now = leaseline_server::clock::unix_now();
     match &cfg.store_backend {
         StoreBackend::Postgres { url } => {
             let (before, after) = PostgresStore::upgrade_schema(url, now)?;

@@ -131,7 +131,7 @@ fn leases(
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config)?;
-    let now = leaseline_server::run::unix_now();
+    let now = leaseline_server::clock::unix_now();
     let shown = file.display();
 
     // Pass 1: every record checked; the last one of each address known.

@@ -8,13 +8,13 @@ use ipnet::IpNet;
 
 /// Requestor networks allowed to use a leasequery service. Empty: nobody.
 #[derive(Debug, Clone, Default)]
-pub struct Allowlist {
+pub struct NetworkAllowlist {
     nets: Vec<IpNet>,
 }
 
-impl Allowlist {
+impl NetworkAllowlist {
     pub fn new(nets: Vec<IpNet>) -> Self {
-        Allowlist { nets }
+        NetworkAllowlist { nets }
     }
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn allowlist_matches_networks_and_mapped_v4() {
-        let a = Allowlist::new(vec![
+        let a = NetworkAllowlist::new(vec![
             "127.0.0.0/8".parse().unwrap(),
             "2001:db8::/32".parse().unwrap(),
         ]);
@@ -97,7 +97,7 @@ mod tests {
         assert!(a.allows("::ffff:127.0.0.9".parse().unwrap()));
         assert!(a.allows("2001:db8::1".parse().unwrap()));
         assert!(!a.allows("10.0.0.1".parse().unwrap()));
-        assert!(!Allowlist::default().allows("127.0.0.1".parse().unwrap()));
+        assert!(!NetworkAllowlist::default().allows("127.0.0.1".parse().unwrap()));
     }
 
     #[test]

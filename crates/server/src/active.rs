@@ -21,10 +21,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::clock::unix_now;
 use crate::config::ActiveLeasequery;
-use crate::listener::{Framed, Io};
+use crate::framed::{Framed, Io};
 use crate::overload::DhcpLoad;
-use crate::run::unix_now;
 use crate::stats::LeasequeryStats;
 
 /// What an active session needs from the server.

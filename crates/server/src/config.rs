@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 mod dhcp;
 mod error;
+mod grant;
 mod history;
 mod http;
 mod leasequery;
@@ -25,6 +26,7 @@ mod validator;
 mod value;
 
 pub use error::ConfigError;
+pub use grant::Grant;
 pub use history::HistorySection;
 pub use http::{HttpConfig, HttpSection, HttpTls};
 pub use leasequery::{ActiveLeasequery, BulkLeasequery, LeasequeryConfig, TlsFiles, UdpLeasequery};

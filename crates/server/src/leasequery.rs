@@ -10,13 +10,12 @@ use leaseline_proto::{
     build_leaseactive, build_leaseunassigned, build_leaseunknown, choose_primary, parse_leasequery,
     Binding, ExtraOptions, QueryKind, UdpQuery,
 };
-use leaseline_store::StoreError;
+use leaseline_store::{LeaseStore, StoreError};
 use leaseline_wire::Message;
 use parking_lot::Mutex;
 
-use crate::access::{Allowlist, RateLimiter};
+use crate::access::{NetworkAllowlist, RateLimiter};
 use crate::config::Config;
-use crate::run::Shared;
 
 /// Why a query gets no reply (counted by reason, logged with the peer).
 #[derive(Debug)]
@@ -36,7 +35,7 @@ impl Refusal {
 
 /// The UDP leasequery service; absent when not configured.
 pub struct UdpLeasequery {
-    allow: Allowlist,
+    allow: NetworkAllowlist,
     limiter: Mutex<RateLimiter>,
     extra_options: Vec<u8>,
     epoch: Instant,
@@ -58,7 +57,7 @@ impl UdpLeasequery {
             .flat_map(|s| s.reservations.iter().map(|r| r.ip))
             .collect();
         Some(UdpLeasequery {
-            allow: Allowlist::new(cfg.leasequery.allow.clone()),
+            allow: NetworkAllowlist::new(cfg.leasequery.allow.clone()),
             limiter: Mutex::new(RateLimiter::new(udp.rate, udp.burst)),
             extra_options: udp.extra_options.clone(),
             epoch: Instant::now(),
@@ -80,7 +79,7 @@ impl UdpLeasequery {
     /// Answer one DHCPLEASEQUERY: the reply and where it goes, or why not.
     pub fn answer(
         &self,
-        shared: &Shared,
+        store: &dyn LeaseStore,
         msg: &Message,
         peer: SocketAddr,
         now: u32,
@@ -118,13 +117,12 @@ impl UdpLeasequery {
             ));
         }
         let reply = self
-            .build(shared, &q, now)
+            .build(store, &q, now)
             .map_err(|e| Refusal::new("store error", e.to_string()))?;
         Ok((reply, destination(&q, peer, self.running.relay_port)))
     }
 
-    fn build(&self, shared: &Shared, q: &UdpQuery, now: u32) -> Result<Message, StoreError> {
-        let store = &shared.store;
+    fn build(&self, store: &dyn LeaseStore, q: &UdpQuery, now: u32) -> Result<Message, StoreError> {
         let found: Vec<Binding> = match &q.kind {
             QueryKind::ByIp(ip) => {
                 let b = store.get(*ip)?;

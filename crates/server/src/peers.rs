@@ -7,7 +7,7 @@ use std::sync::Weak;
 use leaseline_store::{Binding, StoreObserver};
 
 use crate::engine::Share;
-use crate::run::Shared;
+use crate::shared::Shared;
 
 /// Held by the store's follower: weak, so the store (owned by `Shared`)
 /// does not keep itself alive through it.

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -135,18 +134,50 @@ impl RefusalThrottle {
     }
 }
 
-static REFUSALS: LazyLock<Mutex<RefusalThrottle>> = LazyLock::new(|| {
-    Mutex::new(RefusalThrottle::new(
-        (
-            REFUSALS_LOGGED_PER_SECOND,
-            REFUSALS_LOGGED_PER_SECOND_TOTAL,
-            SUMMARY_LINES,
-        ),
-        Duration::from_secs(1),
-        REFUSAL_KEYS,
-        Instant::now(),
-    ))
-});
+/// The server's refusal log: one per server, passed to every front end
+/// (the UDP threads, the leasequery listener, the HTTP endpoint), so that
+/// all their refusals share one throttle and one log rate.
+pub(crate) struct RefusalLog {
+    throttle: Mutex<RefusalThrottle>,
+}
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog {
+            throttle: Mutex::new(RefusalThrottle::new(
+                (
+                    REFUSALS_LOGGED_PER_SECOND,
+                    REFUSALS_LOGGED_PER_SECOND_TOTAL,
+                    SUMMARY_LINES,
+                ),
+                Duration::from_secs(1),
+                REFUSAL_KEYS,
+                Instant::now(),
+            )),
+        }
+    }
+}
+
+impl RefusalLog {
+    /// Logs the summaries of the last second's suppressed refusals once it
+    /// is over. Cheap; called after every datagram and every 250 ms.
+    pub(crate) fn flush(&self) {
+        let summaries = self.throttle.lock().flush(Instant::now());
+        log_summaries(summaries);
+    }
+
+    /// Whether to log this refusal in full; false when it is counted
+    /// instead, for the summary line. Every refusal log of the server goes
+    /// through it.
+    pub(crate) fn admit(&self, peer: IpAddr, reason: &'static str) -> bool {
+        let mut t = self.throttle.lock();
+        let summaries = t.flush(Instant::now());
+        let admit = t.admit(peer, reason);
+        drop(t);
+        log_summaries(summaries);
+        admit
+    }
+}
 
 fn log_summaries(summaries: Vec<Suppressed>) {
     for s in summaries {
@@ -166,24 +197,6 @@ fn log_summaries(summaries: Vec<Suppressed>) {
             ),
         }
     }
-}
-
-/// Logs the summaries of the last second's suppressed refusals once it is
-/// over. Cheap; called after every datagram and every 250 ms.
-pub(crate) fn flush_refusal_summaries() {
-    let summaries = REFUSALS.lock().flush(Instant::now());
-    log_summaries(summaries);
-}
-
-/// Whether to log this refusal in full; false when it is counted instead,
-/// for the summary line. Every refusal log of the server goes through it.
-pub(crate) fn log_refusal(peer: IpAddr, reason: &'static str) -> bool {
-    let mut t = REFUSALS.lock();
-    let summaries = t.flush(Instant::now());
-    let admit = t.admit(peer, reason);
-    drop(t);
-    log_summaries(summaries);
-    admit
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::config::{Config, HttpConfig};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::ListenerContext;
-use crate::run::Shared;
+use crate::shared::Shared;
 
 /// What a reload did.
 #[derive(Debug)]
@@ -100,7 +100,7 @@ fn prepare(shared: &Shared, mut new: Config) -> Result<Plan, String> {
     // new files under the same names.
     let new_http_tls = new.http.as_ref().and_then(|h| h.tls.as_ref());
     let http_tls = match (shared.http_tls.get(), new_http_tls) {
-        (Some(_), Some(tls)) => Some(crate::http::tls_acceptor(tls).map_err(|e| e.to_string())?),
+        (Some(_), Some(tls)) => Some(crate::tls::https_acceptor(tls).map_err(|e| e.to_string())?),
         _ => None,
     };
     Ok(Plan {

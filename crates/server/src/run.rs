@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use leaseline_store::{
     HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore,
@@ -12,14 +12,16 @@ use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 
+use crate::clock::unix_now;
 use crate::config::{Config, StoreBackend};
 use crate::dhcp_switch::DhcpSwitch;
 use crate::engine::{Engine, Ingress};
 use crate::leasequery::UdpLeasequery;
 use crate::listener::ListenerContext;
 use crate::overload::DhcpLoad;
+use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::udp;
 
@@ -49,32 +51,6 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         RunError::Store(e)
     }
-}
-
-/// State shared by the front ends.
-pub struct Shared {
-    pub engine: Mutex<Engine>,
-    /// UDP leasequery, when configured (replaced by a live reload).
-    pub leasequery: parking_lot::RwLock<Option<Arc<UdpLeasequery>>>,
-    pub store: Arc<dyn LeaseStore>,
-    pub stats: Stats,
-    /// Whether DHCP is overloaded (its UDP threads say; leasequery yields).
-    pub load: Arc<DhcpLoad>,
-    /// DHCP service on or off (control API).
-    pub dhcp_switch: DhcpSwitch,
-    /// The leasequery TCP listener's settings, when it runs (replaced by a
-    /// live reload; read at each accept).
-    pub tcp: std::sync::OnceLock<watch::Sender<Arc<ListenerContext>>>,
-    /// The HTTP endpoint's TLS acceptor, when it serves HTTPS (replaced by
-    /// a live reload; read at each accept).
-    pub http_tls: std::sync::OnceLock<watch::Sender<tokio_rustls::TlsAcceptor>>,
-}
-
-pub fn unix_now() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
-        .unwrap_or(0)
 }
 
 /// Reader connections of a PostgreSQL store.
@@ -155,6 +131,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         dhcp_switch: DhcpSwitch::default(),
         tcp: std::sync::OnceLock::new(),
         http_tls: std::sync::OnceLock::new(),
+        refusals: Arc::default(),
     });
     // A shared store: other servers' changes reach the engine (and the
     // feed) from here on; the log is followed from where it stood when the
@@ -199,7 +176,10 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
             })?;
         udp_threads.push(t);
     }
-    tasks.push(tokio::spawn(reaper(Arc::clone(&shared), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::reaper::run(
+        Arc::clone(&shared),
+        stop_rx.clone(),
+    )));
     if let Some((listener, live, label)) = leasequery_listener(&cfg, &shared)? {
         endpoints.push(label);
         tasks.push(tokio::spawn(crate::listener::serve(
@@ -219,7 +199,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         let tls = http
             .tls
             .as_ref()
-            .map(crate::http::tls_acceptor)
+            .map(crate::tls::https_acceptor)
             .transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let tls = tls.map(|acceptor| {
@@ -293,7 +273,9 @@ fn leasequery_listener(
     let Some(b) = &cfg.leasequery.bulk else {
         return Ok(None);
     };
-    let ctx = ctx.counting_in(Arc::clone(&shared.stats.leasequery));
+    let ctx = ctx
+        .counting_in(Arc::clone(&shared.stats.leasequery))
+        .logging_refusals_in(Arc::clone(&shared.refusals));
     let label = format!("tcp {} ({})", b.listen, ctx.modes());
     let listener = crate::listener::bind(b.listen).map_err(|source| RunError::Bind {
         what: format!("tcp {}", b.listen),
@@ -303,58 +285,4 @@ fn leasequery_listener(
     // Set once, here, before any reload can run.
     let _ = shared.tcp.set(tx);
     Ok(Some((listener, rx, label)))
-}
-
-/// Drives time-based state transitions once a second and commits them.
-async fn reaper(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut watchdog = crate::systemd::Watchdog::from_env();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = reclaim(&shared, unix_now()).await {
-            error!(error = %e, event = "reclaim_failed", "could not commit state transitions");
-        }
-        // A pass done (even one the database refused): the engine lives.
-        watchdog.alive(std::time::Instant::now());
-    }
-}
-
-/// Commit the state transitions due at `now` (leases that ran out, holds
-/// that ended): the reaper each second, and the control API's
-/// `leases-reclaim`. Returns how many bindings changed.
-pub(crate) async fn reclaim(shared: &Shared, now: u32) -> Result<usize, StoreError> {
-    // Queued under the engine's lock, like the DHCP path's commits: the
-    // store applies changes in the engine's order (see udp.rs).
-    let (ticket, n) = {
-        let mut engine = shared.engine.lock();
-        let changed = engine.tick(now);
-        if changed.is_empty() {
-            return Ok(0);
-        }
-        let n = changed.len();
-        (shared.store.submit_decided(changed, now), n)
-    };
-    match ticket.await {
-        Ok(Ok(_)) => {
-            tracing::debug!(
-                count = n,
-                event = "state_transitions_committed",
-                "state transitions committed"
-            );
-            Ok(n)
-        }
-        // Another server changed some of these addresses first (renewed
-        // a lease, say): its change stands, and reaches this engine
-        // through the shared store's log.
-        Ok(Err(StoreError::Refused { ip, reason, stored })) => {
-            tracing::debug!(count = n, %ip, reason, event = "state_transitions_refused", "state transitions refused in part");
-            shared.engine.lock().follow_stored(&stored);
-            Ok(n)
-        }
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(StoreError::WriterGone),
-    }
 }

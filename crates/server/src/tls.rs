@@ -19,6 +19,7 @@
 //!   every connection's certificate is checked against the allowlist.
 //! - [`accept`]: run the handshake and report who the requestor is, or why it
 //!   was refused.
+//! - [`https_acceptor`]: the HTTP endpoint's acceptor (`[http] tls_*`).
 
 //!
 //! One concern per file under `tls/`: the allowlist grammar, certificate
@@ -29,6 +30,7 @@
 mod accept;
 mod allowlist;
 mod error;
+mod https;
 mod identity;
 mod refusal;
 mod settings;
@@ -39,6 +41,7 @@ pub use accept::{accept, accept_with_timeout, HANDSHAKE_TIMEOUT};
 pub use allowlist::{AllowEntry, Allowlist};
 pub use error::TlsConfigError;
 pub(crate) use error::{KEY_CA, KEY_CERT, KEY_KEY};
+pub use https::{https_acceptor, HttpTls};
 pub use identity::{CertIdentity, PeerIdentity};
 pub use refusal::{RefusalKind, TlsRefusal};
 pub use settings::{cipher_suite_names, TlsSettings};

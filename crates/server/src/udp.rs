@@ -16,9 +16,9 @@ use leaseline_wire::{Message, MessageType};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, warn};
 
+use crate::clock::unix_now;
 use crate::engine::{Ingress, Outcome};
-use crate::refusal_log::{flush_refusal_summaries, log_refusal};
-use crate::run::{unix_now, Shared};
+use crate::shared::Shared;
 
 /// Receive buffer: larger than any UDP datagram, so an oversized one is
 /// seen whole (and refused) rather than silently cut and read as shorter.
@@ -81,7 +81,7 @@ pub fn serve(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                flush_refusal_summaries();
+                shared.refusals.flush();
                 continue;
             }
             Err(e) => {
@@ -94,13 +94,13 @@ pub fn serve(
             continue;
         };
         handle_datagram(&sock, ingress, &shared, datagram, peer);
-        flush_refusal_summaries();
+        shared.refusals.flush();
     }
 }
 
 fn refuse(shared: &Shared, peer: SocketAddr, reason: &'static str, detail: &dyn std::fmt::Display) {
     shared.stats.dropped(reason);
-    if log_refusal(peer.ip(), reason) {
+    if shared.refusals.admit(peer.ip(), reason) {
         warn!(peer = %peer, reason = %detail, event = "dhcp_datagram_dropped", "dropped datagram");
     }
 }
@@ -148,7 +148,7 @@ fn handle_datagram(
                 &"DHCPLEASEQUERY: leasequery is not enabled",
             );
         };
-        match lq.answer(shared, &msg, peer, now) {
+        match lq.answer(shared.store.as_ref(), &msg, peer, now) {
             Ok((reply, dest)) => {
                 shared.stats.leasequery.answered(reply.message_type());
                 send(sock, shared, &reply, dest)
@@ -223,7 +223,7 @@ fn handle_datagram(
         }
         Err(d) => {
             shared.stats.dropped(d.reason);
-            if log_refusal(peer.ip(), d.reason) {
+            if shared.refusals.admit(peer.ip(), d.reason) {
                 warn!(peer = %peer, reason = d.reason, xid = msg.xid, kind = kind.name(), event = "dhcp_datagram_dropped", "dropped datagram");
             }
         }

@@ -11,9 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
 use super::{run, ActiveContext, End};
+use crate::clock::unix_now;
 use crate::config::ActiveLeasequery;
 use crate::overload::DhcpLoad;
-use crate::run::unix_now;
 
 const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40_000));
 const PRL: &[u8] = &[

@@ -39,14 +39,7 @@ pub struct HttpSection {
     pub ui_stall_timeout: Option<u64>,
 }
 
-/// `[http]`'s TLS files, paths resolved.
-#[derive(Debug, Clone)]
-pub struct HttpTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: Option<PathBuf>,
-    pub allowed_clients: Vec<String>,
-}
+pub use crate::tls::HttpTls;
 
 fn default_max_connections() -> usize {
     256

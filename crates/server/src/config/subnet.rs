@@ -6,10 +6,10 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::grant::Grant;
 use super::pool::PlacedPools;
 use super::reservation::{Reservation, ReservationSection};
 use super::{ConfigError, Validator};
-use crate::engine::Grant;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +56,16 @@ pub struct Subnet {
 }
 
 impl Subnet {
+    /// What the subnet grants now (its values were resolved by
+    /// [`Grant::resolve`] when the configuration was read).
+    pub fn grant(&self) -> Grant {
+        Grant {
+            lease_time: self.lease_time,
+            renew_time: self.renew_time,
+            rebind_time: self.rebind_time,
+        }
+    }
+
     pub fn pool_contains(&self, ip: u32) -> bool {
         self.pools.iter().any(|&(a, b)| a <= ip && ip <= b)
     }

@@ -1,12 +1,12 @@
 //! Message handling per RFC 2131 §4.3.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use leaseline_proto::{Binding, DhcpState};
 use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo};
 
 use super::client::{ClientKey, Ident};
-use super::reply::{self, Reply};
+use super::reply::{self, relay_info, Reply};
 use super::{Engine, Grant, Offer};
 
 /// Where a datagram came in.
@@ -251,7 +251,7 @@ fn discover(
             until,
         },
     );
-    let grant = Grant::of(&e.cfg.subnets[subnet]);
+    let grant = e.cfg.subnets[subnet].grant();
     let r = reply::lease(
         e,
         msg,
@@ -345,7 +345,7 @@ fn ack_or_nak(
     }
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
-    let grant = Grant::of(&e.cfg.subnets[subnet]);
+    let grant = e.cfg.subnets[subnet].grant();
     let b = new_binding(e, msg, who, ip, now, grant);
     let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
@@ -408,13 +408,6 @@ fn new_binding(e: &Engine, msg: &Message, who: &Ident, ip: u32, now: u32, grant:
     };
     grant.record(&mut b, now);
     b
-}
-
-pub(super) fn relay_info(msg: &Message) -> Option<&RelayAgentInfo> {
-    msg.options.iter().find_map(|o| match o {
-        DhcpOption::RelayAgentInfo(r) => Some(r),
-        _ => None,
-    })
 }
 
 /// Option 82's payload as it travels: sub-options in their order (RFC 3046 §2.0).
@@ -494,16 +487,4 @@ fn decline(
         "DECLINE for an address not bound to this client",
     );
     give_up(e, who, ip, DhcpState::Abandoned, hold, now, why)
-}
-
-/// Destination of a reply (RFC 2131 §4.1).
-pub(super) fn destination(e: &Engine, req: &Message, is_nak: bool) -> SocketAddrV4 {
-    if !req.giaddr.is_unspecified() {
-        return SocketAddrV4::new(req.giaddr, e.cfg.relay_port);
-    }
-    if !is_nak && !req.ciaddr.is_unspecified() {
-        return SocketAddrV4::new(req.ciaddr, e.cfg.client_port);
-    }
-    // No raw sockets: a client without an address is always reached by broadcast.
-    SocketAddrV4::new(Ipv4Addr::BROADCAST, e.cfg.client_port)
 }

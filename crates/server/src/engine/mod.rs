@@ -3,7 +3,6 @@
 //! commits the returned binding changes to the store before sending replies.
 
 mod client;
-mod grant;
 mod handle;
 mod pool;
 mod reply;
@@ -17,9 +16,9 @@ use std::sync::Arc;
 use leaseline_proto::{Binding, DhcpState, DATA_SOURCE_REMOTE};
 use leaseline_wire::Message;
 
+pub use crate::config::Grant;
 pub use client::{ClientKey, Ident, Owner};
-pub use grant::Grant;
-pub use handle::{Ingress, NoReply, Outcome, Undo};
+pub use handle::{Ingress, NoReply, Outcome};
 pub use pool::Share;
 pub use usage::PoolUsage;
 

@@ -2,9 +2,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use leaseline_wire::{DhcpOption, Message, MessageType, BOOTREPLY};
+use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo, BOOTREPLY};
 
-use super::handle::{destination, relay_info};
 use super::{Engine, Grant};
 
 /// A reply and where it goes.
@@ -114,4 +113,24 @@ pub(super) fn inform(e: &Engine, req: &Message, subnet: usize) -> Reply {
         dest: destination(e, req, false),
         msg: m,
     }
+}
+
+/// The request's relay agent information (option 82), if any.
+pub(super) fn relay_info(msg: &Message) -> Option<&RelayAgentInfo> {
+    msg.options.iter().find_map(|o| match o {
+        DhcpOption::RelayAgentInfo(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// Destination of a reply (RFC 2131 §4.1).
+pub(super) fn destination(e: &Engine, req: &Message, is_nak: bool) -> SocketAddrV4 {
+    if !req.giaddr.is_unspecified() {
+        return SocketAddrV4::new(req.giaddr, e.cfg.relay_port);
+    }
+    if !is_nak && !req.ciaddr.is_unspecified() {
+        return SocketAddrV4::new(req.ciaddr, e.cfg.client_port);
+    }
+    // No raw sockets: a client without an address is always reached by broadcast.
+    SocketAddrV4::new(Ipv4Addr::BROADCAST, e.cfg.client_port)
 }

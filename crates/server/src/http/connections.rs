@@ -18,6 +18,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::refusal_log::RefusalLog;
+
 /// How connections are bounded (`[http]` max_connections, header_timeout).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionLimits {
@@ -37,6 +39,7 @@ pub(super) async fn serve(
     app: Router,
     limits: ConnectionLimits,
     tls: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
+    refusals: Arc<RefusalLog>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -54,7 +57,7 @@ pub(super) async fn serve(
                     }
                 };
                 let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    if crate::refusal_log::log_refusal(peer.ip(), "http connections") {
+                    if refusals.admit(peer.ip(), "http connections") {
                         warn!(peer = %peer, limit = limits.max_connections, "http connection refused: too many open (http.max_connections)");
                     }
                     continue; // dropped: closed

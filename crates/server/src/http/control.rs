@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::lease_json::{lease, subnet_id};
 use super::HttpContext;
-use crate::run::unix_now;
+use crate::clock::unix_now;
 use leaseline_proto::text::{parse_hex, parse_mac};
 
 mod history;
@@ -187,7 +187,7 @@ async fn run(
             Answer::ok("DHCP service enabled", json!({}))
         }
         "leases-reclaim" => {
-            let n = crate::run::reclaim(shared, unix_now())
+            let n = crate::reaper::reclaim(shared, unix_now())
                 .await
                 .map_err(|e| Answer::error(format!("reclaim failed: {e}")))?;
             Answer::ok(format!("{n} bindings changed state"), json!({"changed": n}))

@@ -16,7 +16,8 @@ use prometheus_client::metrics::MetricType;
 
 use leaseline_store::LeaseStore;
 
-use crate::run::{unix_now, Shared};
+use crate::clock::unix_now;
+use crate::shared::Shared;
 use crate::stats::{Answer, LeasequeryStats};
 
 type Labels = Vec<(&'static str, String)>;

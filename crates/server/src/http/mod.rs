@@ -9,9 +9,6 @@ mod connections;
 mod control;
 mod lease_json;
 mod metrics;
-mod tls;
-
-pub use tls::acceptor as tls_acceptor;
 mod ui;
 
 use std::net::SocketAddr;
@@ -28,7 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::config::HttpConfig;
-use crate::run::Shared;
+use crate::shared::Shared;
 
 /// Larger control requests are refused (a command is a few hundred bytes).
 const MAX_REQUEST: usize = 64 * 1024;
@@ -74,7 +71,7 @@ impl HttpContext {
     }
 
     /// Serve HTTPS with the acceptor `acceptor` holds (`[http] tls_cert`,
-    /// see [`tls_acceptor`]); each new connection takes the current one.
+    /// see [`crate::tls::https_acceptor`]); each new connection takes the current one.
     pub fn with_tls(
         mut self,
         acceptor: Option<watch::Receiver<tokio_rustls::TlsAcceptor>>,
@@ -113,13 +110,14 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let (limits, tls) = (ctx.limits, ctx.tls.clone());
+    let refusals = Arc::clone(&ctx.shared.refusals);
     let app = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/", post(control_request))
         .nest("/ui", ui::router(Arc::clone(&ctx)))
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .with_state(ctx);
-    connections::serve(listener, app, limits, tls, stop).await;
+    connections::serve(listener, app, limits, tls, refusals, stop).await;
 }
 
 fn unauthorized() -> Response {

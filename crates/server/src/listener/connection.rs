@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::bulk::read;
-use super::framed::{Framed, Io};
 use super::{log_limit_refusal, Kind, ListenerContext, Revocation, Slot};
-use crate::run::unix_now;
+use crate::clock::unix_now;
+use crate::framed::{Framed, Io};
 
 /// How a connection's driver stopped.
 enum Outcome {
@@ -60,9 +60,12 @@ pub async fn handle(
         other => ended(peer, other),
     };
     // Every close is logged with its reason; a flood of hostile
-    // connections is summarised past a few a second (see refusal_log::log_refusal).
+    // connections is summarised past a few a second (see refusal_log::RefusalLog).
     if let Some(reason) = reason {
-        if crate::refusal_log::log_refusal(peer.ip(), "leasequery connection closed") {
+        if ctx
+            .refusals
+            .admit(peer.ip(), "leasequery connection closed")
+        {
             warn!(peer = %peer, reason = %reason, event = "leasequery_connection_closed", "leasequery connection closed");
         }
     }

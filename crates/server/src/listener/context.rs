@@ -15,15 +15,16 @@ use leaseline_store::LeaseStore;
 use tracing::warn;
 
 use super::{merge_ranges, BulkContext, Kind, Limits, Requestor, Slots};
-use crate::access::Allowlist;
+use crate::access::NetworkAllowlist;
 use crate::active::ActiveContext;
 use crate::config::Config;
 use crate::overload::DhcpLoad;
+use crate::refusal_log::RefusalLog;
 use crate::stats::LeasequeryStats;
 use crate::tls::{TlsConfigError, TlsSettings};
 
 pub struct ListenerContext {
-    pub allow: Allowlist,
+    pub allow: NetworkAllowlist,
     /// What each connection's rules need to know.
     pub conn: Arc<BulkConfig>,
     pub store: Arc<dyn LeaseStore>,
@@ -37,6 +38,8 @@ pub struct ListenerContext {
     /// Bulk queries and bindings sent, active sessions' work (metrics; one
     /// count for the listener's life, as the slots).
     pub stats: Arc<LeasequeryStats>,
+    /// The server's refusal log (connections refused or closed).
+    pub(crate) refusals: Arc<RefusalLog>,
 }
 
 /// Secure mode (RFC 7724 §8.1): the acceptor of new handshakes, and the
@@ -52,7 +55,7 @@ impl ListenerContext {
     /// `active`'s config.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        allow: Allowlist,
+        allow: NetworkAllowlist,
         max_connections: usize,
         data_timeout: Duration,
         max_queries: usize,
@@ -83,7 +86,14 @@ impl ListenerContext {
             limits,
             tls,
             stats: Arc::default(),
+            refusals: Arc::default(),
         }
+    }
+
+    /// Log refusals in the server's refusal log.
+    pub(crate) fn logging_refusals_in(mut self, refusals: Arc<RefusalLog>) -> Self {
+        self.refusals = refusals;
+        self
     }
 
     /// Count bulk queries, bindings and active sessions' work in `stats`.
@@ -152,7 +162,7 @@ impl ListenerContext {
             None => None,
         };
         Ok(Some(ListenerContext::new(
-            Allowlist::new(cfg.leasequery.allow.clone()),
+            NetworkAllowlist::new(cfg.leasequery.allow.clone()),
             b.max_connections,
             b.data_timeout,
             b.max_queries_per_connection,
@@ -169,6 +179,7 @@ impl ListenerContext {
     /// its limits become the running ones when it is put in place.
     pub(crate) fn sharing_slots_of(mut self, running: &ListenerContext) -> Self {
         self.slots = Arc::clone(&running.slots);
+        self.refusals = Arc::clone(&running.refusals);
         self.counting_in(Arc::clone(&running.stats))
     }
 

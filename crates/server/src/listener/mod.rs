@@ -6,7 +6,6 @@
 mod bulk;
 mod connection;
 mod context;
-mod framed;
 mod revocation;
 mod slots;
 
@@ -20,15 +19,14 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 pub use bulk::BulkContext;
-pub use context::{ListenerContext, SecureMode};
-pub use framed::{Framed, Io};
+pub use context::ListenerContext;
 pub use leaseline_proto::merge_ranges;
 pub use revocation::{Requestor, Revocation};
 pub use slots::{Kind, Limits, Refusal, Slot, Slots};
 
 /// Logs a connection refused for a limit (throttled per requestor).
 fn log_limit_refusal(ctx: &ListenerContext, peer: SocketAddr, r: Refusal) {
-    if crate::refusal_log::log_refusal(peer.ip(), r.reason()) {
+    if ctx.refusals.admit(peer.ip(), r.reason()) {
         warn!(peer = %peer, limit = r.limit(&ctx.slots.limits()), reason = r.reason(), event = "leasequery_connection_refused", "leasequery connection refused");
     }
 }
@@ -55,7 +53,7 @@ pub async fn serve(
                 };
                 let ctx = Arc::clone(&live.borrow());
                 if !ctx.allow.allows(peer.ip()) {
-                    if crate::refusal_log::log_refusal(peer.ip(), "requestor not in leasequery.allow") {
+                    if ctx.refusals.admit(peer.ip(), "requestor not in leasequery.allow") {
                         warn!(peer = %peer, reason = "requestor not in leasequery.allow", event = "leasequery_connection_refused", "leasequery connection refused");
                     }
                     continue; // dropping the stream closes it at once

@@ -222,6 +222,7 @@ impl Slots {
 }
 
 impl Slot {
+    #[cfg(test)]
     pub fn kind(&self) -> Kind {
         self.kind
     }

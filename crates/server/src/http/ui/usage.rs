@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use crate::engine::PoolUsage;
-use crate::run::Shared;
+use crate::shared::Shared;
 
 #[derive(Default)]
 pub(super) struct UsageCache {

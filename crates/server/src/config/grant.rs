@@ -5,8 +5,6 @@
 
 use leaseline_proto::Binding;
 
-use crate::config::Subnet;
-
 /// Lease time, T1 and T2 of one grant, in seconds from the grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
@@ -33,16 +31,6 @@ impl Grant {
             Ok(g)
         } else {
             Err("need renew_time < rebind_time < lease_time (RFC 2131 §4.4.5)")
-        }
-    }
-
-    /// What the subnet grants now (its values were resolved by
-    /// [`Grant::resolve`] when the configuration was read).
-    pub fn of(s: &Subnet) -> Grant {
-        Grant {
-            lease_time: s.lease_time,
-            renew_time: s.renew_time,
-            rebind_time: s.rebind_time,
         }
     }
 

@@ -6,18 +6,27 @@
 //! server authentication only, on the same rustls (ring) provider and
 //! protocol versions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::HttpTls;
 use crate::tls::{TlsConfigError, TlsSettings};
 
-/// The acceptor for `tls`; every failure names the key and the file.
-pub fn acceptor(tls: &HttpTls) -> Result<TlsAcceptor, TlsConfigError> {
+/// `[http]`'s TLS files, paths resolved (the configuration's, read here).
+#[derive(Debug, Clone)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub allowed_clients: Vec<String>,
+}
+
+/// The HTTP endpoint's acceptor for `tls`; every failure names the key
+/// and the file.
+pub fn https_acceptor(tls: &HttpTls) -> Result<TlsAcceptor, TlsConfigError> {
     if let Some(ca) = &tls.client_ca {
         let settings =
             TlsSettings::load(&tls.cert, &tls.key, ca, &tls.allowed_clients).map_err(http_keys)?;
