@@ -30,9 +30,10 @@ pub struct Outcome {
     pub commit: Option<Binding>,
     pub if_refused: Option<Reply>,
     pub undo: Option<Undo>,
-    /// For a DHCPACK: the subnet's first and last address. A shared store
-    /// refuses the commit while the client holds another live lease there
-    /// that this engine's copy had not seen (RFC 2131 §4.3.1).
+    /// For a DHCPACK of a new lease: the subnet's first and last address.
+    /// A shared store refuses the commit while the client holds another
+    /// live lease there that this engine's copy had not seen (RFC 2131
+    /// §4.3.1). None for a renewal of the lease the copy shows it holding.
     pub network: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
@@ -346,6 +347,12 @@ fn ack_or_nak(
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
     let grant = e.cfg.subnets[subnet].grant();
+    // A renewal of the lease the copy shows the client holding: no second
+    // lease to check for in the store.
+    let renewal = e
+        .leases
+        .get(&ip)
+        .is_some_and(|b| b.state == DhcpState::Active && who.key.owns(b));
     let b = new_binding(e, msg, who, ip, now, grant);
     let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
@@ -359,7 +366,7 @@ fn ack_or_nak(
         commit: Some(b),
         if_refused,
         undo,
-        network: Some((prefix.network(), prefix.broadcast())),
+        network: (!renewal).then(|| (prefix.network(), prefix.broadcast())),
     })
 }
 

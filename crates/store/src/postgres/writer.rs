@@ -56,6 +56,9 @@ pub(super) struct Writer {
 
 pub(super) struct Statements {
     stored: Statement,
+    /// `stored`, and the live leases of the clients of the batch's new
+    /// grants (only for a batch that has some).
+    stored_and_held: Statement,
     write: Statement,
 }
 
@@ -170,7 +173,10 @@ impl Writer {
             Some(s) => s,
             // Planned per execution (`Database::connect`).
             None => Statements {
-                stored: self.client.prepare(&stored_rows_query())?,
+                stored: self.client.prepare(&format!(
+                    "SELECT false, changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
+                ))?,
+                stored_and_held: self.client.prepare(&stored_rows_query())?,
                 write: self.client.prepare(&commit_call())?,
             },
         };
@@ -245,11 +251,13 @@ impl Writer {
                 .flat_map(|r| r.bindings.iter().map(|b| ip_key(b.ip)))
                 .collect();
             let grants = GrantClients::of(batch);
-            for row in self
-                .client
-                .query(&st.stored, &grants.params(&keys))
-                .map_err(pg)?
-            {
+            let rows = if grants.is_empty() {
+                self.client.query(&st.stored, &[&keys])
+            } else {
+                self.client
+                    .query(&st.stored_and_held, &grants.params(&keys))
+            };
+            for row in rows.map_err(pg)? {
                 let holder: bool = row.try_get(0).map_err(pg)?;
                 let version: i64 = row.try_get(1).map_err(pg)?;
                 let b = decode(&row, 2, &self.log.me)?;
@@ -451,6 +459,10 @@ impl<'a> GrantClients<'a> {
             }
         }
         g
+    }
+
+    fn is_empty(&self) -> bool {
+        self.client_id.is_empty() && self.chaddr.is_empty()
     }
 
     fn params<'p>(&'p self, keys: &'p Vec<i64>) -> [&'p (dyn postgres::types::ToSql + Sync); 8] {
