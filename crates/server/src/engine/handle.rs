@@ -7,7 +7,7 @@ use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo};
 
 use super::client::{ClientKey, Ident};
 use super::reply::{self, relay_info, Reply};
-use super::{Engine, Grant, Offer};
+use super::{Engine, Grant};
 
 /// Where a datagram came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,13 +245,7 @@ fn discover(
         .choose(subnet, who, requested_ip(msg), now)
         .ok_or(NoReply::refuse("no free address in the subnet's pools"))?;
     let until = now.saturating_add(e.cfg.offer_hold);
-    e.offers.insert(
-        ip,
-        Offer {
-            key: who.key.clone(),
-            until,
-        },
-    );
+    e.offers.make(ip, &who.key, until);
     let grant = e.cfg.subnets[subnet].grant();
     let r = reply::lease(
         e,
@@ -278,7 +272,7 @@ fn request(
     if let Some(chosen) = server_id(msg) {
         // SELECTING (RFC 2131 §4.3.2).
         if chosen != sid {
-            e.offers.retain(|_, o| o.key != who.key);
+            e.offers.withdraw_client(&who.key);
             return Err(NoReply::silent("client chose another server"));
         }
         let ip = requested_ip(msg).ok_or(NoReply::refuse(

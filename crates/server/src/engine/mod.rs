@@ -4,6 +4,7 @@
 
 mod client;
 mod handle;
+mod offers;
 mod pool;
 mod reply;
 mod usage;
@@ -24,14 +25,6 @@ pub use usage::PoolUsage;
 
 use crate::config::{Config, StoreBackend};
 use pool::PoolCursor;
-
-/// An address offered to a client: held in memory only, never durably
-/// (RFC 2131 §4.3.1 lets the server reserve it briefly).
-#[derive(Debug, Clone)]
-struct Offer {
-    key: ClientKey,
-    until: u32,
-}
 
 /// Bindings the engine's tables are sized for at start, at most: the
 /// addresses its pools and reservations can hold, up to this many. A table
@@ -54,7 +47,7 @@ pub struct Engine {
     leases: HashMap<u32, Box<Binding>>,
     /// Last address each client held (validated against `leases` on use).
     by_client: HashMap<ClientKey, u32>,
-    offers: HashMap<u32, Offer>,
+    offers: offers::Offers,
     /// Reserved address → owner; owner → address per subnet, by client-id and by MAC.
     reserved: HashMap<u32, Owner>,
     reserved_by_id: HashMap<(usize, Box<[u8]>), u32>,
@@ -92,7 +85,7 @@ impl Engine {
             cfg,
             leases: HashMap::with_capacity(room),
             by_client: HashMap::with_capacity(room),
-            offers: HashMap::new(),
+            offers: offers::Offers::default(),
             reserved,
             reserved_by_id,
             reserved_by_mac,
@@ -175,7 +168,7 @@ impl Engine {
     /// ABANDONED → AVAILABLE after the decline hold. Returns the changed
     /// bindings for the caller to commit.
     pub fn tick(&mut self, now: u32) -> Vec<Binding> {
-        self.offers.retain(|_, o| o.until > now);
+        self.offers.expire(now);
         let mut changed = Vec::new();
         while let Some(&Reverse((t, ip))) = self.timers.peek() {
             if t > now {
@@ -268,7 +261,7 @@ impl Engine {
                 self.by_client.insert(key, ip);
             }
         }
-        self.offers.remove(&ip);
+        self.offers.withdraw(ip);
         self.leases.insert(ip, Box::new(b));
         if self.timers.len() > 2 * self.leases.len() + TIMER_SLACK {
             self.compact_timers();
@@ -308,10 +301,8 @@ impl Engine {
                 return false;
             }
         }
-        if let Some(o) = self.offers.get(&ip) {
-            if o.until > now && &o.key != key {
-                return false;
-            }
+        if self.offers.held_from(ip, key, now) {
+            return false;
         }
         match self.leases.get(&ip) {
             None => true,
@@ -325,7 +316,8 @@ impl Engine {
     }
 
     /// The address to offer: reservation, then the client's previous address,
-    /// then the one it asks for, then the next free one in the pools.
+    /// then the one it was offered, then the one it asks for, then the next
+    /// free one in the pools.
     fn choose(
         &mut self,
         subnet: usize,
@@ -341,6 +333,13 @@ impl Engine {
         if let Some(&ip) = self.by_client.get(key) {
             let owned = self.leases.get(&ip).is_some_and(|b| key.owns(b));
             if owned && s.pool_contains(ip) && self.free_for(ip, who, now) {
+                return Some(ip);
+            }
+        }
+        // Offered already (a DHCPDISCOVER again before the DHCPREQUEST):
+        // the same address, never a second one.
+        if let Some(ip) = self.offers.of_client(key, now) {
+            if s.pool_contains(ip) && self.free_for(ip, who, now) {
                 return Some(ip);
             }
         }

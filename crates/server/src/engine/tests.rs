@@ -676,6 +676,19 @@ fn with_a_shared_store_a_renewal_the_copy_would_nak_is_left_to_the_store() {
 }
 
 #[test]
+fn a_second_discover_before_the_request_is_offered_the_same_address() {
+    let mut e = Engine::new(config(""), vec![]);
+    let first = discover(&mut e, mac(1), T0);
+    // Another client in between moves the pool's cursor on.
+    let other = discover(&mut e, mac(2), T0);
+    assert_ne!(other, first);
+    assert_eq!(discover(&mut e, mac(1), T0 + 1), first);
+    // Both exchanges' REQUESTs: one address for the client.
+    assert_eq!(dora(&mut e, mac(1), T0 + 2), first);
+    assert_eq!(discover(&mut e, mac(1), T0 + 3), first);
+}
+
+#[test]
 fn pool_usage_counts_each_pools_leased_and_declined_addresses() {
     let text = r#"
 [server]
