@@ -2,7 +2,7 @@
 # README's test command: installs the real peers the interop tests run
 # against when any is missing (Debian packages, with apt: as root, or with
 # sudo), then runs the whole suite, `cargo test --workspace`. Arguments are
-# passed on to cargo test (e.g. `scripts/test.sh --test dhcp_perfdhcp`).
+# passed on to cargo test (e.g. `scripts/test.sh --test e2e dhcp_perfdhcp`).
 # .ci/run calls exactly this.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # start a throwaway cluster of their own with its initdb and pg_ctl, see
 # crates/test-support/src/postgres.rs; Debian's own cluster is not started);
 # chromium and chromedriver (the web view's tests drive a real headless
-# browser, crates/cli/tests/web_ui.rs).
+# browser, crates/cli/tests/e2e/web_ui.rs).
 PACKAGES=(kea-admin kea-dhcp4-server isc-dhcp-server isc-dhcp-client
           tshark iproute2 procps ca-certificates postgresql
           chromium chromium-driver)

@@ -14,8 +14,13 @@
 //! - [`Capture`]: a dumpcap capture, read back with tshark.
 //! - [`pg_database`]: a fresh database on a throwaway PostgreSQL cluster
 //!   shared by the test binary (or on `LEASELINE_TEST_PG_URL`).
-//! - [`pg_tls_cluster`]: a second throwaway cluster with `ssl = on`, a
+//!   [`pg_restartable_database`] / [`pg_restart_cluster`]: one on a second
+//!   cluster a test may stop and start again.
+//! - [`pg_tls_cluster`]: another throwaway cluster with `ssl = on`, a
 //!   certificate from a test CA, and client-certificate authentication.
+//! - [`loopback_relay`], [`free_udp_port`], [`free_tcp_port`]: a relay
+//!   address and ports no other test of the binary has, since the tests of
+//!   one binary run at the same time.
 //! - [`require_tool`] / [`require_root`]: interop tests never skip; a missing
 //!   tool fails the test with the command that installs it.
 //!
@@ -26,6 +31,7 @@ mod capture;
 mod chromedriver;
 mod config;
 mod fleet;
+mod loopback;
 mod netns;
 mod packets;
 mod perfdhcp;
@@ -47,11 +53,13 @@ pub use capture::{read_dhcp_capture, Capture, CapturedDhcp};
 pub use chromedriver::ChromeDriver;
 pub use config::{ServerConfig, Subnet};
 pub use fleet::{Churning, Fleet, FleetConfig, FleetProgress, FleetStats, Held, Renewal, Renewed};
+pub use loopback::{loopback_relay, loopback_relay_for};
 pub use netns::{Netns, NetnsPair};
 pub use packets::{malformed, RawRequest, XorShift};
 pub use perfdhcp::{ExchangeStats, PerfProgress, PerfReport, PerfRun, Perfdhcp};
 pub use postgres::{
-    pg_admin_sql, pg_cluster_url, pg_database, pg_restart_cluster, PgDatabase, TEST_PG_URL_ENV,
+    pg_admin_sql, pg_cluster_url, pg_database, pg_restart_cluster, pg_restartable_database,
+    PgDatabase, TEST_PG_URL_ENV,
 };
 pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};

@@ -12,6 +12,11 @@
 //!   refuses root). It is stopped (`pg_ctl stop -m immediate`) and its
 //!   directory removed when the test binary exits.
 //!
+//! [`pg_restartable_database`] is the same on a second cluster of the
+//! binary's own, which [`pg_restart_cluster`] stops and starts again: a
+//! restart must not pull the shared cluster from under the tests running
+//! beside it (one end-to-end binary runs them concurrently).
+//!
 //! A missing PostgreSQL fails the test with the command that installs it:
 //! these tests never skip.
 
@@ -43,8 +48,18 @@ pub fn pg_cluster_url() -> String {
 
 /// A new, empty database with a unique name on the shared cluster.
 pub fn pg_database() -> PgDatabase {
+    database_on(cluster())
+}
+
+/// A new, empty database on the restartable cluster (always one of this
+/// binary's own, even with `LEASELINE_TEST_PG_URL`), for a test that calls
+/// [`pg_restart_cluster`].
+pub fn pg_restartable_database() -> PgDatabase {
+    database_on(restartable_cluster())
+}
+
+fn database_on(c: &Cluster) -> PgDatabase {
     static N: AtomicU32 = AtomicU32::new(0);
-    let c = cluster();
     let name = format!(
         "leaseline_test_{}_{}",
         std::process::id(),
@@ -76,6 +91,8 @@ struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static OWNED: Mutex<Option<OwnedCluster>> = Mutex::new(None);
+static RESTARTABLE: OnceLock<Cluster> = OnceLock::new();
+static RESTARTABLE_OWNED: Mutex<Option<OwnedCluster>> = Mutex::new(None);
 
 fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| match std::env::var(TEST_PG_URL_ENV) {
@@ -83,7 +100,17 @@ fn cluster() -> &'static Cluster {
             admin_url: url,
             socket: None,
         },
-        _ => start_cluster(),
+        _ => start_cluster("leaseline-pg-", &OWNED, stop_cluster_at_exit),
+    })
+}
+
+fn restartable_cluster() -> &'static Cluster {
+    RESTARTABLE.get_or_init(|| {
+        start_cluster(
+            "leaseline-pg-restartable-",
+            &RESTARTABLE_OWNED,
+            stop_restartable_at_exit,
+        )
     })
 }
 
@@ -104,15 +131,19 @@ pub(crate) fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-fn start_cluster() -> Cluster {
-    let mut owned = OwnedCluster::init("leaseline-pg-", |_| {});
+fn start_cluster(
+    prefix: &str,
+    slot: &Mutex<Option<OwnedCluster>>,
+    at_exit: extern "C" fn(),
+) -> Cluster {
+    let mut owned = OwnedCluster::init(prefix, |_| {});
     let port = free_tcp_port();
     owned.start(port, "-c max_connections=200");
     let socket_dir = owned.dir.path().display().to_string();
-    *OWNED.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     // SAFETY: registering a plain extern "C" fn; it runs once at exit.
     unsafe {
-        libc::atexit(stop_cluster_at_exit);
+        libc::atexit(at_exit);
     }
     Cluster {
         admin_url: format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres"),
@@ -120,16 +151,16 @@ fn start_cluster() -> Cluster {
     }
 }
 
-/// Stop the test binary's own cluster (`pg_ctl stop -m fast`: open
-/// transactions are rolled back, connections ended), run `while_down`, and
-/// start it again on the same port, socket and data. Panics when the
-/// cluster is not this binary's own (`LEASELINE_TEST_PG_URL`).
+/// Stop the restartable cluster ([`pg_restartable_database`]; `pg_ctl stop
+/// -m fast`: open transactions are rolled back, connections ended), run
+/// `while_down`, and start it again on the same port, socket and data. The
+/// shared cluster of [`pg_database`] keeps running.
 pub fn pg_restart_cluster(while_down: impl FnOnce()) {
-    let _ = cluster();
-    let guard = OWNED.lock().unwrap_or_else(|e| e.into_inner());
-    let o = guard.as_ref().unwrap_or_else(|| {
-        panic!("restarting PostgreSQL needs the test's own cluster, not {TEST_PG_URL_ENV}")
-    });
+    let _ = restartable_cluster();
+    let guard = RESTARTABLE_OWNED.lock().unwrap_or_else(|e| e.into_inner());
+    let o = guard
+        .as_ref()
+        .unwrap_or_else(|| panic!("the restartable cluster has been stopped"));
     pg_cluster::check("pg_ctl stop", o.stop("fast"));
     while_down();
     o.restart();
@@ -137,6 +168,10 @@ pub fn pg_restart_cluster(while_down: impl FnOnce()) {
 
 extern "C" fn stop_cluster_at_exit() {
     pg_cluster::stop_at_exit(&OWNED);
+}
+
+extern "C" fn stop_restartable_at_exit() {
+    pg_cluster::stop_at_exit(&RESTARTABLE_OWNED);
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use leaseline_wire::{DhcpOption, Message, MessageType, BOOTREPLY, BOOTREQUEST};
+use leaseline_wire::{DhcpOption, Message, MessageType, RelayAgentInfo, BOOTREPLY, BOOTREQUEST};
 
 /// A simulated client behind the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct RelayClient {
 }
 
 impl RelayClient {
-    /// Binds `giaddr:67` (`giaddr` should be a 127.0.0.N of its own per test).
+    /// Binds `giaddr:67` (`giaddr` of its own per test: [`crate::loopback_relay`]).
     pub fn bind(giaddr: Ipv4Addr, server: SocketAddr) -> io::Result<RelayClient> {
         Self::bind_port(giaddr, 67, server)
     }
@@ -196,7 +196,28 @@ impl RelayClient {
 
     /// DISCOVER, OFFER, REQUEST, ACK. Err names the step that failed.
     pub fn dora(&mut self, client: &TestClient) -> Result<Lease, String> {
-        let offer = self.discover(client).ok_or_else(|| {
+        let prl = DhcpOption::ParameterRequestList(vec![1, 3, 6, 15, 51, 54]);
+        self.dora_with(client, &[prl], None)
+    }
+
+    /// [`Self::dora`] with the client's `options` (PRL, host name, …) in
+    /// its DISCOVER and REQUEST, after 50 and 54, and option 82 appended by
+    /// the relay when `relay_info` is given (RFC 3046: the last option).
+    pub fn dora_with(
+        &mut self,
+        client: &TestClient,
+        options: &[DhcpOption],
+        relay_info: Option<&RelayAgentInfo>,
+    ) -> Result<Lease, String> {
+        let with_rai = |m: &mut Message| {
+            if let Some(r) = relay_info {
+                m.options.push(DhcpOption::RelayAgentInfo(r.clone()));
+            }
+        };
+        let mut d = self.request_template(client, MessageType::Discover);
+        d.options.extend(options.iter().cloned());
+        with_rai(&mut d);
+        let offer = self.exchange(&d, 3).ok_or_else(|| {
             format!(
                 "no reply to DISCOVER from {}",
                 crate::mac_string(&client.chaddr)
@@ -204,18 +225,27 @@ impl RelayClient {
         })?;
         if offer.message_type() != Some(MessageType::Offer) {
             return Err(format!(
-                "DISCOVER answered with {:?}, not OFFER",
+                "DISCOVER answered with {:?}, not OFFER: {offer:?}",
                 offer.message_type()
             ));
         }
         let server_id = server_id_of(&offer).ok_or("OFFER without server identifier (54)")?;
         let ip = offer.yiaddr;
+        let mut r = self.request_template(client, MessageType::Request);
+        r.options.push(DhcpOption::RequestedIp(ip));
+        r.options.push(DhcpOption::ServerId(server_id));
+        r.options.extend(options.iter().cloned());
+        with_rai(&mut r);
         let ack = self
-            .request(client, ip, server_id)
+            .exchange(&r, 3)
             .ok_or_else(|| format!("no reply to REQUEST for {ip}"))?;
         match ack.message_type() {
             Some(MessageType::Ack) => {}
-            other => return Err(format!("REQUEST for {ip} answered with {other:?}, not ACK")),
+            other => {
+                return Err(format!(
+                    "REQUEST for {ip} answered with {other:?}, not ACK: {ack:?}"
+                ))
+            }
         }
         if ack.yiaddr != ip {
             return Err(format!("ACK yiaddr {} differs from OFFER {ip}", ack.yiaddr));
