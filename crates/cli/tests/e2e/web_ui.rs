@@ -11,6 +11,9 @@
 //! 4. A screenshot goes to target/ui-screenshots/ (a CI artifact).
 //! 5. With the system's dark theme (emulated), the page turns dark.
 //!
+//! On PostgreSQL, with two servers on one database: the view of one shows
+//! a lease made through the other, live, and its timeline.
+//!
 //! And, without a browser: the session cookie opens `/ui/…` only, and
 //! lets the page run read-only commands only.
 //!
@@ -26,7 +29,7 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use leaseline_test_support::loopback_relay;
 use leaseline_test_support::{
-    free_tcp_port, free_udp_port, mac_string, ChromeDriver, RelayClient, ServerConfig,
+    free_tcp_port, free_udp_port, mac_string, pg_database, ChromeDriver, RelayClient, ServerConfig,
     ServerProcess, Subnet, TestClient,
 };
 use serde_json::{json, Value};
@@ -47,6 +50,11 @@ struct Server {
 
 /// A server with `[http]` (token) and one pool of 191 addresses.
 fn start_server() -> Server {
+    start_server_on("")
+}
+
+/// [`start_server`] with these `[store]` lines (empty: the SQLite default).
+fn start_server_on(store: &str) -> Server {
     let dhcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
     let rport = free_udp_port();
     let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
@@ -57,6 +65,7 @@ fn start_server() -> Server {
             "10.0.0.10-10.0.0.200",
             &[*RELAY],
         ))
+        .store(store)
         .extra(&format!(
             "\n[http]\nlisten = \"{web}\"\ntoken = \"{TOKEN}\"\n"
         ))
@@ -366,6 +375,65 @@ fn search_shows_the_clients_timeline() {
         c.close().await.expect("close the browser");
     });
     server.process.assert_running();
+}
+
+/// Issue 20 on PostgreSQL: two servers on one database. The browser on A
+/// shows, live, a lease made through B (the feed carries every instance's
+/// changes), A's pool bar counts it, and a search on A shows the client's
+/// timeline of leases made through B (the history all instances share).
+#[test]
+fn on_postgres_one_instances_view_shows_a_lease_made_through_another() {
+    let db = pg_database();
+    let store = format!("backend = \"postgres\"\nurl = \"{}\"\n", db.url);
+    let mut a = start_server_on(&store);
+    let mut b = start_server_on(&store);
+    let driver = ChromeDriver::start();
+    let client = TestClient::new(0x0121_0003);
+    let mac = mac_string(&client.chaddr);
+    runtime().block_on(async {
+        let c = browser(&driver).await;
+        signed_in(&c, a.web).await;
+        let before = assigned(&c).await;
+        let lease = b.relay.dora(&client).expect("DORA through B");
+        let row = c
+            .wait()
+            .at_most(LIVE)
+            .for_element(Locator::Css(&format!(
+                r#"#changes tbody tr[data-ip="{}"]"#,
+                lease.ip
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("{} (through B) not in A's live table: {e}", lease.ip));
+        let text = row.text().await.expect("row text");
+        assert!(text.contains("active") && text.contains(&mac), "{text}");
+        wait_assigned(&c, before + 1, LIVE).await;
+        // Released and leased again through B: A's timeline shows both.
+        b.relay
+            .release(&client, lease.ip, lease.server_id)
+            .expect("RELEASE through B");
+        let again = b.relay.dora(&client).expect("DORA again through B");
+        search(&c, "hw-address", &mac, again.ip).await;
+        c.wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css("#timeline li"))
+            .await
+            .expect("a timeline on A");
+        let items = c
+            .find_all(Locator::Css("#timeline li"))
+            .await
+            .expect("timeline entries");
+        assert!(items.len() >= 2, "{} timeline entries", items.len());
+        let last = items.last().expect("an entry").text().await.expect("text");
+        assert!(
+            last.contains("now") && last.contains(&again.ip.to_string()),
+            "{last}"
+        );
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        c.close().await.expect("close the browser");
+    });
+    a.process.assert_running();
+    b.process.assert_running();
 }
 
 /// One HTTP/1.1 request; (status, headers, body).
