@@ -12,6 +12,7 @@
 //! rolled back). One entry per address ever logged since the store opened:
 //! bounded by the configured pools.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -42,20 +43,23 @@ impl LatestEntries {
         tx: &Transaction<'_>,
         ip: i64,
     ) -> rusqlite::Result<Option<&Latest>> {
-        if !self.by_ip.contains_key(&ip) {
-            let latest = tx
-                .prepare_cached(PROBE)?
-                .query_row(params![ip], |r| {
-                    Ok(Latest {
-                        start: r.get(0)?,
-                        state: r.get(1)?,
-                        chaddr: r.get(2)?,
+        let latest = match self.by_ip.entry(ip) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(unknown) => {
+                let read = tx
+                    .prepare_cached(PROBE)?
+                    .query_row(params![ip], |r| {
+                        Ok(Latest {
+                            start: r.get(0)?,
+                            state: r.get(1)?,
+                            chaddr: r.get(2)?,
+                        })
                     })
-                })
-                .optional()?;
-            self.by_ip.insert(ip, latest);
-        }
-        Ok(self.by_ip.get(&ip).and_then(Option::as_ref))
+                    .optional()?;
+                unknown.insert(read)
+            }
+        };
+        Ok(latest.as_ref())
     }
 
     /// A row was inserted for `ip`: it is the latest unless an entry that
