@@ -9,6 +9,7 @@ mod checkpoint;
 mod codec;
 mod history;
 mod import;
+mod latest_entries;
 mod lease_log;
 mod library;
 mod ops;

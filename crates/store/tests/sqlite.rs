@@ -587,6 +587,44 @@ fn lease_history_prunes_by_age_and_size_and_survives_reopen() {
     assert_eq!(kept[9], (DhcpState::Active, T0 + 229, None));
 }
 
+/// A renewal continues its address's entry, also after a reopen (the
+/// writer reads the latest entry back from the table); once the prune has
+/// taken that entry, the next renewal logs the lease again.
+#[test]
+fn lease_history_renewals_continue_the_entry_until_it_is_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_in(&dir);
+    let mut o = opts(&path);
+    o.lease_log = Some(LeaseLogLimits {
+        keep_secs: 100,
+        max_rows: 1_000,
+    });
+    let store = SqliteStore::open(o.clone(), T0).expect("open");
+    let a = sample(1, T0).ip;
+    let lease = changed(1, DhcpState::Active, T0);
+    commit_at(&store, vec![lease.clone()], T0);
+    commit_at(&store, vec![lease.clone()], T0 + 10);
+    assert_eq!(history_of(&store, a), vec![(DhcpState::Active, T0, None)]);
+    drop(store);
+    let store = SqliteStore::open(o, T0 + 20).expect("reopen");
+    commit_at(&store, vec![lease.clone()], T0 + 20);
+    assert_eq!(
+        history_of(&store, a),
+        vec![(DhcpState::Active, T0, None)],
+        "a renewal after a reopen continues the entry"
+    );
+    // At T0 + 150 the entry (logged at T0) is older than the keep: this
+    // renewal continues it, then the commit's prune takes it.
+    commit_at(&store, vec![lease.clone()], T0 + 150);
+    assert_eq!(history_of(&store, a), vec![]);
+    commit_at(&store, vec![lease], T0 + 160);
+    assert_eq!(
+        history_of(&store, a),
+        vec![(DhcpState::Active, T0, None)],
+        "the lease is logged again once its entry was pruned"
+    );
+}
+
 #[test]
 fn lease_history_off_answers_history_off_and_logs_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

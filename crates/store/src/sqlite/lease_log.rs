@@ -13,6 +13,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row, Transaction};
 
 use super::codec::{ip_key, ip_key_to_ip};
+use super::latest_entries::{Latest, LatestEntries};
 use crate::lease_history::{self, HistoryEntry, HistoryKey, HistoryPage, HistoryQuery};
 use crate::{Binding, DhcpState, LeaseLogLimits, StoreError};
 
@@ -41,13 +42,11 @@ CREATE INDEX IF NOT EXISTS lease_history_remote_id ON lease_history (remote_id, 
 /// A change opens an entry unless it continues the address's latest one
 /// (same start, state and hardware address: a renewal). Only the latest:
 /// a client that gets an address back within the second its earlier lease
-/// of it began opens a new entry.
+/// of it began opens a new entry. Which is the latest, the writer
+/// remembers ([`LatestEntries`]).
 const INSERT: &str = "INSERT INTO lease_history \
      (ip, start, state, htype, chaddr, client_id, circuit_id, remote_id, logged_at) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS \
-     (SELECT 1 FROM (SELECT start, state, chaddr FROM lease_history WHERE ip = ?1 \
-      ORDER BY start DESC, id DESC LIMIT 1) l \
-      WHERE l.start = ?2 AND l.state = ?3 AND l.chaddr = ?5)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// Most rows one commit prunes: the commit's extra time stays small (about
 /// a millisecond), and pruning still outpaces logging (a commit logs at
@@ -58,32 +57,52 @@ const PRUNE_CHUNK: i64 = 1_024;
 /// group's transaction.
 pub(super) struct LogWriter {
     limits: LeaseLogLimits,
+    latest: LatestEntries,
 }
 
 impl LogWriter {
     pub(super) fn new(limits: LeaseLogLimits) -> Self {
-        LogWriter { limits }
+        LogWriter {
+            limits,
+            latest: LatestEntries::default(),
+        }
+    }
+
+    /// The group's transaction failed: its rows are gone.
+    pub(super) fn rolled_back(&mut self) {
+        self.latest.forget_all();
     }
 
     /// The statement [`LogWriter::log`] runs: prepared once per commit
     /// (the statement cache hashes the SQL text at each lookup).
     pub(super) fn statement<'c>(
-        &self,
         tx: &'c Transaction<'_>,
     ) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
         tx.prepare_cached(INSERT)
     }
 
+    /// Log `b` unless it continues its address's latest entry.
     pub(super) fn log(
-        &self,
+        &mut self,
+        tx: &Transaction<'_>,
         insert: &mut rusqlite::CachedStatement<'_>,
         b: &Binding,
         now: u32,
     ) -> rusqlite::Result<()> {
+        let ip = ip_key(b.ip);
+        let start = i64::from(b.state_since);
+        let state = b.state.as_u8();
+        let continues = self
+            .latest
+            .get(tx, ip)?
+            .is_some_and(|l| l.start == start && l.state == state && l.chaddr == b.chaddr);
+        if continues {
+            return Ok(());
+        }
         insert.execute(params![
-            ip_key(b.ip),
-            b.state_since,
-            b.state.as_u8(),
+            ip,
+            start,
+            state,
             b.htype,
             b.chaddr,
             b.client_id,
@@ -91,6 +110,14 @@ impl LogWriter {
             b.remote_id,
             now,
         ])?;
+        self.latest.inserted(
+            ip,
+            Latest {
+                start,
+                state,
+                chaddr: b.chaddr.clone(),
+            },
+        );
         Ok(())
     }
 
@@ -98,7 +125,7 @@ impl LogWriter {
     /// `now - keep` or beyond `max_rows`. Costs one index seek when there
     /// is nothing to prune. Rows are logged in (nearly) increasing time, so
     /// the oldest ids are the oldest rows.
-    pub(super) fn prune(&self, tx: &Transaction<'_>, now: u32) -> rusqlite::Result<usize> {
+    pub(super) fn prune(&mut self, tx: &Transaction<'_>, now: u32) -> rusqlite::Result<usize> {
         let oldest = tx
             .prepare_cached("SELECT id, logged_at FROM lease_history ORDER BY id LIMIT 1")?
             .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)));
@@ -116,12 +143,18 @@ impl LogWriter {
         if first_at >= cutoff && first_id > cap_id {
             return Ok(0);
         }
-        tx.prepare_cached(
+        let mut delete = tx.prepare_cached(
             "DELETE FROM lease_history WHERE id IN \
              (SELECT id FROM lease_history ORDER BY id LIMIT ?1) \
-             AND (logged_at < ?2 OR id <= ?3)",
-        )?
-        .execute(params![PRUNE_CHUNK, cutoff, cap_id])
+             AND (logged_at < ?2 OR id <= ?3) RETURNING ip",
+        )?;
+        let mut deleted = delete.query(params![PRUNE_CHUNK, cutoff, cap_id])?;
+        let mut count = 0;
+        while let Some(row) = deleted.next()? {
+            self.latest.forget(row.get(0)?);
+            count += 1;
+        }
+        Ok(count)
     }
 }
 

@@ -21,12 +21,12 @@ pub(super) fn run(
     feed: Arc<ChangeFeed>,
     commits: &CommitStats,
     max_batch: usize,
-    log: Option<LogWriter>,
+    mut log: Option<LogWriter>,
 ) {
     let mut batch = Vec::new();
     while let Some(count) = group_commit::gather(&rx, &mut batch, max_batch) {
         let started = Instant::now();
-        match commit(&mut conn, &batch, count, log.as_ref()) {
+        match commit(&mut conn, &batch, count, log.as_mut()) {
             Ok(()) => {
                 if count > 0 {
                     commits.record(count, started.elapsed());
@@ -34,6 +34,9 @@ pub(super) fn run(
                 group_commit::publish_and_resolve(&feed, &mut batch)
             }
             Err(e) => {
+                if let Some(log) = log.as_mut() {
+                    log.rolled_back();
+                }
                 tracing::error!(error = %e, requests = batch.len(), event = "store_commit_failed", "store commit failed");
                 group_commit::fail(&mut batch, &StoreError::Sqlite(e));
             }
@@ -47,7 +50,7 @@ fn commit(
     conn: &mut Connection,
     batch: &[Request],
     count: usize,
-    log: Option<&LogWriter>,
+    mut log: Option<&mut LogWriter>,
 ) -> rusqlite::Result<()> {
     if count == 0 {
         return Ok(());
@@ -55,15 +58,15 @@ fn commit(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(&codec::UPSERT)?;
-        let mut logged = match log {
-            Some(log) => Some((log, log.statement(&tx)?)),
+        let mut insert = match log {
+            Some(_) => Some(LogWriter::statement(&tx)?),
             None => None,
         };
         for req in batch {
             for b in &req.bindings {
                 codec::upsert(&mut stmt, b, req.now)?;
-                if let Some((log, insert)) = logged.as_mut() {
-                    log.log(insert, b, req.now)?;
+                if let (Some(log), Some(insert)) = (log.as_deref_mut(), insert.as_mut()) {
+                    log.log(&tx, insert, b, req.now)?;
                 }
             }
         }
