@@ -2,15 +2,31 @@
 //! (with dhcpd's `\ooo` octal and `\"` escapes), `{`, `}`, `;`; `#` starts
 //! a comment. dhcpd writes every statement on one line, so a string never
 //! spans lines.
+//!
+//! A token borrows the line it was read from (no allocation per word: a
+//! million-lease file has some 30 million of them); the line is cut whole
+//! before its first token is handed out, so a line that cannot be cut is
+//! one error and none of its tokens.
 
 use std::io::BufRead;
 
 use crate::ParseError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Token {
-    Word(String),
-    Str(Vec<u8>),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    Word(&'a str),
+    Str(&'a [u8]),
+    Open,
+    Close,
+    Semi,
+}
+
+/// A token of the current line: where its text is (words in the line,
+/// strings' unescaped bytes in `Tokens::strings`).
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Word(usize, usize),
+    Str(usize, usize),
     Open,
     Close,
     Semi,
@@ -23,8 +39,13 @@ const MAX_LINE: usize = 64 * 1024;
 pub(crate) struct Tokens<R> {
     reader: R,
     line: u64,
-    buf: Vec<u8>,
-    pending: std::collections::VecDeque<(u64, Token)>,
+    /// The current line, once it is known to be text.
+    text: String,
+    /// Its tokens, and how many were handed out.
+    cuts: Vec<Cut>,
+    given: usize,
+    /// Its strings' bytes, unescaped.
+    strings: Vec<u8>,
 }
 
 impl<R: BufRead> Tokens<R> {
@@ -32,8 +53,10 @@ impl<R: BufRead> Tokens<R> {
         Tokens {
             reader,
             line: 0,
-            buf: Vec::new(),
-            pending: Default::default(),
+            text: String::new(),
+            cuts: Vec::new(),
+            given: 0,
+            strings: Vec::new(),
         }
     }
 
@@ -44,46 +67,64 @@ impl<R: BufRead> Tokens<R> {
 
     /// The next token; `Ok(None)` at the end of the input. A line that is
     /// not text is an error (the rest of it is dropped).
-    pub(crate) fn next(&mut self) -> Result<Option<(u64, Token)>, ParseError> {
-        loop {
-            if let Some(t) = self.pending.pop_front() {
-                return Ok(Some(t));
-            }
-            self.buf.clear();
-            let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| ParseError::new(self.line + 1, format!("read error: {e}")))?;
-            if n == 0 {
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, Token<'_>)>, ParseError> {
+        while self.given == self.cuts.len() {
+            if !self.read_line()? {
                 return Ok(None);
             }
-            self.line += 1;
-            if self.buf.len() > MAX_LINE {
-                // Skip the rest of the over-long line.
-                while !self.buf.ends_with(b"\n") {
-                    self.buf.clear();
-                    let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64)
-                        .read_until(b'\n', &mut self.buf)
-                        .map_err(|e| ParseError::new(self.line, format!("read error: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                return Err(ParseError::new(
-                    self.line,
-                    format!("line longer than {MAX_LINE} bytes (not a text file?)"),
-                ));
-            }
-            let line = self.line;
-            let text = std::str::from_utf8(&self.buf)
-                .ok()
-                .filter(|t| !has_control(t))
-                .ok_or_else(|| ParseError::new(line, "binary data, not text"))?;
-            let before = self.pending.len();
-            if let Err(r) = tokenize_into(text, line, &mut self.pending) {
-                self.pending.truncate(before);
-                return Err(ParseError::new(line, r));
-            }
         }
+        let cut = self.cuts[self.given];
+        self.given += 1;
+        let token = match cut {
+            Cut::Word(s, e) => Token::Word(&self.text[s..e]),
+            Cut::Str(s, e) => Token::Str(&self.strings[s..e]),
+            Cut::Open => Token::Open,
+            Cut::Close => Token::Close,
+            Cut::Semi => Token::Semi,
+        };
+        Ok(Some((self.line, token)))
+    }
+
+    /// Reads and cuts the next line; `Ok(false)` at the end of the input.
+    fn read_line(&mut self) -> Result<bool, ParseError> {
+        self.cuts.clear();
+        self.given = 0;
+        self.strings.clear();
+        let mut buf = std::mem::take(&mut self.text).into_bytes();
+        buf.clear();
+        let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ParseError::new(self.line + 1, format!("read error: {e}")))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if buf.len() > MAX_LINE {
+            // Skip the rest of the over-long line.
+            while !buf.ends_with(b"\n") {
+                buf.clear();
+                let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| ParseError::new(self.line, format!("read error: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+            }
+            return Err(ParseError::new(
+                self.line,
+                format!("line longer than {MAX_LINE} bytes (not a text file?)"),
+            ));
+        }
+        let line = self.line;
+        self.text = match String::from_utf8(buf) {
+            Ok(t) if !has_control(&t) => t,
+            _ => return Err(ParseError::new(line, "binary data, not text")),
+        };
+        if let Err(r) = cut_line(&self.text, &mut self.cuts, &mut self.strings) {
+            self.cuts.clear();
+            return Err(ParseError::new(line, r));
+        }
+        Ok(true)
     }
 }
 
@@ -98,19 +139,13 @@ fn has_control(t: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
-    let mut out = std::collections::VecDeque::new();
-    tokenize_into(text, 0, &mut out)?;
-    Ok(out.into_iter().map(|(_, t)| t).collect())
+/// Bytes that end a word.
+fn ends_word(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b';' | b'"' | b'#')
 }
 
-/// A line's tokens, each with `line`, appended to `out`.
-fn tokenize_into(
-    text: &str,
-    line: u64,
-    out: &mut std::collections::VecDeque<(u64, Token)>,
-) -> Result<(), String> {
+/// A line's tokens appended to `cuts` (strings' bytes to `strings`).
+fn cut_line(text: &str, cuts: &mut Vec<Cut>, strings: &mut Vec<u8>) -> Result<(), String> {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -118,41 +153,40 @@ fn tokenize_into(
             b' ' | b'\t' | b'\r' | b'\n' => i += 1,
             b'#' => break,
             b'{' => {
-                out.push_back((line, Token::Open));
+                cuts.push(Cut::Open);
                 i += 1;
             }
             b'}' => {
-                out.push_back((line, Token::Close));
+                cuts.push(Cut::Close);
                 i += 1;
             }
             b';' => {
-                out.push_back((line, Token::Semi));
+                cuts.push(Cut::Semi);
                 i += 1;
             }
             b'"' => {
-                let (s, next) = quoted(b, i + 1)?;
-                out.push_back((line, Token::Str(s)));
-                i = next;
+                let start = strings.len();
+                i = quoted(b, i + 1, strings)?;
+                cuts.push(Cut::Str(start, strings.len()));
             }
             _ => {
                 let start = i;
-                while i < b.len() && !b" \t\r\n{};\"#".contains(&b[i]) {
+                while i < b.len() && !ends_word(b[i]) {
                     i += 1;
                 }
-                out.push_back((line, Token::Word(text[start..i].to_owned())));
+                cuts.push(Cut::Word(start, i));
             }
         }
     }
     Ok(())
 }
 
-/// A string's bytes from after its opening quote; the index after its
-/// closing quote.
-fn quoted(b: &[u8], mut i: usize) -> Result<(Vec<u8>, usize), String> {
-    let mut s = Vec::new();
+/// A string's bytes from after its opening quote, appended to `s`; the
+/// index after its closing quote.
+fn quoted(b: &[u8], mut i: usize, s: &mut Vec<u8>) -> Result<usize, String> {
     while i < b.len() {
         match b[i] {
-            b'"' => return Ok((s, i + 1)),
+            b'"' => return Ok(i + 1),
             b'\\' => {
                 let octal = b
                     .get(i + 1..i + 4)
@@ -190,24 +224,40 @@ fn quoted(b: &[u8], mut i: usize) -> Result<(Vec<u8>, usize), String> {
 mod tests {
     use super::*;
 
+    /// A line's tokens, owned.
+    fn tokenize(text: &str) -> Result<Vec<String>, String> {
+        let mut tokens = Tokens::new(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some((_, t)) = tokens.next().map_err(|e| e.reason)? {
+            out.push(match t {
+                Token::Word(w) => format!("word {w}"),
+                Token::Str(s) => format!("str {s:?}"),
+                t => format!("{t:?}"),
+            });
+        }
+        Ok(out)
+    }
+
     #[test]
     fn statement_tokens() {
         assert_eq!(
             tokenize(r#"  uid "\001\000\"a"; # note"#).unwrap(),
-            vec![
-                Token::Word("uid".into()),
-                Token::Str(vec![1, 0, b'"', b'a']),
-                Token::Semi
-            ]
+            ["word uid", "str [1, 0, 34, 97]", "Semi"]
         );
         assert_eq!(
             tokenize("lease 10.0.0.1 {").unwrap(),
-            vec![
-                Token::Word("lease".into()),
-                Token::Word("10.0.0.1".into()),
-                Token::Open
-            ]
+            ["word lease", "word 10.0.0.1", "Open"]
         );
         assert!(tokenize(r#"uid "abc;"#).is_err());
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_cut_gives_none_of_its_tokens() {
+        let mut tokens = Tokens::new(&b"a \"b\" \"c\nd;\n"[..]);
+        let e = tokens.next().unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (1, "string without its closing quote"));
+        assert_eq!(tokens.next().unwrap(), Some((2, Token::Word("d"))));
+        assert_eq!(tokens.next().unwrap(), Some((2, Token::Semi)));
+        assert_eq!(tokens.next().unwrap(), None);
     }
 }

@@ -32,15 +32,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// dhcpd.leases(5) `YYYY/MM/DD` and `HH:MM:SS` (UTC) → Unix seconds.
 pub(crate) fn utc_date_time(date: &str, time: &str) -> Result<u32, String> {
     let bad = || format!("{date} {time} is not a YYYY/MM/DD HH:MM:SS time");
-    let d: Vec<i64> = date
-        .split('/')
-        .map(|x| x.parse::<i64>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse::<i64>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let (&[y, mo, da], &[h, mi, s]) = (&d[..], &t[..]) else {
+    let (Some([y, mo, da]), Some([h, mi, s])) = (three(date, '/'), three(time, ':')) else {
         return Err(bad());
     };
     if !(1970..=2106).contains(&y)
@@ -54,6 +46,17 @@ pub(crate) fn utc_date_time(date: &str, time: &str) -> Result<u32, String> {
     }
     let secs = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + s;
     u32::try_from(secs).map_err(|_| format!("{date} {time} is outside 1970..2106"))
+}
+
+/// Exactly three numbers separated by `sep`.
+fn three(s: &str, sep: char) -> Option<[i64; 3]> {
+    let mut out = [0i64; 3];
+    let mut n = 0;
+    for part in s.split(sep) {
+        *out.get_mut(n)? = part.parse::<i64>().ok()?;
+        n += 1;
+    }
+    (n == 3).then_some(out)
 }
 
 /// Kea's CSV escapes commas (and other specials) in text fields as `&#xHH`.
