@@ -85,13 +85,25 @@ enum Records {
     Kea(KeaCsv<BufReader<File>>),
 }
 
+/// How a pass reads a dhcpd.leases file.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// Read and cut into tokens in a thread of its own, ahead of the
+    /// parser: the first pass, alone on the machine's cores.
+    Ahead,
+    /// In the parser's thread: the second pass, which shares them with the
+    /// store's writer.
+    Inline,
+}
+
 impl Records {
-    fn open(from: LeaseFormat, file: &Path) -> anyhow::Result<Records> {
+    fn open(from: LeaseFormat, file: &Path, reading: Reading) -> anyhow::Result<Records> {
         let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         let r = BufReader::with_capacity(1 << 20, f);
-        Ok(match from {
-            LeaseFormat::Dhcpd => Records::Dhcpd(DhcpdLeases::new(r)),
-            LeaseFormat::KeaCsv => Records::Kea(KeaCsv::new(r)),
+        Ok(match (from, reading) {
+            (LeaseFormat::Dhcpd, Reading::Ahead) => Records::Dhcpd(DhcpdLeases::threaded(r)),
+            (LeaseFormat::Dhcpd, Reading::Inline) => Records::Dhcpd(DhcpdLeases::new(r)),
+            (LeaseFormat::KeaCsv, _) => Records::Kea(KeaCsv::new(r)),
         })
     }
 
@@ -140,7 +152,7 @@ fn leases(
     let mut errors = 0u64;
     let mut conflicts: Vec<Conflict> = Vec::new();
     let mut conflict_count = 0u64;
-    let mut pass = Records::open(from, file)?;
+    let mut pass = Records::open(from, file, Reading::Ahead)?;
     for r in pass.by_ref() {
         match r {
             Ok(rec) => {
@@ -283,7 +295,7 @@ fn map_last_records(
     let shown = file.display();
     let mut tally = Tally::default();
     let mut chunk = Vec::with_capacity(CHUNK);
-    for r in Records::open(from, file)? {
+    for r in Records::open(from, file, Reading::Inline)? {
         let rec = match r {
             Ok(rec) => rec,
             Err(e) => {

@@ -129,6 +129,21 @@ impl<R: BufRead> DhcpdLeases<R> {
         }
     }
 
+    /// As [`DhcpdLeases::new`], the file read and cut into tokens in a
+    /// thread of its own, ahead of the parsing (for large files: the two
+    /// overlap).
+    pub fn threaded(reader: R) -> Self
+    where
+        R: Send + 'static,
+    {
+        DhcpdLeases {
+            tokens: Tokens::threaded(reader),
+            unmapped: Unmapped::default(),
+            st: Statement::new(),
+            done: false,
+        }
+    }
+
     /// What was read and not mapped so far.
     pub fn unmapped(&self) -> &Unmapped {
         &self.unmapped

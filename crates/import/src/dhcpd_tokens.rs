@@ -3,13 +3,15 @@
 //! a comment. dhcpd writes every statement on one line, so a string never
 //! spans lines.
 //!
-//! A token borrows the line it was read from (no allocation per word: a
-//! million-lease file has some 30 million of them); the line is cut whole
-//! before its first token is handed out, so a line that cannot be cut is
-//! one error and none of its tokens.
+//! A token borrows the batch of lines it was cut from
+//! ([`crate::dhcpd_batches`]; no allocation per word: a million-lease file
+//! has some 30 million of them). A line is cut whole before its first
+//! token is handed out, so a line that cannot be cut is one error and none
+//! of its tokens.
 
 use std::io::BufRead;
 
+use crate::dhcpd_batches::{Batch, Source};
 use crate::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,42 +23,40 @@ pub(crate) enum Token<'a> {
     Semi,
 }
 
-/// A token of the current line: where its text is (words in the line,
-/// strings' unescaped bytes in `Tokens::strings`).
+/// A token of a [`Batch`]: where its text is (words in the batch's text,
+/// strings' unescaped bytes in its strings), or a line that could not be
+/// cut (the reason in its errors).
 #[derive(Debug, Clone, Copy)]
-enum Cut {
+pub(crate) enum Cut {
     Word(usize, usize),
     Str(usize, usize),
     Open,
     Close,
     Semi,
+    Error(usize),
 }
-
-/// The longest line read: dhcpd's are well under 1 KiB; a longer one is junk.
-const MAX_LINE: usize = 64 * 1024;
 
 /// Reads lines and cuts them into tokens, each with its line number.
 pub(crate) struct Tokens<R> {
-    reader: R,
-    line: u64,
-    /// The current line, once it is known to be text.
-    text: String,
-    /// Its tokens, and how many were handed out.
-    cuts: Vec<Cut>,
+    source: Source<R>,
+    batch: Batch,
+    /// Items of the batch handed out.
     given: usize,
-    /// Its strings' bytes, unescaped.
-    strings: Vec<u8>,
+    line: u64,
 }
 
 impl<R: BufRead> Tokens<R> {
+    /// Read in the caller's thread.
     pub(crate) fn new(reader: R) -> Self {
+        Self::from_source(Source::inline(reader))
+    }
+
+    fn from_source(source: Source<R>) -> Self {
         Tokens {
-            reader,
-            line: 0,
-            text: String::new(),
-            cuts: Vec::new(),
+            source,
+            batch: Batch::default(),
             given: 0,
-            strings: Vec::new(),
+            line: 0,
         }
     }
 
@@ -68,113 +68,130 @@ impl<R: BufRead> Tokens<R> {
     /// The next token; `Ok(None)` at the end of the input. A line that is
     /// not text is an error (the rest of it is dropped).
     pub(crate) fn next(&mut self) -> Result<Option<(u64, Token<'_>)>, ParseError> {
-        while self.given == self.cuts.len() {
-            if !self.read_line()? {
+        while self.given == self.batch.items.len() {
+            self.line = self.batch.last_line;
+            if self.batch.end {
                 return Ok(None);
             }
+            self.given = 0;
+            if let Err(e) = self.source.next_batch(&mut self.batch) {
+                // Nothing more comes.
+                self.batch = Batch {
+                    end: true,
+                    last_line: self.line,
+                    ..Batch::default()
+                };
+                return Err(e);
+            }
         }
-        let cut = self.cuts[self.given];
+        let (line, cut) = self.batch.items[self.given];
         self.given += 1;
+        self.line = line;
         let token = match cut {
-            Cut::Word(s, e) => Token::Word(&self.text[s..e]),
-            Cut::Str(s, e) => Token::Str(&self.strings[s..e]),
+            Cut::Word(s, e) => Token::Word(&self.batch.text[s..e]),
+            Cut::Str(s, e) => Token::Str(&self.batch.strings[s..e]),
             Cut::Open => Token::Open,
             Cut::Close => Token::Close,
             Cut::Semi => Token::Semi,
-        };
-        Ok(Some((self.line, token)))
-    }
-
-    /// Reads and cuts the next line; `Ok(false)` at the end of the input.
-    fn read_line(&mut self) -> Result<bool, ParseError> {
-        self.cuts.clear();
-        self.given = 0;
-        self.strings.clear();
-        let mut buf = std::mem::take(&mut self.text).into_bytes();
-        buf.clear();
-        let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| ParseError::new(self.line + 1, format!("read error: {e}")))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line += 1;
-        if buf.len() > MAX_LINE {
-            // Skip the rest of the over-long line.
-            while !buf.ends_with(b"\n") {
-                buf.clear();
-                let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64)
-                    .read_until(b'\n', &mut buf)
-                    .map_err(|e| ParseError::new(self.line, format!("read error: {e}")))?;
-                if n == 0 {
-                    break;
-                }
+            Cut::Error(i) => {
+                let reason = std::mem::take(&mut self.batch.errors[i]);
+                return Err(ParseError::new(line, reason));
             }
-            return Err(ParseError::new(
-                self.line,
-                format!("line longer than {MAX_LINE} bytes (not a text file?)"),
-            ));
-        }
-        let line = self.line;
-        self.text = match String::from_utf8(buf) {
-            Ok(t) if !has_control(&t) => t,
-            _ => return Err(ParseError::new(line, "binary data, not text")),
         };
-        if let Err(r) = cut_line(&self.text, &mut self.cuts, &mut self.strings) {
-            self.cuts.clear();
-            return Err(ParseError::new(line, r));
-        }
-        Ok(true)
+        Ok(Some((line, token)))
+    }
+}
+
+impl<R: BufRead + Send + 'static> Tokens<R> {
+    /// Read and cut in a thread of its own, ahead of the caller.
+    pub(crate) fn threaded(reader: R) -> Self {
+        Self::from_source(Source::threaded(reader))
     }
 }
 
 /// A control character other than tab and line ends: binary data.
-fn has_control(t: &str) -> bool {
-    let control = |c: char| c.is_control() && c != '\t' && c != '\n' && c != '\r';
+pub(crate) fn has_control(t: &str) -> bool {
     if t.is_ascii() {
-        // The common case, byte by byte.
-        t.bytes().any(|b| control(char::from(b)))
+        // The common case, byte by byte, without an early exit (the
+        // compiler checks many bytes at once): ASCII's controls are
+        // 0x00-0x1f and 0x7f.
+        t.bytes().fold(false, |found, b| {
+            found | ((b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') || b == 0x7f)
+        })
     } else {
+        let control = |c: char| c.is_control() && c != '\t' && c != '\n' && c != '\r';
         t.chars().any(control)
     }
 }
 
-/// Bytes that end a word.
-fn ends_word(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'{' | b'}' | b';' | b'"' | b'#')
+/// What a byte is to the tokenizer.
+#[derive(Clone, Copy, PartialEq)]
+enum Class {
+    Space,
+    Word,
+    Comment,
+    Open,
+    Close,
+    Semi,
+    Quote,
 }
 
-/// A line's tokens appended to `cuts` (strings' bytes to `strings`).
-fn cut_line(text: &str, cuts: &mut Vec<Cut>, strings: &mut Vec<u8>) -> Result<(), String> {
+const fn classes() -> [Class; 256] {
+    let mut c = [Class::Word; 256];
+    c[b' ' as usize] = Class::Space;
+    c[b'\t' as usize] = Class::Space;
+    c[b'\r' as usize] = Class::Space;
+    c[b'\n' as usize] = Class::Space;
+    c[b'#' as usize] = Class::Comment;
+    c[b'{' as usize] = Class::Open;
+    c[b'}' as usize] = Class::Close;
+    c[b';' as usize] = Class::Semi;
+    c[b'"' as usize] = Class::Quote;
+    c
+}
+
+const CLASS: [Class; 256] = classes();
+
+/// The tokens of `text` (at `base` in its batch's text, line `line`)
+/// appended to `items` (strings' bytes to `strings`).
+pub(crate) fn cut_line(
+    text: &str,
+    base: usize,
+    line: u64,
+    items: &mut Vec<(u64, Cut)>,
+    strings: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut push = |cut| items.push((line, cut));
     let b = text.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'#' => break,
-            b'{' => {
-                cuts.push(Cut::Open);
+    while let Some(&c) = b.get(i) {
+        match CLASS[usize::from(c)] {
+            Class::Space => i += 1,
+            Class::Comment => break,
+            Class::Open => {
+                push(Cut::Open);
                 i += 1;
             }
-            b'}' => {
-                cuts.push(Cut::Close);
+            Class::Close => {
+                push(Cut::Close);
                 i += 1;
             }
-            b';' => {
-                cuts.push(Cut::Semi);
+            Class::Semi => {
+                push(Cut::Semi);
                 i += 1;
             }
-            b'"' => {
+            Class::Quote => {
                 let start = strings.len();
                 i = quoted(b, i + 1, strings)?;
-                cuts.push(Cut::Str(start, strings.len()));
+                push(Cut::Str(start, strings.len()));
             }
-            _ => {
+            Class::Word => {
                 let start = i;
-                while i < b.len() && !ends_word(b[i]) {
+                i += 1;
+                while b.get(i).is_some_and(|&c| CLASS[usize::from(c)] == Class::Word) {
                     i += 1;
                 }
-                cuts.push(Cut::Word(start, i));
+                push(Cut::Word(base + start, base + i));
             }
         }
     }
