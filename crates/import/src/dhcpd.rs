@@ -353,10 +353,14 @@ fn bytes(v: Option<Value<'_>>) -> Result<Vec<u8>, String> {
     }
 }
 
-impl<R: BufRead> Iterator for DhcpdLeases<R> {
-    type Item = Result<LeaseRecord, ParseError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: BufRead> DhcpdLeases<R> {
+    /// The next record that is `wanted` (by its address and line): the
+    /// body of any other is skipped, not parsed (a second pass that wants
+    /// only each address's last record).
+    pub fn next_wanted(
+        &mut self,
+        mut wanted: impl FnMut(Ipv4Addr, u64) -> bool,
+    ) -> Option<Result<LeaseRecord, ParseError>> {
         while !self.done {
             if let Err(e) = self.statement() {
                 return Some(Err(e));
@@ -388,6 +392,12 @@ impl<R: BufRead> Iterator for DhcpdLeases<R> {
                             return Some(self.skip_block(at).and(Err(e)));
                         }
                     };
+                    if !wanted(ip, at) {
+                        if let Err(e) = self.skip_block(at) {
+                            return Some(Err(e));
+                        }
+                        continue;
+                    }
                     return Some(self.lease(at, ip));
                 }
                 End::Open => {
@@ -399,6 +409,14 @@ impl<R: BufRead> Iterator for DhcpdLeases<R> {
             }
         }
         None
+    }
+}
+
+impl<R: BufRead> Iterator for DhcpdLeases<R> {
+    type Item = Result<LeaseRecord, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_wanted(|_, _| true)
     }
 }
 

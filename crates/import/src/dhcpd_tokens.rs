@@ -188,7 +188,10 @@ pub(crate) fn cut_line(
             Class::Word => {
                 let start = i;
                 i += 1;
-                while b.get(i).is_some_and(|&c| CLASS[usize::from(c)] == Class::Word) {
+                while b
+                    .get(i)
+                    .is_some_and(|&c| CLASS[usize::from(c)] == Class::Word)
+                {
                     i += 1;
                 }
                 push(Cut::Word(base + start, base + i));
@@ -272,7 +275,10 @@ mod tests {
     fn a_line_that_cannot_be_cut_gives_none_of_its_tokens() {
         let mut tokens = Tokens::new(&b"a \"b\" \"c\nd;\n"[..]);
         let e = tokens.next().unwrap_err();
-        assert_eq!((e.line, e.reason.as_str()), (1, "string without its closing quote"));
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (1, "string without its closing quote")
+        );
         assert_eq!(tokens.next().unwrap(), Some((2, Token::Word("d"))));
         assert_eq!(tokens.next().unwrap(), Some((2, Token::Semi)));
         assert_eq!(tokens.next().unwrap(), None);
