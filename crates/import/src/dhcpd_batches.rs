@@ -6,7 +6,7 @@
 //! The batches in flight are bounded: memory does not grow with the file.
 
 use std::io::BufRead;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use crate::dhcpd_tokens::{cut_line, has_control, Cut};
 use crate::ParseError;
@@ -186,10 +186,8 @@ impl<R: BufRead + Send + 'static> Source<R> {
         // Detached: it ends at the end of the input, or when the parser
         // (the receiver) is dropped.
         std::thread::spawn(move || loop {
-            let mut batch = match spares.try_recv() {
-                Ok(b) => b,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => Batch::default(),
-            };
+            // A batch the parser is done with, or a new one.
+            let mut batch: Batch = spares.try_recv().unwrap_or_default();
             lines.fill(&mut batch);
             let end = batch.end;
             if full.send(batch).is_err() || end {
