@@ -6,6 +6,7 @@
 #
 #   bench/import.sh              # 1,000,000 leases
 #   LEASES=200000 bench/import.sh
+#   BIN=/tmp/leaseline-before bench/import.sh
 #
 # Memory independent of the file size: a 100,000-record and a
 # LEASES-record file over the same 65,536 addresses (a journal of
@@ -19,9 +20,12 @@ WORK=${WORK:-/tmp/leaseline-bench-import}
 for tool in cargo /usr/bin/time python3; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-cargo build --release -p leaseline >&2
-TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/leaseline
+# BIN=path/to/leaseline: that binary (another build, for a before/after
+# comparison) instead of this tree's release build.
+if [ -z "${BIN:-}" ]; then
+    cargo build --release -p leaseline >&2
+    BIN=${CARGO_TARGET_DIR:-target}/release/leaseline
+fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 

@@ -4,8 +4,9 @@
 //!
 //! The file is read twice, streamed: the first pass checks every record
 //! and learns the last record of each address (the only per-address
-//! memory), the second maps those last records to bindings and hands them
-//! to the store, which writes them in one transaction. Any malformed
+//! memory), the second maps those last records to bindings (it parses
+//! nothing else of a dhcpd.leases journal) and hands them to the store,
+//! which writes them in one transaction. Any malformed
 //! record fails the import before the store is touched.
 
 use std::fs::File;
@@ -85,14 +86,35 @@ enum Records {
     Kea(KeaCsv<BufReader<File>>),
 }
 
+/// How a pass reads a dhcpd.leases file.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// Read and cut into tokens in a thread of its own, ahead of the
+    /// parser: the first pass, alone on the machine's cores.
+    Ahead,
+    /// In the parser's thread: the second pass, which shares them with the
+    /// store's writer.
+    Inline,
+}
+
 impl Records {
-    fn open(from: LeaseFormat, file: &Path) -> anyhow::Result<Records> {
+    fn open(from: LeaseFormat, file: &Path, reading: Reading) -> anyhow::Result<Records> {
         let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         let r = BufReader::with_capacity(1 << 20, f);
-        Ok(match from {
-            LeaseFormat::Dhcpd => Records::Dhcpd(DhcpdLeases::new(r)),
-            LeaseFormat::KeaCsv => Records::Kea(KeaCsv::new(r)),
+        Ok(match (from, reading) {
+            (LeaseFormat::Dhcpd, Reading::Ahead) => Records::Dhcpd(DhcpdLeases::threaded(r)),
+            (LeaseFormat::Dhcpd, Reading::Inline) => Records::Dhcpd(DhcpdLeases::new(r)),
+            (LeaseFormat::KeaCsv, _) => Records::Kea(KeaCsv::new(r)),
         })
+    }
+
+    /// The next record that may be the last of its address (dhcpd's
+    /// other records are skipped without parsing their bodies).
+    fn next_last(&mut self, last: &LastRecord) -> Option<Result<LeaseRecord, ParseError>> {
+        match self {
+            Records::Dhcpd(p) => p.next_wanted(|ip, line| last.is_last_at(ip, line)),
+            Records::Kea(p) => p.next(),
+        }
     }
 
     fn unmapped(&self) -> &Unmapped {
@@ -140,7 +162,7 @@ fn leases(
     let mut errors = 0u64;
     let mut conflicts: Vec<Conflict> = Vec::new();
     let mut conflict_count = 0u64;
-    let mut pass = Records::open(from, file)?;
+    let mut pass = Records::open(from, file, Reading::Ahead)?;
     for r in pass.by_ref() {
         match r {
             Ok(rec) => {
@@ -174,7 +196,7 @@ fn leases(
     let rules = MappingRules {
         expired_grace: cfg.expired_grace,
     };
-    // The second pass (parse, keep each address's last record, map) runs
+    // The second pass (parse each address's last record, map) runs
     // in a thread of its own while this one writes: on two cores the
     // import takes the longer of the two, not their sum.
     let (chunks, received) = std::sync::mpsc::sync_channel(PIPELINE_CHUNKS);
@@ -283,7 +305,8 @@ fn map_last_records(
     let shown = file.display();
     let mut tally = Tally::default();
     let mut chunk = Vec::with_capacity(CHUNK);
-    for r in Records::open(from, file)? {
+    let mut records = Records::open(from, file, Reading::Inline)?;
+    while let Some(r) = records.next_last(last) {
         let rec = match r {
             Ok(rec) => rec,
             Err(e) => {

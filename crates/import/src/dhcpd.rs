@@ -16,14 +16,33 @@ use crate::{LeaseRecord, ParseError, RecordState, Unmapped};
 pub struct DhcpdLeases<R> {
     tokens: Tokens<R>,
     unmapped: Unmapped,
+    /// The statement being read (its buffers reused from one to the next).
+    st: Statement,
     done: bool,
 }
 
-/// A statement: its tokens up to the one that ended it.
+/// A statement: its words up to the token that ended it, their text in
+/// two buffers (bare words, strings' bytes).
 struct Statement {
     line: u64,
-    words: Vec<(u64, Token)>,
+    words: Vec<Word>,
+    bare: String,
+    quoted: Vec<u8>,
     end: End,
+}
+
+/// Where a word's text is in its statement's buffers.
+#[derive(Clone, Copy)]
+enum Word {
+    Bare(usize, usize),
+    Quoted(usize, usize),
+}
+
+/// A word of a statement: bare or a quoted string.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Bare(&'a str),
+    Quoted(&'a [u8]),
 }
 
 #[derive(PartialEq)]
@@ -34,11 +53,93 @@ enum End {
     Eof,
 }
 
+impl Statement {
+    fn new() -> Self {
+        Statement {
+            line: 0,
+            words: Vec::new(),
+            bare: String::new(),
+            quoted: Vec::new(),
+            end: End::Eof,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.words.clear();
+        self.bare.clear();
+        self.quoted.clear();
+    }
+
+    fn push(&mut self, line: u64, t: Token<'_>) {
+        if self.words.is_empty() {
+            self.line = line;
+        }
+        let w = match t {
+            Token::Word(w) => {
+                let start = self.bare.len();
+                self.bare.push_str(w);
+                Word::Bare(start, self.bare.len())
+            }
+            Token::Str(s) => {
+                let start = self.quoted.len();
+                self.quoted.extend_from_slice(s);
+                Word::Quoted(start, self.quoted.len())
+            }
+            Token::Open | Token::Close | Token::Semi => return,
+        };
+        self.words.push(w);
+    }
+
+    fn get(&self, i: usize) -> Option<Value<'_>> {
+        Some(match *self.words.get(i)? {
+            Word::Bare(s, e) => Value::Bare(&self.bare[s..e]),
+            Word::Quoted(s, e) => Value::Quoted(&self.quoted[s..e]),
+        })
+    }
+
+    /// The bare word at `i`.
+    fn word(&self, i: usize) -> Option<&str> {
+        match self.get(i)? {
+            Value::Bare(w) => Some(w),
+            Value::Quoted(_) => None,
+        }
+    }
+
+    /// Two words from `from`, for the unmapped report and messages.
+    fn head(&self, from: usize) -> String {
+        (from..self.words.len())
+            .take(2)
+            .filter_map(|i| self.get(i))
+            .map(|v| match v {
+                Value::Bare(s) => s.to_owned(),
+                Value::Quoted(s) => format!("\"{}\"", String::from_utf8_lossy(s)),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl<R: BufRead> DhcpdLeases<R> {
     pub fn new(reader: R) -> Self {
         DhcpdLeases {
             tokens: Tokens::new(reader),
             unmapped: Unmapped::default(),
+            st: Statement::new(),
+            done: false,
+        }
+    }
+
+    /// As [`DhcpdLeases::new`], the file read and cut into tokens in a
+    /// thread of its own, ahead of the parsing (for large files: the two
+    /// overlap).
+    pub fn threaded(reader: R) -> Self
+    where
+        R: Send + 'static,
+    {
+        DhcpdLeases {
+            tokens: Tokens::threaded(reader),
+            unmapped: Unmapped::default(),
+            st: Statement::new(),
             done: false,
         }
     }
@@ -48,28 +149,32 @@ impl<R: BufRead> DhcpdLeases<R> {
         &self.unmapped
     }
 
-    fn statement(&mut self) -> Result<Statement, ParseError> {
-        let mut words = Vec::new();
+    /// Reads the next statement into `self.st`.
+    fn statement(&mut self) -> Result<(), ParseError> {
+        let st = &mut self.st;
+        st.clear();
         loop {
             let Some((line, t)) = self.tokens.next()? else {
-                let line = words.first().map_or(self.tokens.line(), |(l, _)| *l);
-                return Ok(Statement {
-                    line,
-                    words,
-                    end: End::Eof,
-                });
+                if st.words.is_empty() {
+                    st.line = self.tokens.line();
+                }
+                st.end = End::Eof;
+                return Ok(());
             };
             let end = match t {
                 Token::Semi => End::Semi,
                 Token::Open => End::Open,
                 Token::Close => End::Close,
                 t => {
-                    words.push((line, t));
+                    st.push(line, t);
                     continue;
                 }
             };
-            let line = words.first().map_or(line, |(l, _)| *l);
-            return Ok(Statement { line, words, end });
+            if st.words.is_empty() {
+                st.line = line;
+            }
+            st.end = end;
+            return Ok(());
         }
     }
 
@@ -102,22 +207,21 @@ impl<R: BufRead> DhcpdLeases<R> {
         let mut rec = LeaseRecord::new(line, ip);
         let mut first_error: Option<ParseError> = None;
         loop {
-            let st = match self.statement() {
-                Ok(st) => st,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-            };
+            if let Err(e) = self.statement() {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            let st = &self.st;
             match st.end {
                 End::Semi => {
-                    if let Err(reason) = self.field(&mut rec, &st) {
+                    if let Err(reason) = field(&mut rec, st, &mut self.unmapped) {
                         first_error.get_or_insert(ParseError::new(st.line, reason));
                     }
                 }
                 End::Open => {
-                    self.unmapped.note(&head(&st.words), st.line);
-                    self.skip_block(st.line)?;
+                    let at = st.line;
+                    self.unmapped.note(&st.head(0), at);
+                    self.skip_block(at)?;
                 }
                 End::Close if st.words.is_empty() => break,
                 End::Close => {
@@ -143,94 +247,83 @@ impl<R: BufRead> DhcpdLeases<R> {
         }
         Ok(rec)
     }
-
-    /// One `keyword ...;` statement of a lease.
-    fn field(&mut self, rec: &mut LeaseRecord, st: &Statement) -> Result<(), String> {
-        let w = &st.words;
-        let token = |i: usize| w.get(i).map(|(_, t)| t);
-        let word = |i: usize| match token(i) {
-            Some(Token::Word(s)) => Some(s.as_str()),
-            _ => None,
-        };
-        match (word(0), word(1)) {
-            (Some("starts"), _) => rec.starts = time(&w[1..])?,
-            (Some("ends"), _) => rec.ends = time(&w[1..])?,
-            (Some("cltt"), _) => rec.cltt = time(&w[1..])?,
-            (Some("binding"), Some("state")) => rec.state = state(word(2))?,
-            (Some("hardware"), Some(kind)) => {
-                let htype = match kind {
-                    "ethernet" => 1,
-                    "token-ring" => 6,
-                    "fddi" => 8,
-                    "infiniband" => 32,
-                    k => return Err(format!("unknown hardware type {k:?}")),
-                };
-                let mac = colon_hex(word(2).ok_or("hardware without an address")?)?;
-                if mac.len() > 16 {
-                    return Err(format!(
-                        "hardware address of {} bytes (at most 16)",
-                        mac.len()
-                    ));
-                }
-                rec.hardware = Some((htype, mac));
-            }
-            (Some("uid"), _) => rec.client_id = Some(bytes(token(1))?),
-            (Some("client-hostname"), _) => rec.hostname = Some(bytes(token(1))?),
-            (Some("abandoned"), _) => rec.state = RecordState::Abandoned,
-            (Some("option"), Some("agent.circuit-id")) => rec.circuit_id = Some(bytes(token(2))?),
-            (Some("option"), Some("agent.remote-id")) => rec.remote_id = Some(bytes(token(2))?),
-            (Some("set"), Some("vendor-class-identifier")) => {
-                rec.vendor_class_id = Some(bytes(token(3))?)
-            }
-            // What every lease of a failover-less dhcpd writes: no format.
-            (Some("next"), Some("binding")) => self.unmapped.note("next binding", st.line),
-            (Some("rewind"), Some("binding")) => self.unmapped.note("rewind binding", st.line),
-            (Some(k @ ("option" | "set" | "next" | "rewind")), Some(name)) => {
-                self.unmapped.note(&format!("{k} {name}"), st.line)
-            }
-            (Some(k), _) => self.unmapped.note(k, st.line),
-            (None, _) => return Err("statement does not start with a keyword".into()),
-        }
-        Ok(())
-    }
 }
 
-/// A statement's first two words, for the unmapped report.
-fn head(words: &[(u64, Token)]) -> String {
-    words
-        .iter()
-        .take(2)
-        .map(|(_, t)| match t {
-            Token::Word(s) => s.clone(),
-            Token::Str(s) => format!("\"{}\"", String::from_utf8_lossy(s)),
-            _ => String::new(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// One `keyword ...;` statement of a lease.
+fn field(rec: &mut LeaseRecord, st: &Statement, unmapped: &mut Unmapped) -> Result<(), String> {
+    let word = |i: usize| st.word(i);
+    match (word(0), word(1)) {
+        (Some("starts"), _) => rec.starts = time(st, 1)?,
+        (Some("ends"), _) => rec.ends = time(st, 1)?,
+        (Some("cltt"), _) => rec.cltt = time(st, 1)?,
+        (Some("binding"), Some("state")) => rec.state = state(word(2))?,
+        (Some("hardware"), Some(kind)) => {
+            let htype = match kind {
+                "ethernet" => 1,
+                "token-ring" => 6,
+                "fddi" => 8,
+                "infiniband" => 32,
+                k => return Err(format!("unknown hardware type {k:?}")),
+            };
+            let mac = colon_hex(word(2).ok_or("hardware without an address")?)?;
+            if mac.len() > 16 {
+                return Err(format!(
+                    "hardware address of {} bytes (at most 16)",
+                    mac.len()
+                ));
+            }
+            rec.hardware = Some((htype, mac));
+        }
+        (Some("uid"), _) => rec.client_id = Some(bytes(st.get(1))?),
+        (Some("client-hostname"), _) => rec.hostname = Some(bytes(st.get(1))?),
+        (Some("abandoned"), _) => rec.state = RecordState::Abandoned,
+        (Some("option"), Some("agent.circuit-id")) => rec.circuit_id = Some(bytes(st.get(2))?),
+        (Some("option"), Some("agent.remote-id")) => rec.remote_id = Some(bytes(st.get(2))?),
+        (Some("set"), Some("vendor-class-identifier")) => {
+            rec.vendor_class_id = Some(bytes(st.get(3))?)
+        }
+        // What every lease of a failover-less dhcpd writes: no format.
+        (Some("next"), Some("binding")) => unmapped.note("next binding", st.line),
+        (Some("rewind"), Some("binding")) => unmapped.note("rewind binding", st.line),
+        (Some(k @ ("option" | "set" | "next" | "rewind")), Some(name)) => {
+            unmapped.note(&format!("{k} {name}"), st.line)
+        }
+        (Some(k), _) => unmapped.note(k, st.line),
+        (None, _) => return Err("statement does not start with a keyword".into()),
+    }
+    Ok(())
 }
 
 /// `W YYYY/MM/DD HH:MM:SS`, `epoch N` or `never` (dhcpd.leases(5),
-/// "DATES"). `never` is `None`.
-fn time(w: &[(u64, Token)]) -> Result<Option<u32>, String> {
-    let s: Vec<&str> = w
-        .iter()
-        .map(|(_, t)| match t {
-            Token::Word(s) => Ok(s.as_str()),
-            _ => Err("a time is words, not a string".to_owned()),
-        })
-        .collect::<Result<_, _>>()?;
-    match s[..] {
-        ["never"] => Ok(None),
-        ["epoch", n] => n
+/// "DATES"), the words of `st` from `from`. `never` is `None`.
+fn time(st: &Statement, from: usize) -> Result<Option<u32>, String> {
+    let count = st.words.len().saturating_sub(from);
+    let mut w = [""; 3];
+    for i in 0..count {
+        let word = st
+            .word(from + i)
+            .ok_or_else(|| "a time is words, not a string".to_owned())?;
+        if let Some(slot) = w.get_mut(i) {
+            *slot = word;
+        }
+    }
+    match (count, w) {
+        (1, ["never", _, _]) => Ok(None),
+        (2, ["epoch", n, _]) => n
             .parse::<u32>()
             .map(Some)
             .map_err(|_| format!("epoch {n} is not a time")),
-        [weekday, date, time] if weekday.len() == 1 && weekday.as_bytes()[0].is_ascii_digit() => {
+        (3, [weekday, date, time])
+            if weekday.len() == 1 && weekday.as_bytes()[0].is_ascii_digit() =>
+        {
             utc_date_time(date, time).map(Some)
         }
         _ => Err(format!(
             "{:?} is not a time (W YYYY/MM/DD HH:MM:SS, epoch N or never)",
-            s.join(" ")
+            (from..st.words.len())
+                .filter_map(|i| st.word(i))
+                .collect::<Vec<_>>()
+                .join(" ")
         )),
     }
 }
@@ -252,11 +345,70 @@ fn state(s: Option<&str>) -> Result<RecordState, String> {
 
 /// A quoted string, or unquoted colon hex (dhcpd writes non-printable
 /// values that way).
-fn bytes(t: Option<&Token>) -> Result<Vec<u8>, String> {
-    match t {
-        Some(Token::Str(s)) => Ok(s.clone()),
-        Some(Token::Word(w)) => colon_hex(w),
-        _ => Err("missing value".into()),
+fn bytes(v: Option<Value<'_>>) -> Result<Vec<u8>, String> {
+    match v {
+        Some(Value::Quoted(s)) => Ok(s.to_vec()),
+        Some(Value::Bare(w)) => colon_hex(w),
+        None => Err("missing value".into()),
+    }
+}
+
+impl<R: BufRead> DhcpdLeases<R> {
+    /// The next record that is `wanted` (by its address and line): the
+    /// body of any other is skipped, not parsed (a second pass that wants
+    /// only each address's last record).
+    pub fn next_wanted(
+        &mut self,
+        mut wanted: impl FnMut(Ipv4Addr, u64) -> bool,
+    ) -> Option<Result<LeaseRecord, ParseError>> {
+        while !self.done {
+            if let Err(e) = self.statement() {
+                return Some(Err(e));
+            }
+            let st = &self.st;
+            let at = st.line;
+            match st.end {
+                End::Eof if st.words.is_empty() => self.done = true,
+                End::Eof => {
+                    self.done = true;
+                    return Some(Err(ParseError::new(
+                        at,
+                        "truncated: the last statement has no ; or {",
+                    )));
+                }
+                End::Close => {
+                    return Some(Err(ParseError::new(at, "} without a matching {")));
+                }
+                End::Semi => self.unmapped.note(&st.head(0), at),
+                End::Open if st.word(0) == Some("lease") => {
+                    let ip = match (st.word(1).map(str::parse::<Ipv4Addr>), st.words.len()) {
+                        (Some(Ok(ip)), 2) => ip,
+                        _ => {
+                            let shown = st.head(1);
+                            let e = ParseError::new(
+                                at,
+                                format!("lease {shown:?}: not an IPv4 address"),
+                            );
+                            return Some(self.skip_block(at).and(Err(e)));
+                        }
+                    };
+                    if !wanted(ip, at) {
+                        if let Err(e) = self.skip_block(at) {
+                            return Some(Err(e));
+                        }
+                        continue;
+                    }
+                    return Some(self.lease(at, ip));
+                }
+                End::Open => {
+                    self.unmapped.note(&st.head(0), at);
+                    if let Err(e) = self.skip_block(at) {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -264,51 +416,7 @@ impl<R: BufRead> Iterator for DhcpdLeases<R> {
     type Item = Result<LeaseRecord, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            let st = match self.statement() {
-                Ok(st) => st,
-                Err(e) => return Some(Err(e)),
-            };
-            let first = |i: usize| match st.words.get(i) {
-                Some((_, Token::Word(s))) => Some(s.as_str()),
-                _ => None,
-            };
-            match st.end {
-                End::Eof if st.words.is_empty() => self.done = true,
-                End::Eof => {
-                    self.done = true;
-                    return Some(Err(ParseError::new(
-                        st.line,
-                        "truncated: the last statement has no ; or {",
-                    )));
-                }
-                End::Close => {
-                    return Some(Err(ParseError::new(st.line, "} without a matching {")));
-                }
-                End::Semi => self.unmapped.note(&head(&st.words), st.line),
-                End::Open if first(0) == Some("lease") => {
-                    let ip = match (first(1).map(str::parse::<Ipv4Addr>), st.words.len()) {
-                        (Some(Ok(ip)), 2) => ip,
-                        _ => {
-                            let shown = head(&st.words[1..]);
-                            let e = ParseError::new(
-                                st.line,
-                                format!("lease {shown:?}: not an IPv4 address"),
-                            );
-                            return Some(self.skip_block(st.line).and(Err(e)));
-                        }
-                    };
-                    return Some(self.lease(st.line, ip));
-                }
-                End::Open => {
-                    self.unmapped.note(&head(&st.words), st.line);
-                    if let Err(e) = self.skip_block(st.line) {
-                        return Some(Err(e));
-                    }
-                }
-            }
-        }
-        None
+        self.next_wanted(|_, _| true)
     }
 }
 

@@ -91,13 +91,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Statement>, ParseError> {
                 if words.is_empty() {
                     first_line = line;
                 }
-                words.push(Word::Bare(w));
+                words.push(Word::Bare(w.to_owned()));
             }
             Token::Str(s) => {
                 if words.is_empty() {
                     first_line = line;
                 }
-                words.push(Word::Quoted(s));
+                words.push(Word::Quoted(s.to_vec()));
             }
             Token::Semi => {
                 if words.is_empty() {

@@ -2,38 +2,61 @@
 //! (with dhcpd's `\ooo` octal and `\"` escapes), `{`, `}`, `;`; `#` starts
 //! a comment. dhcpd writes every statement on one line, so a string never
 //! spans lines.
+//!
+//! A token borrows the batch of lines it was cut from
+//! ([`crate::dhcpd_batches`]; no allocation per word: a million-lease file
+//! has some 30 million of them). A line is cut whole before its first
+//! token is handed out, so a line that cannot be cut is one error and none
+//! of its tokens.
 
 use std::io::BufRead;
 
+use crate::dhcpd_batches::{Batch, Source};
 use crate::ParseError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Token {
-    Word(String),
-    Str(Vec<u8>),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    Word(&'a str),
+    Str(&'a [u8]),
     Open,
     Close,
     Semi,
 }
 
-/// The longest line read: dhcpd's are well under 1 KiB; a longer one is junk.
-const MAX_LINE: usize = 64 * 1024;
+/// A token of a [`Batch`]: where its text is (words in the batch's text,
+/// strings' unescaped bytes in its strings), or a line that could not be
+/// cut (the reason in its errors).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cut {
+    Word(usize, usize),
+    Str(usize, usize),
+    Open,
+    Close,
+    Semi,
+    Error(usize),
+}
 
 /// Reads lines and cuts them into tokens, each with its line number.
 pub(crate) struct Tokens<R> {
-    reader: R,
+    source: Source<R>,
+    batch: Batch,
+    /// Items of the batch handed out.
+    given: usize,
     line: u64,
-    buf: Vec<u8>,
-    pending: std::collections::VecDeque<(u64, Token)>,
 }
 
 impl<R: BufRead> Tokens<R> {
+    /// Read in the caller's thread.
     pub(crate) fn new(reader: R) -> Self {
+        Self::from_source(Source::inline(reader))
+    }
+
+    fn from_source(source: Source<R>) -> Self {
         Tokens {
-            reader,
+            source,
+            batch: Batch::default(),
+            given: 0,
             line: 0,
-            buf: Vec::new(),
-            pending: Default::default(),
         }
     }
 
@@ -44,115 +67,146 @@ impl<R: BufRead> Tokens<R> {
 
     /// The next token; `Ok(None)` at the end of the input. A line that is
     /// not text is an error (the rest of it is dropped).
-    pub(crate) fn next(&mut self) -> Result<Option<(u64, Token)>, ParseError> {
-        loop {
-            if let Some(t) = self.pending.pop_front() {
-                return Ok(Some(t));
-            }
-            self.buf.clear();
-            let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| ParseError::new(self.line + 1, format!("read error: {e}")))?;
-            if n == 0 {
+    pub(crate) fn next(&mut self) -> Result<Option<(u64, Token<'_>)>, ParseError> {
+        while self.given == self.batch.items.len() {
+            self.line = self.batch.last_line;
+            if self.batch.end {
                 return Ok(None);
             }
-            self.line += 1;
-            if self.buf.len() > MAX_LINE {
-                // Skip the rest of the over-long line.
-                while !self.buf.ends_with(b"\n") {
-                    self.buf.clear();
-                    let n = std::io::Read::take(&mut self.reader, MAX_LINE as u64)
-                        .read_until(b'\n', &mut self.buf)
-                        .map_err(|e| ParseError::new(self.line, format!("read error: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                return Err(ParseError::new(
-                    self.line,
-                    format!("line longer than {MAX_LINE} bytes (not a text file?)"),
-                ));
-            }
-            let line = self.line;
-            let text = std::str::from_utf8(&self.buf)
-                .ok()
-                .filter(|t| !has_control(t))
-                .ok_or_else(|| ParseError::new(line, "binary data, not text"))?;
-            let before = self.pending.len();
-            if let Err(r) = tokenize_into(text, line, &mut self.pending) {
-                self.pending.truncate(before);
-                return Err(ParseError::new(line, r));
+            self.given = 0;
+            if let Err(e) = self.source.next_batch(&mut self.batch) {
+                // Nothing more comes.
+                self.batch = Batch {
+                    end: true,
+                    last_line: self.line,
+                    ..Batch::default()
+                };
+                return Err(e);
             }
         }
+        let (line, cut) = self.batch.items[self.given];
+        self.given += 1;
+        self.line = line;
+        let token = match cut {
+            Cut::Word(s, e) => Token::Word(&self.batch.text[s..e]),
+            Cut::Str(s, e) => Token::Str(&self.batch.strings[s..e]),
+            Cut::Open => Token::Open,
+            Cut::Close => Token::Close,
+            Cut::Semi => Token::Semi,
+            Cut::Error(i) => {
+                let reason = std::mem::take(&mut self.batch.errors[i]);
+                return Err(ParseError::new(line, reason));
+            }
+        };
+        Ok(Some((line, token)))
+    }
+}
+
+impl<R: BufRead + Send + 'static> Tokens<R> {
+    /// Read and cut in a thread of its own, ahead of the caller.
+    pub(crate) fn threaded(reader: R) -> Self {
+        Self::from_source(Source::threaded(reader))
     }
 }
 
 /// A control character other than tab and line ends: binary data.
-fn has_control(t: &str) -> bool {
-    let control = |c: char| c.is_control() && c != '\t' && c != '\n' && c != '\r';
+pub(crate) fn has_control(t: &str) -> bool {
     if t.is_ascii() {
-        // The common case, byte by byte.
-        t.bytes().any(|b| control(char::from(b)))
+        // The common case, byte by byte, without an early exit (the
+        // compiler checks many bytes at once): ASCII's controls are
+        // 0x00-0x1f and 0x7f.
+        t.bytes().fold(false, |found, b| {
+            found | ((b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') || b == 0x7f)
+        })
     } else {
+        let control = |c: char| c.is_control() && c != '\t' && c != '\n' && c != '\r';
         t.chars().any(control)
     }
 }
 
-#[cfg(test)]
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
-    let mut out = std::collections::VecDeque::new();
-    tokenize_into(text, 0, &mut out)?;
-    Ok(out.into_iter().map(|(_, t)| t).collect())
+/// What a byte is to the tokenizer.
+#[derive(Clone, Copy, PartialEq)]
+enum Class {
+    Space,
+    Word,
+    Comment,
+    Open,
+    Close,
+    Semi,
+    Quote,
 }
 
-/// A line's tokens, each with `line`, appended to `out`.
-fn tokenize_into(
+const fn classes() -> [Class; 256] {
+    let mut c = [Class::Word; 256];
+    c[b' ' as usize] = Class::Space;
+    c[b'\t' as usize] = Class::Space;
+    c[b'\r' as usize] = Class::Space;
+    c[b'\n' as usize] = Class::Space;
+    c[b'#' as usize] = Class::Comment;
+    c[b'{' as usize] = Class::Open;
+    c[b'}' as usize] = Class::Close;
+    c[b';' as usize] = Class::Semi;
+    c[b'"' as usize] = Class::Quote;
+    c
+}
+
+const CLASS: [Class; 256] = classes();
+
+/// The tokens of `text` (at `base` in its batch's text, line `line`)
+/// appended to `items` (strings' bytes to `strings`).
+pub(crate) fn cut_line(
     text: &str,
+    base: usize,
     line: u64,
-    out: &mut std::collections::VecDeque<(u64, Token)>,
+    items: &mut Vec<(u64, Cut)>,
+    strings: &mut Vec<u8>,
 ) -> Result<(), String> {
+    let mut push = |cut| items.push((line, cut));
     let b = text.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'#' => break,
-            b'{' => {
-                out.push_back((line, Token::Open));
+    while let Some(&c) = b.get(i) {
+        match CLASS[usize::from(c)] {
+            Class::Space => i += 1,
+            Class::Comment => break,
+            Class::Open => {
+                push(Cut::Open);
                 i += 1;
             }
-            b'}' => {
-                out.push_back((line, Token::Close));
+            Class::Close => {
+                push(Cut::Close);
                 i += 1;
             }
-            b';' => {
-                out.push_back((line, Token::Semi));
+            Class::Semi => {
+                push(Cut::Semi);
                 i += 1;
             }
-            b'"' => {
-                let (s, next) = quoted(b, i + 1)?;
-                out.push_back((line, Token::Str(s)));
-                i = next;
+            Class::Quote => {
+                let start = strings.len();
+                i = quoted(b, i + 1, strings)?;
+                push(Cut::Str(start, strings.len()));
             }
-            _ => {
+            Class::Word => {
                 let start = i;
-                while i < b.len() && !b" \t\r\n{};\"#".contains(&b[i]) {
+                i += 1;
+                while b
+                    .get(i)
+                    .is_some_and(|&c| CLASS[usize::from(c)] == Class::Word)
+                {
                     i += 1;
                 }
-                out.push_back((line, Token::Word(text[start..i].to_owned())));
+                push(Cut::Word(base + start, base + i));
             }
         }
     }
     Ok(())
 }
 
-/// A string's bytes from after its opening quote; the index after its
-/// closing quote.
-fn quoted(b: &[u8], mut i: usize) -> Result<(Vec<u8>, usize), String> {
-    let mut s = Vec::new();
+/// A string's bytes from after its opening quote, appended to `s`; the
+/// index after its closing quote.
+fn quoted(b: &[u8], mut i: usize, s: &mut Vec<u8>) -> Result<usize, String> {
     while i < b.len() {
         match b[i] {
-            b'"' => return Ok((s, i + 1)),
+            b'"' => return Ok(i + 1),
             b'\\' => {
                 let octal = b
                     .get(i + 1..i + 4)
@@ -190,24 +244,43 @@ fn quoted(b: &[u8], mut i: usize) -> Result<(Vec<u8>, usize), String> {
 mod tests {
     use super::*;
 
+    /// A line's tokens, owned.
+    fn tokenize(text: &str) -> Result<Vec<String>, String> {
+        let mut tokens = Tokens::new(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some((_, t)) = tokens.next().map_err(|e| e.reason)? {
+            out.push(match t {
+                Token::Word(w) => format!("word {w}"),
+                Token::Str(s) => format!("str {s:?}"),
+                t => format!("{t:?}"),
+            });
+        }
+        Ok(out)
+    }
+
     #[test]
     fn statement_tokens() {
         assert_eq!(
             tokenize(r#"  uid "\001\000\"a"; # note"#).unwrap(),
-            vec![
-                Token::Word("uid".into()),
-                Token::Str(vec![1, 0, b'"', b'a']),
-                Token::Semi
-            ]
+            ["word uid", "str [1, 0, 34, 97]", "Semi"]
         );
         assert_eq!(
             tokenize("lease 10.0.0.1 {").unwrap(),
-            vec![
-                Token::Word("lease".into()),
-                Token::Word("10.0.0.1".into()),
-                Token::Open
-            ]
+            ["word lease", "word 10.0.0.1", "Open"]
         );
         assert!(tokenize(r#"uid "abc;"#).is_err());
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_cut_gives_none_of_its_tokens() {
+        let mut tokens = Tokens::new(&b"a \"b\" \"c\nd;\n"[..]);
+        let e = tokens.next().unwrap_err();
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (1, "string without its closing quote")
+        );
+        assert_eq!(tokens.next().unwrap(), Some((2, Token::Word("d"))));
+        assert_eq!(tokens.next().unwrap(), Some((2, Token::Semi)));
+        assert_eq!(tokens.next().unwrap(), None);
     }
 }

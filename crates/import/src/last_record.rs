@@ -101,9 +101,14 @@ impl LastRecord {
     /// Whether `rec` is the last record of its address (after every record
     /// was [`LastRecord::see`]n).
     pub fn is_last(&self, rec: &LeaseRecord) -> bool {
+        self.is_last_at(rec.ip, rec.line)
+    }
+
+    /// Whether the record of `ip` on `line` is its last.
+    pub fn is_last_at(&self, ip: Ipv4Addr, line: u64) -> bool {
         self.by_ip
-            .get(&u32::from(rec.ip))
-            .is_some_and(|l| l.line == rec.line)
+            .get(&u32::from(ip))
+            .is_some_and(|l| l.line == line)
     }
 }
 

@@ -22,6 +22,7 @@
 
 mod config_draft;
 pub mod dhcpd;
+mod dhcpd_batches;
 mod dhcpd_conf;
 mod dhcpd_conf_map;
 mod dhcpd_tokens;

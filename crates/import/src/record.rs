@@ -113,10 +113,15 @@ const LINES_KEPT: usize = 5;
 
 impl Unmapped {
     pub(crate) fn note(&mut self, statement: &str, line: u64) {
-        let e = self
-            .by_statement
-            .entry(statement.to_owned())
-            .or_insert((0, Vec::new()));
+        // Looked up before inserting: most statements were seen before,
+        // and their key need not be allocated again.
+        let e = match self.by_statement.get_mut(statement) {
+            Some(e) => e,
+            None => self
+                .by_statement
+                .entry(statement.to_owned())
+                .or_insert((0, Vec::new())),
+        };
         e.0 += 1;
         if e.1.len() < LINES_KEPT {
             e.1.push(line);

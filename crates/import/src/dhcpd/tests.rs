@@ -3,10 +3,16 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::DhcpdLeases;
-use crate::{LeaseRecord, ParseError, RecordState};
+use crate::{LeaseRecord, ParseError, RecordState, Unmapped};
 
 fn parse(text: &[u8]) -> Vec<Result<LeaseRecord, ParseError>> {
     DhcpdLeases::new(text).collect()
+}
+
+/// As [`parse`], read ahead in a thread; with what was not mapped.
+fn parse_threaded(text: &[u8]) -> (Vec<Result<LeaseRecord, ParseError>>, Unmapped) {
+    let mut p = DhcpdLeases::threaded(std::io::Cursor::new(text.to_vec()));
+    (p.by_ref().collect(), p.unmapped().clone())
 }
 
 /// As dhcpd 4.4 writes it (with an OMAPI `host`, failover and comments).
@@ -103,7 +109,63 @@ fn bad_address_and_junk_are_errors_and_reading_goes_on() {
     assert_eq!((ok[0].line, ok[0].state), (5, RecordState::Free));
 }
 
+#[test]
+fn unwanted_records_are_skipped_unparsed_but_must_end() {
+    let text = b"lease 10.0.0.1 {\n  binding state bogus;\n}\nlease 10.0.0.2 {\n  binding state active;\n}\nlease 10.0.0.1 {\n  binding state free;\n";
+    let wanted = |ip: Ipv4Addr, _line: u64| ip == Ipv4Addr::new(10, 0, 0, 2);
+    let mut p = DhcpdLeases::new(&text[..]);
+    let r = p.next_wanted(wanted).unwrap().unwrap();
+    assert_eq!((r.line, r.state), (4, RecordState::Active));
+    let e = p.next_wanted(wanted).unwrap().unwrap_err();
+    assert_eq!(e.line, 7);
+    assert!(e.reason.contains("truncated"), "{e}");
+    assert!(p.next_wanted(wanted).is_none());
+    // Wanted, the first record is an error.
+    let all = parse(text);
+    assert!(all[0]
+        .as_ref()
+        .unwrap_err()
+        .reason
+        .contains("unknown binding state"));
+}
+
+#[test]
+fn read_ahead_in_a_thread_gives_the_same_records_over_many_batches() {
+    // Some 1 MiB: many batches, records and strings cut across their ends.
+    let mut text = FILE.repeat(1000);
+    text.push_str("lease 192.0.2.9 {\n  binding state bogus;\n}\nlease 192.0.2.10 {\n");
+    let (threaded, unmapped) = parse_threaded(text.as_bytes());
+    let mut inline = DhcpdLeases::new(text.as_bytes());
+    assert_eq!(threaded, inline.by_ref().collect::<Vec<_>>());
+    assert_eq!(&unmapped, inline.unmapped());
+    assert_eq!(threaded.len(), 2 * 1000 + 2);
+    let lines = FILE.lines().count() as u64 * 1000;
+    let errors: Vec<_> = threaded.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].line, lines + 2);
+    assert!(
+        errors[0].reason.contains("unknown binding state"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(errors[1].line, lines + 4);
+    assert!(errors[1].reason.contains("truncated"), "{}", errors[1]);
+}
+
 proptest! {
+    /// Read ahead in a thread or not: the same records, errors and
+    /// unmapped statements.
+    #[test]
+    fn read_ahead_reads_the_same(bytes in proptest::collection::vec(any::<u8>(), 0..2000), cut in 0..FILE.len()) {
+        for text in [&bytes[..], &FILE.as_bytes()[..cut]] {
+            let (threaded, unmapped) = parse_threaded(text);
+            let mut inline = DhcpdLeases::new(text);
+            prop_assert_eq!(threaded, inline.by_ref().collect::<Vec<_>>());
+            prop_assert_eq!(&unmapped, inline.unmapped());
+        }
+    }
+
+
     /// Any bytes: records or errors with a line inside the input, never a panic.
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
