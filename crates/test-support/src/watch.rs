@@ -410,3 +410,99 @@ impl Drop for WatchProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `leaseline`: `BIN watch ...` runs `script`.
+    fn fake_bin(dir: &Path, script: &str) -> PathBuf {
+        let bin = dir.join("fake-leaseline");
+        std::fs::write(&bin, format!("#!/bin/sh\nshift\n{script}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    #[test]
+    fn lines_events_and_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(
+            dir.path(),
+            "echo '{\"event\":\"connected\"}'\necho \"$1 $(pwd)\"\necho oops >&2\nexit 3",
+        );
+        let mut w = WatchProcess::builder(&bin)
+            .args(["--flag"])
+            .current_dir(dir.path())
+            .spawn();
+        let line = w.wait_line("with the flag", Duration::from_secs(10), |l| {
+            l.starts_with("--flag")
+        });
+        assert!(line.ends_with(&dir.path().display().to_string()), "{line}");
+        let exit = w.wait_exit(Duration::from_secs(10));
+        assert_eq!(exit.code(), Some(3));
+        assert_eq!(exit.stdout.len(), 2, "{:?}", exit.stdout);
+        assert_eq!(exit.stderr, "oops");
+        assert_eq!(exit.stdout[0], r#"{"event":"connected"}"#);
+        // The second line is not JSON: reading events says so.
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.wait_event(0, "connected", Duration::from_secs(1))
+        }))
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("not JSON"), "{msg}");
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.count("connected")))
+            .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("not JSON"), "{msg}");
+    }
+
+    #[test]
+    fn json_events_in_order_from_a_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(
+            dir.path(),
+            "for e in connected update update; do echo \"{\\\"event\\\":\\\"$e\\\"}\"; done\nexec sleep 600",
+        );
+        let w = WatchProcess::builder(&bin).spawn();
+        let second = w.wait_for(1, "the 2nd update", Duration::from_secs(10), |v| {
+            v["event"] == "update"
+        });
+        assert_eq!(second["event"], "update");
+        w.wait_for(2, "the 3rd event", Duration::from_secs(10), |_| true);
+        assert_eq!(w.mark(), 3);
+        assert_eq!((w.count("connected"), w.count("update")), (1, 2));
+        assert_eq!(w.events().len(), 3);
+    }
+
+    #[test]
+    fn a_line_that_never_comes_fails_once_the_output_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(dir.path(), "echo one");
+        let mut w = WatchProcess::builder(&bin).spawn();
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.wait_line("two", Duration::from_secs(30), |l| l == "two")
+        }))
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("output ended: true") && msg.contains("one"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn drop_kills_a_running_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(dir.path(), "echo $$\nexec sleep 600");
+        let mut w = WatchProcess::builder(&bin).spawn();
+        let pid: i32 = w
+            .wait_line("with the pid", Duration::from_secs(10), |_| true)
+            .parse()
+            .unwrap();
+        drop(w);
+        // SAFETY: signal 0 only checks whether the (reaped) pid exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "pid {pid} still running after drop");
+    }
+}
