@@ -5,6 +5,8 @@
 //!   stderr line for [`ServerProcess::wait_for_log`], and can be killed with
 //!   SIGKILL, stopped with SIGTERM and restarted on the same state.
 //! - [`ServerConfig`]: the server TOML of a test, from a builder.
+//! - [`WatchProcess`]: runs `leaseline watch`, collects its stdout lines
+//!   (and JSON events) and stderr, waits for a line, an event or its exit.
 //! - [`Perfdhcp`]: builds a perfdhcp command line and parses its report.
 //! - [`Netns`] / [`NetnsPair`]: RAII network namespaces joined by a veth pair.
 //! - [`RelayClient`]: a minimal DHCP relay agent built on leaseline-wire, for
@@ -42,6 +44,7 @@ mod postgres_tls;
 mod relay;
 mod server;
 mod store;
+mod watch;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -65,6 +68,7 @@ pub use postgres_tls::{pg_tls_cluster, pg_tls_database, PgTlsCluster};
 pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
 pub use store::{assert_no_double_allocation, load_bindings, open_pg_store, wait_for_binding};
+pub use watch::{WatchBuilder, WatchExit, WatchProcess};
 
 pub use leaseline_proto::{Binding, DhcpState};
 

@@ -160,7 +160,7 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
         Duration::from_millis(100),
         Duration::from_millis(1500),
     );
-    let watch = Watch::spawn(cfg.tcp, &["--no-reconnect"], None);
+    let watch = spawn_watch(cfg.tcp, &["--no-reconnect"], None);
     leaseline_test_support::wait_until("three active queries", 10 * SECOND, || {
         (server.logs()[mark..]
             .iter()
@@ -288,7 +288,7 @@ fn stalled_and_slow_requestors_cost_bounded_memory() {
     loop {
         let store = load_bindings(&db);
         let b_diff = diff_with_store(&store, &b.view.lock().unwrap().clone());
-        let w_diff = diff_with_store(&store, &watch.view());
+        let w_diff = diff_with_store(&store, &last_seen(&watch));
         if b_diff.is_empty() && w_diff.is_empty() {
             eprintln!(
                 "converged on {} bindings; B read {b_slow} messages while slow, {} in all; the watcher {} updates",

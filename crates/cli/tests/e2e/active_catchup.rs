@@ -142,13 +142,13 @@ fn catch_up_inside_history_covers_every_change_since() {
     assert_eq!(states[&b[0].1.ip], "ACTIVE");
 
     // `leaseline watch --since` reports the same catch-up.
-    let watch = Watch::spawn(
+    let watch = spawn_watch(
         cfg.tcp,
         &["--since", &since.to_string(), "--no-reconnect"],
         None,
     );
     watch.wait_event(0, "catch-up-complete", 10 * SECOND);
-    let view = watch.view();
+    let view = last_seen(&watch);
     let missing: Vec<_> = changed.iter().filter(|ip| !view.contains_key(ip)).collect();
     assert!(missing.is_empty(), "watch --since missed {missing:?}");
     assert!(
@@ -200,7 +200,7 @@ fn catch_up_outside_history_is_data_missing_at_once() {
 
     // `leaseline watch --since` reports the gap with its bounds (for the
     // bulk query that fills it) and keeps running.
-    let watch = Watch::spawn(
+    let watch = spawn_watch(
         cfg.tcp,
         &["--since", &t0.to_string(), "--no-reconnect"],
         None,

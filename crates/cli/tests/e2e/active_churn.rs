@@ -36,7 +36,7 @@ fn watcher_matches_store_after_perfdhcp_churn() {
     let mut server = cfg.spawn_in(&ns);
 
     let mark = server.log_mark();
-    let watch = Watch::spawn(cfg.tcp, &["--no-reconnect"], Some(&ns));
+    let watch = spawn_watch(cfg.tcp, &["--no-reconnect"], Some(&ns));
     watch.wait_event(0, "connected", 10 * SECOND);
     server.wait_for_log_since(mark, "active query started", 10 * SECOND);
 
@@ -69,7 +69,7 @@ fn watcher_matches_store_after_perfdhcp_churn() {
     let updates = watch.count("update");
     eprintln!(
         "converged: {rows} bindings ({released} RELEASED), {updates} updates seen, {} distinct",
-        watch.view().len()
+        last_seen(&watch).len()
     );
     assert!(released > 0, "perfdhcp released nothing");
     assert!(updates >= rows, "{updates} updates for {rows} bindings");
@@ -80,6 +80,6 @@ fn watcher_matches_store_after_perfdhcp_churn() {
     assert!(status.success(), "server exit status {status:?}");
     let ev = watch.wait_event(0, "query-terminated", 10 * SECOND);
     assert!(ev["base_time"].as_u64().is_some(), "{ev}");
-    let diff = diff_with_store(&load_bindings(&server.db_path()), &watch.view());
+    let diff = diff_with_store(&load_bindings(&server.db_path()), &last_seen(&watch));
     assert!(diff.is_empty(), "after shutdown: {}", show_diff(&diff));
 }

@@ -302,7 +302,7 @@ fn dhcptls_in_insecure_mode_is_refused() {
     let mark = server.log_mark();
     let p = |f: &str| dir.path().join(f).display().to_string();
     let (ca, cert, key) = (p("ca.pem"), p("requestor.pem"), p("requestor-key.pem"));
-    let mut watch = Watch::spawn(
+    let mut watch = spawn_watch(
         cfg.tcp,
         &[
             "--tls",
@@ -339,7 +339,7 @@ fn sigterm_sends_query_terminated_then_closes() {
     let mark = server.log_mark();
     let mut c = Conn::connect(cfg.tcp);
     c.send(&active_query(0x7e70_0001, None, prl::BINDINGS));
-    let mut watch = Watch::spawn(cfg.tcp, &["--no-reconnect"], None);
+    let mut watch = spawn_watch(cfg.tcp, &["--no-reconnect"], None);
     watch.wait_event(0, "connected", 10 * SECOND);
     leaseline_test_support::wait_until("two active queries", 10 * SECOND, || {
         (server.logs()[mark..]

@@ -39,7 +39,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use active_support::{
-    diff_with_store, next_second_after, show_diff, wait_converged, Config, Watch,
+    diff_with_store, last_seen, next_second_after, show_diff, spawn_watch, wait_converged, Config,
+    WatchProcess,
 };
 use crash_support::{first_lines, Ledger};
 use leaseline_test_support::{
@@ -67,7 +68,7 @@ fn seed() -> u64 {
 }
 
 /// The highest base-time in anything the watcher printed so far.
-fn highest_base_time(watch: &Watch) -> u32 {
+fn highest_base_time(watch: &WatchProcess) -> u32 {
     watch
         .events()
         .iter()
@@ -105,7 +106,7 @@ fn acked_leases_and_a_resuming_watcher_survive_five_kill9s() {
     // The watcher runs throughout; it reconnects a second after each kill.
     let resume = dir.path().join("watch.resume");
     let mark = server.log_mark();
-    let watch = Watch::spawn(
+    let watch = spawn_watch(
         cfg.tcp,
         &[
             "--resume",
@@ -273,7 +274,7 @@ fn acked_leases_and_a_resuming_watcher_survive_five_kill9s() {
         "after {KILLS} kill -9s, ACKed leases are not bound to their client: {}",
         first_lines(&missing, 20)
     );
-    let diff = diff_with_store(&store, &watch.view());
+    let diff = diff_with_store(&store, &last_seen(&watch));
     assert!(diff.is_empty(), "after shutdown: {}", show_diff(&diff));
     let released = store
         .iter()

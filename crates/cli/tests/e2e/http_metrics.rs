@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use active_support::Watch;
+use active_support::spawn_watch;
 use leaseline_test_support::loopback_relay;
 use leaseline_test_support::{
     free_tcp_port, free_udp_port, wait_until, RelayClient, ServerConfig, ServerProcess, Subnet,
@@ -169,7 +169,7 @@ fn leasequery_counters_move_as_the_traffic_says() {
 
     // 3. Active: a session, its updates, nothing left pending.
     let mark = server.log_mark();
-    let watch = Watch::spawn(tcp, &["--no-reconnect"], None);
+    let watch = spawn_watch(tcp, &["--no-reconnect"], None);
     watch.wait_event(0, "connected", Duration::from_secs(15));
     server.wait_for_log_since(mark, "active query started", Duration::from_secs(15));
     let page = scrape(web);

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use active_support::Watch;
+use active_support::spawn_watch;
 use leaseline_test_support::{
     free_tcp_port, free_udp_port, pg_database, unix_now, ServerConfig, ServerProcess,
 };
@@ -30,7 +30,7 @@ fn a_running_server_and_its_watcher_see_the_import() {
         .store(&format!("backend = \"postgres\"\nurl = \"{}\"\n", db.url))
         .build();
     let server = ServerProcess::spawn(BIN, &cfg_text);
-    let watch = Watch::spawn(tcp, &[], None);
+    let watch = spawn_watch(tcp, &[], None);
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("leaseline.toml");

@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use active_support::{wait_equal_to, Config, Watch};
+use active_support::{spawn_watch, wait_equal_to, Config};
 use crash_support::assert_wire_matches_store;
 use leaseline_store::LeaseStore;
 use leaseline_test_support::{
@@ -126,7 +126,7 @@ fn kill9_of_an_instance_under_churn_loses_nothing_and_its_clients_and_watcher_mo
     let capture = Capture::start("lo", &filter, &pcap, Some(&ns));
     let resume = dir.path().join("watch.resume");
     let (tcp_b, resume_arg) = (configs[1].tcp.to_string(), resume.display().to_string());
-    let watch = Watch::spawn(
+    let watch = spawn_watch(
         configs[0].tcp,
         &[
             "--server",

@@ -25,7 +25,9 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use active_support::{diff_with_store, show_diff, wait_equal_to, Config, Watch, BIN};
+use active_support::{
+    diff_with_store, last_seen, show_diff, spawn_watch, wait_equal_to, Config, WatchProcess, BIN,
+};
 use crash_support::assert_wire_matches_store;
 use leaseline_store::LeaseStore;
 use leaseline_test_support::{
@@ -54,7 +56,7 @@ fn fleet_relay(i: usize) -> Ipv4Addr {
 }
 
 /// The watcher's last update per address, as JSON.
-fn last_updates(watch: &Watch) -> HashMap<Ipv4Addr, serde_json::Value> {
+fn last_updates(watch: &WatchProcess) -> HashMap<Ipv4Addr, serde_json::Value> {
     let mut last = HashMap::new();
     for v in watch.events() {
         if v["event"] != "update" {
@@ -120,7 +122,7 @@ fn instances_share_one_database(n: usize, netns: &str) {
         .collect::<Vec<_>>()
         .join(" or ");
     let capture = Capture::start("lo", &filter, &pcap, Some(&ns));
-    let watch = Watch::spawn(configs[0].tcp, &[], Some(&ns));
+    let watch = spawn_watch(configs[0].tcp, &[], Some(&ns));
     watch.wait_event(0, "connected", 10 * SECOND);
 
     let mut perfs: Vec<_> = (0..n)
@@ -276,7 +278,7 @@ fn instances_share_one_database(n: usize, netns: &str) {
         assert!(status.success(), "instance {i} exit status {status:?}");
     }
     let rows = store.load_all().expect("load_all");
-    let diff = diff_with_store(&rows, &watch.view());
+    let diff = diff_with_store(&rows, &last_seen(&watch));
     assert!(diff.is_empty(), "after shutdown: {}", show_diff(&diff));
     let wire = read_dhcp_capture(&capture.stop());
     let ledger = assert_wire_matches_store(&wire, perf_acked + fleet_acked, &rows);

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use active_support::{Config, Watch, BIN};
+use active_support::{spawn_watch, Config, BIN};
 use leaseline_test_support::loopback_relay;
 use leaseline_test_support::{free_tcp_port, RelayClient, ServerProcess, TestClient};
 use serde_json::Value;
@@ -51,7 +51,7 @@ fn sighup_and_config_reload_apply_without_a_restart() {
     let url = format!("http://{web}");
     let text = format!("{}\n[http]\nlisten = \"{web}\"\n", cfg.render());
     let server = ServerProcess::spawn(BIN, &text);
-    let watch = Watch::spawn(cfg.tcp, &[], None);
+    let watch = spawn_watch(cfg.tcp, &[], None);
     watch.wait_event(0, "connected", 10 * SECOND);
     let mut relay = RelayClient::bind(*RELAY, cfg.dhcp).expect("bind relay");
 

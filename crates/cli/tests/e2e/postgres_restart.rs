@@ -13,7 +13,7 @@ use crate::crash_support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use active_support::{diff_with_store, show_diff, Config, Watch, BIN};
+use active_support::{diff_with_store, last_seen, show_diff, spawn_watch, Config, BIN};
 use crash_support::assert_wire_matches_store;
 use leaseline_store::LeaseStore;
 use leaseline_test_support::{
@@ -45,7 +45,7 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = dir.path().join("dhcp.pcapng");
     let capture = Capture::start("lo", &format!("udp port {PORT}"), &pcap, Some(&ns));
-    let watch = Watch::spawn(cfg.tcp, &[], Some(&ns));
+    let watch = spawn_watch(cfg.tcp, &[], Some(&ns));
     watch.wait_event(0, "connected", 10 * SECOND);
 
     let mut perf = Perfdhcp::new(Ipv4Addr::LOCALHOST)
@@ -99,7 +99,7 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
     let rows = store.load_all().expect("load_all");
     // The feed: the watcher (connected throughout) ends equal to the
     // database, and the log it was fed from has no gap.
-    let diff = diff_with_store(&rows, &watch.view());
+    let diff = diff_with_store(&rows, &last_seen(&watch));
     assert!(
         diff.is_empty(),
         "the watcher after the restart: {}",

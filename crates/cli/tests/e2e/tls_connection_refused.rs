@@ -37,7 +37,8 @@ fn watch_with_tls_reports_tls_connection_refused_and_never_falls_back() {
     ];
     args.extend(tls_flags(&pki.ca, &pki.requestor));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = Watch::spawn(&args, None).wait_exit(Duration::from_secs(30));
+    let exit = spawn_watch(&args, None).wait_exit(Duration::from_secs(30));
+    let (code, stdout, stderr) = (exit.code(), exit.stdout, exit.stderr);
 
     assert_eq!(code, Some(3), "stdout: {stdout:?}\nstderr: {stderr}");
     assert!(stderr.contains("TLSConnectionRefused"), "{stderr}");

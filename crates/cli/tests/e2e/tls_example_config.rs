@@ -188,7 +188,7 @@ fn example_runs_as_is_with_certs_init() {
 
     // The requestor command from the example's header, catching up.
     let since_arg = since.to_string();
-    let mut watch = Watch::spawn(
+    let mut watch = spawn_watch(
         &[
             "--server",
             "127.0.0.1",
@@ -219,7 +219,7 @@ fn example_runs_as_is_with_certs_init() {
     server.wait_line("TLS requestor authenticated", Duration::from_secs(5));
 
     // Secure only: the same watch without --tls gets no data and fails.
-    let (code, stdout, stderr) = Watch::spawn(
+    let exit = spawn_watch(
         &[
             "--server",
             "127.0.0.1",
@@ -231,6 +231,7 @@ fn example_runs_as_is_with_certs_init() {
         Some(root),
     )
     .wait_exit(Duration::from_secs(30));
+    let (code, stdout, stderr) = (exit.code(), exit.stdout, exit.stderr);
     assert_eq!(code, Some(4), "stdout {stdout:?}\nstderr {stderr}");
     assert!(stdout.iter().all(|l| update_ip(l).is_none()), "{stdout:?}");
     server.wait_line(

@@ -80,7 +80,7 @@ fn watch_over_tls_catches_up_then_streams_live_updates() {
     ];
     args.extend(tls_flags(&pki.ca, &pki.requestor));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut watch = Watch::spawn(&args, None);
+    let mut watch = spawn_watch(&args, None);
 
     let mut want = lease_ips(&fx);
     while !want.is_empty() {
@@ -401,7 +401,8 @@ fn server_certificate_with_the_wrong_name_is_refused_by_the_requestor() {
     ];
     args.extend(tls_flags(&pki.ca, &pki.requestor));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = Watch::spawn(&args, None).wait_exit(Duration::from_secs(30));
+    let exit = spawn_watch(&args, None).wait_exit(Duration::from_secs(30));
+    let (code, stdout, stderr) = (exit.code(), exit.stdout, exit.stderr);
     assert_eq!(code, Some(4), "stdout: {stdout:?}\nstderr: {stderr}");
     assert!(
         stdout.iter().all(|l| update_ip(l).is_none()),

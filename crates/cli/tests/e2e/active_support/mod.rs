@@ -9,10 +9,8 @@
 #![allow(dead_code, unused_imports)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use leaseline_requestor::active::{active_query, classify, tls_request, ActiveEvent};
@@ -22,6 +20,8 @@ use leaseline_test_support::{
 };
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use serde_json::Value;
+
+pub use leaseline_test_support::WatchProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 
@@ -363,7 +363,7 @@ pub fn diff_with_store(store: &[Binding], seen: &HashMap<Ipv4Addr, Seen>) -> Vec
 
 /// Polls the store until the watcher's last state of every address equals
 /// it; panics with the differences after `timeout`. Returns the store's rows.
-pub fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) -> usize {
+pub fn wait_converged(db: &std::path::Path, watch: &WatchProcess, timeout: Duration) -> usize {
     wait_equal_to(|| leaseline_test_support::load_bindings(db), watch, timeout).len()
 }
 
@@ -372,13 +372,13 @@ pub fn wait_converged(db: &std::path::Path, watch: &Watch, timeout: Duration) ->
 /// differences after `timeout`. Returns the last rows loaded.
 pub fn wait_equal_to(
     load: impl Fn() -> Vec<Binding>,
-    watch: &Watch,
+    watch: &WatchProcess,
     timeout: Duration,
 ) -> Vec<Binding> {
     let deadline = Instant::now() + timeout;
     loop {
         let store = load();
-        let diff = diff_with_store(&store, &watch.view());
+        let diff = diff_with_store(&store, &last_seen(watch));
         if diff.is_empty() {
             return store;
         }
@@ -401,180 +401,29 @@ pub fn show_diff(diff: &[String]) -> String {
     s
 }
 
-#[derive(Default)]
-struct WatchLog {
-    events: Vec<Value>,
-    stderr: Vec<String>,
-    ended: bool,
-}
-
-/// `leaseline watch --json ...` as a child process; its events are parsed
-/// as they come.
-pub struct Watch {
-    child: Option<Child>,
-    log: Arc<(Mutex<WatchLog>, Condvar)>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Watch {
-    /// `leaseline watch --server ADDR --json` plus `args`; inside `ns` when given.
-    pub fn spawn(server: SocketAddr, args: &[&str], ns: Option<&Netns>) -> Watch {
-        let mut cmd = match ns {
-            Some(ns) => ns.command(BIN),
-            None => Command::new(BIN),
-        };
-        cmd.args(["watch", "--server", &server.to_string(), "--json"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start leaseline watch");
-        let log: Arc<(Mutex<WatchLog>, Condvar)> = Arc::default();
-        let mut readers = Vec::new();
-        let out = child.stdout.take().expect("stdout");
-        let l = Arc::clone(&log);
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("watch printed non-JSON `{line}`: {e}"));
-                l.0.lock().unwrap().events.push(v);
-                l.1.notify_all();
-            }
-            l.0.lock().unwrap().ended = true;
-            l.1.notify_all();
-        }));
-        let err = child.stderr.take().expect("stderr");
-        let l = Arc::clone(&log);
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                l.0.lock().unwrap().stderr.push(line);
-            }
-        }));
-        Watch {
-            child: Some(child),
-            log,
-            readers,
-        }
-    }
-
-    pub fn events(&self) -> Vec<Value> {
-        self.log.0.lock().unwrap().events.clone()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.log.0.lock().unwrap().stderr.join("\n")
-    }
-
-    /// Index of the next event.
-    pub fn mark(&self) -> usize {
-        self.log.0.lock().unwrap().events.len()
-    }
-
-    /// The first event at index `from` or later for which `pred` holds.
-    pub fn wait_for(
-        &self,
-        from: usize,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.log.0.lock().unwrap();
-        let mut next = from;
-        loop {
-            while next < st.events.len() {
-                if pred(&st.events[next]) {
-                    return st.events[next].clone();
-                }
-                next += 1;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || st.ended {
-                let tail: Vec<String> = st
-                    .events
-                    .iter()
-                    .rev()
-                    .take(10)
-                    .map(|v| v.to_string())
-                    .collect();
-                let (ended, stderr) = (st.ended, st.stderr.join("\n"));
-                // Not while holding the lock: it would poison it for the
-                // reader threads.
-                drop(st);
-                panic!(
-                    "leaseline watch: no {what} within {timeout:?} (output ended: {ended}); last events: {tail:#?}\nstderr:\n{stderr}"
-                );
-            }
-            st = self.log.1.wait_timeout(st, left).unwrap().0;
-        }
-    }
-
-    /// Waits for an event `{"event": name}` at index `from` or later.
-    pub fn wait_event(&self, from: usize, name: &str, timeout: Duration) -> Value {
-        self.wait_for(from, name, timeout, |v| v["event"] == name)
-    }
-
-    /// The last update seen for each address.
-    pub fn view(&self) -> HashMap<Ipv4Addr, Seen> {
-        let st = self.log.0.lock().unwrap();
-        let mut m = HashMap::new();
-        for v in st.events.iter().filter(|v| v["event"] == "update") {
-            let ip: Ipv4Addr = v["ip"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("update without ip: {v}"));
-            m.insert(ip, Seen::from_json(v));
-        }
-        m
-    }
-
-    pub fn count(&self, name: &str) -> usize {
-        self.log
-            .0
-            .lock()
-            .unwrap()
-            .events
-            .iter()
-            .filter(|v| v["event"] == name)
-            .count()
-    }
-
-    /// Waits for the process to exit by itself.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "leaseline watch did not exit within {timeout:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+/// `leaseline watch --server ADDR --json` plus `args`; inside `ns` when given.
+pub fn spawn_watch(server: SocketAddr, args: &[&str], ns: Option<&Netns>) -> WatchProcess {
+    let builder = WatchProcess::builder(BIN)
+        .args(["--server", &server.to_string(), "--json"])
+        .args(args)
+        .env("RUST_LOG", "warn");
+    match ns {
+        Some(ns) => builder.netns(ns).spawn(),
+        None => builder.spawn(),
     }
 }
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- leaseline watch stderr ---\n{}", self.stderr());
-        }
+/// The last update a watcher saw for each address.
+pub fn last_seen(watch: &WatchProcess) -> HashMap<Ipv4Addr, Seen> {
+    let mut m = HashMap::new();
+    for v in watch.events().iter().filter(|v| v["event"] == "update") {
+        let ip: Ipv4Addr = v["ip"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("update without ip: {v}"));
+        m.insert(ip, Seen::from_json(v));
     }
+    m
 }
 
 pub use leaseline_test_support::rss_kib;

@@ -17,7 +17,7 @@ use leaseline_test_support::{
     free_udp_port, Lease, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient,
 };
 
-use crate::active_support::{free_tcp_port, Watch, BIN};
+use crate::active_support::{free_tcp_port, spawn_watch, WatchProcess, BIN};
 
 /// BULK_LQ_DATA_TIMEOUT of every case, in seconds.
 pub const DATA_TIMEOUT_S: u64 = 2;
@@ -113,7 +113,7 @@ pub struct Fixture {
     pub web: SocketAddr,
     pub relay: Ipv4Addr,
     relay_client: RelayClient,
-    pub watch: Watch,
+    pub watch: WatchProcess,
     next_client: u32,
 }
 
@@ -140,7 +140,7 @@ impl Fixture {
         args.extend_from_slice(watch_args);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mark = server.log_mark();
-        let watch = Watch::spawn(tcp, &args, None);
+        let watch = spawn_watch(tcp, &args, None);
         watch.wait_event(0, "connected", 15 * SECOND);
         server.wait_for_log_since(mark, "active query started", 15 * SECOND);
         Fixture {

@@ -13,17 +13,16 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leaseline_requestor::active::active_query;
 use leaseline_requestor::prl;
 use leaseline_test_support::pki::{dns, Ca, ExtendedKeyUsagePurpose, SanType, Validity};
+pub use leaseline_test_support::WatchProcess;
 use leaseline_test_support::{Lease, RelayClient, ServerConfig, ServerProcess, Subnet, TestClient};
 use leaseline_wire::{encode_frame, DhcpOption, FrameDecoder, Message, MessageType, StatusCode};
 use rustls::pki_types::pem::PemObject;
@@ -562,129 +561,12 @@ pub async fn connect_tls(
 // ---------------------------------------------------------------------------
 // `leaseline watch` as a child process
 
-/// A running `leaseline watch`; stdout lines arrive on a channel. Killed on drop.
-pub struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<std::thread::JoinHandle<()>>,
-    pub seen: Vec<String>,
-}
-
-impl Watch {
-    pub fn spawn(args: &[&str], cwd: Option<&Path>) -> Watch {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("watch")
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(d) = cwd {
-            cmd.current_dir(d);
-        }
-        let mut child = cmd.spawn().expect("start leaseline watch");
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        let stderr_reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Watch {
-            child,
-            lines: rx,
-            stderr,
-            stderr_reader: Some(stderr_reader),
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stdout line for which `pred` holds.
-    pub fn wait_line(
-        &mut self,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if pred(&l) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "leaseline watch: no line {what} within {limit:?}; lines so far:\n{}\nstderr:\n{}",
-                    self.seen.join("\n"),
-                    self.kill_and_stderr()
-                ),
-            }
-        }
-    }
-
-    /// Waits for the process to exit by itself; (exit code, stdout, stderr).
-    pub fn wait_exit(mut self, limit: Duration) -> (Option<i32>, Vec<String>, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let err = self.kill_and_stderr();
-                panic!(
-                    "leaseline watch still running after {limit:?}\nstdout:\n{}\nstderr:\n{err}",
-                    self.seen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(l);
-        }
-        let err = self.stderr_text();
-        (status.code(), std::mem::take(&mut self.seen), err)
-    }
-
-    /// stderr so far (all of it once the process has exited).
-    fn stderr_text(&mut self) -> String {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            if let Some(h) = self.stderr_reader.take() {
-                let _ = h.join();
-            }
-        }
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn kill_and_stderr(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr_text()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// `leaseline watch ARGS`, in `cwd` when given.
+pub fn spawn_watch(args: &[&str], cwd: Option<&Path>) -> WatchProcess {
+    let builder = WatchProcess::builder(BIN).args(args);
+    match cwd {
+        Some(dir) => builder.current_dir(dir).spawn(),
+        None => builder.spawn(),
     }
 }
 
