@@ -209,6 +209,19 @@ async fn wait_assigned(c: &Client, n: u64, within: Duration) {
 }
 
 /// Search by `kind` for `value` and wait for the current binding of `ip`.
+/// The text of `ip`'s row in the live table, once it shows (within [`LIVE`]).
+async fn live_row(c: &Client, ip: Ipv4Addr) -> String {
+    let row = c
+        .wait()
+        .at_most(LIVE)
+        .for_element(Locator::Css(&format!(
+            r#"#changes tbody tr[data-ip="{ip}"]"#
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("{ip} not in the live table within {LIVE:?}: {e}"));
+    row.text().await.expect("row text")
+}
+
 async fn search(c: &Client, kind: &str, value: &str, ip: Ipv4Addr) -> String {
     c.find(Locator::Css("#search-kind"))
         .await
@@ -287,16 +300,7 @@ fn live_view_shows_a_new_lease_and_finds_its_client() {
 
         // 2. A DORA: its row within a second, and the bar moves.
         let lease = server.relay.dora(&client).expect("DORA");
-        let row = c
-            .wait()
-            .at_most(LIVE)
-            .for_element(Locator::Css(&format!(
-                r#"#changes tbody tr[data-ip="{}"]"#,
-                lease.ip
-            )))
-            .await
-            .unwrap_or_else(|e| panic!("{} not in the live table within {LIVE:?}: {e}", lease.ip));
-        let text = row.text().await.expect("row text");
+        let text = live_row(&c, lease.ip).await;
         assert!(text.contains("active"), "{text}");
         assert!(text.contains(&mac), "{text}");
         wait_assigned(&c, 1, LIVE).await;
@@ -395,16 +399,7 @@ fn on_postgres_one_instances_view_shows_a_lease_made_through_another() {
         signed_in(&c, a.web).await;
         let before = assigned(&c).await;
         let lease = b.relay.dora(&client).expect("DORA through B");
-        let row = c
-            .wait()
-            .at_most(LIVE)
-            .for_element(Locator::Css(&format!(
-                r#"#changes tbody tr[data-ip="{}"]"#,
-                lease.ip
-            )))
-            .await
-            .unwrap_or_else(|e| panic!("{} (through B) not in A's live table: {e}", lease.ip));
-        let text = row.text().await.expect("row text");
+        let text = live_row(&c, lease.ip).await;
         assert!(text.contains("active") && text.contains(&mac), "{text}");
         wait_assigned(&c, before + 1, LIVE).await;
         // Released and leased again through B: A's timeline shows both.
