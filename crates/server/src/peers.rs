@@ -5,26 +5,26 @@
 use std::sync::Weak;
 
 use leaseline_store::{Binding, StoreObserver};
+use parking_lot::Mutex;
 
-use crate::engine::Share;
-use crate::shared::Shared;
+use crate::engine::{Engine, Share};
 
-/// Held by the store's follower: weak, so the store (owned by `Shared`)
-/// does not keep itself alive through it.
+/// Held by the store's follower, which needs the engine alone: weak, so
+/// that the engine goes when the server does.
 pub(crate) struct EngineObserver {
-    pub(crate) shared: Weak<Shared>,
+    pub(crate) engine: Weak<Mutex<Engine>>,
 }
 
 impl StoreObserver for EngineObserver {
     fn remote_changes(&self, bindings: &[Binding]) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.engine.lock().apply_remote(bindings);
+        if let Some(engine) = self.engine.upgrade() {
+            engine.lock().apply_remote(bindings);
         }
     }
 
     fn share(&self, index: usize, of: usize) {
-        if let Some(shared) = self.shared.upgrade() {
-            shared.engine.lock().set_share(Share { index, of });
+        if let Some(engine) = self.engine.upgrade() {
+            engine.lock().set_share(Share { index, of });
         }
     }
 }

@@ -122,7 +122,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         leasequery: parking_lot::RwLock::new(
             UdpLeasequery::from_config(&cfg, Arc::clone(&cfg)).map(Arc::new),
         ),
-        engine: Mutex::new(engine),
+        engine: Arc::new(Mutex::new(engine)),
         store,
         stats: Stats::default(),
         load: Arc::new(DhcpLoad::new(
@@ -137,7 +137,7 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
     // feed) from here on; the log is followed from where it stood when the
     // store opened, before the bindings were loaded, so nothing is missed.
     shared.store.observe(Arc::new(crate::peers::EngineObserver {
-        shared: Arc::downgrade(&shared),
+        engine: Arc::downgrade(&shared.engine),
     }));
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -177,7 +177,8 @@ pub async fn serve(cfg: Config) -> Result<(), RunError> {
         udp_threads.push(t);
     }
     tasks.push(tokio::spawn(crate::reaper::run(
-        Arc::clone(&shared),
+        Arc::clone(&shared.engine),
+        Arc::clone(&shared.store),
         stop_rx.clone(),
     )));
     if let Some((listener, live, label)) = leasequery_listener(&cfg, &shared)? {

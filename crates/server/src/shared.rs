@@ -18,7 +18,9 @@ use crate::stats::Stats;
 
 /// State shared by the front ends.
 pub struct Shared {
-    pub engine: Mutex<Engine>,
+    /// Shared further with the reaper and the store's follower, which need
+    /// only the engine.
+    pub engine: Arc<Mutex<Engine>>,
     /// UDP leasequery, when configured (replaced by a live reload).
     pub leasequery: parking_lot::RwLock<Option<Arc<UdpLeasequery>>>,
     pub store: Arc<dyn LeaseStore>,

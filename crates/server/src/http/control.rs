@@ -187,7 +187,7 @@ async fn run(
             Answer::ok("DHCP service enabled", json!({}))
         }
         "leases-reclaim" => {
-            let n = crate::reaper::reclaim(shared, unix_now())
+            let n = crate::reaper::reclaim(&shared.engine, shared.store.as_ref(), unix_now())
                 .await
                 .map_err(|e| Answer::error(format!("reclaim failed: {e}")))?;
             Answer::ok(format!("{n} bindings changed state"), json!({"changed": n}))
