@@ -209,6 +209,24 @@ async fn wait_assigned(c: &Client, n: u64, within: Duration) {
 }
 
 /// Search by `kind` for `value` and wait for the current binding of `ip`.
+/// The timeline a search shows for a client that held an address, released
+/// it and got `again`: at least the two holdings, the last one open ("now").
+async fn assert_held_again(c: &Client, again: Ipv4Addr) {
+    c.wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("#timeline li"))
+        .await
+        .expect("a timeline");
+    let items = c
+        .find_all(Locator::Css("#timeline li"))
+        .await
+        .expect("timeline entries");
+    assert!(items.len() >= 2, "{} timeline entries", items.len());
+    let last = items.last().expect("an entry").text().await.expect("text");
+    assert!(last.contains("now"), "{last}");
+    assert!(last.contains(&again.to_string()), "{last}");
+}
+
 /// The text of `ip`'s row in the live table, once it shows (within [`LIVE`]).
 async fn live_row(c: &Client, ip: Ipv4Addr) -> String {
     let row = c
@@ -357,23 +375,7 @@ fn search_shows_the_clients_timeline() {
             .expect("RELEASE");
         let again = server.relay.dora(&client).expect("DORA again");
         search(&c, "hw-address", &mac, again.ip).await;
-        let entries = c
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css("#timeline li"))
-            .await
-            .expect("a timeline");
-        drop(entries);
-        let items = c
-            .find_all(Locator::Css("#timeline li"))
-            .await
-            .expect("timeline entries");
-        // Held, released, held again: at least the two holdings, the
-        // last one open ("now").
-        assert!(items.len() >= 2, "{} timeline entries", items.len());
-        let last = items.last().expect("an entry").text().await.expect("text");
-        assert!(last.contains("now"), "{last}");
-        assert!(last.contains(&again.ip.to_string()), "{last}");
+        assert_held_again(&c, again.ip).await;
         let errors = console_errors(&c).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
         c.close().await.expect("close the browser");
@@ -408,21 +410,7 @@ fn on_postgres_one_instances_view_shows_a_lease_made_through_another() {
             .expect("RELEASE through B");
         let again = b.relay.dora(&client).expect("DORA again through B");
         search(&c, "hw-address", &mac, again.ip).await;
-        c.wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css("#timeline li"))
-            .await
-            .expect("a timeline on A");
-        let items = c
-            .find_all(Locator::Css("#timeline li"))
-            .await
-            .expect("timeline entries");
-        assert!(items.len() >= 2, "{} timeline entries", items.len());
-        let last = items.last().expect("an entry").text().await.expect("text");
-        assert!(
-            last.contains("now") && last.contains(&again.ip.to_string()),
-            "{last}"
-        );
+        assert_held_again(&c, again.ip).await;
         let errors = console_errors(&c).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
         c.close().await.expect("close the browser");
