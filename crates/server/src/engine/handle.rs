@@ -33,7 +33,8 @@ pub struct Outcome {
     /// For a DHCPACK of a new lease: the subnet's first and last address.
     /// A shared store refuses the commit while the client holds another
     /// live lease there that this engine's copy had not seen (RFC 2131
-    /// §4.3.1). None for a renewal of the lease the copy shows it holding.
+    /// §4.3.1). None for a renewal of the lease the copy shows it holding,
+    /// and with a store only this server writes.
     pub network: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
@@ -341,12 +342,13 @@ fn ack_or_nak(
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
     let grant = e.cfg.subnets[subnet].grant();
-    // A renewal of the lease the copy shows the client holding: no second
-    // lease to check for in the store.
-    let renewal = e
-        .leases
-        .get(&ip)
-        .is_some_and(|b| b.state == DhcpState::Active && who.key.owns(b));
+    // Only a shared store checks for a second lease, and not for a renewal
+    // of the lease the copy shows the client holding.
+    let check_second_lease = e.shared_store
+        && !e
+            .leases
+            .get(&ip)
+            .is_some_and(|b| b.state == DhcpState::Active && who.key.owns(b));
     let b = new_binding(e, msg, who, ip, now, grant);
     let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
@@ -360,7 +362,7 @@ fn ack_or_nak(
         commit: Some(b),
         if_refused,
         undo,
-        network: (!renewal).then(|| (prefix.network(), prefix.broadcast())),
+        network: check_second_lease.then(|| (prefix.network(), prefix.broadcast())),
     })
 }
 

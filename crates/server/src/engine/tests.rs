@@ -546,8 +546,14 @@ fn another_servers_binding_withdraws_an_offer_and_takes_the_address() {
 
 #[test]
 fn a_shared_store_gets_a_nak_ready_for_a_refused_ack_and_local_changes_are_local() {
-    let local = Engine::new(config(""), vec![]);
+    let mut local = Engine::new(config(""), vec![]);
     assert!(!local.shared_store);
+    let ip = discover(&mut local, mac(1), T0);
+    let out = select(&mut local, mac(1), ip, T0);
+    assert!(
+        out.if_refused.is_none() && out.network.is_none(),
+        "nothing to check alone"
+    );
     let mut e = Engine::new(shared_config(), vec![]);
     assert!(e.shared_store);
     let ip = discover(&mut e, mac(1), T0);
