@@ -17,7 +17,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # browser, crates/cli/tests/e2e/web_ui.rs).
 PACKAGES=(kea-admin kea-dhcp4-server isc-dhcp-server isc-dhcp-client
           tshark iproute2 procps ca-certificates postgresql
-          chromium chromium-driver)
+          chromium chromium-driver gdb)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

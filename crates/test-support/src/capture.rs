@@ -21,6 +21,7 @@ impl Capture {
     /// Starts `dumpcap -i IFACE -f FILTER -w FILE` (inside `netns` if given)
     /// and returns once dumpcap reports that it is capturing into the file.
     pub fn start(iface: &str, filter: &str, file: &Path, netns: Option<&Netns>) -> Capture {
+        crate::watchdog::arm();
         let dumpcap = crate::require_tool("dumpcap");
         let mut cmd = match netns {
             Some(ns) => ns.command(dumpcap),
@@ -180,23 +181,28 @@ pub struct CapturedDhcp {
 /// Every DHCP message in `pcap`, in wire order, via `tshark -r FILE -T
 /// fields` (frame number, option 53, yiaddr, ciaddr, chaddr, xid).
 pub fn read_dhcp_capture(pcap: &Path) -> Vec<CapturedDhcp> {
-    let out = Command::new(crate::require_tool("tshark"))
-        .arg("-r")
-        .arg(pcap)
-        .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
-        .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
-        .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
-        .args(["-e", "dhcp.hw.mac_addr", "-e", "dhcp.id"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tshark");
+    // Output to a file and a deadline: a capture that a misbehaving peer
+    // filled for minutes fails here, not by holding the test up.
+    let out = pcap.with_extension("tshark.txt");
+    let (status, text) = crate::run_logged(
+        Command::new(crate::require_tool("tshark"))
+            .arg("-r")
+            .arg(pcap)
+            .args(["-Y", "dhcp", "-T", "fields", "-E", "separator=/t"])
+            .args(["-e", "frame.number", "-e", "dhcp.option.dhcp"])
+            .args(["-e", "dhcp.ip.your", "-e", "dhcp.ip.client"])
+            .args(["-e", "dhcp.hw.mac_addr", "-e", "dhcp.id"]),
+        &out,
+        Duration::from_secs(300),
+    );
     assert!(
-        out.status.success(),
+        status.success(),
         "tshark -r {} failed: {}",
         pcap.display(),
-        String::from_utf8_lossy(&out.stderr)
+        text.lines().rev().take(20).collect::<Vec<_>>().join("\n")
     );
-    let mut msgs = parse_fields(&String::from_utf8_lossy(&out.stdout));
+    // Lines that are not a message's fields (a warning) do not parse.
+    let mut msgs = parse_fields(&text);
     msgs.sort_by_key(|m| m.frame);
     msgs
 }

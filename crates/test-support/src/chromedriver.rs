@@ -21,6 +21,7 @@ pub struct ChromeDriver {
 impl ChromeDriver {
     /// Start chromedriver and wait until it accepts connections.
     pub fn start() -> ChromeDriver {
+        crate::watchdog::arm();
         let driver = require_tool("chromedriver");
         let chromium = require_tool("chromium");
         let port = free_tcp_port();

@@ -26,6 +26,10 @@
 //! - [`require_tool`] / [`require_root`]: interop tests never skip; a missing
 //!   tool fails the test with the command that installs it.
 //!
+//! - A test watchdog: a test that runs past its deadline (it hangs) ends
+//!   the binary with a report of what every thread, process and database
+//!   session waits for (`watchdog`, [`DEADLINE_ENV`]).
+//!
 //! Synchronisation is always "wait for a condition with a deadline", never a
 //! bare sleep.
 
@@ -45,6 +49,7 @@ mod relay;
 mod server;
 mod store;
 mod watch;
+mod watchdog;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -69,6 +74,7 @@ pub use relay::{server_id_of, Lease, RelayClient, TestClient};
 pub use server::{ServerBuilder, ServerProcess};
 pub use store::{assert_no_double_allocation, load_bindings, open_pg_store, wait_for_binding};
 pub use watch::{WatchBuilder, WatchExit, WatchProcess};
+pub use watchdog::DEADLINE_ENV;
 
 pub use leaseline_proto::{Binding, DhcpState};
 

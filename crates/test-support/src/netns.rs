@@ -48,6 +48,7 @@ impl Netns {
     /// Creates namespace `name` (at most 15 characters is advisable), deleting
     /// a stale one of the same name first.
     pub fn new(name: &str) -> Netns {
+        crate::watchdog::arm();
         crate::require_root();
         assert!(!name.is_empty() && name.len() <= 32, "netns name {name:?}");
         if netns_exists(name) {

@@ -290,6 +290,7 @@ impl Perfdhcp {
 
     /// Starts perfdhcp in the background.
     pub fn spawn(&self) -> PerfRun {
+        crate::watchdog::arm();
         let mut child = self
             .command()
             .stdin(Stdio::null())

@@ -59,6 +59,7 @@ pub fn pg_restartable_database() -> PgDatabase {
 }
 
 fn database_on(c: &Cluster) -> PgDatabase {
+    crate::watchdog::arm();
     static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "leaseline_test_{}_{}",
@@ -164,6 +165,43 @@ pub fn pg_restart_cluster(while_down: impl FnOnce()) {
     pg_cluster::check("pg_ctl stop", o.stop("fast"));
     while_down();
     o.restart();
+}
+
+/// For the test watchdog: each started cluster's client sessions (what
+/// they run, since when, what they wait for) and the locks not granted.
+/// Bounded: psql gives up after 5 s to connect and 5 s per statement.
+pub(crate) fn diagnostics() -> String {
+    const SESSIONS: &str = "SELECT pid, datname, client_addr, client_port, state, \
+         wait_event_type, wait_event, now() - xact_start AS xact_age, \
+         now() - query_start AS query_age, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) \
+         FROM pg_stat_activity WHERE backend_type = 'client backend' \
+         ORDER BY xact_start NULLS LAST";
+    const WAITING: &str = "SELECT l.pid, l.locktype, l.relation::regclass, l.mode, \
+         l.classid, l.objid, pg_blocking_pids(l.pid) AS blocked_by \
+         FROM pg_locks l WHERE NOT l.granted";
+    let mut out = String::new();
+    for (label, cluster) in [
+        ("shared", CLUSTER.get()),
+        ("restartable", RESTARTABLE.get()),
+    ] {
+        let Some(c) = cluster else {
+            out.push_str(&format!("{label} cluster: not started\n"));
+            continue;
+        };
+        for (what, sql) in [("sessions", SESSIONS), ("locks waited for", WAITING)] {
+            out.push_str(&format!("{label} cluster, {what}:\n"));
+            out.push_str(&crate::watchdog::run_limited(
+                std::process::Command::new(pg_cluster::find_bin("psql"))
+                    .env("PGCONNECT_TIMEOUT", "5")
+                    .env("PGOPTIONS", "-c statement_timeout=5000")
+                    .args(["-X", "-P", "pager=off", "-d"])
+                    .arg(&c.admin_url)
+                    .arg("-c")
+                    .arg(sql),
+            ));
+        }
+    }
+    out
 }
 
 extern "C" fn stop_cluster_at_exit() {

@@ -138,6 +138,7 @@ impl ServerProcess {
     }
 
     fn start(&mut self) {
+        crate::watchdog::arm();
         assert!(self.child.is_none(), "server already running");
         self.join_readers();
         let mut cmd = match &self.netns {

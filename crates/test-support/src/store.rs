@@ -38,9 +38,13 @@ fn try_load(db: &Path) -> Result<Vec<Binding>, String> {
 /// the change log are meant: the store is not followed (it takes no share
 /// of the pools; the servers do not see it as an instance).
 pub fn open_pg_store(url: &str, me: &str) -> PostgresStore {
+    // A statement of the test's own that waits two minutes is a failure
+    // with PostgreSQL's reason, not a test that hangs.
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20statement_timeout%3D120s");
     PostgresStore::open(
         PostgresOptions {
-            url: url.to_owned(),
+            url,
             history: HistoryLimits {
                 max_age: 3600,
                 max_count: 1_000_000,

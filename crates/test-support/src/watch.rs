@@ -125,6 +125,7 @@ impl<'a> WatchBuilder<'a> {
     }
 
     pub fn spawn(self) -> WatchProcess {
+        crate::watchdog::arm();
         let mut cmd = match self.netns {
             Some(ns) => ns.command(&self.bin),
             None => Command::new(&self.bin),
@@ -294,10 +295,13 @@ impl WatchProcess {
             out.stdout_ended.then_some(None)
         });
         self.next_line = next;
-        if let Ok(Some(line)) = got {
-            return line;
-        }
-        let out = self.shared.lock();
+        // A timeout hands the lock back (`Err`): locking again here would
+        // wait for ourselves for ever.
+        let out = match got {
+            Ok(Some(line)) => return line,
+            Ok(None) => self.shared.lock(),
+            Err(out) => out,
+        };
         let (lines, stderr) = (out.lines.join("\n"), out.stderr.join("\n"));
         let ended = out.stdout_ended;
         drop(out);
@@ -327,10 +331,12 @@ impl WatchProcess {
             }
             out.stdout_ended.then_some(None)
         });
-        if let Ok(Some(v)) = got {
-            return v;
-        }
-        let out = self.shared.lock();
+        // As in `wait_line`: on a timeout the lock is ours already.
+        let out = match got {
+            Ok(Some(v)) => return v,
+            Ok(None) => self.shared.lock(),
+            Err(out) => out,
+        };
         let tail: Vec<String> = out
             .events
             .iter()
@@ -473,6 +479,48 @@ mod tests {
         assert_eq!(w.mark(), 3);
         assert_eq!((w.count("connected"), w.count("update")), (1, 2));
         assert_eq!(w.events().len(), 3);
+    }
+
+    /// Found by CI: a wait that timed out locked the output again while
+    /// its timeout still held the lock, and the test hung for good instead
+    /// of failing.
+    #[test]
+    fn a_wait_that_times_out_fails_with_the_output_and_never_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = fake_bin(
+            dir.path(),
+            "echo '{\"event\":\"connected\"}'\nexec sleep 600",
+        );
+        let mut w = WatchProcess::builder(&bin).spawn();
+        w.wait_event(0, "connected", Duration::from_secs(10));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let event = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                w.wait_event(0, "catch-up-complete", Duration::from_millis(200))
+            }));
+            let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                w.wait_line("a second line", Duration::from_millis(200), |l| {
+                    l.contains("update")
+                })
+            }));
+            let text = |r: std::thread::Result<_>| match r {
+                Ok(_) => String::from("(returned)"),
+                Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+            };
+            let _ = tx.send((text(event.map(|_| ())), text(line.map(|_| ()))));
+        });
+        let (event, line) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the waits ended (a deadlock never does)");
+        waiter.join().expect("the waiting thread");
+        assert!(
+            event.contains("no catch-up-complete within") && event.contains("connected"),
+            "{event}"
+        );
+        assert!(
+            line.contains("no line a second line within") && line.contains("connected"),
+            "{line}"
+        );
     }
 
     #[test]
