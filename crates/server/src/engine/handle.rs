@@ -328,6 +328,16 @@ fn ack_or_nak(
     ip: u32,
     now: u32,
 ) -> Result<Outcome, NoReply> {
+    // One lease per client in a network (RFC 2131 §4.3.1: a client is
+    // given its current address): a REQUEST for another address while the
+    // client holds a live lease here (a late one, after an OFFER made
+    // before that lease, or a renewal of a lease it holds besides its
+    // current one) is NAKed, and its next DHCPDISCOVER is offered the
+    // lease it holds (RFC 2131 §4.3.2: the client's notion of its address
+    // is not correct).
+    if e.holds_another(subnet, ip, who, now) {
+        return Ok(nak(e, msg, subnet, "the client holds another address here"));
+    }
     if !e.acceptable(subnet, ip, who, now) {
         // With a store shared by several servers this copy may be behind
         // (the client renewed through another server since, or an offer was

@@ -378,6 +378,23 @@ impl Engine {
     }
 
     /// May `key` hold `ip` in `subnet` (for a REQUEST)?
+    /// This copy shows the client holding a live lease at another address
+    /// of `subnet`'s network than `ip`.
+    fn holds_another(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
+        let key = &who.key;
+        let Some(&cur) = self.by_client.get(key) else {
+            return false;
+        };
+        cur != ip
+            && self.cfg.subnets[subnet]
+                .prefix
+                .contains(&Ipv4Addr::from(cur))
+            && self
+                .leases
+                .get(&cur)
+                .is_some_and(|b| b.state == DhcpState::Active && key.owns(b) && b.expiry > now)
+    }
+
     fn acceptable(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
         self.configured_for(subnet, ip, who) && self.free_for(ip, who, now)
     }

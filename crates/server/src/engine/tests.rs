@@ -694,6 +694,92 @@ fn a_second_discover_before_the_request_is_offered_the_same_address() {
     assert_eq!(discover(&mut e, mac(1), T0 + 3), first);
 }
 
+fn kind(out: &Outcome) -> Option<MessageType> {
+    out.reply.as_ref().and_then(|r| r.msg.message_type())
+}
+
+/// Found by the instances test under heavy load: perfdhcp runs overlapping
+/// exchanges for one MAC, and a DHCPREQUEST for an address offered before
+/// the client got its lease came after: ACKed, the client held two.
+#[test]
+fn a_request_for_another_address_while_the_client_holds_a_lease_is_naked() {
+    let mut e = Engine::new(config(""), vec![]);
+    let held = dora(&mut e, mac(1), T0);
+    let other = Ipv4Addr::new(10, 0, 0, 15);
+    assert_ne!(held, other);
+    // SELECTING for another (free) address.
+    let out = select(&mut e, mac(1), other, T0 + 1);
+    assert_eq!(kind(&out), Some(MessageType::Nak));
+    assert!(out.commit.is_none());
+    // INIT-REBOOT for it.
+    let mut q = msg(MessageType::Request, mac(1));
+    q.options.push(DhcpOption::RequestedIp(other));
+    let out = e.handle(&q, Ingress::Listen, T0 + 1).expect("a reply");
+    assert_eq!(kind(&out), Some(MessageType::Nak));
+    // Back to DISCOVER: the lease it holds.
+    assert_eq!(discover(&mut e, mac(1), T0 + 2), held);
+    // The address is still free for another client.
+    assert_eq!(
+        select(&mut e, mac(2), other, T0 + 2).commit.map(|b| b.ip),
+        Some(other)
+    );
+    // Once the lease has lapsed the client may take another.
+    let later = T0 + 301;
+    let out = select(&mut e, mac(1), Ipv4Addr::new(10, 0, 0, 16), later);
+    assert_eq!(kind(&out), Some(MessageType::Ack));
+}
+
+#[test]
+fn of_two_leases_a_client_holds_only_its_current_one_renews() {
+    let cfg = config("");
+    let mut e = Engine::new(Arc::clone(&cfg), vec![]);
+    let a = dora(&mut e, mac(1), T0);
+    let first = e.leases.get(&u32::from(a)).map(|b| (**b).clone()).unwrap();
+    // Two active bindings of one client (an older build, or a database
+    // written by several servers): the later one is its current lease.
+    let mut second = first.clone();
+    second.ip = Ipv4Addr::new(10, 0, 0, 18);
+    let mut e = Engine::new(cfg, vec![first, second.clone()]);
+    let renew = |e: &mut Engine, ip: Ipv4Addr| {
+        let mut q = msg(MessageType::Request, mac(1));
+        q.ciaddr = ip;
+        kind(&e.handle(&q, Ingress::Listen, T0 + 10).expect("a reply"))
+    };
+    assert_eq!(renew(&mut e, a), Some(MessageType::Nak));
+    assert_eq!(renew(&mut e, second.ip), Some(MessageType::Ack));
+}
+
+#[test]
+fn a_lease_in_another_network_does_not_count() {
+    let mut e = Engine::new(
+        config(
+            "[[subnet]]\nprefix = \"10.0.1.0/24\"\npools = [\"10.0.1.10-10.0.1.19\"]\n\
+             relay_addresses = [\"127.0.0.2\"]\nlease_time = 300",
+        ),
+        vec![],
+    );
+    let here = dora(&mut e, mac(1), T0);
+    let mut d = msg(MessageType::Discover, mac(1));
+    d.giaddr = Ipv4Addr::new(127, 0, 0, 2);
+    let there = e
+        .handle(&d, Ingress::Listen, T0)
+        .expect("an offer")
+        .reply
+        .unwrap()
+        .msg
+        .yiaddr;
+    let mut q = msg(MessageType::Request, mac(1));
+    q.giaddr = Ipv4Addr::new(127, 0, 0, 2);
+    q.options.push(DhcpOption::ServerId(SID));
+    q.options.push(DhcpOption::RequestedIp(there));
+    let out = e.handle(&q, Ingress::Listen, T0).expect("a reply");
+    assert_eq!(
+        kind(&out),
+        Some(MessageType::Ack),
+        "{here} is in another network"
+    );
+}
+
 #[test]
 fn pool_usage_counts_each_pools_leased_and_declined_addresses() {
     let text = r#"
