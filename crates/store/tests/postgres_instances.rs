@@ -199,6 +199,73 @@ fn a_second_lease_for_a_client_in_one_network_is_refused_with_the_one_it_holds()
     granted(&b, client(1, 11, T0 + 5), net).expect("a new lease after the release");
 }
 
+/// Found by the instances test under heavy load: two grants of one client
+/// in one batch were both stored (the lookup reads what was committed
+/// before the batch).
+#[test]
+fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
+    let db = pg_database();
+    let a = Arc::new(open(&db.url, "a"));
+    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+    // Hold the writer: its next commit waits for this lock (its read does
+    // not), and what is submitted meanwhile is gathered into one batch.
+    let mut other = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let mut lock = other.transaction().expect("begin");
+    lock.batch_execute("LOCK TABLE bindings IN EXCLUSIVE MODE")
+        .expect("lock");
+    let (tx, rx) = channel();
+    // Submitted in this order, answered through the channel.
+    let submit = |b: Binding| {
+        let (ip, now, tx) = (b.ip, b.cltt, tx.clone());
+        a.submit_grant_then(
+            b,
+            net,
+            now,
+            Box::new(move |r| {
+                let _ = tx.send((ip, r));
+            }),
+        );
+    };
+    submit(client(3, 3, T0));
+    let mut watch = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    until("the writer's commit to wait on the lock", || {
+        watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+            > 0
+    });
+    // Client 1 granted two addresses while the writer waits.
+    submit(client(1, 1, T0 + 1));
+    submit(client(1, 2, T0 + 1));
+    lock.commit().expect("release the lock");
+    let mut answers: Vec<(Ipv4Addr, Result<u64, StoreError>)> = (0..3)
+        .map(|_| rx.recv_timeout(WAIT).expect("an answer"))
+        .collect();
+    answers.sort_by_key(|(ip, _)| *ip);
+    assert!(
+        answers[0].1.is_ok(),
+        "client 1's first grant: {:?}",
+        answers[0].1
+    );
+    let Err(StoreError::Refused { ip, stored, .. }) = &answers[1].1 else {
+        panic!("client 1's second grant: {:?}", answers[1].1);
+    };
+    assert_eq!(*ip, sample(2, 0).ip);
+    assert!(
+        stored
+            .iter()
+            .any(|(ip, row)| *ip == sample(1, 0).ip && row.is_some()),
+        "the refusal names the lease the client holds: {stored:?}"
+    );
+    assert!(answers[2].1.is_ok(), "client 3: {:?}", answers[2].1);
+    assert_eq!(a.get(sample(2, 0).ip).expect("get"), None, "nothing stored");
+}
+
 #[test]
 fn each_instance_publishes_every_instances_changes_in_log_order_once() {
     let db = pg_database();

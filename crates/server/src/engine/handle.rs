@@ -352,13 +352,10 @@ fn ack_or_nak(
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
     let grant = e.cfg.subnets[subnet].grant();
-    // Only a shared store checks for a second lease, and not for a renewal
-    // of the lease the copy shows the client holding.
-    let check_second_lease = e.shared_store
-        && !e
-            .leases
-            .get(&ip)
-            .is_some_and(|b| b.state == DhcpState::Active && who.key.owns(b));
+    // A shared store checks every grant for a second lease, renewals too:
+    // this copy may be behind on the client's leases (made, or renewed,
+    // through another server), and a renewal of a second lease ends it.
+    let check_second_lease = e.shared_store;
     let b = new_binding(e, msg, who, ip, now, grant);
     let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());

@@ -641,12 +641,13 @@ fn a_grant_refused_as_a_second_lease_sends_the_client_back_to_its_lease() {
     held.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
     e.follow_stored(&[(ip, None), (held.ip, Some(held.clone()))]);
     assert_eq!(discover(&mut e, mac(1), T0 + 1), held.ip);
-    // Renewing the lease the copy shows it holding: nothing to check.
+    // A renewal names its network too: the store ends a second lease the
+    // copy does not know of.
     let mut renew = msg(MessageType::Request, mac(1));
     renew.ciaddr = held.ip;
     let out = e.handle(&renew, Ingress::Listen, T0 + 2).expect("a reply");
     assert!(out.commit.is_some());
-    assert_eq!(out.network, None, "a renewal is no second lease");
+    assert_eq!(out.network, Some(network), "a renewal is checked too");
 }
 
 #[test]

@@ -276,6 +276,9 @@ impl Writer {
             .collect();
         let mut rows = Batch::default();
         let mut checked = std::collections::HashSet::new();
+        // The batch's own grants written so far: a second grant of one
+        // client in one batch is a second lease too.
+        let mut granted: Vec<i64> = Vec::new();
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
@@ -290,7 +293,8 @@ impl Writer {
                 if let (Overwrite::Write, Some(network)) = (verdict, req.network) {
                     let rows = holders
                         .iter()
-                        .map(|h| current.get(&ip_key(h.ip)).copied().unwrap_or(h));
+                        .map(|h| current.get(&ip_key(h.ip)).copied().unwrap_or(h))
+                        .chain(granted.iter().filter_map(|k| current.get(k).copied()));
                     if let Some(h) = second_lease(b, network, rows) {
                         verdict = Overwrite::Refuse("the client holds another address there");
                         held = Some(h.clone());
@@ -303,6 +307,9 @@ impl Writer {
                         }
                         rows.push(b, req.now);
                         current.insert(key, b);
+                        if req.network.is_some() {
+                            granted.push(key);
+                        }
                         done.stored[ri][bi] = true;
                     }
                     Overwrite::Refuse(reason) => {

@@ -63,7 +63,15 @@ impl Ledger {
                     l.requests.insert((m.chaddr.clone(), m.xid), m.frame);
                 }
                 DHCPACK => l.ack(m),
-                DHCPNAK => l.naks += 1,
+                DHCPNAK => {
+                    // In the client's history only, for a violation's
+                    // message: a NAK does not end what the ledger holds.
+                    l.naks += 1;
+                    l.history
+                        .entry(m.chaddr.clone())
+                        .or_default()
+                        .push((m.frame, DHCPNAK, m.yiaddr));
+                }
                 DHCPRELEASE => l.release(m),
                 _ => {}
             }
@@ -74,12 +82,13 @@ impl Ledger {
     /// The last few ACKs and RELEASEs of `client`, for a violation message.
     fn recent(&self, client: &str) -> String {
         let h = self.history.get(client).map(Vec::as_slice).unwrap_or(&[]);
-        let from = h.len().saturating_sub(6);
+        let from = h.len().saturating_sub(10);
         h[from..]
             .iter()
-            .map(|(f, t, ip)| {
-                let what = if *t == DHCPACK { "ACK" } else { "RELEASE" };
-                format!("#{f} {what} {ip}")
+            .map(|(f, t, ip)| match *t {
+                DHCPACK => format!("#{f} ACK {ip}"),
+                DHCPNAK => format!("#{f} NAK"),
+                _ => format!("#{f} RELEASE {ip}"),
             })
             .collect::<Vec<_>>()
             .join(", ")
