@@ -3,9 +3,9 @@
 //! `leaseline serve` on the PostgreSQL backend keeps running, sends no
 //! DHCPACK while the database is away (every ACK on the wire is in the
 //! database afterwards), logs the outage once and its end once, resumes by
-//! itself, and its feed has neither gap nor duplicate: the change log's ids
-//! run without a gap and a watcher connected throughout ends equal to the
-//! database.
+//! itself, and its feed has neither gap nor duplicate: each address's last
+//! change-log row is its binding and a watcher connected throughout ends
+//! equal to the database.
 
 use crate::active_support;
 use crate::crash_support;
@@ -105,14 +105,29 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
         "the watcher after the restart: {}",
         show_diff(&diff)
     );
+    // The log: each id once, in order, and each address's last row is its
+    // row in `bindings` (nothing the feed was fed from is missing). A
+    // commit the restart cut off after it took its ids leaves those ids
+    // unused, by design (docs/postgresql.md): the followers skip such a
+    // gap once no commit that could write it runs.
     let log = store.changes_after(0, 10_000_000).expect("the change log");
-    let gaps: Vec<_> = log
-        .windows(2)
-        .filter(|w| w[1].id != w[0].id + 1)
-        .map(|w| (w[0].id, w[1].id))
+    assert!(
+        log.windows(2).all(|w| w[1].id > w[0].id),
+        "log ids out of order or repeated"
+    );
+    let mut last = std::collections::HashMap::new();
+    for c in &log {
+        last.insert(c.binding.ip, &c.binding);
+    }
+    let unlogged: Vec<_> = rows
+        .iter()
+        .filter(|r| last.get(&r.ip).is_none_or(|l| !same_state(l, r)))
+        .map(|r| r.ip)
         .collect();
-    assert!(gaps.is_empty(), "gaps in the change log: {gaps:?}");
-    assert_eq!(log.first().map(|c| c.id), Some(1));
+    assert!(
+        unlogged.is_empty(),
+        "bindings whose state is not the last in the change log: {unlogged:?}"
+    );
 
     // The outage, once.
     let logs = server.logs();
@@ -139,4 +154,11 @@ fn a_postgresql_restart_under_churn_loses_nothing_and_acks_nothing_uncommitted()
         log.len(),
         100.0 * report.drop_fraction()
     );
+}
+
+/// The same lease state (the log's row and the binding's row differ only in
+/// what the store adds, such as data-source).
+fn same_state(a: &leaseline_store::Binding, b: &leaseline_store::Binding) -> bool {
+    (a.state, &a.chaddr, a.expiry, a.cltt, a.state_since)
+        == (b.state, &b.chaddr, b.expiry, b.cltt, b.state_since)
 }
