@@ -199,25 +199,26 @@ fn a_second_lease_for_a_client_in_one_network_is_refused_with_the_one_it_holds()
     granted(&b, client(1, 11, T0 + 5), net).expect("a new lease after the release");
 }
 
-/// Found by the instances test under heavy load: two grants of one client
-/// in one batch were both stored (the lookup reads what was committed
-/// before the batch).
-#[test]
-fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
-    let db = pg_database();
-    let a = Arc::new(open(&db.url, "a"));
-    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
-    // Hold the writer: its next commit waits for this lock (its read does
-    // not), and what is submitted meanwhile is gathered into one batch.
-    let mut other = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+/// Grants `bindings` (in this order) in one batch of `store`'s writer:
+/// submitted while a lock holds its commit of `first` back. The answers,
+/// by address.
+fn in_one_batch(
+    store: &PostgresStore,
+    url: &str,
+    first: Binding,
+    bindings: Vec<Binding>,
+    net: (Ipv4Addr, Ipv4Addr),
+) -> Vec<(Ipv4Addr, Result<u64, StoreError>)> {
+    // Its next commit waits for this lock (its read does not), and what is
+    // submitted meanwhile is gathered into one batch.
+    let mut other = postgres::Client::connect(url, postgres::NoTls).expect("connect");
     let mut lock = other.transaction().expect("begin");
     lock.batch_execute("LOCK TABLE bindings IN EXCLUSIVE MODE")
         .expect("lock");
     let (tx, rx) = channel();
-    // Submitted in this order, answered through the channel.
     let submit = |b: Binding| {
         let (ip, now, tx) = (b.ip, b.cltt, tx.clone());
-        a.submit_grant_then(
+        store.submit_grant_then(
             b,
             net,
             now,
@@ -226,8 +227,9 @@ fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
             }),
         );
     };
-    submit(client(3, 3, T0));
-    let mut watch = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let n = bindings.len() + 1;
+    submit(first);
+    let mut watch = postgres::Client::connect(url, postgres::NoTls).expect("connect");
     until("the writer's commit to wait on the lock", || {
         watch
             .query_one(
@@ -239,31 +241,66 @@ fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
             .get::<_, i64>(0)
             > 0
     });
-    // Client 1 granted two addresses while the writer waits.
-    submit(client(1, 1, T0 + 1));
-    submit(client(1, 2, T0 + 1));
+    for b in bindings {
+        submit(b);
+    }
     lock.commit().expect("release the lock");
-    let mut answers: Vec<(Ipv4Addr, Result<u64, StoreError>)> = (0..3)
+    let mut answers: Vec<_> = (0..n)
         .map(|_| rx.recv_timeout(WAIT).expect("an answer"))
         .collect();
     answers.sort_by_key(|(ip, _)| *ip);
+    answers
+}
+
+/// Found by the instances test under heavy load: two grants of one client
+/// in one batch were both stored (the lookup reads what was committed
+/// before the batch).
+#[test]
+fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
+    let db = pg_database();
+    let a = open(&db.url, "a");
+    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+    let refused_holding = |r: &Result<u64, StoreError>, want: Ipv4Addr, holds: Ipv4Addr| {
+        let Err(StoreError::Refused { ip, stored, .. }) = r else {
+            panic!("the second grant: {r:?}");
+        };
+        assert_eq!(*ip, want);
+        assert!(
+            stored.iter().any(|(ip, row)| *ip == holds && row.is_some()),
+            "the refusal names the lease the client holds: {stored:?}"
+        );
+    };
+    // Client 1 granted two addresses in one batch.
+    let answers = in_one_batch(
+        &a,
+        &db.url,
+        client(3, 3, T0),
+        vec![client(1, 1, T0 + 1), client(1, 2, T0 + 1)],
+        net,
+    );
     assert!(
         answers[0].1.is_ok(),
         "client 1's first grant: {:?}",
         answers[0].1
     );
-    let Err(StoreError::Refused { ip, stored, .. }) = &answers[1].1 else {
-        panic!("client 1's second grant: {:?}", answers[1].1);
-    };
-    assert_eq!(*ip, sample(2, 0).ip);
-    assert!(
-        stored
-            .iter()
-            .any(|(ip, row)| *ip == sample(1, 0).ip && row.is_some()),
-        "the refusal names the lease the client holds: {stored:?}"
-    );
+    refused_holding(&answers[1].1, sample(2, 0).ip, sample(1, 0).ip);
     assert!(answers[2].1.is_ok(), "client 3: {:?}", answers[2].1);
     assert_eq!(a.get(sample(2, 0).ip).expect("get"), None, "nothing stored");
+    // Client 1 renews its stored lease and is granted another in one batch.
+    let answers = in_one_batch(
+        &a,
+        &db.url,
+        client(3, 3, T0 + 2),
+        vec![client(1, 1, T0 + 3), client(1, 4, T0 + 3)],
+        net,
+    );
+    assert!(
+        answers[0].1.is_ok(),
+        "client 1's renewal: {:?}",
+        answers[0].1
+    );
+    refused_holding(&answers[2].1, sample(4, 0).ip, sample(1, 0).ip);
+    assert_eq!(a.get(sample(4, 0).ip).expect("get"), None, "nothing stored");
 }
 
 #[test]

@@ -276,9 +276,6 @@ impl Writer {
             .collect();
         let mut rows = Batch::default();
         let mut checked = std::collections::HashSet::new();
-        // The batch's own grants written so far: a second grant of one
-        // client in one batch is a second lease too.
-        let mut granted: Vec<i64> = Vec::new();
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
@@ -291,10 +288,14 @@ impl Writer {
                 // another server: the client is sent back to it.
                 let mut held = None;
                 if let (Overwrite::Write, Some(network)) = (verdict, req.network) {
+                    // The client's leases at other addresses, and every
+                    // address of the batch as it stands now: stored, or
+                    // changed earlier in the batch (a second grant of one
+                    // client in one batch is a second lease too).
                     let rows = holders
                         .iter()
                         .map(|h| current.get(&ip_key(h.ip)).copied().unwrap_or(h))
-                        .chain(granted.iter().filter_map(|k| current.get(k).copied()));
+                        .chain(current.values().copied());
                     if let Some(h) = second_lease(b, network, rows) {
                         verdict = Overwrite::Refuse("the client holds another address there");
                         held = Some(h.clone());
@@ -307,9 +308,6 @@ impl Writer {
                         }
                         rows.push(b, req.now);
                         current.insert(key, b);
-                        if req.network.is_some() {
-                            granted.push(key);
-                        }
                         done.stored[ri][bi] = true;
                     }
                     Overwrite::Refuse(reason) => {
@@ -409,15 +407,17 @@ fn pg(e: postgres::Error) -> StoreError {
 }
 
 /// The stored rows of the batch's addresses (`$1`), then, marked, the live
-/// leases the clients of the batch's grants hold in the grants' networks:
-/// by client-id (`$2`-`$4`), or by hardware address for a client without
-/// one (`$5`-`$8`), each through its index. One round trip.
+/// leases the clients of the batch's grants hold in the grants' networks
+/// at other addresses (the batch's own are among the first rows): by
+/// client-id (`$2`-`$4`), or by hardware address for a client without one
+/// (`$5`-`$8`), each through its index. One round trip.
 fn stored_rows_query() -> String {
     let active = DhcpState::Active.as_u8();
     format!(
         "SELECT false, changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1) \
          UNION ALL \
-         SELECT true, changed_id, {COLUMNS} FROM bindings WHERE state = {active} AND ip IN ( \
+         SELECT true, changed_id, {COLUMNS} FROM bindings WHERE state = {active} \
+           AND ip <> ALL($1) AND ip IN ( \
            SELECT b.ip FROM bindings b, unnest($2::bytea[], $3::bigint[], $4::bigint[]) AS q(cid, lo, hi) \
              WHERE b.client_id = q.cid AND b.ip BETWEEN q.lo AND q.hi \
            UNION \
