@@ -270,37 +270,30 @@ fn of_two_grants_of_one_client_in_one_batch_the_second_is_refused() {
             "the refusal names the lease the client holds: {stored:?}"
         );
     };
-    // Client 1 granted two addresses in one batch.
-    let answers = in_one_batch(
-        &a,
-        &db.url,
-        client(3, 3, T0),
-        vec![client(1, 1, T0 + 1), client(1, 2, T0 + 1)],
-        net,
-    );
-    assert!(
-        answers[0].1.is_ok(),
-        "client 1's first grant: {:?}",
-        answers[0].1
-    );
-    refused_holding(&answers[1].1, sample(2, 0).ip, sample(1, 0).ip);
-    assert!(answers[2].1.is_ok(), "client 3: {:?}", answers[2].1);
-    assert_eq!(a.get(sample(2, 0).ip).expect("get"), None, "nothing stored");
-    // Client 1 renews its stored lease and is granted another in one batch.
-    let answers = in_one_batch(
-        &a,
-        &db.url,
-        client(3, 3, T0 + 2),
-        vec![client(1, 1, T0 + 3), client(1, 4, T0 + 3)],
-        net,
-    );
-    assert!(
-        answers[0].1.is_ok(),
-        "client 1's renewal: {:?}",
-        answers[0].1
-    );
-    refused_holding(&answers[2].1, sample(4, 0).ip, sample(1, 0).ip);
-    assert_eq!(a.get(sample(4, 0).ip).expect("get"), None, "nothing stored");
+    // Client 1 granted two addresses in one batch; then, in one batch, its
+    // stored lease renewed and another address granted.
+    for (t, second) in [(T0, 2), (T0 + 2, 4)] {
+        let answers = in_one_batch(
+            &a,
+            &db.url,
+            client(3, 3, t),
+            vec![client(1, 1, t + 1), client(1, second, t + 1)],
+            net,
+        );
+        let answer = |n: u32| {
+            let ip = sample(n, 0).ip;
+            answers
+                .iter()
+                .find(|(i, _)| *i == ip)
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| panic!("no answer for {ip}"))
+        };
+        assert!(answer(1).is_ok(), "client 1's lease: {:?}", answer(1));
+        assert!(answer(3).is_ok(), "client 3: {:?}", answer(3));
+        refused_holding(answer(second), sample(second, 0).ip, sample(1, 0).ip);
+        let stored = a.get(sample(second, 0).ip).expect("get");
+        assert_eq!(stored, None, "nothing stored");
+    }
 }
 
 #[test]
