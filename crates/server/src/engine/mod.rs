@@ -250,13 +250,7 @@ impl Engine {
             // its grace) must not take the entry over, or the client would
             // be offered that address and hold two leases.
             let key = ClientKey::of_binding(&b);
-            let holds_other = self.by_client.get(&key).is_some_and(|&cur| {
-                cur != ip
-                    && self
-                        .leases
-                        .get(&cur)
-                        .is_some_and(|c| c.state == DhcpState::Active && key.owns(c))
-            });
+            let holds_other = self.active_entry(&key).is_some_and(|(cur, _)| cur != ip);
             if b.state == DhcpState::Active || !holds_other {
                 self.by_client.insert(key, ip);
             }
@@ -381,18 +375,18 @@ impl Engine {
     /// This copy shows the client holding a live lease at another address
     /// of `subnet`'s network than `ip`.
     fn holds_another(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
-        let key = &who.key;
-        let Some(&cur) = self.by_client.get(key) else {
-            return false;
-        };
-        cur != ip
-            && self.cfg.subnets[subnet]
-                .prefix
-                .contains(&Ipv4Addr::from(cur))
-            && self
-                .leases
-                .get(&cur)
-                .is_some_and(|b| b.state == DhcpState::Active && key.owns(b) && b.expiry > now)
+        let prefix = self.cfg.subnets[subnet].prefix;
+        self.active_entry(&who.key).is_some_and(|(cur, b)| {
+            cur != ip && prefix.contains(&Ipv4Addr::from(cur)) && b.expiry > now
+        })
+    }
+
+    /// The client's entry, when its binding is active and still the
+    /// client's.
+    fn active_entry(&self, key: &ClientKey) -> Option<(u32, &Binding)> {
+        let &cur = self.by_client.get(key)?;
+        let b = self.leases.get(&cur)?;
+        (b.state == DhcpState::Active && key.owns(b)).then_some((cur, &**b))
     }
 
     fn acceptable(&self, subnet: usize, ip: u32, who: &Ident, now: u32) -> bool {
