@@ -35,7 +35,7 @@ pub use bulk_connection::{
 };
 pub use framed::frame_into;
 pub use opening::{opening, Opening};
-pub use overwrite::{overwrite, same_client, second_lease, Overwrite};
+pub use overwrite::{overwrite, same_client, second_lease, ClientOf, Overwrite};
 pub use ranges::merge_ranges;
 pub use relay::{relay_info_from_raw, relay_info_to_raw};
 pub use session::{Close, Now};

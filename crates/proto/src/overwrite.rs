@@ -84,10 +84,24 @@ pub fn overwrite(stored: Option<&Binding>, change: &Binding) -> Overwrite {
 /// Both bindings name the same client: by client-identifier when the
 /// binding has one, else by hardware address (RFC 2131 §4.2).
 pub fn same_client(a: &Binding, b: &Binding) -> bool {
-    match (&a.client_id, &b.client_id) {
-        (Some(x), Some(y)) => x == y,
-        (None, None) => a.htype == b.htype && a.chaddr == b.chaddr,
-        _ => false,
+    ClientOf::of(a) == ClientOf::of(b)
+}
+
+/// Who a binding's client is, as [`same_client`] tells clients apart: its
+/// client-id, or the hardware address of a client without one (a key to
+/// index bindings by client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientOf<'a> {
+    Id(&'a [u8]),
+    Hardware(u8, &'a [u8]),
+}
+
+impl<'a> ClientOf<'a> {
+    pub fn of(b: &'a Binding) -> Self {
+        match &b.client_id {
+            Some(id) => ClientOf::Id(id),
+            None => ClientOf::Hardware(b.htype, &b.chaddr),
+        }
     }
 }
 

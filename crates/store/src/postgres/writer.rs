@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use leaseline_proto::{overwrite, second_lease, DhcpState, Overwrite};
+use leaseline_proto::{overwrite, second_lease, ClientOf, DhcpState, Overwrite};
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
@@ -274,6 +274,15 @@ impl Writer {
             .iter()
             .map(|(b, v)| (ip_key(b.ip), *v))
             .collect();
+        // The batch's addresses by client (stored, then as written): a
+        // grant is checked against its own client's, not every address.
+        let mut of_client: HashMap<ClientOf<'_>, Vec<i64>> = HashMap::new();
+        for (b, _) in &stored_rows {
+            of_client
+                .entry(ClientOf::of(b))
+                .or_default()
+                .push(ip_key(b.ip));
+        }
         let mut rows = Batch::default();
         let mut checked = std::collections::HashSet::new();
         for (ri, req) in batch.iter().enumerate() {
@@ -288,14 +297,19 @@ impl Writer {
                 // another server: the client is sent back to it.
                 let mut held = None;
                 if let (Overwrite::Write, Some(network)) = (verdict, req.network) {
-                    // The client's leases at other addresses, and every
-                    // address of the batch as it stands now: stored, or
+                    // The client's leases at other addresses, and its
+                    // addresses of the batch as they stand now: stored, or
                     // changed earlier in the batch (a second grant of one
                     // client in one batch is a second lease too).
+                    let in_batch = of_client
+                        .get(&ClientOf::of(b))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| current.get(k).copied());
                     let rows = holders
                         .iter()
                         .map(|h| current.get(&ip_key(h.ip)).copied().unwrap_or(h))
-                        .chain(current.values().copied());
+                        .chain(in_batch);
                     if let Some(h) = second_lease(b, network, rows) {
                         verdict = Overwrite::Refuse("the client holds another address there");
                         held = Some(h.clone());
@@ -308,6 +322,7 @@ impl Writer {
                         }
                         rows.push(b, req.now);
                         current.insert(key, b);
+                        of_client.entry(ClientOf::of(b)).or_default().push(key);
                         done.stored[ri][bi] = true;
                     }
                     Overwrite::Refuse(reason) => {
