@@ -204,27 +204,40 @@ pub fn run_logged(
     log: &std::path::Path,
     timeout: Duration,
 ) -> (std::process::ExitStatus, String) {
-    let file = std::fs::File::create(log).expect("create command log");
+    match run_to_file(cmd, log, timeout) {
+        Ok((Some(status), text)) => (status, text),
+        Ok((None, text)) => panic!("{cmd:?} did not finish within {timeout:?}; output:\n{text}"),
+        Err(e) => panic!("cannot start {cmd:?}: {e}"),
+    }
+}
+
+/// [`run_logged`] without panicking: the exit status (None: killed at
+/// `timeout`) and the log's contents, or why it could not start.
+pub(crate) fn run_to_file(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+    timeout: Duration,
+) -> std::io::Result<(Option<std::process::ExitStatus>, String)> {
+    // One open file description for both: one offset, nothing overwritten.
+    let file = std::fs::File::create(log)?;
     let mut child = cmd
         .stdin(std::process::Stdio::null())
-        .stdout(file.try_clone().expect("dup log file"))
+        .stdout(file.try_clone()?)
         .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        .spawn()?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(s)) => break s,
+            Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("{cmd:?} did not finish within {timeout:?}; output:\n{text}");
+                break None;
             }
         }
     };
-    (status, std::fs::read_to_string(log).unwrap_or_default())
+    Ok((status, std::fs::read_to_string(log).unwrap_or_default()))
 }
 
 /// Seconds since the Unix epoch, the server's clock.

@@ -422,6 +422,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// What `f` panicked with ("(returned)" when it did not panic).
+    fn panic_text<T>(f: impl FnOnce() -> T) -> String {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(_) => String::from("(returned)"),
+            Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
+        }
+    }
+
     /// A stand-in for `leaseline`: `BIN watch ...` runs `script`.
     fn fake_bin(dir: &Path, script: &str) -> PathBuf {
         let bin = dir.join("fake-leaseline");
@@ -451,15 +459,9 @@ mod tests {
         assert_eq!(exit.stderr, "oops");
         assert_eq!(exit.stdout[0], r#"{"event":"connected"}"#);
         // The second line is not JSON: reading events says so.
-        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            w.wait_event(0, "connected", Duration::from_secs(1))
-        }))
-        .unwrap_err();
-        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        let msg = panic_text(|| w.wait_event(0, "connected", Duration::from_secs(1)));
         assert!(msg.contains("not JSON"), "{msg}");
-        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.count("connected")))
-            .unwrap_err();
-        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        let msg = panic_text(|| w.count("connected"));
         assert!(msg.contains("not JSON"), "{msg}");
     }
 
@@ -495,19 +497,14 @@ mod tests {
         w.wait_event(0, "connected", Duration::from_secs(10));
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let event = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                w.wait_event(0, "catch-up-complete", Duration::from_millis(200))
-            }));
-            let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let event =
+                panic_text(|| w.wait_event(0, "catch-up-complete", Duration::from_millis(200)));
+            let line = panic_text(|| {
                 w.wait_line("a second line", Duration::from_millis(200), |l| {
                     l.contains("update")
                 })
-            }));
-            let text = |r: std::thread::Result<_>| match r {
-                Ok(_) => String::from("(returned)"),
-                Err(e) => e.downcast_ref::<String>().cloned().unwrap_or_default(),
-            };
-            let _ = tx.send((text(event.map(|_| ())), text(line.map(|_| ()))));
+            });
+            let _ = tx.send((event, line));
         });
         let (event, line) = rx
             .recv_timeout(Duration::from_secs(20))
@@ -528,11 +525,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = fake_bin(dir.path(), "echo one");
         let mut w = WatchProcess::builder(&bin).spawn();
-        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            w.wait_line("two", Duration::from_secs(30), |l| l == "two")
-        }))
-        .unwrap_err();
-        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        let msg = panic_text(|| w.wait_line("two", Duration::from_secs(30), |l| l == "two"));
         assert!(
             msg.contains("output ended: true") && msg.contains("one"),
             "{msg}"

@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -205,37 +205,11 @@ pub(crate) fn run_limited(cmd: &mut Command) -> String {
     let Ok(file) = tempfile::NamedTempFile::new() else {
         return "(no temporary file for the output)".into();
     };
-    // One open file description for both: one offset, nothing overwritten.
-    let Ok(out) = file.reopen() else {
-        return "(cannot reopen the output file)".into();
-    };
-    let Ok(err) = out.try_clone() else {
-        return "(cannot share the output file)".into();
-    };
-    let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return format!("(cannot run {cmd:?}: {e})"),
-    };
-    let until = Instant::now() + COMMAND_LIMIT;
-    let mut late = false;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(100)),
-            _ => {
-                late = true;
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-        }
+    match crate::run_to_file(cmd, file.path(), COMMAND_LIMIT) {
+        Ok((Some(_), text)) => text,
+        Ok((None, text)) => format!("{text}\n(stopped after {} s)", COMMAND_LIMIT.as_secs()),
+        Err(e) => format!("(cannot run {cmd:?}: {e})"),
     }
-    let mut text = std::fs::read_to_string(file.path()).unwrap_or_default();
-    if late {
-        text.push_str(&format!("\n(stopped after {} s)", COMMAND_LIMIT.as_secs()));
-    }
-    text
 }
 
 #[cfg(test)]
