@@ -34,6 +34,16 @@ fn db_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("leases.db")
 }
 
+/// A store in `dir` whose lease history keeps 100 s (1,000 entries at most).
+fn keeping_100_s(dir: &tempfile::TempDir) -> SqliteOptions {
+    let mut o = opts(&db_in(dir));
+    o.lease_log = Some(LeaseLogLimits {
+        keep_secs: 100,
+        max_rows: 1_000,
+    });
+    o
+}
+
 #[test]
 fn battery() {
     let base = tempfile::tempdir().expect("tempdir");
@@ -530,12 +540,7 @@ fn changed(n: u32, state: DhcpState, since: u32) -> Binding {
 #[test]
 fn lease_history_prunes_by_age_and_size_and_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = db_in(&dir);
-    let mut o = opts(&path);
-    o.lease_log = Some(LeaseLogLimits {
-        keep_secs: 100,
-        max_rows: 1_000,
-    });
+    let mut o = keeping_100_s(&dir);
     let store = SqliteStore::open(o.clone(), T0).expect("open");
     let a = sample(1, T0).ip;
     commit_at(&store, vec![changed(1, DhcpState::Active, T0)], T0);
@@ -593,12 +598,7 @@ fn lease_history_prunes_by_age_and_size_and_survives_reopen() {
 #[test]
 fn lease_history_renewals_continue_the_entry_until_it_is_pruned() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = db_in(&dir);
-    let mut o = opts(&path);
-    o.lease_log = Some(LeaseLogLimits {
-        keep_secs: 100,
-        max_rows: 1_000,
-    });
+    let o = keeping_100_s(&dir);
     let store = SqliteStore::open(o.clone(), T0).expect("open");
     let a = sample(1, T0).ip;
     let lease = changed(1, DhcpState::Active, T0);
