@@ -30,11 +30,10 @@ pub struct Outcome {
     pub commit: Option<Binding>,
     pub if_refused: Option<Reply>,
     pub undo: Option<Undo>,
-    /// For a DHCPACK of a new lease: the subnet's first and last address.
+    /// For a DHCPACK (renewals too): the subnet's first and last address.
     /// A shared store refuses the commit while the client holds another
     /// live lease there that this engine's copy had not seen (RFC 2131
-    /// §4.3.1). None for a renewal of the lease the copy shows it holding,
-    /// and with a store only this server writes.
+    /// §4.3.1). None with a store only this server writes.
     pub network: Option<(Ipv4Addr, Ipv4Addr)>,
 }
 
@@ -352,10 +351,6 @@ fn ack_or_nak(
     // One grant for the ACK and the binding: a leasequery then reports
     // what this client was told (RFC 4388 §6.4.2).
     let grant = e.cfg.subnets[subnet].grant();
-    // A shared store checks every grant for a second lease, renewals too:
-    // this copy may be behind on the client's leases (made, or renewed,
-    // through another server), and a renewal of a second lease ends it.
-    let check_second_lease = e.shared_store;
     let b = new_binding(e, msg, who, ip, now, grant);
     let undo = Undo::of(e, ip, &b);
     e.apply(b.clone());
@@ -369,7 +364,12 @@ fn ack_or_nak(
         commit: Some(b),
         if_refused,
         undo,
-        network: check_second_lease.then(|| (prefix.network(), prefix.broadcast())),
+        // A shared store checks every grant for a second lease, renewals
+        // too: this copy may be behind on the client's leases (made, or
+        // renewed, through another server).
+        network: e
+            .shared_store
+            .then(|| (prefix.network(), prefix.broadcast())),
     })
 }
 
