@@ -9,8 +9,9 @@
 //!    file without the bearer token; bad arguments are result 1 (and
 //!    `leaseline ctl` exits 1) and change nothing; a lease nobody holds is
 //!    result 3.
-//! 2. `leases-reclaim`: a lease past its expiry is EXPIRED as soon as the
-//!    command answers.
+//! 2. `leases-reclaim` with the reaper off (`[dhcp] reclaim_interval = 0`):
+//!    a lease past its expiry stays ACTIVE until the command, which
+//!    answers `changed` 1; it is EXPIRED as soon as the command answers.
 //! 3. `lease4-del` is a binding change: a `leaseline watch` connected to
 //!    the server sees the address become AVAILABLE.
 
@@ -207,13 +208,19 @@ fn every_command_answers_and_bad_arguments_are_refused() {
 #[test]
 fn leases_reclaim_expires_a_lease_past_its_time() {
     let setup = Setup::new();
-    // The shortest lease the configuration allows (subnet.lease_time:
-    // "must be at least 60 seconds").
-    let (_server, mut relay, ctl) = setup.spawn(setup.config().subnet_toml(&format!(
-        "[[subnet]]\nprefix = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.200\"]\n\
-         relay_addresses = [\"{}\"]\nlease_time = 60\n",
-        *RELAY
-    )));
+    // The reaper off (`reclaim_interval = 0`): only the command expires
+    // leases. The shortest lease the configuration allows
+    // (subnet.lease_time: "must be at least 60 seconds").
+    let (_server, mut relay, ctl) = setup.spawn(
+        setup
+            .config()
+            .dhcp("reclaim_interval = 0")
+            .subnet_toml(&format!(
+                "[[subnet]]\nprefix = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.200\"]\n\
+                 relay_addresses = [\"{}\"]\nlease_time = 60\n",
+                *RELAY
+            )),
+    );
     let lease = relay.dora(&TestClient::new(1)).expect("DORA");
     let by_ip = format!("ip-address={}", lease.ip);
     let (exit, a) = ctl.run(&["lease4-get", &by_ip]);
@@ -229,28 +236,43 @@ fn leases_reclaim_expires_a_lease_past_its_time() {
     let (exit, a) = ctl.run(&["leases-reclaim", "remove=false"]);
     assert_eq!(result(exit, &a), 0, "{a}");
     assert_eq!(a["arguments"]["changed"], 0, "{a}");
+    assert_eq!(text(&a), "0 bindings changed state");
     let (_, a) = ctl.run(&["lease4-get", &by_ip]);
     assert_eq!(a["arguments"]["state"], 0, "still leased: {a}");
 
-    wait_until("the lease's expiry", 90 * SECOND, || {
-        (unix_now() >= expire).then_some(())
+    // Two seconds past the expiry: the default reaper (one pass a second)
+    // would have expired the lease by now; with it off, the binding is
+    // still ACTIVE (lease4-get shows the binding as held, its expiry in
+    // the past).
+    wait_until("two seconds past the lease's expiry", 90 * SECOND, || {
+        (unix_now() >= expire + 2).then_some(())
     });
-    // The server's reaper commits the same transitions once a second, so
-    // the command finds the lease still due (changed 1) or already
-    // expired (changed 0); either way it is EXPIRED once the command has
-    // answered.
+    let (exit, a) = ctl.run(&["lease4-get", &by_ip]);
+    assert_eq!(result(exit, &a), 0, "{a}");
+    assert_eq!(
+        a["arguments"]["state"], 0,
+        "not reclaimed without the command: {a}"
+    );
+    assert_eq!(
+        a["arguments"]["user-context"]["leaseline"]["state"], "active",
+        "{a}"
+    );
+
+    // The command expires it, and only it.
     let (exit, a) = ctl.run(&["leases-reclaim"]);
     assert_eq!(result(exit, &a), 0, "{a}");
-    let changed = a["arguments"]["changed"].as_u64().expect("changed");
-    assert!(changed <= 1, "one lease could change: {a}");
-    assert_eq!(text(&a), format!("{changed} bindings changed state"));
+    assert_eq!(a["arguments"]["changed"], 1, "{a}");
+    assert_eq!(text(&a), "1 bindings changed state");
     let (exit, a) = ctl.run(&["lease4-get", &by_ip]);
     assert_eq!(result(exit, &a), 0, "an expired lease is still found: {a}");
     assert_eq!(a["arguments"]["state"], 2, "Kea's expired-reclaimed: {a}");
-    assert_eq!(
-        a["arguments"]["user-context"]["leaseline"]["state"], "expired",
-        "{a}"
-    );
+    let ours = &a["arguments"]["user-context"]["leaseline"];
+    assert_eq!(ours["state"], "expired", "{a}");
+    assert_eq!(ours["state-since"], expire, "expired as of its expiry: {a}");
+    // Done once: nothing else is due (the grace period runs an hour).
+    let (exit, a) = ctl.run(&["leases-reclaim"]);
+    assert_eq!(result(exit, &a), 0, "{a}");
+    assert_eq!(a["arguments"]["changed"], 0, "{a}");
 }
 
 #[test]
