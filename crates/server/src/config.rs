@@ -82,6 +82,9 @@ pub struct Config {
     pub expired_grace: u32,
     pub relay_port: u16,
     pub client_port: u16,
+    /// Seconds between the reaper's passes (`[dhcp] reclaim_interval`);
+    /// 0: only the control API's `leases-reclaim`.
+    pub reclaim_interval: u32,
     pub subnets: Vec<Subnet>,
     pub leasequery: LeasequeryConfig,
     /// The metrics and control endpoint; None when off.
@@ -139,6 +142,7 @@ impl Validator<'_> {
             expired_grace: raw.dhcp.expired_grace,
             relay_port: raw.dhcp.relay_port,
             client_port: raw.dhcp.client_port,
+            reclaim_interval: raw.dhcp.reclaim_interval,
             subnets,
             leasequery,
             http: self.http(raw.http)?,

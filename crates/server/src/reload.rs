@@ -289,6 +289,17 @@ insecure = true
     }
 
     #[test]
+    fn the_dhcp_holds_and_reclaim_interval_change_live() {
+        let old = config(BASE);
+        let new = config(&BASE.replace(
+            "[dhcp]\n",
+            "[dhcp]\nreclaim_interval = 0\noffer_hold = 10\n",
+        ));
+        assert_eq!((old.reclaim_interval, new.reclaim_interval), (1, 0));
+        assert!(restart_only_changes(&old, &new).is_empty());
+    }
+
+    #[test]
     fn the_listen_address_alone_needs_a_restart() {
         let old = config(BASE);
         let new = config(&BASE.replace("6767", "6768"));

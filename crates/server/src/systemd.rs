@@ -43,9 +43,10 @@ fn send(state: &[NotifyState]) {
     }
 }
 
-/// `WatchdogSec=`: pinged by the reaper after each pass (which takes the
-/// engine's lock and commits through the store), at half the period, so a
-/// server whose engine is stuck is restarted by systemd.
+/// `WatchdogSec=`: pinged by the reaper after each wake-up (once a second;
+/// it takes the engine's lock, and a pass commits through the store), at
+/// half the period, so a server whose engine is stuck is restarted by
+/// systemd.
 pub(crate) struct Watchdog {
     every: Option<Duration>,
     last: Option<Instant>,

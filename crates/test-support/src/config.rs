@@ -102,6 +102,7 @@ pub struct ServerConfig {
     dhcp_listen: SocketAddr,
     relay_port: Option<u16>,
     holds: bool,
+    dhcp: String,
     history: Option<(u32, usize)>,
     store: String,
     subnets: String,
@@ -119,6 +120,7 @@ impl ServerConfig {
             dhcp_listen,
             relay_port: None,
             holds: false,
+            dhcp: String::new(),
             history: None,
             store: String::new(),
             subnets: String::new(),
@@ -154,6 +156,12 @@ impl ServerConfig {
     /// `[dhcp]`, as in examples/loopback.toml.
     pub fn holds(mut self) -> Self {
         self.holds = true;
+        self
+    }
+
+    /// More `[dhcp]` lines, e.g. `reclaim_interval = 0`.
+    pub fn dhcp(mut self, lines: &str) -> Self {
+        push_lines(&mut self.dhcp, lines);
         self
     }
 
@@ -232,6 +240,7 @@ impl ServerConfig {
         if self.holds {
             s.push_str("offer_hold = 30\ndecline_hold = 3600\nexpired_grace = 600\n");
         }
+        s.push_str(&self.dhcp);
 
         if self.history.is_some() || !self.store.is_empty() {
             s.push_str("\n[store]\n");

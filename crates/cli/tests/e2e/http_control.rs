@@ -15,71 +15,18 @@
 //! 5. `lease4-del` frees an address: not found afterwards, no longer
 //!    assigned, and stored (the store has it AVAILABLE after a stop).
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::Command;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::http_support::{http, Ctl, BIN, TOKEN};
 use leaseline_test_support::loopback_relay;
 use leaseline_test_support::{
     free_tcp_port, free_udp_port, mac_string, wait_until, RelayClient, ServerConfig, ServerProcess,
     Subnet, TestClient,
 };
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_leaseline");
 static RELAY: LazyLock<Ipv4Addr> = LazyLock::new(loopback_relay);
-const TOKEN: &str = "0123456789abcdef-test-token";
-
-/// One HTTP/1.1 request; (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the http endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: leaseline\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read the answer");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// `leaseline ctl --json`: (exit status, answer).
-fn ctl(url: &str, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(BIN)
-        .args(["ctl", "--server", url, "--token", TOKEN, "--json"])
-        .args(args)
-        .output()
-        .expect("run leaseline ctl");
-    let answer = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ctl {args:?}: not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().expect("exit status"), answer)
-}
 
 /// The value of one sample of the metrics page (`name{labels} value`).
 fn sample(page: &str, series: &str) -> Option<f64> {
@@ -92,7 +39,7 @@ fn metrics_and_control_api_over_http() {
     let dhcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
     let rport = free_udp_port();
     let web = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
-    let url = format!("http://{web}");
+    let ctl = Ctl::new(web);
     let cfg = ServerConfig::new(dhcp)
         .relay_port(rport)
         .subnet(Subnet::new(
@@ -176,24 +123,24 @@ fn metrics_and_control_api_over_http() {
     assert!(page.trim_end().ends_with("# EOF"), "{page}");
 
     // ctl's exit status is the result code.
-    let (code, a) = ctl(&url, &["status-get"]);
+    let (code, a) = ctl.run(&["status-get"]);
     assert_eq!((code, a["result"].as_u64()), (0, Some(0)), "{a}");
     assert_eq!(a["arguments"]["bindings"], 5);
-    let (code, a) = ctl(&url, &["no-such-command"]);
+    let (code, a) = ctl.run(&["no-such-command"]);
     assert_eq!((code, a["result"].as_u64()), (2, Some(2)), "{a}");
-    let (code, _) = ctl(&url, &["lease4-get", "ip-address=10.0.0.250"]);
+    let (code, _) = ctl.run(&["lease4-get", "ip-address=10.0.0.250"]);
     assert_eq!(code, 3, "not found");
-    let (code, a) = ctl(&url, &["lease4-get", "ip-address=not-an-address"]);
+    let (code, a) = ctl.run(&["lease4-get", "ip-address=not-an-address"]);
     assert_eq!(code, 1, "{a}");
     let (status, body) = http(web, "POST", "/", Some(TOKEN), "{not json");
     assert_eq!(status, 400, "{body}");
 
     // config-test: the running file is sane; a broken one is named by key and line.
-    let (code, a) = ctl(&url, &["config-test"]);
+    let (code, a) = ctl.run(&["config-test"]);
     assert_eq!(code, 0, "{a}");
     let bad = server.state_dir().join("bad.toml");
     std::fs::write(&bad, "[dhcp]\noffer_hold = 0\n").expect("write");
-    let (code, a) = ctl(&url, &["config-test", &format!("path={}", bad.display())]);
+    let (code, a) = ctl.run(&["config-test", &format!("path={}", bad.display())]);
     assert_eq!(code, 1, "{a}");
     assert!(
         a["text"]
@@ -205,37 +152,28 @@ fn metrics_and_control_api_over_http() {
 
     // 2. Leases by address, MAC and client id; paging.
     for (c, l) in clients.iter().zip(&leases) {
-        let (code, a) = ctl(&url, &["lease4-get", &format!("ip-address={}", l.ip)]);
+        let (code, a) = ctl.run(&["lease4-get", &format!("ip-address={}", l.ip)]);
         assert_eq!(code, 0, "{a}");
         let lease = &a["arguments"];
         assert_eq!(lease["hw-address"], mac_string(&c.chaddr).to_lowercase());
         assert_eq!(lease["state"], 0);
         assert_eq!(lease["subnet-id"], 1);
-        let (code, a) = ctl(
-            &url,
-            &[
-                "lease4-get-by-hw-address",
-                &format!("hw-address={}", mac_string(&c.chaddr)),
-            ],
-        );
+        let (code, a) = ctl.run(&[
+            "lease4-get-by-hw-address",
+            &format!("hw-address={}", mac_string(&c.chaddr)),
+        ]);
         assert_eq!(code, 0, "{a}");
         assert_eq!(a["arguments"]["leases"][0]["ip-address"], l.ip.to_string());
         let id = c.client_id.as_deref().expect("client id");
         let hex: Vec<String> = id.iter().map(|b| format!("{b:02x}")).collect();
-        let (code, a) = ctl(
-            &url,
-            &["lease4-get", &format!("client-id={}", hex.join(":"))],
-        );
+        let (code, a) = ctl.run(&["lease4-get", &format!("client-id={}", hex.join(":"))]);
         assert_eq!(code, 0, "{a}");
         assert_eq!(a["arguments"]["ip-address"], l.ip.to_string());
     }
     let mut paged = Vec::new();
     let mut from = "start".to_owned();
     loop {
-        let (code, a) = ctl(
-            &url,
-            &["lease4-get-page", &format!("from={from}"), "limit=2"],
-        );
+        let (code, a) = ctl.run(&["lease4-get-page", &format!("from={from}"), "limit=2"]);
         if code == 3 {
             break;
         }
@@ -257,11 +195,11 @@ fn metrics_and_control_api_over_http() {
     // lease4-del frees the address: committed, gone from lease4-get and
     // from the pool's assigned addresses.
     let gone = leases[0].ip.to_string();
-    let (code, a) = ctl(&url, &["lease4-del", &format!("ip-address={gone}")]);
+    let (code, a) = ctl.run(&["lease4-del", &format!("ip-address={gone}")]);
     assert_eq!(code, 0, "{a}");
-    let (code, _) = ctl(&url, &["lease4-get", &format!("ip-address={gone}")]);
+    let (code, _) = ctl.run(&["lease4-get", &format!("ip-address={gone}")]);
     assert_eq!(code, 3, "a deleted lease is not found");
-    let (code, _) = ctl(&url, &["lease4-del", &format!("ip-address={gone}")]);
+    let (code, _) = ctl.run(&["lease4-del", &format!("ip-address={gone}")]);
     assert_eq!(code, 3, "deleting it again finds nothing");
     let (_, page) = http(web, "GET", "/metrics", Some(TOKEN), "");
     assert_eq!(
@@ -274,7 +212,7 @@ fn metrics_and_control_api_over_http() {
     );
 
     // 3. DHCP off, on, and off for a period.
-    let (code, _) = ctl(&url, &["dhcp-disable"]);
+    let (code, _) = ctl.run(&["dhcp-disable"]);
     assert_eq!(code, 0);
     let late = TestClient::new(50);
     assert!(relay.discover(&late).is_none(), "no OFFER while disabled");
@@ -289,12 +227,12 @@ fn metrics_and_control_api_over_http() {
         "{page}"
     );
     assert_eq!(sample(&page, "leaseline_dhcp_enabled"), Some(0.0));
-    let (code, _) = ctl(&url, &["dhcp-enable"]);
+    let (code, _) = ctl.run(&["dhcp-enable"]);
     assert_eq!(code, 0);
     relay.dora(&late).expect("DORA after dhcp-enable");
-    let (code, a) = ctl(&url, &["dhcp-disable", "max-period=1"]);
+    let (code, a) = ctl.run(&["dhcp-disable", "max-period=1"]);
     assert_eq!(code, 0, "{a}");
-    let (_, a) = ctl(&url, &["status-get"]);
+    let (_, a) = ctl.run(&["status-get"]);
     assert_eq!(a["arguments"]["dhcp-state"]["disabled"], true);
     // Back on by itself within a second or two: the DORA's retries reach it.
     let after = TestClient::new(51);
@@ -302,7 +240,7 @@ fn metrics_and_control_api_over_http() {
     assert!(answered, "DHCP back on after max-period");
 
     // 4. Kea's statistic names.
-    let (code, a) = ctl(&url, &["statistic-get-all"]);
+    let (code, a) = ctl.run(&["statistic-get-all"]);
     assert_eq!(code, 0, "{a}");
     assert_eq!(a["arguments"]["pkt4-ack-sent"][0][0], 6, "{a}");
     // Six ACKed, one of them deleted.
