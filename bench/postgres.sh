@@ -133,7 +133,7 @@ ns_up "$RELAY_B"
 # PG_STATS=1 also logs the plan of every statement over 5 ms (auto_explain)
 # to the cluster's log, kept as $WORK/postgres.log.
 [ "$PG_STATS" = 1 ] && PG_STATS_OPT="-c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all -c auto_explain.log_min_duration=5"
-PG_EXTRA_OPTS=${PG_STATS_OPT:-}
+PG_EXTRA_OPTS="${PG_STATS_OPT:-} ${PG_OPTS:-}"   # PG_OPTS: more `-c` options
 pg_cluster_start /tmp
 psql_admin -c "CREATE ROLE kea LOGIN PASSWORD 'kea'"
 [ "$PG_STATS" = 1 ] && psql_admin -c "CREATE EXTENSION pg_stat_statements"
@@ -349,6 +349,10 @@ closed() {
     [ "$PG_STATS" = 1 ] && psql_admin -c "SELECT calls, round(total_exec_time::numeric, 0) AS total_ms,
         round(mean_exec_time::numeric, 3) AS mean_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" >"$WORK/pgstat-$kind-$round.txt"
+    # Rows written since the database was made, and how many updates were
+    # HOT (no index entry: the row's new version on its own page).
+    [ "$PG_STATS" = 1 ] && case $kind in pg*) psql_admin -d "$DB" -c "SELECT relname, n_tup_ins, n_tup_upd,
+        n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables ORDER BY relname" >>"$WORK/pgstat-$kind-$round.txt" ;; esac
     DETAIL="$DETAIL | $CPU_LINE"
     stop_servers
     # What the step left in the database: the servers really stored there.

@@ -136,9 +136,10 @@ impl PostgresStore {
         let readers = ReadPool::new(&db, opts.readers, &opts.instance_id)?;
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(crate::CommitStats::default());
+        drop(client);
         let writer = Writer {
             commits: Arc::clone(&commits),
-            client,
+            client: db.connect_hot_path()?,
             log: Arc::clone(&log),
             max_batch: opts.max_batch.max(1),
             pruner: history::Pruner::new(history::retention(opts.history, opts.lease_log)),

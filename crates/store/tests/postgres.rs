@@ -140,6 +140,55 @@ fn a_newer_schema_fails_open_with_one_line() {
 }
 
 #[test]
+fn a_version_4_database_is_upgraded_in_place() {
+    let db = pg_database();
+    {
+        let store = open(&db.url);
+        commit(&store, 1, T0 + 1);
+    }
+    // As version 4 left it: its commit function, planned at every call.
+    let mut c = postgres_client(&db.url);
+    c.batch_execute(
+        "UPDATE schema_version SET version = 4;
+         ALTER FUNCTION leaseline_commit_v5 RENAME TO leaseline_commit_v4;
+         ALTER FUNCTION leaseline_commit_v4 RESET ALL;
+         ALTER FUNCTION leaseline_commit_v4 SET plan_cache_mode = force_custom_plan;",
+    )
+    .expect("make it version 4");
+    let store = PostgresStore::open(opts(&db.url), T0 + 10).expect("open upgrades");
+    commit(&store, 2, T0 + 11);
+    assert_eq!(
+        store.load_all().expect("load_all"),
+        vec![sample(1, T0 + 1), sample(2, T0 + 11)]
+    );
+    let version: i64 = c
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .expect("version")
+        .get(0);
+    assert_eq!(version, PG_SCHEMA_VERSION);
+    let functions: Vec<(String, Vec<String>)> = c
+        .query(
+            "SELECT proname::text, coalesce(proconfig, '{}') FROM pg_proc \
+             WHERE proname LIKE 'leaseline_commit_%'",
+            &[],
+        )
+        .expect("functions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // The old function is gone (an instance of the old build fails its
+    // commits rather than writing beside this one); the new one plans once.
+    assert_eq!(functions.len(), 1, "{functions:?}");
+    assert_eq!(functions[0].0, "leaseline_commit_v5");
+    assert!(
+        functions[0]
+            .1
+            .contains(&"plan_cache_mode=force_generic_plan".to_owned()),
+        "{functions:?}"
+    );
+}
+
+#[test]
 fn bad_url_unreachable_server_and_wrong_password_fail_open_clearly() {
     let e = open_err("postgres://u@127.0.0.1:notaport/db");
     assert!(e.contains("bad PostgreSQL url"), "{e}");

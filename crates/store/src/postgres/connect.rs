@@ -96,6 +96,44 @@ impl Database {
             .map_err(|e| open_error(&self.target, error_text(&e)))?;
         Ok(client)
     }
+
+    /// A connection of the writer or of the follower: a few statements,
+    /// each run for every commit, thousands of times a second. Each is
+    /// planned once, when first run (a generic plan), not at every run:
+    /// planning was a quarter of the database's CPU time under load
+    /// (bench/README.md, "Planned once"). So that a plan made while
+    /// `bindings` is small (a new database) is not a scan kept for ever,
+    /// scans go through the indexes wherever one fits (`enable_seqscan =
+    /// off` only prices a sequential scan out of the choice; where there
+    /// is no index, as for a sequence or `instances`, it is still done),
+    /// and JIT compilation is off: the price put on those scans would
+    /// otherwise pass its threshold and compile every such statement, for
+    /// milliseconds, at each run.
+    pub(super) fn connect_hot_path(&self) -> Result<Client, StoreError> {
+        let mut client = connect_with(&self.config, &self.target, &self.tls)?;
+        client
+            .batch_execute(&hot_path_settings("; "))
+            .map_err(|e| open_error(&self.target, error_text(&e)))?;
+        Ok(client)
+    }
+}
+
+/// The settings of [`Database::connect_hot_path`]'s sessions; the commit
+/// function sets them too, for its own statements, whoever calls it.
+const HOT_PATH_SETTINGS: [(&str, &str); 3] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("jit", "off"),
+];
+
+/// `SET name = value` for each of [`HOT_PATH_SETTINGS`], joined by `sep`
+/// (`"; "` for a session, `" "` for a function's SET clauses).
+pub(super) fn hot_path_settings(sep: &str) -> String {
+    HOT_PATH_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("SET {name} = {value}"))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// The URL, the process's environment and `~/.pgpass`.

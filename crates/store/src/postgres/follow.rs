@@ -22,7 +22,7 @@ use postgres::{Client, GenericClient};
 
 use super::connect::Database;
 use super::health::Health;
-use super::history::{changes_after, LoggedChange};
+use super::history::{LogRead, LoggedChange};
 use super::instances::Membership;
 use super::log_gaps::LogCursor;
 use super::schema::{error_text, NOTIFY_CHANNEL, PRUNED_ID, WRITERS_LOCK};
@@ -97,6 +97,7 @@ impl LogFollower {
     pub(super) fn publish_own(
         &self,
         client: &mut Client,
+        read: &LogRead,
         first: i64,
         logged_at: u32,
         own: Vec<Arc<Committed>>,
@@ -113,7 +114,7 @@ impl LogFollower {
                 cursor.handle_read(&ids, Instant::now());
                 return Some(self.feed.publish_bindings(logged_at, &own[skip..]));
             }
-            let rows = match changes_after(client, cursor.last(), first - 1, READ_CHUNK, &self.me) {
+            let rows = match read.rows(client, cursor.last(), first - 1, READ_CHUNK, &self.me) {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::debug!(error = %e, event = "writer_log_read_failed", "writer could not read the log before its rows");
@@ -144,11 +145,11 @@ impl LogFollower {
     /// Publish every row after the position that follows it without a gap
     /// (the follower thread); a gap old enough is checked and, once final,
     /// skipped. Returns how many rows.
-    fn catch_up(&self, client: &mut Client) -> Result<usize, StoreError> {
+    fn catch_up(&self, client: &mut Client, read: &LogRead) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             let mut cursor = self.cursor.lock();
-            let mut rows = changes_after(client, cursor.last(), i64::MAX, READ_CHUNK, &self.me)?;
+            let mut rows = read.rows(client, cursor.last(), i64::MAX, READ_CHUNK, &self.me)?;
             let n = rows.len();
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             let take = cursor.handle_read(&ids, Instant::now());
@@ -159,7 +160,7 @@ impl LogFollower {
                 if take.check_running && cursor.handle_running(&running_writers(client)?) {
                     // Final: read again (its commit may have ended with its
                     // rows since the read), and skip what is still missing.
-                    let next = changes_after(client, cursor.last(), i64::MAX, 1, &self.me)?;
+                    let next = read.rows(client, cursor.last(), i64::MAX, 1, &self.me)?;
                     if let Some(next) = next.first().filter(|r| r.id > cursor.last() + 1) {
                         let from = cursor.last() + 1;
                         let skipped = cursor.skip_gap(next.id);
@@ -280,7 +281,7 @@ impl Drop for Follower {
 
 fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
     let mut membership = Membership::new(log.me.clone());
-    let mut conn: Option<Client> = None;
+    let mut conn: Option<(Client, LogRead)> = None;
     let mut last_read = Instant::now();
     // Read at once after (re)connecting: rows may have come meanwhile.
     let mut woken = true;
@@ -288,7 +289,7 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
     // database's, not a connection left over from before an outage.
     let mut fresh = false;
     while !stop.load(Ordering::Acquire) {
-        let Some(client) = conn.as_mut() else {
+        let Some((client, log_read)) = conn.as_mut() else {
             match listen(db) {
                 Ok(c) => {
                     conn = Some(c);
@@ -306,7 +307,7 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
         let read_due = woken || log.waiting() || last_read.elapsed() >= POLL;
         let read = if read_due {
             last_read = Instant::now();
-            log.catch_up(client).map(|_| ())
+            log.catch_up(client, log_read).map(|_| ())
         } else {
             Ok(())
         };
@@ -344,16 +345,18 @@ fn run(log: &LogFollower, db: &Database, health: &Health, stop: &AtomicBool) {
         };
         woken = wait_for_notify(client, stop, timeout, &log.me);
     }
-    if let Some(c) = conn.as_mut() {
+    if let Some((c, _)) = conn.as_mut() {
         membership.leave(c);
     }
 }
 
-fn listen(db: &Database) -> Result<Client, StoreError> {
-    let mut c = db.connect()?;
+fn listen(db: &Database) -> Result<(Client, LogRead), StoreError> {
+    let mut c = db.connect_hot_path()?;
+    let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
     c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-        .map_err(|e| StoreError::Postgres(error_text(&e)))?;
-    Ok(c)
+        .map_err(pg)?;
+    let read = LogRead::prepare(&mut c).map_err(pg)?;
+    Ok((c, read))
 }
 
 /// Blocks until a notification arrives or `timeout` passes (at most a

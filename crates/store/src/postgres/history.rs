@@ -106,6 +106,37 @@ pub struct LoggedChange {
     pub binding: Binding,
 }
 
+/// The log's rows after an id, in id order.
+fn changes_after_query() -> String {
+    format!(
+        "SELECT id, logged_at, changed_at, {COLUMNS} FROM lease_changes \
+         WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+    )
+}
+
+/// [`changes_after`] prepared once on a connection that reads the log
+/// after every commit (the writer's, the follower's): parsed and planned
+/// once, not at each read.
+pub(super) struct LogRead(postgres::Statement);
+
+impl LogRead {
+    pub(super) fn prepare(client: &mut impl GenericClient) -> Result<Self, postgres::Error> {
+        client.prepare(&changes_after_query()).map(LogRead)
+    }
+
+    /// [`changes_after`], with the prepared statement.
+    pub(super) fn rows(
+        &self,
+        client: &mut impl GenericClient,
+        after: i64,
+        upto: i64,
+        limit: usize,
+        me: &str,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        read_changes(client, &self.0, after, upto, limit, me)
+    }
+}
+
 /// Up to `limit` log rows with `after < id <= upto`, ascending by id, as
 /// instance `me` sees them. Commits run at once: a row can be visible
 /// before one with a smaller id (`log_gaps`).
@@ -116,15 +147,23 @@ pub(super) fn changes_after(
     limit: usize,
     me: &str,
 ) -> Result<Vec<LoggedChange>, StoreError> {
+    read_changes(client, &changes_after_query(), after, upto, limit, me)
+}
+
+fn read_changes<T>(
+    client: &mut impl GenericClient,
+    statement: &T,
+    after: i64,
+    upto: i64,
+    limit: usize,
+    me: &str,
+) -> Result<Vec<LoggedChange>, StoreError>
+where
+    T: ?Sized + postgres::ToStatement,
+{
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
-        .query(
-            &format!(
-                "SELECT id, logged_at, changed_at, {COLUMNS} FROM lease_changes \
-                 WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
-            ),
-            &[&after, &upto, &limit],
-        )
+        .query(statement, &[&after, &upto, &limit])
         .map_err(|e| StoreError::Postgres(error_text(&e)))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {

@@ -17,7 +17,9 @@ use crate::StoreError;
 /// sequences, taken under the log lock for an instant only; a commit locks
 /// the rows it overwrites instead of holding the log lock to its end (see
 /// [`commit_function`] and `follow`, which reads a log with gaps).
-pub(super) const SCHEMA_VERSION: i64 = 4;
+/// 5: the commit function's statements are planned once per session, not
+/// at every call (`connect::hot_path_settings`).
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -54,7 +56,7 @@ pub(super) const PRUNE_LOCK: i64 = 7_724_003;
 
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
-pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v4";
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v5";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -173,16 +175,27 @@ ALTER TABLE bindings ADD COLUMN {CHANGED_ID};"
     )
 }
 
-/// Version 3 to 4, in place: the sequences, the new function; the old one
-/// goes, so that an instance of the previous build still running fails
-/// its commits instead of writing ids the new way does not expect.
+/// Version 3 to 4, in place: the sequences; the old function goes, so
+/// that an instance of the previous build still running fails its commits
+/// instead of writing ids the new way does not expect (the new one comes
+/// with [`upgrade_4_to_5`]).
 fn upgrade_3_to_4() -> String {
     format!(
         "
 DROP FUNCTION IF EXISTS leaseline_commit_v3;
-{sequences}
+{sequences}",
+        sequences = sequences()
+    )
+}
+
+/// Version 4 to 5, in place: the commit function planned once per session
+/// (same statements, same results: an instance of the previous build still
+/// running fails its commits and is to be upgraded too).
+fn upgrade_4_to_5() -> String {
+    format!(
+        "
+DROP FUNCTION IF EXISTS leaseline_commit_v4;
 {commit}",
-        sequences = sequences(),
         commit = commit_function()
     )
 }
@@ -206,7 +219,9 @@ DROP FUNCTION IF EXISTS leaseline_commit_v3;
 ///    with SQLSTATE `LL001` (nothing is written; the writer decides again).
 ///
 /// The statements inside see what committed before each began (a VOLATILE
-/// function takes a snapshot per statement).
+/// function takes a snapshot per statement). They are planned once per
+/// session, through the indexes (`connect::hot_path_settings`, set on the
+/// function so that they hold whoever calls it).
 fn commit_function() -> String {
     format!(
         "
@@ -220,7 +235,7 @@ CREATE OR REPLACE FUNCTION {COMMIT_FUNCTION}(
     newest bigint, me text, check_ip bigint[], check_version bigint[])
 RETURNS TABLE (out_first_id bigint, out_logged_at bigint, out_changed bigint[])
 LANGUAGE plpgsql VOLATILE
-SET plan_cache_mode = force_custom_plan
+{settings}
 AS $fn$
 DECLARE
     last_id bigint;
@@ -298,7 +313,8 @@ BEGIN
 END
 $fn$;
 ",
-        set = crate::columns::set_from_excluded(&["changed_by", "changed_id"])
+        set = crate::columns::set_from_excluded(&["changed_by", "changed_id"]),
+        settings = super::connect::hot_path_settings(" ")
     )
 }
 
@@ -410,7 +426,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             if version < 3 {
                 tx.batch_execute(&upgrade_2_to_3()).map_err(fail)?;
             }
-            tx.batch_execute(&upgrade_3_to_4()).map_err(fail)?;
+            if version < 4 {
+                tx.batch_execute(&upgrade_3_to_4()).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_4_to_5()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(

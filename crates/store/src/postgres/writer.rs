@@ -34,7 +34,7 @@ use super::codec::{commit_call, decode, ip_key, ip_key_to_ip, Batch, COLUMNS};
 use super::connect::Database;
 use super::follow::LogFollower;
 use super::health::Health;
-use super::history::Pruner;
+use super::history::{LogRead, Pruner};
 use super::schema::{error_text, ROW_TAKEN};
 use crate::group_commit::{self, Request};
 use crate::{Binding, Committed, StoreError};
@@ -60,6 +60,8 @@ pub(super) struct Statements {
     /// grants (only for a batch that has some).
     stored_and_held: Statement,
     write: Statement,
+    /// The rows other instances committed just before this one's.
+    log_read: LogRead,
 }
 
 /// How many times a batch is decided again when rows it read changed
@@ -152,7 +154,7 @@ impl Writer {
         if !self.broken && !self.client.is_closed() {
             return;
         }
-        match self.db.connect() {
+        match self.db.connect_hot_path() {
             Ok(client) => {
                 tracing::debug!(
                     event = "store_writer_reconnected",
@@ -171,13 +173,14 @@ impl Writer {
     fn prepare(&mut self) -> Result<&Statements, postgres::Error> {
         let statements = match self.statements.take() {
             Some(s) => s,
-            // Planned per execution (`Database::connect`).
+            // Planned once (`Database::connect_hot_path`).
             None => Statements {
                 stored: self.client.prepare(&format!(
                     "SELECT false, changed_id, {COLUMNS} FROM bindings WHERE ip = ANY($1)"
                 ))?,
                 stored_and_held: self.client.prepare(&stored_rows_query())?,
                 write: self.client.prepare(&commit_call())?,
+                log_read: LogRead::prepare(&mut self.client)?,
             },
         };
         Ok(self.statements.insert(statements))
@@ -383,11 +386,15 @@ impl Writer {
             counts.push(n);
         }
         let total = own.len() as u64;
-        let last_seq = if own.is_empty() {
-            None
-        } else {
-            self.log
-                .publish_own(&mut self.client, done.first_id, done.logged_at, own)
+        let last_seq = match (&self.statements, own.is_empty()) {
+            (Some(st), false) => self.log.publish_own(
+                &mut self.client,
+                &st.log_read,
+                done.first_id,
+                done.logged_at,
+                own,
+            ),
+            _ => None,
         };
         let mut seq = last_seq.map(|l| l - total);
         for ((req, n), refused) in batch.drain(..).zip(counts).zip(done.refused) {

@@ -15,7 +15,7 @@ pub fn commit_by_hand(
     t: u32,
 ) -> Result<Result<i64, Vec<i64>>, postgres::Error> {
     let row = c.query_one(
-        "SELECT out_first_id, out_changed FROM leaseline_commit_v4(\
+        "SELECT out_first_id, out_changed FROM leaseline_commit_v5(\
              ARRAY[1]::bigint[], ARRAY[$1]::bigint[], ARRAY[2]::smallint[], \
              ARRAY[1]::smallint[], ARRAY[$4::bytea], ARRAY[NULL]::bytea[], \
              ARRAY[$3::bigint + 60], ARRAY[$3::bigint], ARRAY[$3::bigint], \
