@@ -25,16 +25,9 @@ pub fn http(
     let mut s = TcpStream::connect(addr).expect("connect to the http endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: leaseline\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    s.write_all(request(method, path, auth.as_deref(), body).as_bytes())
+        .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read the answer");
     let status = text
@@ -44,6 +37,19 @@ pub fn http(
         .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, body.to_owned())
+}
+
+/// A request with `Connection: close`; `auth` is the whole Authorization
+/// header value, if any.
+pub fn request(method: &str, path: &str, auth: Option<&str>, body: &str) -> String {
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: leaseline\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A server's control API, as `leaseline ctl --server URL --token TOKEN`

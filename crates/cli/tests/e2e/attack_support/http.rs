@@ -43,18 +43,9 @@ pub fn status_of(text: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// A request with `Connection: close`; `auth` is the whole Authorization
-/// header value, if any.
+/// [`crate::http_support::request`], as bytes.
 pub fn request(method: &str, path: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: leaseline\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    crate::http_support::request(method, path, auth, body).into_bytes()
 }
 
 /// `Bearer <the suite's token>`.
