@@ -82,19 +82,13 @@ pub(super) struct Database {
 }
 
 impl Database {
-    /// A connection as `tls.mode` says (see [`connect_with`]).
-    /// A connection of the store's (writer, readers, follower). Every
-    /// statement is planned with its own arguments: a statement prepared
-    /// while `bindings` is small (a new database) would otherwise keep the
-    /// generic plan made then, a full scan, however large the table grows
-    /// (7.5 ms a batch at 35,000 rows against 0.16 ms: bench/README.md, "The
-    /// cold figures").
+    /// A connection as `tls.mode` says (see [`connect_with`]) for the
+    /// readers (Bulk Leasequery, the control API, the lease history) and
+    /// the schema: every statement planned with its own arguments (a
+    /// plan made for one key or range does not fit another; these run far
+    /// less often than the commit path's).
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
-        let mut client = connect_with(&self.config, &self.target, &self.tls)?;
-        client
-            .batch_execute("SET plan_cache_mode = force_custom_plan")
-            .map_err(|e| open_error(&self.target, error_text(&e)))?;
-        Ok(client)
+        self.connect_set("SET plan_cache_mode = force_custom_plan")
     }
 
     /// A connection of the writer or of the follower: a few statements,
@@ -102,17 +96,22 @@ impl Database {
     /// planned once, when first run (a generic plan), not at every run:
     /// planning was a quarter of the database's CPU time under load
     /// (bench/README.md, "Planned once"). So that a plan made while
-    /// `bindings` is small (a new database) is not a scan kept for ever,
-    /// scans go through the indexes wherever one fits (`enable_seqscan =
-    /// off` only prices a sequential scan out of the choice; where there
-    /// is no index, as for a sequence or `instances`, it is still done),
-    /// and JIT compilation is off: the price put on those scans would
-    /// otherwise pass its threshold and compile every such statement, for
-    /// milliseconds, at each run.
+    /// `bindings` is small (a new database) is not a scan kept for ever
+    /// (7.5 ms a batch at 35,000 rows against 0.16 ms: bench/RESULTS.md,
+    /// "The cold figures"), scans go through the indexes wherever one fits
+    /// (`enable_seqscan = off` only prices a sequential scan out of the
+    /// choice; where there is no index, as for a sequence or `instances`,
+    /// it is still done), and JIT compilation is off: the price put on
+    /// those scans would otherwise pass its threshold and compile every
+    /// such statement, for milliseconds, at each run.
     pub(super) fn connect_hot_path(&self) -> Result<Client, StoreError> {
+        self.connect_set(&hot_path_settings("; "))
+    }
+
+    fn connect_set(&self, settings: &str) -> Result<Client, StoreError> {
         let mut client = connect_with(&self.config, &self.target, &self.tls)?;
         client
-            .batch_execute(&hot_path_settings("; "))
+            .batch_execute(settings)
             .map_err(|e| open_error(&self.target, error_text(&e)))?;
         Ok(client)
     }
