@@ -33,7 +33,10 @@
 # ACTIVE -> RELEASED -> ACTIVE). WATCHERS `leaseline watch --json` (half
 # given A first, half B; their streams gzip'd, and deleted when every check
 # passed) and one `leaseline mirror --server A,B` are attached before the
-# load. `[store] history_max_count` is HISTORY_MAX_COUNT (100,000 changes):
+# load. `[store] history_max_count` and the lease history's `[history]
+# max_rows` are HISTORY_MAX_COUNT (100,000 changes; the change log is kept
+# for the longer of the two histories, so the lease history's default of
+# 20 million rows would keep the whole run's log and test no pruning):
 # each instance prunes the log every 4,096 of its own commits, so pruning
 # runs about once a second. Every SAMPLE seconds: pg_database_size, the
 # rows in lease_changes, the last pruned log id, the size of pg_wal, RSS
@@ -200,6 +203,7 @@ else
     pg_new_db leaseline
     LL_HISTORY_MAX_AGE=3600
     LL_HISTORY_MAX_COUNT=$HISTORY_MAX_COUNT
+    LL_LEASE_HISTORY_MAX_ROWS=$HISTORY_MAX_COUNT
     LL_PREFIX=10.0.0.0/15
     LL_POOL=10.0.0.10-10.1.255.250
     LL_RELAYS='["127.0.0.1", "127.0.0.2"]'

@@ -150,7 +150,9 @@ ll_url() {
 # 127.0.0.1:PORT with server identifier SERVER_ID, Bulk and Active
 # Leasequery (insecure) on 127.0.0.1:TCP_PORT for 127.0.0.0/8. One subnet,
 # LL_PREFIX with pool LL_POOL, for the relays LL_RELAYS (a TOML list);
-# history limits LL_HISTORY_MAX_AGE / LL_HISTORY_MAX_COUNT; one-hour
+# history limits LL_HISTORY_MAX_AGE / LL_HISTORY_MAX_COUNT, and the lease
+# history's LL_LEASE_HISTORY_MAX_ROWS (unset: its default, 20 million; the
+# change log is kept for the longer of the two histories); one-hour
 # leases. Config and log in $WORK/NAME. Returns once the server is ready;
 # LL_PID is the server's own pid (`ip netns exec` and `env` exec it), so
 # kill -9 reaches the server itself.
@@ -192,6 +194,9 @@ insecure = true
 max_connections = 200
 max_connections_per_requestor = 200
 EOF
+    if [ -n "${LL_LEASE_HISTORY_MAX_ROWS:-}" ]; then
+        printf '\n[history]\nmax_rows = %s\n' "$LL_LEASE_HISTORY_MAX_ROWS" >>"$dir/leaseline.toml"
+    fi
     ip netns exec "$NS" env RUST_LOG=info NO_COLOR=1 "$BIN" serve --config "$dir/leaseline.toml" 2>"$dir/server.log" &
     LL_PID=$!
     wait_for_line "$dir/server.log" "leaseline ready" 60 "$LL_PID"
