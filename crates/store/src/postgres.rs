@@ -136,6 +136,8 @@ impl PostgresStore {
         let readers = ReadPool::new(&db, opts.readers, &opts.instance_id)?;
         let (tx, rx) = mpsc::channel();
         let commits = Arc::new(crate::CommitStats::default());
+        // The schema's connection plans each statement; the writer's plans
+        // its few once (`connect_hot_path`).
         drop(client);
         let writer = Writer {
             commits: Arc::clone(&commits),
