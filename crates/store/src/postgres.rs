@@ -177,8 +177,11 @@ impl PostgresStore {
     /// Up to `limit` rows of the change log with an id above `after`,
     /// ascending by id (see [`LoggedChange`]).
     pub fn changes_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedChange>, StoreError> {
-        self.readers
-            .with(move |c, me| history::changes_after(c, after, i64::MAX, limit, me))
+        self.readers.with(move |c, me| {
+            history::LogRead::prepare(c)
+                .map_err(|e| StoreError::Postgres(schema::error_text(&e)))?
+                .rows(c, after, i64::MAX, limit, me)
+        })
     }
 
     /// Delete change-log rows beyond the history's limits at `now` (the

@@ -114,9 +114,9 @@ fn changes_after_query() -> String {
     )
 }
 
-/// [`changes_after`] prepared once on a connection that reads the log
-/// after every commit (the writer's, the follower's): parsed and planned
-/// once, not at each read.
+/// The log read, prepared once on a connection that reads the log after
+/// every commit (the writer's, the follower's): parsed and planned once,
+/// not at each read.
 pub(super) struct LogRead(postgres::Statement);
 
 impl LogRead {
@@ -124,7 +124,9 @@ impl LogRead {
         client.prepare(&changes_after_query()).map(LogRead)
     }
 
-    /// [`changes_after`], with the prepared statement.
+    /// Up to `limit` log rows with `after < id <= upto`, ascending by id,
+    /// as instance `me` sees them. Commits run at once: a row can be
+    /// visible before one with a smaller id (`log_gaps`).
     pub(super) fn rows(
         &self,
         client: &mut impl GenericClient,
@@ -133,58 +135,31 @@ impl LogRead {
         limit: usize,
         me: &str,
     ) -> Result<Vec<LoggedChange>, StoreError> {
-        read_changes(client, &self.0, after, upto, limit, me)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&self.0, &[&after, &upto, &limit])
+            .map_err(|e| StoreError::Postgres(error_text(&e)))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let binding = decode(&row, 3, me)?;
+            let bad = |what: &str| StoreError::Corrupt {
+                ip: binding.ip.to_string(),
+                reason: format!("lease_changes.{what}"),
+            };
+            let id: i64 = row.try_get(0).map_err(|_| bad("id"))?;
+            let logged_at: i64 = row.try_get(1).map_err(|_| bad("logged_at"))?;
+            let changed_at: i64 = row.try_get(2).map_err(|_| bad("changed_at"))?;
+            let instance_id: String = row.try_get(3 + 18).map_err(|_| bad("changed_by"))?;
+            out.push(LoggedChange {
+                id,
+                instance_id,
+                logged_at: u32::try_from(logged_at).map_err(|_| bad("logged_at"))?,
+                changed_at: u32::try_from(changed_at).map_err(|_| bad("changed_at"))?,
+                binding,
+            });
+        }
+        Ok(out)
     }
-}
-
-/// Up to `limit` log rows with `after < id <= upto`, ascending by id, as
-/// instance `me` sees them. Commits run at once: a row can be visible
-/// before one with a smaller id (`log_gaps`).
-pub(super) fn changes_after(
-    client: &mut impl GenericClient,
-    after: i64,
-    upto: i64,
-    limit: usize,
-    me: &str,
-) -> Result<Vec<LoggedChange>, StoreError> {
-    read_changes(client, &changes_after_query(), after, upto, limit, me)
-}
-
-fn read_changes<T>(
-    client: &mut impl GenericClient,
-    statement: &T,
-    after: i64,
-    upto: i64,
-    limit: usize,
-    me: &str,
-) -> Result<Vec<LoggedChange>, StoreError>
-where
-    T: ?Sized + postgres::ToStatement,
-{
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = client
-        .query(statement, &[&after, &upto, &limit])
-        .map_err(|e| StoreError::Postgres(error_text(&e)))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let binding = decode(&row, 3, me)?;
-        let bad = |what: &str| StoreError::Corrupt {
-            ip: binding.ip.to_string(),
-            reason: format!("lease_changes.{what}"),
-        };
-        let id: i64 = row.try_get(0).map_err(|_| bad("id"))?;
-        let logged_at: i64 = row.try_get(1).map_err(|_| bad("logged_at"))?;
-        let changed_at: i64 = row.try_get(2).map_err(|_| bad("changed_at"))?;
-        let instance_id: String = row.try_get(3 + 18).map_err(|_| bad("changed_by"))?;
-        out.push(LoggedChange {
-            id,
-            instance_id,
-            logged_at: u32::try_from(logged_at).map_err(|_| bad("logged_at"))?,
-            changed_at: u32::try_from(changed_at).map_err(|_| bad("changed_at"))?,
-            binding,
-        });
-    }
-    Ok(out)
 }
 
 /// How long the change log is kept: the longer of the Active Leasequery
