@@ -4,7 +4,8 @@
 
 use leaseline_store::battery::{run_all, sample};
 use leaseline_store::{
-    HistoryLimits, LeaseStore, PostgresOptions, PostgresStore, PG_SCHEMA_VERSION,
+    HistoryKey, HistoryLimits, HistoryQuery, LeaseStore, PostgresOptions, PostgresStore,
+    PG_SCHEMA_VERSION,
 };
 use leaseline_test_support::pg_database;
 
@@ -39,8 +40,12 @@ fn open_err(url: &str) -> String {
 }
 
 fn commit(store: &PostgresStore, n: u32, now: u32) {
+    commit_binding(store, sample(n, now), now);
+}
+
+fn commit_binding(store: &PostgresStore, b: leaseline_store::Binding, now: u32) {
     store
-        .submit(vec![sample(n, now)], now)
+        .submit(vec![b], now)
         .blocking_recv()
         .expect("ticket")
         .expect("commit");
@@ -142,25 +147,58 @@ fn a_newer_schema_fails_open_with_one_line() {
 #[test]
 fn a_version_4_database_is_upgraded_in_place() {
     let db = pg_database();
-    {
+    // Address 1: a lease, its renewal (the same history entry), then
+    // another client's lease (a second entry).
+    let lease = sample(1, T0 + 1);
+    let mut renewal = lease.clone();
+    renewal.cltt = T0 + 5;
+    renewal.expiry = T0 + 5 + 3600;
+    let mut other = sample(2, T0 + 8);
+    other.ip = lease.ip;
+    let key = HistoryKey::Ip(lease.ip);
+    let before = {
         let store = open(&db.url);
-        commit(&store, 1, T0 + 1);
-    }
-    // As version 4 left it: its commit function, planned at every call.
+        for (b, now) in [(&lease, T0 + 1), (&renewal, T0 + 5), (&other, T0 + 8)] {
+            commit_binding(&store, b.clone(), now);
+        }
+        store.history(&HistoryQuery::all(key.clone(), 10)).expect("history")
+    };
+    assert_eq!(before.entries.len(), 2, "{before:?}");
+    // As version 4 left it: its commit function, planned at every call;
+    // no `opens_run`, the history's indexes over every row.
     let mut c = postgres_client(&db.url);
     c.batch_execute(
         "UPDATE schema_version SET version = 4;
-         ALTER FUNCTION leaseline_commit_v5 RENAME TO leaseline_commit_v4;
+         ALTER TABLE lease_changes DROP COLUMN opens_run;
+         CREATE INDEX lease_changes_history_ip ON lease_changes (ip, state_since, id);
+         ALTER FUNCTION leaseline_commit_v6 RENAME TO leaseline_commit_v4;
          ALTER FUNCTION leaseline_commit_v4 RESET ALL;
          ALTER FUNCTION leaseline_commit_v4 SET plan_cache_mode = force_custom_plan;",
     )
     .expect("make it version 4");
     let store = PostgresStore::open(opts(&db.url), T0 + 10).expect("open upgrades");
-    commit(&store, 2, T0 + 11);
+    // The rows logged before: the same entries.
     assert_eq!(
-        store.load_all().expect("load_all"),
-        vec![sample(1, T0 + 1), sample(2, T0 + 11)]
+        store.history(&HistoryQuery::all(key.clone(), 10)).expect("history"),
+        before
     );
+    // A renewal after the upgrade continues the current entry; a new
+    // binding elsewhere opens one.
+    let mut renewal = other.clone();
+    renewal.cltt = T0 + 11;
+    renewal.expiry = T0 + 11 + 3600;
+    commit_binding(&store, renewal, T0 + 11);
+    commit(&store, 3, T0 + 12);
+    assert_eq!(
+        store.history(&HistoryQuery::all(key, 10)).expect("history"),
+        before
+    );
+    let third = sample(3, T0 + 12);
+    let page = store
+        .history(&HistoryQuery::all(HistoryKey::Ip(third.ip), 10))
+        .expect("history");
+    assert_eq!(page.entries.len(), 1, "{page:?}");
+    assert_eq!(page.entries[0].start, third.state_since);
     let version: i64 = c
         .query_one("SELECT max(version) FROM schema_version", &[])
         .expect("version")
@@ -179,13 +217,26 @@ fn a_version_4_database_is_upgraded_in_place() {
     // The old function is gone (an instance of the old build fails its
     // commits rather than writing beside this one); the new one plans once.
     assert_eq!(functions.len(), 1, "{functions:?}");
-    assert_eq!(functions[0].0, "leaseline_commit_v5");
+    assert_eq!(functions[0].0, "leaseline_commit_v6");
     assert!(
         functions[0]
             .1
             .contains(&"plan_cache_mode=force_generic_plan".to_owned()),
         "{functions:?}"
     );
+    // The history's indexes hold the rows that open an entry only.
+    let indexes: Vec<String> = c
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'lease_changes' \
+             AND indexname LIKE 'lease_changes_%_ip'",
+            &[],
+        )
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(indexes[0].contains("WHERE opens_run"), "{indexes:?}");
 }
 
 #[test]

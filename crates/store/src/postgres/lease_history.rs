@@ -8,6 +8,9 @@
 //! An entry is the first logged row of a run of rows of one address with
 //! the same start-time-of-state, state and hardware address (a renewal
 //! logs a row of the same run); it ends where the address's next run starts.
+//! Which rows open a run the commit function decides as it logs them
+//! (`opens_run`, schema version 6), so the indexes here hold only those: a
+//! renewal, most of a server's traffic, costs them nothing.
 
 use postgres::types::ToSql;
 use postgres::{Client, Row};
@@ -22,14 +25,14 @@ use crate::{DhcpState, StoreError};
 const INDEX_LOCK: i64 = 7_724_020;
 
 const INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS lease_changes_history_ip
-    ON lease_changes (ip, state_since, id);
-CREATE INDEX IF NOT EXISTS lease_changes_history_chaddr
-    ON lease_changes (chaddr, state_since, id);
-CREATE INDEX IF NOT EXISTS lease_changes_history_client_id
-    ON lease_changes (client_id, state_since, id) WHERE client_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS lease_changes_history_remote_id
-    ON lease_changes (remote_id, state_since, id) WHERE remote_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS lease_changes_entries_ip
+    ON lease_changes (ip, state_since, id) WHERE opens_run;
+CREATE INDEX IF NOT EXISTS lease_changes_entries_chaddr
+    ON lease_changes (chaddr, state_since, id) WHERE opens_run;
+CREATE INDEX IF NOT EXISTS lease_changes_entries_client_id
+    ON lease_changes (client_id, state_since, id) WHERE opens_run AND client_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS lease_changes_entries_remote_id
+    ON lease_changes (remote_id, state_since, id) WHERE opens_run AND remote_id IS NOT NULL;
 ";
 
 /// Create the history's indexes (once; a no-op when they exist).
@@ -40,20 +43,16 @@ pub(super) fn create_indexes(client: &mut Client) -> Result<(), postgres::Error>
     tx.commit()
 }
 
-/// The entry's columns, its end, and whether it opens its run.
+/// The entry's columns and its end: the start of the address's next entry.
 const ENTRY: &str = "c.id, c.ip, c.state_since, c.state, c.htype, c.chaddr, c.client_id, \
      c.circuit_id, c.remote_id, \
-     (SELECT n.state_since FROM lease_changes n WHERE n.ip = c.ip \
+     (SELECT n.state_since FROM lease_changes n WHERE n.ip = c.ip AND n.opens_run \
       AND (n.state_since, n.id) > (c.state_since, c.id) \
-      AND (n.state_since, n.state, n.chaddr) IS DISTINCT FROM (c.state_since, c.state, c.chaddr) \
       ORDER BY n.state_since, n.id LIMIT 1)";
 
-/// The address's previous row (by start-time, then id) is not of the
-/// same run.
-const OPENS_RUN: &str = "NOT EXISTS (SELECT 1 FROM (SELECT p.state_since, p.state, p.chaddr \
-     FROM lease_changes p WHERE p.ip = c.ip AND (p.state_since, p.id) < (c.state_since, c.id) \
-     ORDER BY p.state_since DESC, p.id DESC LIMIT 1) prev \
-     WHERE (prev.state_since, prev.state, prev.chaddr) = (c.state_since, c.state, c.chaddr))";
+/// Only the rows that open an entry (the commit function decides, schema
+/// version 6): the history's indexes hold no others.
+const OPENS_RUN: &str = "c.opens_run";
 
 /// An owned key (reads run on a reader thread).
 enum Key {

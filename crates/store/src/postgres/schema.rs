@@ -19,7 +19,10 @@ use crate::StoreError;
 /// [`commit_function`] and `follow`, which reads a log with gaps).
 /// 5: the commit function's statements are planned once per session, not
 /// at every call (`connect::hot_path_settings`).
-pub(super) const SCHEMA_VERSION: i64 = 5;
+/// 6: each log row says whether it opens a lease-history entry
+/// (`opens_run`, decided by the commit function), and the history's
+/// indexes hold only those rows: a renewal adds no entry to them.
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -56,7 +59,7 @@ pub(super) const PRUNE_LOCK: i64 = 7_724_003;
 
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
-pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v5";
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v6";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -102,7 +105,8 @@ CREATE TABLE lease_changes (
     id           BIGINT PRIMARY KEY,
     logged_at    BIGINT NOT NULL,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    {BINDING_COLUMNS}
+    {BINDING_COLUMNS},
+    {OPENS_RUN}
 );
 CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
@@ -190,11 +194,35 @@ DROP FUNCTION IF EXISTS leaseline_commit_v3;
 
 /// Version 4 to 5, in place: the commit function planned once per session
 /// (same statements, same results: an instance of the previous build still
-/// running fails its commits and is to be upgraded too).
-fn upgrade_4_to_5() -> String {
+/// running fails its commits and is to be upgraded too). Its new function
+/// comes with [`upgrade_5_to_6`].
+const UPGRADE_4_TO_5: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v4;";
+
+/// Whether a log row opens a lease-history entry (`lease_history`): its
+/// address's previous change had another start-time-of-state, state or
+/// hardware address, or there was none (the SQLite store's rule: a change
+/// that continues the address's latest entry, a renewal, opens none).
+const OPENS_RUN: &str = "opens_run BOOLEAN NOT NULL";
+
+/// Version 5 to 6, in place: `opens_run` for the rows already logged (one
+/// pass in address order: each row against the address's previous one),
+/// the history's indexes on every row go (`lease_history` creates them
+/// anew over the opening rows), and the commit function that sets it.
+fn upgrade_5_to_6() -> String {
     format!(
         "
-DROP FUNCTION IF EXISTS leaseline_commit_v4;
+ALTER TABLE lease_changes ADD COLUMN opens_run BOOLEAN;
+UPDATE lease_changes c SET opens_run = w.opens
+  FROM (SELECT id, (lag(state_since) OVER a, lag(state) OVER a, lag(chaddr) OVER a)
+                   IS DISTINCT FROM (state_since, state, chaddr) AS opens
+          FROM lease_changes WINDOW a AS (PARTITION BY ip ORDER BY state_since, id)) w
+ WHERE w.id = c.id;
+ALTER TABLE lease_changes ALTER COLUMN opens_run SET NOT NULL;
+DROP INDEX IF EXISTS lease_changes_history_ip;
+DROP INDEX IF EXISTS lease_changes_history_chaddr;
+DROP INDEX IF EXISTS lease_changes_history_client_id;
+DROP INDEX IF EXISTS lease_changes_history_remote_id;
+DROP FUNCTION IF EXISTS leaseline_commit_v5;
 {commit}",
         commit = commit_function()
     )
@@ -213,7 +241,9 @@ DROP FUNCTION IF EXISTS leaseline_commit_v4;
 /// 3. under [`LOG_LOCK`], for an instant: the next ids (`ord` 1, 2, ...
 ///    after the last taken) and the log time (the newest handling time,
 ///    never below the last: docs/postgresql.md, "Time across instances");
-/// 4. append every change to the log, upsert each address's last change
+/// 4. append every change to the log (with `opens_run`: against the
+///    address's previous change of the batch, else its `bindings` row as
+///    it stands before this statement), upsert each address's last change
 ///    into `bindings`, NOTIFY. An address expected to have no row that
 ///    another commit inserted meanwhile is not overwritten: the call fails
 ///    with SQLSTATE `LL001` (nothing is written; the writer decides again).
@@ -272,22 +302,30 @@ BEGIN
     END;
     PERFORM pg_advisory_unlock({LOG_LOCK});
     WITH c AS (
-        SELECT * FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
+        SELECT u.*, CASE WHEN lag(u.ord) OVER a IS NULL
+                THEN (p.state_since, p.state, p.chaddr)
+                     IS DISTINCT FROM (u.state_since, u.state, u.chaddr)
+                ELSE (lag(u.state_since) OVER a, lag(u.state) OVER a, lag(u.chaddr) OVER a)
+                     IS DISTINCT FROM (u.state_since, u.state, u.chaddr)
+            END AS opens_run
+          FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
             c_expiry, c_cltt, c_state_since, c_data_source, c_relay_info, c_circuit_id,
             c_remote_id, c_relay_id, c_vendor_class_id, c_hostname, c_lease_time,
             c_renew_time, c_rebind_time, c_changed_at)
-        AS c(ord, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
+          AS u(ord, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
             data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id,
             hostname, lease_time, renew_time, rebind_time, changed_at)
+          LEFT JOIN bindings p ON p.ip = u.ip
+        WINDOW a AS (PARTITION BY u.ip ORDER BY u.ord)
     ), logged AS (
         INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id,
             expiry, cltt, state_since, data_source, relay_info, circuit_id, remote_id,
             relay_id, vendor_class_id, hostname, lease_time, renew_time, rebind_time,
-            changed_at, changed_by)
+            changed_at, changed_by, opens_run)
         SELECT last_id + c.ord, last_at, c.ip, c.state, c.htype, c.chaddr, c.client_id,
             c.expiry, c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id,
             c.remote_id, c.relay_id, c.vendor_class_id, c.hostname, c.lease_time,
-            c.renew_time, c.rebind_time, c.changed_at, me FROM c
+            c.renew_time, c.rebind_time, c.changed_at, me, c.opens_run FROM c
     ), upserted AS (
         INSERT INTO bindings AS b (ip, state, htype, chaddr, client_id, expiry, cltt,
             state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
@@ -429,7 +467,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             if version < 4 {
                 tx.batch_execute(&upgrade_3_to_4()).map_err(fail)?;
             }
-            tx.batch_execute(&upgrade_4_to_5()).map_err(fail)?;
+            if version < 5 {
+                tx.batch_execute(UPGRADE_4_TO_5).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_5_to_6()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(
