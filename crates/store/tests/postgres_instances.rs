@@ -199,6 +199,69 @@ fn a_second_lease_for_a_client_in_one_network_is_refused_with_the_one_it_holds()
     granted(&b, client(1, 11, T0 + 5), net).expect("a new lease after the release");
 }
 
+/// A renewal decided from a copy that is behind (the address went to
+/// another client through the other instance, or the client got a second
+/// address there) is refused with the rows that stand in its way, as
+/// `overwrite` and `second_lease` say; one from a current copy is stored.
+#[test]
+fn a_renewal_from_a_copy_that_is_behind_is_refused_with_the_rows_in_its_way() {
+    let db = pg_database();
+    let (a, b) = (open(&db.url, "a"), open(&db.url, "b"));
+    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+    let written = |store: &PostgresStore, x: Binding| {
+        let now = x.cltt;
+        store
+            .submit(vec![x], now)
+            .blocking_recv()
+            .expect("ticket")
+            .expect("undecided write");
+    };
+    // Client 1 (by MAC) and client 2 (by client-id): a lease each through
+    // A, and their renewals.
+    for n in [1, 2] {
+        granted(&a, client(n, n, T0), net).expect("lease");
+        granted(&a, client(n, n, T0 + 1), net).expect("renewal");
+        assert_eq!(a.get(sample(n, 0).ip).expect("get"), Some(client(n, n, T0 + 1)));
+    }
+    // Through B, client 1's address goes to client 3: client 1's renewal
+    // through A is refused, with the row that holds the address.
+    written(&b, client(3, 1, T0 + 2));
+    let e = granted(&a, client(1, 1, T0 + 3), net).expect_err("renewal of a taken address");
+    let StoreError::Refused { ip, reason, stored } = e else {
+        panic!("{e}");
+    };
+    assert_eq!((ip, reason), (sample(1, 0).ip, "leased to another client"));
+    let rows: Vec<_> = stored.iter().map(|(ip, r)| (*ip, r.as_ref().map(lease))).collect();
+    assert_eq!(rows, vec![(sample(1, 0).ip, Some(lease(&client(3, 1, T0 + 2))))]);
+    let now = a.get(sample(1, 0).ip).expect("get");
+    assert_eq!(now.as_ref().map(lease), Some(lease(&client(3, 1, T0 + 2))));
+    // Through B, client 2 gets a second address in the network: its
+    // renewal through A is refused, with that lease.
+    written(&b, client(2, 12, T0 + 4));
+    let e = granted(&a, client(2, 2, T0 + 5), net).expect_err("renewal beside another lease");
+    let StoreError::Refused { reason, stored, .. } = e else {
+        panic!("{e}");
+    };
+    assert_eq!(reason, "the client holds another address there");
+    let rows: Vec<_> = stored.iter().map(|(ip, r)| (*ip, r.as_ref().map(lease))).collect();
+    assert!(
+        rows.contains(&(sample(12, 0).ip, Some(lease(&client(2, 12, T0 + 4))))),
+        "{rows:?}"
+    );
+    let now = a.get(sample(2, 0).ip).expect("get");
+    assert_eq!(now.as_ref().map(lease), Some(lease(&client(2, 2, T0 + 1))));
+    // Client 3's renewal through A, its row read in the refusal: stored.
+    granted(&a, client(3, 1, T0 + 6), net).expect("renewal of the new holder");
+    let now = a.get(sample(1, 0).ip).expect("get");
+    assert_eq!(now.as_ref().map(lease), Some(lease(&client(3, 1, T0 + 6))));
+}
+
+/// Who holds a row since when (a row read back from another instance's
+/// commit carries the data-source REMOTE bit).
+fn lease(b: &Binding) -> (Ipv4Addr, DhcpState, Vec<u8>, Option<Vec<u8>>, u32) {
+    (b.ip, b.state, b.chaddr.clone(), b.client_id.clone(), b.cltt)
+}
+
 /// Grants `bindings` (in this order) in one batch of `store`'s writer:
 /// submitted while a lock holds its commit of `first` back. The answers,
 /// by address.
