@@ -161,7 +161,9 @@ fn a_version_4_database_is_upgraded_in_place() {
         for (b, now) in [(&lease, T0 + 1), (&renewal, T0 + 5), (&other, T0 + 8)] {
             commit_binding(&store, b.clone(), now);
         }
-        store.history(&HistoryQuery::all(key.clone(), 10)).expect("history")
+        store
+            .history(&HistoryQuery::all(key.clone(), 10))
+            .expect("history")
     };
     assert_eq!(before.entries.len(), 2, "{before:?}");
     // As version 4 left it: its commit function, planned at every call;
@@ -179,7 +181,9 @@ fn a_version_4_database_is_upgraded_in_place() {
     let store = PostgresStore::open(opts(&db.url), T0 + 10).expect("open upgrades");
     // The rows logged before: the same entries.
     assert_eq!(
-        store.history(&HistoryQuery::all(key.clone(), 10)).expect("history"),
+        store
+            .history(&HistoryQuery::all(key.clone(), 10))
+            .expect("history"),
         before
     );
     // A renewal after the upgrade continues the current entry; a new

@@ -221,7 +221,10 @@ fn a_renewal_from_a_copy_that_is_behind_is_refused_with_the_rows_in_its_way() {
     for n in [1, 2] {
         granted(&a, client(n, n, T0), net).expect("lease");
         granted(&a, client(n, n, T0 + 1), net).expect("renewal");
-        assert_eq!(a.get(sample(n, 0).ip).expect("get"), Some(client(n, n, T0 + 1)));
+        assert_eq!(
+            a.get(sample(n, 0).ip).expect("get"),
+            Some(client(n, n, T0 + 1))
+        );
     }
     // Through B, client 1's address goes to client 3: client 1's renewal
     // through A is refused, with the row that holds the address.
@@ -231,8 +234,14 @@ fn a_renewal_from_a_copy_that_is_behind_is_refused_with_the_rows_in_its_way() {
         panic!("{e}");
     };
     assert_eq!((ip, reason), (sample(1, 0).ip, "leased to another client"));
-    let rows: Vec<_> = stored.iter().map(|(ip, r)| (*ip, r.as_ref().map(lease))).collect();
-    assert_eq!(rows, vec![(sample(1, 0).ip, Some(lease(&client(3, 1, T0 + 2))))]);
+    let rows: Vec<_> = stored
+        .iter()
+        .map(|(ip, r)| (*ip, r.as_ref().map(lease)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![(sample(1, 0).ip, Some(lease(&client(3, 1, T0 + 2))))]
+    );
     let now = a.get(sample(1, 0).ip).expect("get");
     assert_eq!(now.as_ref().map(lease), Some(lease(&client(3, 1, T0 + 2))));
     // Through B, client 2 gets a second address in the network: its
@@ -243,7 +252,10 @@ fn a_renewal_from_a_copy_that_is_behind_is_refused_with_the_rows_in_its_way() {
         panic!("{e}");
     };
     assert_eq!(reason, "the client holds another address there");
-    let rows: Vec<_> = stored.iter().map(|(ip, r)| (*ip, r.as_ref().map(lease))).collect();
+    let rows: Vec<_> = stored
+        .iter()
+        .map(|(ip, r)| (*ip, r.as_ref().map(lease)))
+        .collect();
     assert!(
         rows.contains(&(sample(12, 0).ip, Some(lease(&client(2, 12, T0 + 4))))),
         "{rows:?}"
