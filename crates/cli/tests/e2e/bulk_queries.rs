@@ -409,7 +409,14 @@ fn refusals_of_section_8_2_end_with_done_and_a_status() {
     q.options.push(DhcpOption::ClientId(b"\x01nobody".to_vec()));
     conn.send(&q);
     assert_eq!(conn.until_done(99).status(), None);
-    // Each refusal is logged with the peer and the reason.
+    // Each refusal is logged with the peer and the reason (the server's
+    // output reaches the test through a pipe: awaited, not assumed there).
+    server.wait_for_log_count(
+        0,
+        &["bulk query refused"],
+        cases.len(),
+        Duration::from_secs(10),
+    );
     let refusals = server.logs_containing(&["bulk query refused"]);
     assert_eq!(refusals.len(), cases.len(), "{refusals:#?}");
     assert!(

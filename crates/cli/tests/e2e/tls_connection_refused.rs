@@ -57,6 +57,8 @@ fn watch_with_tls_reports_tls_connection_refused_and_never_falls_back() {
         CLOSE_WITHIN,
     );
     // One connection, refused; no second (plaintext) attempt ever made a query.
+    fx.server
+        .wait_for_log_count(0, &["leasequery connection closed"], 1, CLOSE_WITHIN);
     assert_eq!(
         fx.server
             .logs_containing(&["leasequery connection closed"])
