@@ -47,29 +47,13 @@ const GIVE_UP: Duration = Duration::from_secs(1);
 /// with the kernel's default (208 KiB, some 200 datagrams) a burst that
 /// arrives while this thread waits for a CPU overflows it, and each reply
 /// lost holds a window slot for GIVE_UP. Capped by net.core.rmem_max.
-const RECEIVE_BUFFER: libc::c_int = 4 << 20;
-
-fn receive_buffer(sock: &UdpSocket, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt on a socket this function borrows, with a pointer
-    // to a c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            std::ptr::addr_of!(bytes).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        eprintln!("saturate: SO_RCVBUF: {}", std::io::Error::last_os_error());
-    }
-}
+const RECEIVE_BUFFER: usize = 4 << 20;
 
 pub fn run(p: &Params) -> anyhow::Result<()> {
     let sock = UdpSocket::bind(SocketAddrV4::new(p.giaddr, 67))?;
-    receive_buffer(&sock, RECEIVE_BUFFER);
+    if let Err(e) = socket2::SockRef::from(&sock).set_recv_buffer_size(RECEIVE_BUFFER) {
+        eprintln!("saturate: SO_RCVBUF: {e}");
+    }
     let paced = p.rate > 0;
     // Paced: wake every millisecond to start what is due.
     sock.set_read_timeout(Some(Duration::from_millis(if paced { 1 } else { 100 })))?;

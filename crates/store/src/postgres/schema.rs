@@ -106,7 +106,7 @@ CREATE TABLE lease_changes (
     logged_at    BIGINT NOT NULL,
     committed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     {BINDING_COLUMNS},
-    {OPENS_RUN}
+    {OPENS_RUN_COLUMN}
 );
 CREATE INDEX lease_changes_logged_at ON lease_changes (logged_at);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
@@ -202,7 +202,7 @@ const UPGRADE_4_TO_5: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v4;";
 /// address's previous change had another start-time-of-state, state or
 /// hardware address, or there was none (the SQLite store's rule: a change
 /// that continues the address's latest entry, a renewal, opens none).
-const OPENS_RUN: &str = "opens_run BOOLEAN NOT NULL";
+const OPENS_RUN_COLUMN: &str = "opens_run BOOLEAN NOT NULL";
 
 /// Version 5 to 6, in place: `opens_run` for the rows already logged (one
 /// pass in address order: each row against the address's previous one),
