@@ -16,7 +16,7 @@ pub(crate) struct EngineObserver {
 }
 
 impl StoreObserver for EngineObserver {
-    fn remote_changes(&self, bindings: &[Binding]) {
+    fn remote_changes(&self, bindings: Vec<Binding>) {
         if let Some(engine) = self.engine.upgrade() {
             engine.lock().apply_remote(bindings);
         }

@@ -164,8 +164,9 @@ pub struct OutboxLag {
 /// What a store shared by several servers tells the server using it.
 pub trait StoreObserver: Send + Sync + 'static {
     /// Bindings other servers committed, in commit order, before they are
-    /// published on this server's feed.
-    fn remote_changes(&self, bindings: &[Binding]);
+    /// published on this server's feed (the observer's to keep: the feed
+    /// has its own).
+    fn remote_changes(&self, bindings: Vec<Binding>);
     /// The live servers changed: this one is `index` of `of` (ordered by
     /// name), and prefers that share of each pool.
     fn share(&self, index: usize, of: usize);

@@ -51,12 +51,8 @@ enum Event {
 struct Recorder(Mutex<Sender<Event>>);
 
 impl StoreObserver for Recorder {
-    fn remote_changes(&self, bindings: &[Binding]) {
-        let _ = self
-            .0
-            .lock()
-            .unwrap()
-            .send(Event::Remote(bindings.to_vec()));
+    fn remote_changes(&self, bindings: Vec<Binding>) {
+        let _ = self.0.lock().unwrap().send(Event::Remote(bindings));
     }
     fn share(&self, index: usize, of: usize) {
         let _ = self.0.lock().unwrap().send(Event::Share(index, of));

@@ -18,8 +18,8 @@ struct Offer {
 /// At most one offer per client and per address.
 #[derive(Default)]
 pub(super) struct Offers {
-    by_ip: HashMap<u32, Offer>,
-    by_client: HashMap<ClientKey, u32>,
+    by_ip: HashMap<u32, Offer, super::Fast>,
+    by_client: HashMap<ClientKey, u32, super::Fast>,
 }
 
 impl Offers {

@@ -534,7 +534,7 @@ fn another_servers_binding_withdraws_an_offer_and_takes_the_address() {
         .commit
         .expect("their binding");
     theirs.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
-    e.apply_remote(&[theirs]);
+    e.apply_remote(vec![theirs]);
     let out = select(&mut e, mac(1), offered, T0 + 1);
     assert_eq!(
         out.reply.and_then(|r| r.msg.message_type()),
@@ -564,7 +564,7 @@ fn a_shared_store_gets_a_nak_ready_for_a_refused_ack_and_local_changes_are_local
     // server, so not REMOTE.
     let mut b = out.commit.expect("binding");
     b.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
-    e.apply_remote(&[b]);
+    e.apply_remote(vec![b]);
     let expired = e.tick(T0 + 300);
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].data_source, 0);
@@ -660,7 +660,7 @@ fn with_a_shared_store_a_renewal_the_copy_would_nak_is_left_to_the_store() {
         .commit
         .expect("their binding");
     theirs.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
-    e.apply_remote(&[theirs]);
+    e.apply_remote(vec![theirs]);
     let mut renew = msg(MessageType::Request, mac(1));
     renew.ciaddr = ip;
     let out = e.handle(&renew, Ingress::Listen, T0 + 10).expect("a reply");

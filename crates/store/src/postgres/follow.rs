@@ -190,7 +190,7 @@ impl LogFollower {
                 .map(|r| r.binding.clone())
                 .collect();
             if !remote.is_empty() {
-                observer.remote_changes(&remote);
+                observer.remote_changes(remote);
             }
         }
         let committed: Vec<Arc<Committed>> = rows
