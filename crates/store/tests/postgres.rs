@@ -169,14 +169,14 @@ fn a_version_4_database_is_upgraded_in_place() {
     // As version 4 left it: its commit function, planned at every call;
     // no `opens_run`, the history's indexes over every row.
     let mut c = postgres_client(&db.url);
-    c.batch_execute(
+    c.batch_execute(&format!(
         "UPDATE schema_version SET version = 4;
          ALTER TABLE lease_changes DROP COLUMN opens_run;
          CREATE INDEX lease_changes_history_ip ON lease_changes (ip, state_since, id);
-         ALTER FUNCTION leaseline_commit_v6 RENAME TO leaseline_commit_v4;
+         ALTER FUNCTION leaseline_commit_v{PG_SCHEMA_VERSION} RENAME TO leaseline_commit_v4;
          ALTER FUNCTION leaseline_commit_v4 RESET ALL;
          ALTER FUNCTION leaseline_commit_v4 SET plan_cache_mode = force_custom_plan;",
-    )
+    ))
     .expect("make it version 4");
     let store = PostgresStore::open(opts(&db.url), T0 + 10).expect("open upgrades");
     // The rows logged before: the same entries.
@@ -221,7 +221,10 @@ fn a_version_4_database_is_upgraded_in_place() {
     // The old function is gone (an instance of the old build fails its
     // commits rather than writing beside this one); the new one plans once.
     assert_eq!(functions.len(), 1, "{functions:?}");
-    assert_eq!(functions[0].0, "leaseline_commit_v6");
+    assert_eq!(
+        functions[0].0,
+        format!("leaseline_commit_v{PG_SCHEMA_VERSION}")
+    );
     assert!(
         functions[0]
             .1

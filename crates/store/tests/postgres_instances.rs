@@ -588,3 +588,71 @@ fn the_outbox_lag_counts_what_the_follower_has_not_published() {
     let caught_up = lag(&b);
     assert_eq!((caught_up.unpublished, caught_up.age_seconds), (0, 0.0));
 }
+
+/// Whether a log row opens a lease-history entry is decided by the writer
+/// for the rows it read (each change against the stored row, or against
+/// the batch's previous change of the address) and by the database for
+/// the others: one rule either way, as every row against its address's
+/// previous one in log order shows.
+#[test]
+fn the_log_marks_the_changes_that_open_a_history_entry_by_one_rule() {
+    let db = pg_database();
+    let a = open(&db.url, "a");
+    let net = (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(10, 0, 0, 255));
+    let renewed = |b: &Binding, by: u32| {
+        let mut r = b.clone();
+        r.cltt += by;
+        r.expiry += by;
+        r
+    };
+    // Decided one at a time: a lease, its renewal, its release.
+    let lease = client(1, 1, T0);
+    let renewal = renewed(&lease, 2);
+    let mut release = renewal.clone();
+    release.state = DhcpState::Released;
+    release.state_since = T0 + 4;
+    release.cltt = T0 + 4;
+    for b in [lease, renewal, release] {
+        decided(&a, b).expect("decided");
+    }
+    // In one batch: a lease and its renewal (which follows the lease, not
+    // the stored row: there is none).
+    let lease2 = client(2, 2, T0 + 10);
+    let renewal2 = renewed(&lease2, 1);
+    for (ip, r) in in_one_batch(
+        &a,
+        &db.url,
+        client(3, 3, T0 + 10),
+        vec![lease2, renewal2.clone()],
+        net,
+    ) {
+        r.unwrap_or_else(|e| panic!("{ip}: {e}"));
+    }
+    // Undecided (an import, an operator): the database decides.
+    let again = renewed(&renewal2, 1);
+    a.submit(vec![again], T0 + 12)
+        .blocking_recv()
+        .expect("ticket")
+        .expect("undecided write");
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let rows: Vec<(i64, bool, bool)> = c
+        .query(
+            "SELECT ip, opens_run, (lag(state_since) OVER w, lag(state) OVER w, \
+             lag(chaddr) OVER w) IS DISTINCT FROM (state_since, state, chaddr) \
+             FROM lease_changes WINDOW w AS (PARTITION BY ip ORDER BY id) ORDER BY id",
+            &[],
+        )
+        .expect("log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    for (ip, opens, rule) in &rows {
+        assert_eq!(opens, rule, "address {ip}: {rows:?}");
+    }
+    let of = |n: u32| -> Vec<bool> {
+        let key = i64::from(u32::from(sample(n, 0).ip));
+        rows.iter().filter(|r| r.0 == key).map(|r| r.1).collect()
+    };
+    assert_eq!(of(1), [true, false, true], "lease, renewal, release");
+    assert_eq!(of(2), [true, false, false], "lease, renewals");
+}

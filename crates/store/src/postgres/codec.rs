@@ -21,7 +21,7 @@ pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, c
 /// written, the log time, and the addresses whose rows changed since they
 /// were read (then nothing was written).
 pub(super) fn commit_call() -> String {
-    let args: Vec<String> = (1..=24).map(|i| format!("${i}")).collect();
+    let args: Vec<String> = (1..=25).map(|i| format!("${i}")).collect();
     format!(
         "SELECT out_first_id, out_logged_at, out_changed FROM {COMMIT_FUNCTION}({})",
         args.join(", ")
@@ -65,6 +65,9 @@ pub(super) struct Batch<'a> {
     changed_at: Vec<i64>,
     check_ip: Vec<i64>,
     check_version: Vec<i64>,
+    /// Per change: whether it opens a lease-history entry, when the writer
+    /// knows the row it follows (None: the commit function decides).
+    opens: Vec<Option<bool>>,
 }
 
 impl<'a> Batch<'a> {
@@ -73,8 +76,16 @@ impl<'a> Batch<'a> {
     }
 
     /// `b` as the batch's next change, changed at `changed_at` (its
-    /// handling time).
-    pub(super) fn push(&mut self, b: &'a Binding, changed_at: u32) {
+    /// handling time); `follows`: the address's row it follows, when the
+    /// writer knows it (the stored row it was decided from, or the batch's
+    /// previous change of the address; `Some(None)`: none).
+    pub(super) fn push(
+        &mut self,
+        b: &'a Binding,
+        changed_at: u32,
+        follows: Option<Option<&Binding>>,
+    ) {
+        self.opens.push(follows.map(|prev| opens_run(prev, b)));
         self.ord.push(self.ord.len() as i64 + 1);
         self.ip.push(ip_key(b.ip));
         self.state.push(i16::from(b.state.as_u8()));
@@ -110,7 +121,7 @@ impl<'a> Batch<'a> {
         &'p self,
         newest: &'p i64,
         instance: &'p String,
-    ) -> [&'p (dyn ToSql + Sync); 24] {
+    ) -> [&'p (dyn ToSql + Sync); 25] {
         [
             &self.ord,
             &self.ip,
@@ -136,8 +147,15 @@ impl<'a> Batch<'a> {
             instance,
             &self.check_ip,
             &self.check_version,
+            &self.opens,
         ]
     }
+}
+
+/// Whether a change that follows `prev` (its address's last row, None:
+/// none) opens a lease-history entry: the schema's `opens_run` rule.
+fn opens_run(prev: Option<&Binding>, b: &Binding) -> bool {
+    prev.is_none_or(|p| (p.state_since, p.state, &p.chaddr) != (b.state_since, b.state, &b.chaddr))
 }
 
 /// Decode one row selected with `COLUMNS` starting at column `at`, as seen

@@ -22,7 +22,10 @@ use crate::StoreError;
 /// 6: each log row says whether it opens a lease-history entry
 /// (`opens_run`, decided by the commit function), and the history's
 /// indexes hold only those rows: a renewal adds no entry to them.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+/// 7: the writer says which of its rows open an entry when it read the
+/// rows they follow (`c_opens`); the row locks and the version check are
+/// one statement.
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -59,7 +62,7 @@ pub(super) const PRUNE_LOCK: i64 = 7_724_003;
 
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
-pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v6";
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v7";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -195,7 +198,7 @@ DROP FUNCTION IF EXISTS leaseline_commit_v3;
 /// Version 4 to 5, in place: the commit function planned once per session
 /// (same statements, same results: an instance of the previous build still
 /// running fails its commits and is to be upgraded too). Its new function
-/// comes with [`upgrade_5_to_6`].
+/// comes with [`upgrade_6_to_7`].
 const UPGRADE_4_TO_5: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v4;";
 
 /// Whether a log row opens a lease-history entry (`lease_history`): its
@@ -207,10 +210,9 @@ const OPENS_RUN_COLUMN: &str = "opens_run BOOLEAN NOT NULL";
 /// Version 5 to 6, in place: `opens_run` for the rows already logged (one
 /// pass in address order: each row against the address's previous one),
 /// the history's indexes on every row go (`lease_history` creates them
-/// anew over the opening rows), and the commit function that sets it.
-fn upgrade_5_to_6() -> String {
-    format!(
-        "
+/// anew over the opening rows). The function that sets it comes with
+/// [`upgrade_6_to_7`].
+const UPGRADE_5_TO_6: &str = "
 ALTER TABLE lease_changes ADD COLUMN opens_run BOOLEAN;
 UPDATE lease_changes c SET opens_run = w.opens
   FROM (SELECT id, (lag(state_since) OVER a, lag(state) OVER a, lag(chaddr) OVER a)
@@ -222,7 +224,15 @@ DROP INDEX IF EXISTS lease_changes_history_ip;
 DROP INDEX IF EXISTS lease_changes_history_chaddr;
 DROP INDEX IF EXISTS lease_changes_history_client_id;
 DROP INDEX IF EXISTS lease_changes_history_remote_id;
-DROP FUNCTION IF EXISTS leaseline_commit_v5;
+DROP FUNCTION IF EXISTS leaseline_commit_v5;";
+
+/// Version 6 to 7, in place: the commit function that takes the writer's
+/// `opens_run` (the same tables; an instance of the previous build still
+/// running fails its commits and is to be upgraded too).
+fn upgrade_6_to_7() -> String {
+    format!(
+        "
+DROP FUNCTION IF EXISTS leaseline_commit_v6;
 {commit}",
         commit = commit_function()
     )
@@ -234,16 +244,19 @@ DROP FUNCTION IF EXISTS leaseline_commit_v5;
 /// 1. an xid first, and [`WRITERS_LOCK`] shared: the log's readers can tell
 ///    a missing id that may still come from one that never will (`follow`);
 /// 2. lock the rows the writer decided from (`check_ip`, in address order:
-///    no deadlock between two commits) and check each is still the version
-///    it read (`check_version`: its log id, -1 for no row), else write
-///    nothing and return the addresses that changed. A locked row cannot
-///    change until this commit ends;
+///    no deadlock between two commits) and, in the same statement, check
+///    each is still the version it read (`check_version`: its log id, -1
+///    for no row; a row locked after waiting for another commit is read as
+///    that commit left it), else write nothing and return the addresses
+///    that changed. A locked row cannot change until this commit ends;
 /// 3. under [`LOG_LOCK`], for an instant: the next ids (`ord` 1, 2, ...
 ///    after the last taken) and the log time (the newest handling time,
 ///    never below the last: docs/postgresql.md, "Time across instances");
-/// 4. append every change to the log (with `opens_run`: against the
-///    address's previous change of the batch, else its `bindings` row as
-///    it stands before this statement), upsert each address's last change
+/// 4. append every change to the log (with `opens_run`: the writer's,
+///    `c_opens`, for a change it decided from the row it read, which step
+///    2 found unchanged; else against the address's previous change of the
+///    batch, or its `bindings` row as it stands before this statement),
+///    upsert each address's last change
 ///    into `bindings`, NOTIFY. An address expected to have no row that
 ///    another commit inserted meanwhile is not overwritten: the call fails
 ///    with SQLSTATE `LL001` (nothing is written; the writer decides again).
@@ -262,7 +275,8 @@ CREATE OR REPLACE FUNCTION {COMMIT_FUNCTION}(
     c_circuit_id bytea[], c_remote_id bytea[], c_relay_id bytea[],
     c_vendor_class_id bytea[], c_hostname bytea[], c_lease_time bigint[],
     c_renew_time bigint[], c_rebind_time bigint[], c_changed_at bigint[],
-    newest bigint, me text, check_ip bigint[], check_version bigint[])
+    newest bigint, me text, check_ip bigint[], check_version bigint[],
+    c_opens boolean[] DEFAULT NULL)
 RETURNS TABLE (out_first_id bigint, out_logged_at bigint, out_changed bigint[])
 LANGUAGE plpgsql VOLATILE
 {settings}
@@ -278,12 +292,12 @@ DECLARE
 BEGIN
     PERFORM pg_current_xact_id();
     PERFORM pg_advisory_xact_lock_shared({WRITERS_LOCK});
-    PERFORM 1 FROM bindings WHERE ip = ANY(check_ip) ORDER BY ip FOR UPDATE;
-    SELECT array_agg(k.ip) FILTER (WHERE coalesce(b.changed_id, -1) <> k.version),
+    SELECT array_agg(k.ip) FILTER (WHERE coalesce(l.changed_id, -1) <> k.version),
            array_agg(k.ip) FILTER (WHERE k.version = -1)
       INTO changed, absent
       FROM unnest(check_ip, check_version) AS k(ip, version)
-      LEFT JOIN bindings b ON b.ip = k.ip;
+      LEFT JOIN (SELECT b.ip, b.changed_id FROM bindings b WHERE b.ip = ANY(check_ip)
+                  ORDER BY b.ip FOR UPDATE) l ON l.ip = k.ip;
     IF changed IS NOT NULL THEN
         RETURN QUERY SELECT 0::bigint, 0::bigint, changed;
         RETURN;
@@ -302,20 +316,20 @@ BEGIN
     END;
     PERFORM pg_advisory_unlock({LOG_LOCK});
     WITH c AS (
-        SELECT u.*, CASE WHEN lag(u.ord) OVER a IS NULL
-                THEN (p.state_since, p.state, p.chaddr)
+        SELECT u.*, coalesce(u.opens, CASE WHEN lag(u.ord) OVER a IS NULL
+                THEN coalesce((SELECT (p.state_since, p.state, p.chaddr)
                      IS DISTINCT FROM (u.state_since, u.state, u.chaddr)
+                     FROM bindings p WHERE p.ip = u.ip), true)
                 ELSE (lag(u.state_since) OVER a, lag(u.state) OVER a, lag(u.chaddr) OVER a)
                      IS DISTINCT FROM (u.state_since, u.state, u.chaddr)
-            END AS opens_run
+            END) AS opens_run
           FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
             c_expiry, c_cltt, c_state_since, c_data_source, c_relay_info, c_circuit_id,
             c_remote_id, c_relay_id, c_vendor_class_id, c_hostname, c_lease_time,
-            c_renew_time, c_rebind_time, c_changed_at)
+            c_renew_time, c_rebind_time, c_changed_at, c_opens)
           AS u(ord, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
             data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id,
-            hostname, lease_time, renew_time, rebind_time, changed_at)
-          LEFT JOIN bindings p ON p.ip = u.ip
+            hostname, lease_time, renew_time, rebind_time, changed_at, opens)
         WINDOW a AS (PARTITION BY u.ip ORDER BY u.ord)
     ), logged AS (
         INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id,
@@ -470,7 +484,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             if version < 5 {
                 tx.batch_execute(UPGRADE_4_TO_5).map_err(fail)?;
             }
-            tx.batch_execute(&upgrade_5_to_6()).map_err(fail)?;
+            if version < 6 {
+                tx.batch_execute(UPGRADE_5_TO_6).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_6_to_7()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(

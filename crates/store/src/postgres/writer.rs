@@ -288,6 +288,8 @@ impl Writer {
         }
         let mut rows = Batch::default();
         let mut checked = std::collections::HashSet::new();
+        // Addresses the batch has written so far.
+        let mut written = std::collections::HashSet::new();
         for (ri, req) in batch.iter().enumerate() {
             for (bi, b) in req.bindings.iter().enumerate() {
                 let key = ip_key(b.ip);
@@ -323,7 +325,12 @@ impl Writer {
                         if req.decided && checked.insert(key) {
                             rows.check(b.ip, versions.get(&key).copied().unwrap_or(-1));
                         }
-                        rows.push(b, req.now);
+                        // The row it follows: the stored one (checked
+                        // unchanged at the commit) or the batch's own.
+                        let follows = (req.decided || written.contains(&key))
+                            .then(|| current.get(&key).copied());
+                        written.insert(key);
+                        rows.push(b, req.now, follows);
                         current.insert(key, b);
                         of_client.entry(ClientOf::of(b)).or_default().push(key);
                         done.stored[ri][bi] = true;
