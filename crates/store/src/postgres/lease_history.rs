@@ -8,9 +8,11 @@
 //! An entry is the first logged row of a run of rows of one address with
 //! the same start-time-of-state, state and hardware address (a renewal
 //! logs a row of the same run); it ends where the address's next run starts.
-//! Which rows open a run the commit function decides as it logs them
-//! (`opens_run`, schema version 6), so the indexes here hold only those: a
-//! renewal, most of a server's traffic, costs them nothing.
+//! Which rows open a run is decided as they are logged (`opens_run`: by
+//! the writer for the changes it decided from the rows it read, by the
+//! commit function for the others; schema versions 6 and 7), so the
+//! indexes here hold only those: a renewal, most of a server's traffic,
+//! costs them nothing.
 
 use postgres::types::ToSql;
 use postgres::{Client, Row};
@@ -50,8 +52,8 @@ const ENTRY: &str = "c.id, c.ip, c.state_since, c.state, c.htype, c.chaddr, c.cl
       AND (n.state_since, n.id) > (c.state_since, c.id) \
       ORDER BY n.state_since, n.id LIMIT 1)";
 
-/// Only the rows that open an entry (the commit function decides, schema
-/// version 6): the history's indexes hold no others.
+/// Only the rows that open an entry (marked as they are logged): the
+/// history's indexes hold no others.
 const OPENS_RUN: &str = "c.opens_run";
 
 /// An owned key (reads run on a reader thread).
