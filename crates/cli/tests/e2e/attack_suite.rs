@@ -343,6 +343,7 @@ fn a_thousand_connections_at_once() {
     let mut fds_peak = fds_before;
     let mut peak = rss_before;
     let mut conns = Vec::with_capacity(N);
+    let flood_started = Instant::now();
     for i in 0..N {
         conns.push(connect_from(&rt, FLOOD_SOURCE, fx.tcp));
         if i % 50 == 0 {
@@ -386,33 +387,62 @@ fn a_thousand_connections_at_once() {
         peak < rss_before + 32 * 1024,
         "[{case}] server RSS grew from {rss_before} KiB to {peak} KiB"
     );
-    let refused_lines = fx.server.logs()[mark..]
-        .iter()
-        .filter(|l| {
-            l.contains("leasequery connection refused")
-                && l.contains(&format!("peer={FLOOD_SOURCE}:"))
-        })
-        .count();
-    let summarised_n = wait_until(
-        &format!("[{case}] the refusal summary"),
+    // Every connection ends in one logged event, refused at once or closed
+    // at the data timeout, in full or in a summary line. Under load (a
+    // starved test, a slow accept loop) some held ones time out while the
+    // flood is still arriving and the connections after them are held in
+    // their place: how many are held is the server's to decide, the total
+    // is not.
+    let (logged_lines, reasons, summarised_n) = wait_until(
+        &format!("[{case}] every connection's refusal or close logged or summarised"),
         10 * SECOND,
         || {
+            let peer = format!("peer={FLOOD_SOURCE}:");
+            let lines: Vec<String> = fx.server.logs()[mark..]
+                .iter()
+                .filter(|l| {
+                    (l.contains("leasequery connection refused")
+                        || l.contains("leasequery connection closed"))
+                        && l.contains(&peer)
+                })
+                .cloned()
+                .collect();
             let n = fx.server.suppressed_refusals(mark, FLOOD_SOURCE.into());
-            (n > 0).then_some(n)
+            (lines.len() as u64 + n >= N as u64).then(|| {
+                // The throttle's keys: each refusal reason, and closes.
+                let mut keys: HashSet<&str> = lines
+                    .iter()
+                    .filter(|l| l.contains("leasequery connection refused"))
+                    .filter_map(|l| l.split("reason=").nth(1))
+                    .map(|r| r.split(" event=").next().unwrap_or(r))
+                    .collect();
+                if lines
+                    .iter()
+                    .any(|l| l.contains("leasequery connection closed"))
+                {
+                    keys.insert("leasequery connection closed");
+                }
+                (lines.len(), keys.len(), n)
+            })
         },
     );
-    assert!(
-        refused_lines as u64 + summarised_n >= (N - held) as u64,
-        "[{case}] {refused_lines} refusals logged + {summarised_n} summarised < {}",
-        N - held
+    let flood_secs = flood_started.elapsed().as_secs();
+    assert_eq!(
+        logged_lines as u64 + summarised_n,
+        N as u64,
+        "[{case}] {logged_lines} lines + {summarised_n} summarised: not one per connection"
     );
+    assert!(summarised_n > 0, "[{case}] nothing summarised");
+    // At most REFUSALS_LOGGED_PER_SECOND (32) lines per throttle key in
+    // each one-second window the flood spanned.
+    let allowed = 32 * reasons * (flood_secs as usize + 2);
     assert!(
-        refused_lines <= 200,
-        "[{case}] {refused_lines} refusal lines: not throttled"
+        logged_lines <= allowed,
+        "[{case}] {logged_lines} lines in {flood_secs} s for {reasons} throttle keys: not throttled"
     );
     eprintln!(
         "[{case}] {open_now} still open once the rest were closed, all gone at the data timeout; \
-         at most {} more descriptors in the server; {refused_lines} refusal lines + {summarised_n} summarised; \
+         at most {} more descriptors in the server; {logged_lines} lines + {summarised_n} summarised; \
          RSS {rss_before} -> at most {peak} KiB",
         fds_peak - fds_before
     );
