@@ -50,7 +50,7 @@ build_release() {
     cargo build --release -p leaseline -p leaseline-bench >&2
     TARGET=${CARGO_TARGET_DIR:-target}/release
     BIN=${LEASELINE_BIN:-$TARGET/leaseline}
-    BENCH=$TARGET/leaseline-bench
+    BENCH=${LEASELINE_BENCH_BIN:-$TARGET/leaseline-bench}
 }
 
 in_ns() { ip netns exec "$NS" "$@"; }

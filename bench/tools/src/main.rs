@@ -32,6 +32,7 @@ mod failover;
 mod history;
 mod http_load;
 mod mirror_lag;
+mod mmsg;
 mod prefill;
 mod responder;
 mod rx_time;

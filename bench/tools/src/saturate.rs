@@ -23,6 +23,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::dora;
+use crate::mmsg::{self, RecvBatch};
+
+/// Datagrams taken per receive call.
+const RECV_BATCH: usize = 64;
 
 pub struct Params {
     pub dhcp: SocketAddr,
@@ -62,7 +66,9 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
     let mut inflight: HashMap<u32, Instant> = HashMap::with_capacity(p.window * 2);
     let mut next_client = 0u32;
     let mut xid_base = 0u32;
-    let mut start_one = |inflight: &mut HashMap<u32, Instant>| -> std::io::Result<()> {
+    // Datagrams to send, sent together once a received batch is handled.
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(RECV_BATCH * 2);
+    let mut start_one = |inflight: &mut HashMap<u32, Instant>, out: &mut Vec<Vec<u8>>| {
         // The xid names the client (and a round, so a late reply to a
         // given-up exchange is not taken for the new one).
         let turn = next_client % clients;
@@ -72,77 +78,89 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
             xid_base = xid_base.wrapping_add(1 << 20);
         }
         let xid = xid_base.wrapping_add(client);
-        sock.send_to(&dora::discover(p.giaddr, client, xid), p.dhcp)?;
+        out.push(dora::discover(p.giaddr, client, xid));
         inflight.insert(xid, Instant::now());
-        Ok(())
     };
     if !paced {
         for _ in 0..p.window {
-            start_one(&mut inflight)?;
+            start_one(&mut inflight, &mut out);
         }
+        mmsg::send_all(&sock, p.dhcp, &mut out)?;
     }
     let start = Instant::now();
     let end = start + Duration::from_secs(p.seconds);
     let mut sweep = start + GIVE_UP;
     let (mut acks, mut naks, mut given_up) = (0u64, 0u64, 0u64);
     let (mut started, mut skipped, mut releases, mut release_due) = (0u64, 0u64, 0u64, 0u32);
-    let mut buf = [0u8; 1500];
+    let mut batch = RecvBatch::new(RECV_BATCH);
     while Instant::now() < end {
         if paced {
             let due = (start.elapsed().as_secs_f64() * f64::from(p.rate)) as u64;
             while started < due {
                 started += 1;
                 if inflight.len() < p.window {
-                    start_one(&mut inflight)?;
+                    start_one(&mut inflight, &mut out);
                 } else {
                     skipped += 1;
                 }
             }
         }
-        match sock.recv(&mut buf) {
-            Ok(n) => match dora::peek_reply(&buf[..n]) {
-                Some(dora::Reply::Offer {
-                    xid,
-                    yiaddr,
-                    server_id,
-                }) if inflight.contains_key(&xid) => {
-                    let client = xid & 0xf_ffff;
-                    sock.send_to(
-                        &dora::request_for(p.giaddr, client, xid, yiaddr, server_id),
-                        p.dhcp,
-                    )?;
-                }
-                Some(dora::Reply::Ack {
-                    xid,
-                    yiaddr,
-                    server_id,
-                }) if inflight.remove(&xid).is_some() => {
-                    acks += 1;
-                    release_due += p.release_percent;
-                    if release_due >= 100 {
-                        release_due -= 100;
-                        if let Some(sid) = server_id {
-                            let release = dora::release(p.giaddr, xid & 0xf_ffff, xid, yiaddr, sid);
-                            sock.send_to(&release, p.dhcp)?;
-                            releases += 1;
+        // What the last batch (and the pacing) started leaves at once.
+        mmsg::send_all(&sock, p.dhcp, &mut out)?;
+        match batch.recv(&sock) {
+            Ok(_) => {
+                for datagram in batch.datagrams() {
+                    match dora::peek_reply(datagram) {
+                        Some(dora::Reply::Offer {
+                            xid,
+                            yiaddr,
+                            server_id,
+                        }) if inflight.contains_key(&xid) => {
+                            let client = xid & 0xf_ffff;
+                            out.push(dora::request_for(
+                                p.giaddr, client, xid, yiaddr, server_id,
+                            ));
                         }
-                    }
-                    if !paced {
-                        start_one(&mut inflight)?;
+                        Some(dora::Reply::Ack {
+                            xid,
+                            yiaddr,
+                            server_id,
+                        }) if inflight.remove(&xid).is_some() => {
+                            acks += 1;
+                            release_due += p.release_percent;
+                            if release_due >= 100 {
+                                release_due -= 100;
+                                if let Some(sid) = server_id {
+                                    out.push(dora::release(
+                                        p.giaddr,
+                                        xid & 0xf_ffff,
+                                        xid,
+                                        yiaddr,
+                                        sid,
+                                    ));
+                                    releases += 1;
+                                }
+                            }
+                            if !paced {
+                                start_one(&mut inflight, &mut out);
+                            }
+                        }
+                        Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
+                            naks += 1;
+                            if !paced {
+                                start_one(&mut inflight, &mut out);
+                            }
+                        }
+                        _ => {}
                     }
                 }
-                Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
-                    naks += 1;
-                    if !paced {
-                        start_one(&mut inflight)?;
-                    }
-                }
-                _ => {}
-            },
+            }
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e.into()),
         }
@@ -154,7 +172,7 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
             let lost = before - inflight.len();
             given_up += lost as u64;
             for _ in 0..if paced { 0 } else { lost } {
-                start_one(&mut inflight)?;
+                start_one(&mut inflight, &mut out);
             }
         }
     }
