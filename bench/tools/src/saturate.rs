@@ -8,6 +8,9 @@
 //! the figure it gives is how much CPU perfdhcp wins against the server.
 //! This probe blocks in receive and does a few microseconds of work per
 //! packet; with WINDOW in flight the server is never idle for want of load.
+//! It takes every reply queued in one system call and sends what they
+//! start in one more (`mmsg`): on two CPUs shared with the servers it
+//! measures, the probe's own share counts.
 //!
 //! `--rate R` makes it an open-loop load instead (bench/soak.sh and
 //! bench/failover.sh on PostgreSQL): R exchanges start per second, paced
