@@ -120,9 +120,7 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
                             server_id,
                         }) if inflight.contains_key(&xid) => {
                             let client = xid & 0xf_ffff;
-                            out.push(dora::request_for(
-                                p.giaddr, client, xid, yiaddr, server_id,
-                            ));
+                            out.push(dora::request_for(p.giaddr, client, xid, yiaddr, server_id));
                         }
                         Some(dora::Reply::Ack {
                             xid,
