@@ -69,7 +69,7 @@ impl RecvBatch {
         Ok(self.count)
     }
 
-    /// The datagrams of the last `recv`.
+    /// The datagrams of the last `recv` (none after a failed one).
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
         self.bufs
             .iter()

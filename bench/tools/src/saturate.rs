@@ -110,52 +110,9 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
         }
         // What the last batch (and the pacing) started leaves at once.
         mmsg::send_all(&sock, p.dhcp, &mut out)?;
+        // A failed receive (its timeout) leaves no datagrams to go through.
         match batch.recv(&sock) {
-            Ok(_) => {
-                for datagram in batch.datagrams() {
-                    match dora::peek_reply(datagram) {
-                        Some(dora::Reply::Offer {
-                            xid,
-                            yiaddr,
-                            server_id,
-                        }) if inflight.contains_key(&xid) => {
-                            let client = xid & 0xf_ffff;
-                            out.push(dora::request_for(p.giaddr, client, xid, yiaddr, server_id));
-                        }
-                        Some(dora::Reply::Ack {
-                            xid,
-                            yiaddr,
-                            server_id,
-                        }) if inflight.remove(&xid).is_some() => {
-                            acks += 1;
-                            release_due += p.release_percent;
-                            if release_due >= 100 {
-                                release_due -= 100;
-                                if let Some(sid) = server_id {
-                                    out.push(dora::release(
-                                        p.giaddr,
-                                        xid & 0xf_ffff,
-                                        xid,
-                                        yiaddr,
-                                        sid,
-                                    ));
-                                    releases += 1;
-                                }
-                            }
-                            if !paced {
-                                start_one(&mut inflight, &mut out);
-                            }
-                        }
-                        Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
-                            naks += 1;
-                            if !paced {
-                                start_one(&mut inflight, &mut out);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
@@ -164,6 +121,43 @@ pub fn run(p: &Params) -> anyhow::Result<()> {
                         | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(e.into()),
+        }
+        for datagram in batch.datagrams() {
+            match dora::peek_reply(datagram) {
+                Some(dora::Reply::Offer {
+                    xid,
+                    yiaddr,
+                    server_id,
+                }) if inflight.contains_key(&xid) => {
+                    let client = xid & 0xf_ffff;
+                    out.push(dora::request_for(p.giaddr, client, xid, yiaddr, server_id));
+                }
+                Some(dora::Reply::Ack {
+                    xid,
+                    yiaddr,
+                    server_id,
+                }) if inflight.remove(&xid).is_some() => {
+                    acks += 1;
+                    release_due += p.release_percent;
+                    if release_due >= 100 {
+                        release_due -= 100;
+                        if let Some(sid) = server_id {
+                            out.push(dora::release(p.giaddr, xid & 0xf_ffff, xid, yiaddr, sid));
+                            releases += 1;
+                        }
+                    }
+                    if !paced {
+                        start_one(&mut inflight, &mut out);
+                    }
+                }
+                Some(dora::Reply::Nak { xid }) if inflight.remove(&xid).is_some() => {
+                    naks += 1;
+                    if !paced {
+                        start_one(&mut inflight, &mut out);
+                    }
+                }
+                _ => {}
+            }
         }
         let now = Instant::now();
         if now >= sweep {
