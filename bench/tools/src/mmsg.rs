@@ -37,16 +37,7 @@ impl RecvBatch {
                 iov_len: DATAGRAM,
             })
             .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: an all-zero mmsghdr is valid (no name, no control).
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs.iter_mut().map(|iov| header(iov, None)).collect();
         // SAFETY: `msgs` points at `iovs`, which point at `self.bufs`; all
         // live across the call and the lengths are theirs.
         let n = unsafe {
@@ -94,15 +85,7 @@ pub fn send_all(sock: &UdpSocket, dest: SocketAddr, out: &mut Vec<Vec<u8>>) -> i
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
-            .map(|iov| {
-                // SAFETY: an all-zero mmsghdr is valid (no name, no control).
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-                m.msg_hdr.msg_namelen = addr.len();
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
+            .map(|iov| header(iov, Some(&addr)))
             .collect();
         // SAFETY: `msgs` points at `iovs` (into `out`) and at `addr`; all
         // live across the call.
@@ -126,4 +109,18 @@ pub fn send_all(sock: &UdpSocket, dest: SocketAddr, out: &mut Vec<Vec<u8>>) -> i
     }
     out.clear();
     Ok(())
+}
+
+/// The header of one datagram of a batch: its one buffer, and where it
+/// goes (`None`: received, the sender not asked for).
+fn header(iov: &mut libc::iovec, to: Option<&socket2::SockAddr>) -> libc::mmsghdr {
+    // SAFETY: an all-zero mmsghdr is valid (no name, no control).
+    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    if let Some(addr) = to {
+        m.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+        m.msg_hdr.msg_namelen = addr.len();
+    }
+    m.msg_hdr.msg_iov = iov;
+    m.msg_hdr.msg_iovlen = 1;
+    m
 }
