@@ -256,10 +256,10 @@ DROP FUNCTION IF EXISTS leaseline_commit_v6;
 ///    `c_opens`, for a change it decided from the row it read, which step
 ///    2 found unchanged; else against the address's previous change of the
 ///    batch, or its `bindings` row as it stands before this statement),
-///    upsert each address's last change
-///    into `bindings`, NOTIFY. An address expected to have no row that
-///    another commit inserted meanwhile is not overwritten: the call fails
-///    with SQLSTATE `LL001` (nothing is written; the writer decides again).
+///    upsert each address's last change into `bindings`, NOTIFY. An
+///    address expected to have no row that another commit inserted
+///    meanwhile is not overwritten: the call fails with SQLSTATE `LL001`
+///    (nothing is written; the writer decides again).
 ///
 /// The statements inside see what committed before each began (a VOLATILE
 /// function takes a snapshot per statement). They are planned once per
