@@ -26,10 +26,16 @@ pub(crate) const SET_BY_A_CHANGE: [&str; 18] = [
 /// The `DO UPDATE SET` list of an upsert into `bindings`: each column a
 /// change sets, and the backend's `extra` ones, from the new row.
 pub(crate) fn set_from_excluded(extra: &[&str]) -> String {
+    set_from("excluded", extra)
+}
+
+/// An `UPDATE ... SET` list: each column a change sets, and the `extra`
+/// ones, from the same column of `source` (a table or a subquery).
+pub(crate) fn set_from(source: &str, extra: &[&str]) -> String {
     SET_BY_A_CHANGE
         .iter()
         .chain(extra)
-        .map(|c| format!("{c} = excluded.{c}"))
+        .map(|c| format!("{c} = {source}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
 }

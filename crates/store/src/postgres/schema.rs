@@ -25,7 +25,11 @@ use crate::StoreError;
 /// 7: the writer says which of its rows open an entry when it read the
 /// rows they follow (`c_opens`); the row locks and the version check are
 /// one statement.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+/// 8: a commit's changes are one array of a composite type
+/// ([`CHANGE_TYPE`]) instead of twenty arrays, one a column; each carries
+/// the version it was decided from, and the write checks it (no row locks
+/// taken before).
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// `meta` key: the time from which every change has its `changed_at`.
 pub(super) const HISTORY_SINCE: &str = "history_since";
@@ -62,7 +66,12 @@ pub(super) const PRUNE_LOCK: i64 = 7_724_003;
 
 /// The database function a commit calls (see `writer`); versioned with the
 /// schema, so that an instance never calls another build's.
-pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v7";
+pub(super) const COMMIT_FUNCTION: &str = "leaseline_commit_v8";
+
+/// The composite type of one change of a commit (`codec::Change`, written
+/// field by field in this order); the commit function takes an array of
+/// it.
+pub(super) const CHANGE_TYPE: &str = "leaseline_change";
 
 /// Columns of a binding, shared by `bindings` and `lease_changes`.
 const BINDING_COLUMNS: &str = "
@@ -198,7 +207,7 @@ DROP FUNCTION IF EXISTS leaseline_commit_v3;
 /// Version 4 to 5, in place: the commit function planned once per session
 /// (same statements, same results: an instance of the previous build still
 /// running fails its commits and is to be upgraded too). Its new function
-/// comes with [`upgrade_6_to_7`].
+/// comes with [`upgrade_7_to_8`].
 const UPGRADE_4_TO_5: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v4;";
 
 /// Whether a log row opens a lease-history entry (`lease_history`): its
@@ -211,7 +220,7 @@ const OPENS_RUN_COLUMN: &str = "opens_run BOOLEAN NOT NULL";
 /// pass in address order: each row against the address's previous one),
 /// the history's indexes on every row go (`lease_history` creates them
 /// anew over the opening rows). The function that sets it comes with
-/// [`upgrade_6_to_7`].
+/// [`upgrade_7_to_8`].
 const UPGRADE_5_TO_6: &str = "
 ALTER TABLE lease_changes ADD COLUMN opens_run BOOLEAN;
 UPDATE lease_changes c SET opens_run = w.opens
@@ -228,11 +237,18 @@ DROP FUNCTION IF EXISTS leaseline_commit_v5;";
 
 /// Version 6 to 7, in place: the commit function that takes the writer's
 /// `opens_run` (the same tables; an instance of the previous build still
-/// running fails its commits and is to be upgraded too).
-fn upgrade_6_to_7() -> String {
+/// running fails its commits and is to be upgraded too). Its new function
+/// comes with [`upgrade_7_to_8`].
+const UPGRADE_6_TO_7: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v6;";
+
+/// Version 7 to 8, in place: the commit function that takes its changes as
+/// one array of [`CHANGE_TYPE`] (the same tables; an instance of the
+/// previous build still running fails its commits and is to be upgraded
+/// too).
+fn upgrade_7_to_8() -> String {
     format!(
         "
-DROP FUNCTION IF EXISTS leaseline_commit_v6;
+DROP FUNCTION IF EXISTS leaseline_commit_v7;
 {commit}",
         commit = commit_function()
     )
@@ -243,65 +259,81 @@ DROP FUNCTION IF EXISTS leaseline_commit_v6;
 ///
 /// 1. an xid first, and [`WRITERS_LOCK`] shared: the log's readers can tell
 ///    a missing id that may still come from one that never will (`follow`);
-/// 2. lock the rows the writer decided from (`check_ip`, in address order:
-///    no deadlock between two commits) and, in the same statement, check
-///    each is still the version it read (`check_version`: its log id, -1
-///    for no row; a row locked after waiting for another commit is read as
-///    that commit left it), else write nothing and return the addresses
-///    that changed. A locked row cannot change until this commit ends;
-/// 3. under [`LOG_LOCK`], for an instant: the next ids (`ord` 1, 2, ...
+/// 2. under [`LOG_LOCK`], for an instant: the next ids (`ord` 1, 2, ...
 ///    after the last taken) and the log time (the newest handling time,
 ///    never below the last: docs/postgresql.md, "Time across instances");
-/// 4. append every change to the log (with `opens_run`: the writer's,
-///    `c_opens`, for a change it decided from the row it read, which step
-///    2 found unchanged; else against the address's previous change of the
-///    batch, or its `bindings` row as it stands before this statement),
-///    upsert each address's last change into `bindings`, NOTIFY. An
-///    address expected to have no row that another commit inserted
-///    meanwhile is not overwritten: the call fails with SQLSTATE `LL001`
-///    (nothing is written; the writer decides again).
+/// 3. append every change to the log (with `opens_run`: the writer's,
+///    `opens`, for a change it decided from the row it read, which step 4
+///    finds unchanged or nothing is written; else against the address's
+///    previous change of the batch, or its `bindings` row as it stands
+///    before this statement);
+/// 4. write each address's last change into `bindings`, on the condition
+///    the writer decided it from (`version`: the log id of the row it
+///    read, -1 for no row; NULL for a change written as given):
+///    - an `UPDATE ... WHERE changed_id = version`: it locks the row, and
+///      a row another commit holds is waited for and checked as that
+///      commit left it (READ COMMITTED's re-check of the newest version);
+///    - an `INSERT ... ON CONFLICT DO NOTHING` for an address expected to
+///      have no row;
+///    - an upsert for the changes written as given;
+///
+///    the rows are taken in address order (the batch sorted by address
+///    and one index probe each), so two commits do not wait on each other
+///    in a circle; if they ever did, PostgreSQL ends one (deadlock), and
+///    its writer decides again;
+/// 5. if an address was not written (its row changed since the writer
+///    read it, or an address expected free was bound meanwhile), the call
+///    fails with SQLSTATE [`ROW_TAKEN`], the addresses in its DETAIL
+///    (`{1,2}`): the whole statement is undone, log rows included, and its
+///    log ids are never used (a gap the followers skip once no commit
+///    holds it). Else NOTIFY.
+///
+/// The version is checked by the write itself, not by a row lock taken
+/// before it (schema 7): the same guarantee for 18 % less of the
+/// database's time a row (bench/RESULTS.md, "the version checked by the
+/// write").
 ///
 /// The statements inside see what committed before each began (a VOLATILE
 /// function takes a snapshot per statement). They are planned once per
 /// session, through the indexes (`connect::hot_path_settings`, set on the
 /// function so that they hold whoever calls it).
 fn commit_function() -> String {
+    use crate::columns::SET_BY_A_CHANGE;
+    let columns = SET_BY_A_CHANGE.join(", ");
+    let of = |t: &str| {
+        SET_BY_A_CHANGE
+            .iter()
+            .map(|c| format!("{t}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let set_from_last = crate::columns::set_from("l", &[]);
     format!(
         "
+-- Made anew with the function (nothing else uses it; CASCADE: the function
+-- made for it before).
+DROP TYPE IF EXISTS {CHANGE_TYPE} CASCADE;
+CREATE TYPE {CHANGE_TYPE} AS (
+    ord bigint, ip bigint, state smallint, htype smallint, chaddr bytea,
+    client_id bytea, expiry bigint, cltt bigint, state_since bigint,
+    data_source smallint, relay_info bytea, circuit_id bytea, remote_id bytea,
+    relay_id bytea, vendor_class_id bytea, hostname bytea, lease_time bigint,
+    renew_time bigint, rebind_time bigint, changed_at bigint, opens boolean,
+    version bigint);
 CREATE OR REPLACE FUNCTION {COMMIT_FUNCTION}(
-    c_ord bigint[], c_ip bigint[], c_state smallint[], c_htype smallint[],
-    c_chaddr bytea[], c_client_id bytea[], c_expiry bigint[], c_cltt bigint[],
-    c_state_since bigint[], c_data_source smallint[], c_relay_info bytea[],
-    c_circuit_id bytea[], c_remote_id bytea[], c_relay_id bytea[],
-    c_vendor_class_id bytea[], c_hostname bytea[], c_lease_time bigint[],
-    c_renew_time bigint[], c_rebind_time bigint[], c_changed_at bigint[],
-    newest bigint, me text, check_ip bigint[], check_version bigint[],
-    c_opens boolean[] DEFAULT NULL)
-RETURNS TABLE (out_first_id bigint, out_logged_at bigint, out_changed bigint[])
+    c_changes {CHANGE_TYPE}[], newest bigint, me text)
+RETURNS TABLE (out_first_id bigint, out_logged_at bigint)
 LANGUAGE plpgsql VOLATILE
 {settings}
 AS $fn$
 DECLARE
     last_id bigint;
     last_at bigint;
-    changed bigint[];
-    absent bigint[];
-    n bigint := cardinality(c_ord);
-    addresses bigint;
-    written bigint;
+    n bigint := cardinality(c_changes);
+    unwritten bigint[];
 BEGIN
     PERFORM pg_current_xact_id();
     PERFORM pg_advisory_xact_lock_shared({WRITERS_LOCK});
-    SELECT array_agg(k.ip) FILTER (WHERE coalesce(l.changed_id, -1) <> k.version),
-           array_agg(k.ip) FILTER (WHERE k.version = -1)
-      INTO changed, absent
-      FROM unnest(check_ip, check_version) AS k(ip, version)
-      LEFT JOIN (SELECT b.ip, b.changed_id FROM bindings b WHERE b.ip = ANY(check_ip)
-                  ORDER BY b.ip FOR UPDATE) l ON l.ip = k.ip;
-    IF changed IS NOT NULL THEN
-        RETURN QUERY SELECT 0::bigint, 0::bigint, changed;
-        RETURN;
-    END IF;
     PERFORM pg_advisory_lock({LOG_LOCK});
     BEGIN
         last_id := nextval('{LOG_IDS}') - 1;
@@ -323,55 +355,51 @@ BEGIN
                 ELSE (lag(u.state_since) OVER a, lag(u.state) OVER a, lag(u.chaddr) OVER a)
                      IS DISTINCT FROM (u.state_since, u.state, u.chaddr)
             END) AS opens_run
-          FROM unnest(c_ord, c_ip, c_state, c_htype, c_chaddr, c_client_id,
-            c_expiry, c_cltt, c_state_since, c_data_source, c_relay_info, c_circuit_id,
-            c_remote_id, c_relay_id, c_vendor_class_id, c_hostname, c_lease_time,
-            c_renew_time, c_rebind_time, c_changed_at, c_opens)
-          AS u(ord, ip, state, htype, chaddr, client_id, expiry, cltt, state_since,
-            data_source, relay_info, circuit_id, remote_id, relay_id, vendor_class_id,
-            hostname, lease_time, renew_time, rebind_time, changed_at, opens)
+          FROM unnest(c_changes) AS u
         WINDOW a AS (PARTITION BY u.ip ORDER BY u.ord)
     ), logged AS (
-        INSERT INTO lease_changes (id, logged_at, ip, state, htype, chaddr, client_id,
-            expiry, cltt, state_since, data_source, relay_info, circuit_id, remote_id,
-            relay_id, vendor_class_id, hostname, lease_time, renew_time, rebind_time,
-            changed_at, changed_by, opens_run)
-        SELECT last_id + c.ord, last_at, c.ip, c.state, c.htype, c.chaddr, c.client_id,
-            c.expiry, c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id,
-            c.remote_id, c.relay_id, c.vendor_class_id, c.hostname, c.lease_time,
-            c.renew_time, c.rebind_time, c.changed_at, me, c.opens_run FROM c
+        INSERT INTO lease_changes (id, logged_at, ip, {columns}, changed_by, opens_run)
+        SELECT last_id + c.ord, last_at, c.ip, {of_c}, me, c.opens_run FROM c
+    ), l AS (
+        -- Each address's last change of the batch, in address order.
+        SELECT DISTINCT ON (c.ip) c.* FROM c ORDER BY c.ip, c.ord DESC
+    ), updated AS (
+        UPDATE bindings b SET {set_from_last}, changed_by = me, changed_id = last_id + l.ord
+          FROM l WHERE b.ip = l.ip AND b.changed_id = l.version
+        RETURNING b.ip
+    ), inserted AS (
+        INSERT INTO bindings (ip, {columns}, changed_by, changed_id)
+        SELECT l.ip, {of_l}, me, last_id + l.ord FROM l WHERE l.version = -1
+        ON CONFLICT (ip) DO NOTHING
+        RETURNING ip
     ), upserted AS (
-        INSERT INTO bindings AS b (ip, state, htype, chaddr, client_id, expiry, cltt,
-            state_since, data_source, relay_info, circuit_id, remote_id, relay_id,
-            vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_at,
-            changed_by, changed_id)
-        SELECT DISTINCT ON (c.ip) c.ip, c.state, c.htype, c.chaddr, c.client_id, c.expiry,
-            c.cltt, c.state_since, c.data_source, c.relay_info, c.circuit_id, c.remote_id,
-            c.relay_id, c.vendor_class_id, c.hostname, c.lease_time, c.renew_time,
-            c.rebind_time, c.changed_at, me, last_id + c.ord
-          FROM c ORDER BY c.ip, c.ord DESC
+        INSERT INTO bindings AS b (ip, {columns}, changed_by, changed_id)
+        SELECT l.ip, {of_l}, me, last_id + l.ord FROM l WHERE l.version IS NULL
         ON CONFLICT (ip) DO UPDATE SET {set}
-            WHERE absent IS NULL OR b.ip <> ALL(absent)
-        RETURNING 1
+        RETURNING b.ip
     )
-    SELECT count(*), (SELECT count(DISTINCT c.ip) FROM c) INTO written, addresses
-      FROM upserted;
-    IF written < addresses THEN
-        RAISE EXCEPTION 'an address this commit expected free was bound meanwhile'
-            USING ERRCODE = '{ROW_TAKEN}';
+    SELECT array_agg(l.ip) INTO unwritten FROM l
+     WHERE l.ip NOT IN (SELECT ip FROM updated UNION ALL SELECT ip FROM inserted
+                        UNION ALL SELECT ip FROM upserted);
+    IF unwritten IS NOT NULL THEN
+        RAISE EXCEPTION 'rows changed since the writer read them'
+            USING ERRCODE = '{ROW_TAKEN}', DETAIL = unwritten::text;
     END IF;
     PERFORM pg_notify('{NOTIFY_CHANNEL}', me);
-    RETURN QUERY SELECT last_id + 1, last_at, NULL::bigint[];
+    RETURN QUERY SELECT last_id + 1, last_at;
 END
 $fn$;
 ",
+        of_c = of("c"),
+        of_l = of("l"),
         set = crate::columns::set_from_excluded(&["changed_by", "changed_id"]),
         settings = super::connect::hot_path_settings(" ")
     )
 }
 
-/// The SQLSTATE of a commit that found a row where it expected none (see
-/// [`commit_function`]): decided again, as a changed row is.
+/// The SQLSTATE of a commit that found a row changed since the writer read
+/// it, or bound where it expected none (see [`commit_function`]): nothing
+/// written, the addresses in its DETAIL; the writer decides again.
 pub(super) const ROW_TAKEN: &str = "LL001";
 
 /// One line naming the database (never the password) and the cause.
@@ -487,7 +515,10 @@ pub(super) fn migrate(client: &mut Client, target: &str, now: u32) -> Result<(),
             if version < 6 {
                 tx.batch_execute(UPGRADE_5_TO_6).map_err(fail)?;
             }
-            tx.batch_execute(&upgrade_6_to_7()).map_err(fail)?;
+            if version < 7 {
+                tx.batch_execute(UPGRADE_6_TO_7).map_err(fail)?;
+            }
+            tx.batch_execute(&upgrade_7_to_8()).map_err(fail)?;
         }
         for key in [PRUNED_ID, PRUNED_LOGGED_AT] {
             tx.execute(

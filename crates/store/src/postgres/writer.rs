@@ -6,11 +6,11 @@
 //!    lock), and check each change against them (`leaseline_proto::overwrite`):
 //!    a change decided from a stale copy (another instance got there first)
 //!    is refused, not stored;
-//! 2. one call of the database's commit function (`schema`), which locks
-//!    the rows read in 1, checks that each is still at its version, takes
+//! 2. one call of the database's commit function (`schema`), which takes
 //!    log ids and a log time (under the log lock, for an instant: commits
 //!    of every instance run at once, and PostgreSQL merges their WAL
-//!    flushes), and then appends the changes to the log, upserts them and
+//!    flushes), appends the changes to the log, writes each address's row
+//!    on the condition that it is still at the version read in 1, and
 //!    NOTIFYs; its statement is its transaction.
 //!
 //! A row that changed between 1 and 2 (another instance's commit to the
@@ -30,7 +30,7 @@ use leaseline_proto::{overwrite, second_lease, ClientOf, DhcpState, Overwrite};
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
 
-use super::codec::{commit_call, decode, ip_key, ip_key_to_ip, Batch, COLUMNS};
+use super::codec::{commit_call, decode, ip_key, unwritten, Batch, COLUMNS};
 use super::connect::Database;
 use super::follow::LogFollower;
 use super::health::Health;
@@ -358,18 +358,15 @@ impl Writer {
         let me = self.log.me.clone();
         let row = match self.client.query_one(&st.write, &rows.params(&newest, &me)) {
             Ok(row) => row,
-            // Another commit bound an address this one expected free, or
-            // two commits' row locks crossed: nothing was written.
+            // A row changed since it was read, an address expected free was
+            // bound meanwhile, or two commits' row locks crossed: nothing
+            // was written.
             Err(e) if e.code().is_some_and(decided_again) => {
-                return Ok(Attempt::Changed(Vec::new()));
+                let detail = e.as_db_error().and_then(|d| d.detail());
+                return Ok(Attempt::Changed(unwritten(detail)));
             }
             Err(e) => return Err(pg(e)),
         };
-        let changed: Option<Vec<i64>> = row.try_get(2).map_err(pg)?;
-        if let Some(keys) = changed {
-            let ips = keys.into_iter().filter_map(ip_key_to_ip).collect();
-            return Ok(Attempt::Changed(ips));
-        }
         let (first_id, logged_at): (i64, i64) =
             (row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
         done.first_id = first_id;

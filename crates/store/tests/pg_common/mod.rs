@@ -7,7 +7,8 @@ use postgres::GenericClient;
 
 /// One binding for address key `ip`, client `chaddr`, at `t`, decided from
 /// the row at `expected` (its log id; -1: no row). Returns the first log id
-/// written, or the addresses whose rows changed (nothing written).
+/// written, or the addresses the function names as not written (SQLSTATE
+/// LL001: the row changed, or was bound meanwhile; nothing written).
 pub fn commit_by_hand(
     c: &mut impl GenericClient,
     ip: i64,
@@ -17,19 +18,25 @@ pub fn commit_by_hand(
 ) -> Result<Result<i64, Vec<i64>>, postgres::Error> {
     // The function is versioned with the schema.
     let sql = format!(
-        "SELECT out_first_id, out_changed FROM leaseline_commit_v{PG_SCHEMA_VERSION}(\
-             ARRAY[1]::bigint[], ARRAY[$1]::bigint[], ARRAY[2]::smallint[], \
-             ARRAY[1]::smallint[], ARRAY[$4::bytea], ARRAY[NULL]::bytea[], \
-             ARRAY[$3::bigint + 60], ARRAY[$3::bigint], ARRAY[$3::bigint], \
-             ARRAY[0]::smallint[], ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], \
-             ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], ARRAY[NULL]::bytea[], \
-             ARRAY[NULL]::bytea[], ARRAY[60]::bigint[], ARRAY[NULL]::bigint[], \
-             ARRAY[NULL]::bigint[], ARRAY[$3::bigint], $3::bigint, 'by-hand', \
-             ARRAY[$1]::bigint[], ARRAY[$2]::bigint[])"
+        "SELECT out_first_id FROM leaseline_commit_v{PG_SCHEMA_VERSION}(\
+             ARRAY[ROW(1::bigint, $1::bigint, 2::smallint, 1::smallint, $4::bytea, \
+                       NULL::bytea, $3::bigint + 60, $3::bigint, $3::bigint, 0::smallint, \
+                       NULL::bytea, NULL::bytea, NULL::bytea, NULL::bytea, NULL::bytea, \
+                       NULL::bytea, 60::bigint, NULL::bigint, NULL::bigint, $3::bigint, \
+                       NULL::boolean, $2::bigint)::leaseline_change], \
+             $3::bigint, 'by-hand')"
     );
-    let row = c.query_one(&sql, &[&ip, &expected, &i64::from(t), &chaddr])?;
-    Ok(match row.get::<_, Option<Vec<i64>>>(1) {
-        Some(changed) => Err(changed),
-        None => Ok(row.get(0)),
-    })
+    match c.query_one(&sql, &[&ip, &expected, &i64::from(t), &chaddr]) {
+        Ok(row) => Ok(Ok(row.get(0))),
+        Err(e) => match e.as_db_error() {
+            Some(db) if db.code().code() == "LL001" => Ok(Err(db
+                .detail()
+                .unwrap_or("{}")
+                .trim_matches(|c| c == '{' || c == '}')
+                .split(',')
+                .filter_map(|k| k.parse().ok())
+                .collect())),
+            _ => Err(e),
+        },
+    }
 }
