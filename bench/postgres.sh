@@ -343,13 +343,15 @@ closed() {
         drive "$two" "$WARM_SECONDS" "$f-warmup"
         [ "$kind" = sqlite_warm ] || psql_admin -d "$DB" -c "ANALYZE"
     fi
-    [ "$PG_STATS" = 1 ] && psql_admin -At -c "SELECT pg_stat_statements_reset()" >/dev/null
+    [ "$PG_STATS" = 1 ] && psql_admin -At -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')" >/dev/null
     cpu_begin
     drive "$two" "$CLOSED_SECONDS" "$f"
     cpu_end
     [ "$PG_STATS" = 1 ] && psql_admin -c "SELECT calls, round(total_exec_time::numeric, 0) AS total_ms,
         round(mean_exec_time::numeric, 3) AS mean_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
         FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" >"$WORK/pgstat-$kind-$round.txt"
+    # The WAL the step wrote: records, full-page images, bytes.
+    [ "$PG_STATS" = 1 ] && psql_admin -c "SELECT wal_records, wal_fpi, wal_bytes, wal_write, wal_sync FROM pg_stat_wal" >>"$WORK/pgstat-$kind-$round.txt"
     # Rows written since the database was made, and how many updates were
     # HOT (no index entry: the row's new version on its own page).
     [ "$PG_STATS" = 1 ] && case $kind in pg*) psql_admin -d "$DB" -c "SELECT relname, n_tup_ins, n_tup_upd,

@@ -175,7 +175,8 @@ fn a_version_4_database_is_upgraded_in_place() {
          CREATE INDEX lease_changes_history_ip ON lease_changes (ip, state_since, id);
          ALTER FUNCTION leaseline_commit_v{PG_SCHEMA_VERSION} RENAME TO leaseline_commit_v4;
          ALTER FUNCTION leaseline_commit_v4 RESET ALL;
-         ALTER FUNCTION leaseline_commit_v4 SET plan_cache_mode = force_custom_plan;",
+         ALTER FUNCTION leaseline_commit_v4 SET plan_cache_mode = force_custom_plan;
+         ALTER TABLE bindings SET (fillfactor = 80);",
     ))
     .expect("make it version 4");
     let store = PostgresStore::open(opts(&db.url), T0 + 10).expect("open upgrades");
@@ -244,6 +245,15 @@ fn a_version_4_database_is_upgraded_in_place() {
         .collect();
     assert_eq!(indexes.len(), 1, "{indexes:?}");
     assert!(indexes[0].contains("WHERE opens_run"), "{indexes:?}");
+    // `bindings` pages half filled, room for renewals updated in place.
+    let options: Vec<String> = c
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'bindings'",
+            &[],
+        )
+        .expect("reloptions")
+        .get(0);
+    assert_eq!(options, vec!["fillfactor=50".to_owned()]);
 }
 
 #[test]

@@ -177,8 +177,11 @@ ALTER TABLE bindings ADD COLUMN changed_by TEXT NOT NULL DEFAULT '';
 /// new versions of its rows. A renewal changes no indexed column (the
 /// client's identifiers stay, the times are not indexed), so with room on
 /// the page PostgreSQL updates the row in place (a HOT update) instead of
-/// adding an entry to each of the table's five indexes.
-const BINDINGS_FILLFACTOR: u32 = 80;
+/// adding an entry to each of the table's five indexes. Half a page: at 80
+/// % a third of a closed loop's renewals found no room (the page's old
+/// versions not yet pruned) and went to every index; at 50 % nearly none
+/// (bench/RESULTS.md, "half-empty pages").
+pub(super) const BINDINGS_FILLFACTOR: u32 = 50;
 
 /// Version 2 to 3, in place (pages already full get the room as they are
 /// rewritten).
@@ -244,11 +247,13 @@ const UPGRADE_6_TO_7: &str = "DROP FUNCTION IF EXISTS leaseline_commit_v6;";
 /// Version 7 to 8, in place: the commit function that takes its changes as
 /// one array of [`CHANGE_TYPE`] (the same tables; an instance of the
 /// previous build still running fails its commits and is to be upgraded
-/// too).
+/// too), and `bindings` pages half filled (pages already full get the room
+/// as they are rewritten).
 fn upgrade_7_to_8() -> String {
     format!(
         "
 DROP FUNCTION IF EXISTS leaseline_commit_v7;
+ALTER TABLE bindings SET (fillfactor = {BINDINGS_FILLFACTOR});
 {commit}",
         commit = commit_function()
     )
