@@ -40,9 +40,27 @@ pub(crate) fn set_from(source: &str, extra: &[&str]) -> String {
         .join(", ")
 }
 
+/// A `SELECT` list: each column a change sets, from `source` (a table or
+/// a subquery).
+pub(crate) fn of(source: &str) -> String {
+    SET_BY_A_CHANGE
+        .iter()
+        .map(|c| format!("{source}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_select_list_names_each_column_of_its_source_once() {
+        let list = of("l");
+        assert!(list.starts_with("l.state, l.htype, l.chaddr"));
+        assert!(list.ends_with("l.rebind_time, l.changed_at"));
+        assert_eq!(list.matches("l.").count(), SET_BY_A_CHANGE.len());
+    }
 
     #[test]
     fn the_set_list_names_each_column_once_and_the_extra_ones_last() {

@@ -303,16 +303,9 @@ ALTER TABLE bindings SET (fillfactor = {BINDINGS_FILLFACTOR});
 /// session, through the indexes (`connect::hot_path_settings`, set on the
 /// function so that they hold whoever calls it).
 fn commit_function() -> String {
-    use crate::columns::SET_BY_A_CHANGE;
+    use crate::columns::{of, set_from, SET_BY_A_CHANGE};
     let columns = SET_BY_A_CHANGE.join(", ");
-    let of = |t: &str| {
-        SET_BY_A_CHANGE
-            .iter()
-            .map(|c| format!("{t}.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let set_from_last = crate::columns::set_from("l", &[]);
+    let set_from_last = set_from("l", &[]);
     format!(
         "
 -- Made anew with the function (nothing else uses it; CASCADE: the function
