@@ -110,7 +110,10 @@ impl Engine {
             match b {
                 Some(b) => self.apply(b.clone()),
                 None => {
-                    self.leases.remove(&u32::from(*ip));
+                    let ip = u32::from(*ip);
+                    if let Some(old) = self.leases.remove(&ip) {
+                        self.forget_owner(ip, &old);
+                    }
                 }
             }
         }

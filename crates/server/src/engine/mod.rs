@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use leaseline_proto::{Binding, DhcpState, DATA_SOURCE_REMOTE};
+use leaseline_proto::{Binding, ClientOf, DhcpState, DATA_SOURCE_REMOTE};
 use leaseline_wire::Message;
 
 pub use crate::config::Grant;
@@ -249,7 +249,7 @@ impl Engine {
         if b.expiry != 0 && b.state != DhcpState::Available {
             self.timers.push(Reverse((b.expiry, ip)));
         }
-        if !b.chaddr.is_empty() || b.client_id.is_some() {
+        if has_owner(&b) {
             // A client's entry is its live lease: an older binding of the
             // same client that is not active (replayed after it at start-up,
             // which goes in address order, or returning to AVAILABLE after
@@ -262,9 +262,32 @@ impl Engine {
             }
         }
         self.offers.withdraw(ip);
-        self.leases.insert(ip, Box::new(b));
+        let owner_changed = self
+            .leases
+            .get(&ip)
+            .is_some_and(|old| ClientOf::of(old) != ClientOf::of(&b));
+        if let Some(old) = self.leases.insert(ip, Box::new(b)) {
+            if owner_changed {
+                self.forget_owner(ip, &old);
+            }
+        }
         if self.timers.len() > 2 * self.leases.len() + TIMER_SLACK {
             self.compact_timers();
+        }
+    }
+
+    /// `old`, the binding `ip` had, is no longer its client's: that
+    /// client's entry goes when it still points here. Without this the
+    /// entries of every client ever seen would stay, and clients that come
+    /// once (randomised hardware addresses) would grow the table for as
+    /// long as the server runs.
+    fn forget_owner(&mut self, ip: u32, old: &Binding) {
+        if !has_owner(old) {
+            return;
+        }
+        let key = ClientKey::of_binding(old);
+        if self.by_client.get(&key) == Some(&ip) {
+            self.by_client.remove(&key);
         }
     }
 
@@ -431,6 +454,11 @@ impl Engine {
         }
         None
     }
+}
+
+/// A binding that names its client (a hardware address or a client-id).
+fn has_owner(b: &Binding) -> bool {
+    !b.chaddr.is_empty() || b.client_id.is_some()
 }
 
 /// Addresses the configuration can bind: every pool's and every

@@ -505,6 +505,73 @@ mac = "02:00:00:00:00:f0"
     assert_eq!((e.leases.capacity(), e.by_client.capacity()), before);
 }
 
+/// Clients that come once (randomised hardware addresses) each leave a
+/// binding that the next client's replaces: the client table keeps only
+/// the clients whose binding it still is, not every client ever seen.
+#[test]
+fn clients_that_come_once_do_not_grow_the_client_table() {
+    let mut e = Engine::new(config(""), vec![]);
+    for round in 0..20u8 {
+        let now = T0 + u32::from(round) * 1_000;
+        for n in 0..10 {
+            dora(&mut e, mac(round * 10 + n), now);
+        }
+        // Every lease expires, then its address is free again.
+        assert_eq!(e.tick(now + 300).len(), 10);
+        assert_eq!(e.tick(now + 400).len(), 10);
+    }
+    assert_eq!(e.leases.len(), 10);
+    assert_eq!(
+        e.by_client.len(),
+        10,
+        "200 clients came, 10 addresses name theirs"
+    );
+    // The last round's clients are still known: their INIT-REBOOT is
+    // answered (an ACK, their address is free), not ignored.
+    let last = mac(199);
+    let ip = e.by_client[&ClientKey::of_binding(
+        e.leases
+            .values()
+            .find(|b| b.chaddr == last)
+            .expect("the last client's binding"),
+    )];
+    let mut q = msg(MessageType::Request, last);
+    q.options.push(DhcpOption::RequestedIp(Ipv4Addr::from(ip)));
+    let out = e.handle(&q, Ingress::Listen, T0 + 30_000).expect("a reply");
+    assert_eq!(
+        out.reply.and_then(|r| r.msg.message_type()),
+        Some(MessageType::Ack)
+    );
+}
+
+/// Another server's bindings, followed from the shared store, are the same:
+/// a client whose address went to another client is forgotten here too,
+/// and so is one whose binding the store no longer has.
+#[test]
+fn another_servers_clients_do_not_grow_the_client_table() {
+    let mut e = Engine::new(shared_config(), vec![]);
+    let mut theirs = Engine::new(config(""), vec![]);
+    for round in 0..20u8 {
+        let now = T0 + u32::from(round) * 1_000;
+        let mut changes = Vec::new();
+        for n in 0..10 {
+            let m = mac(round * 10 + n);
+            let ip = discover(&mut theirs, m, now);
+            let mut b = select(&mut theirs, m, ip, now).commit.expect("binding");
+            b.data_source = leaseline_proto::DATA_SOURCE_REMOTE;
+            changes.push(b);
+        }
+        changes.extend(theirs.tick(now + 300));
+        changes.extend(theirs.tick(now + 400));
+        e.apply_remote(changes);
+    }
+    assert_eq!(e.by_client.len(), 10);
+    let gone: Vec<_> = e.leases.values().map(|b| (b.ip, None)).collect();
+    e.follow_stored(&gone);
+    assert!(e.leases.is_empty());
+    assert!(e.by_client.is_empty(), "{:?}", e.by_client);
+}
+
 // Several servers on one database (issue 17).
 
 fn shared_config() -> Arc<Config> {
