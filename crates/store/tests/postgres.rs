@@ -285,6 +285,39 @@ fn bad_url_unreachable_server_and_wrong_password_fail_open_clearly() {
     assert!(!e.contains(":wrong"), "the password leaked: {e}");
 }
 
+/// A database host that takes no more connections and says nothing (its
+/// listen queue full: the kernel drops the connection's SYNs, as for a
+/// host that is gone): the open fails by itself, naming the cause, after
+/// the default connect timeout rather than TCP's two minutes of retries.
+#[test]
+fn a_database_host_that_never_answers_is_given_up_on() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    listener.listen(0).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    // The one connection the queue holds, never accepted.
+    let _queued = std::net::TcpStream::connect(addr).expect("the queued connection");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(open_err(&format!("postgres://u@{addr}/db")));
+    });
+    // Without a connect timeout of its own the open waited for TCP's SYN
+    // retries (over two minutes).
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the open gave up by itself");
+    assert!(e.contains("cannot connect"), "{e}");
+    assert!(e.contains("timed out"), "the cause is named: {e}");
+    drop(listener);
+}
+
 fn postgres_client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("connect")
 }

@@ -56,6 +56,23 @@ const ENV: &[(&str, &str)] = &[
     ("channel_binding", "PGCHANNELBINDING"),
 ];
 
+/// How long a database that stopped answering is waited for, unless the
+/// URL or the environment says otherwise. The client library's own
+/// defaults wait for a host that vanished without a reset (power lost, an
+/// address moved to a standby, a firewall that forgot the connection) for
+/// as long as TCP does: ~2 minutes for a connection, ~15 minutes for a
+/// statement sent, 2 hours for an answer never sent, with no ACK leaving
+/// meanwhile. With these an outage is seen in about ten seconds, logged,
+/// and the connection replaced (docs/postgresql.md, "Connection settings").
+/// libpq's names and units: seconds, `tcp_user_timeout` in milliseconds.
+const DEAD_PEER_DEFAULTS: &[(&str, &str)] = &[
+    ("connect_timeout", "5"),
+    ("keepalives_idle", "5"),
+    ("keepalives_interval", "2"),
+    ("keepalives_retries", "3"),
+    ("tcp_user_timeout", "10000"),
+];
+
 /// Parameters handled here, not passed to the client library.
 const OURS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey", "passfile"];
 
@@ -307,6 +324,23 @@ pub(super) fn parse_with(url: &str, env: &Environment<'_>) -> Result<Database, (
         if t.trim() == "1" {
             params.insert("connect_timeout".into(), ("2".into(), src));
         }
+    }
+    for (param, value) in DEAD_PEER_DEFAULTS {
+        params
+            .entry((*param).to_owned())
+            .or_insert_with(|| ((*value).to_owned(), Source::Default));
+    }
+    if let Some((ms, src)) = params.get("tcp_user_timeout").cloned() {
+        // libpq counts it in milliseconds, the client library in seconds.
+        let ms: u64 = ms.trim().parse().map_err(|_| {
+            url_error(format!(
+                "bad PostgreSQL url: invalid value for tcp_user_timeout: {ms:?}"
+            ))
+        })?;
+        params.insert(
+            "tcp_user_timeout".into(),
+            (ms.div_ceil(1_000).to_string(), src),
+        );
     }
     if !params.contains_key("password") {
         let passfile = match params.get("passfile").map(|(v, _)| v.as_str()) {
@@ -814,6 +848,42 @@ mod tests {
             p.config.get_connect_timeout(),
             Some(&std::time::Duration::from_secs(2))
         );
+    }
+
+    /// A database host that vanished without a reset is given up on in
+    /// seconds, not after TCP's own minutes and hours; the URL (or the
+    /// environment) still decides, in libpq's units.
+    #[test]
+    fn a_database_that_stops_answering_is_given_up_on_in_seconds() {
+        use std::time::Duration;
+        let w = RefCell::new(Vec::new());
+        let none = env_of(&[], None, &w);
+        let c = none("postgres://h/d").unwrap().config;
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(c.get_keepalives_retries(), Some(3));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(10)));
+        let c = none(
+            "postgres://h/d?connect_timeout=30&keepalives_idle=60&keepalives_retries=9\
+             &tcp_user_timeout=2500",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(30)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+        assert_eq!(
+            c.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(3)),
+            "libpq's milliseconds, rounded up to the library's seconds"
+        );
+        let env = env_of(&[("PGCONNECT_TIMEOUT", "12")], None, &w);
+        let c = env("postgres://h/d").unwrap().config;
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(12)));
+        let e = none("postgres://h/d?tcp_user_timeout=soon").unwrap_err().1;
+        assert!(e.contains("tcp_user_timeout"), "{e}");
     }
 
     #[test]
