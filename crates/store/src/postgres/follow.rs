@@ -37,6 +37,12 @@ const POLL: Duration = Duration::from_millis(500);
 /// While rows wait behind a missing id, the follower reads this often.
 const GAP_POLL: Duration = Duration::from_millis(5);
 
+/// How long the writer waits for the position while the follower holds
+/// it (a read takes milliseconds); longer, the follower's connection has
+/// stalled, and the writer's ACKs do not wait for it: the follower
+/// publishes the writer's rows from the log when it reads again.
+const PUBLISH_WAIT: Duration = Duration::from_secs(1);
+
 pub(super) struct LogFollower {
     pub(super) me: String,
     feed: Arc<ChangeFeed>,
@@ -92,8 +98,9 @@ impl LogFollower {
     /// (read on `client`), then them. Returns the feed seq of the last of
     /// `own`; None when the follower already published them, when an id
     /// before them is still missing (another instance's commit is running:
-    /// the follower publishes all, in order, once it is there), or when the
-    /// rows before them could not be read.
+    /// the follower publishes all, in order, once it is there), when the
+    /// rows before them could not be read, or when the follower held the
+    /// position for longer than [`PUBLISH_WAIT`] (then it publishes them).
     pub(super) fn publish_own(
         &self,
         client: &mut Client,
@@ -103,7 +110,13 @@ impl LogFollower {
         own: Vec<Arc<Committed>>,
     ) -> Option<u64> {
         let own_last = first - 1 + own.len() as i64;
-        let mut cursor = self.cursor.lock();
+        let Some(mut cursor) = self.cursor.try_lock_for(PUBLISH_WAIT) else {
+            tracing::debug!(
+                event = "writer_publish_deferred",
+                "change-log follower busy; the writer's rows are left to it"
+            );
+            return None;
+        };
         loop {
             if cursor.last() >= own_last {
                 return None;
@@ -384,5 +397,64 @@ fn pause(stop: &AtomicBool, total: Duration) {
     let until = Instant::now() + total;
     while !stop.load(Ordering::Acquire) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+    use super::*;
+    use crate::{HistoryLimits, PostgresOptions, PostgresStore};
+    use leaseline_test_support::pg_database;
+
+    /// The follower holds the position while its connection has stalled
+    /// (a database host gone without a reset): the writer's commit still
+    /// resolves, its rows left for the follower to publish from the log.
+    #[test]
+    fn a_stalled_follower_does_not_hold_the_writers_acks() {
+        let db = pg_database();
+        drop(
+            PostgresStore::open(
+                PostgresOptions {
+                    url: db.url.clone(),
+                    history: HistoryLimits {
+                        max_age: 3_600,
+                        max_count: 1_000,
+                    },
+                    max_batch: 64,
+                    instance_id: "stall".into(),
+                    readers: 1,
+                    lease_log: None,
+                },
+                1_700_000_000,
+            )
+            .expect("open (makes the schema)"),
+        );
+        let limits = HistoryLimits {
+            max_age: 3_600,
+            max_count: 1_000,
+        };
+        let feed = Arc::new(ChangeFeed::new(limits, 1_700_000_000));
+        let log = Arc::new(LogFollower::new("stall".into(), Arc::clone(&feed), 0));
+        let follower_reading = log.cursor.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer_log = Arc::clone(&log);
+        let url = db.url.clone();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let read = LogRead::prepare(&mut client).expect("prepare");
+            let own = vec![Arc::new(Committed::new(crate::battery::sample(
+                1,
+                1_700_000_000,
+            )))];
+            let _ = tx.send(writer_log.publish_own(&mut client, &read, 1, 1_700_000_000, own));
+        });
+        let published = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the writer went on while the follower held the position");
+        assert_eq!(published, None, "left to the follower");
+        drop(follower_reading);
+        assert_eq!(log.published(), 0, "nothing published by the writer");
+        assert_eq!(feed.last_seq(), 0);
     }
 }
