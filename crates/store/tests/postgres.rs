@@ -144,6 +144,35 @@ fn a_newer_schema_fails_open_with_one_line() {
     assert!(!e.contains('\n'), "{e}");
 }
 
+/// Another tool's `schema_version` (its versions text, as an old Flyway's):
+/// `leaseline db status` and a start fail with a clear error, and write
+/// nothing.
+#[test]
+fn another_tools_schema_version_table_is_a_clear_error() {
+    let db = pg_database();
+    let mut c = postgres_client(&db.url);
+    c.batch_execute(
+        "CREATE TABLE schema_version (version varchar NOT NULL);
+         INSERT INTO schema_version VALUES ('1.0');",
+    )
+    .expect("another tool's table");
+    let e = PostgresStore::schema_status(&db.url)
+        .expect_err("not a Leaseline schema version")
+        .to_string();
+    assert!(e.contains("reading the schema version"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    let e = open_err(&db.url);
+    assert!(!e.contains('\n'), "{e}");
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .expect("tables")
+        .get(0);
+    assert_eq!(tables, 1, "nothing created beside it");
+}
+
 #[test]
 fn a_version_4_database_is_upgraded_in_place() {
     let db = pg_database();

@@ -63,8 +63,8 @@ fn status(client: &mut Client, target: String) -> Result<PgSchemaStatus, StoreEr
         )
         .map_err(fail)?;
     Ok(PgSchemaStatus {
-        server_version: row.get(0),
-        tls: row.get(1),
+        server_version: row.try_get(0).map_err(fail)?,
+        tls: row.try_get(1).map_err(fail)?,
         version,
         target,
     })
@@ -74,12 +74,14 @@ fn status(client: &mut Client, target: String) -> Result<PgSchemaStatus, StoreEr
 fn version(client: &mut Client) -> Result<Option<i64>, postgres::Error> {
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
-        .get(0);
+        .try_get(0)?;
     if !exists {
         return Ok(None);
     }
+    // Another tool's table of that name may hold anything: a typed error,
+    // never a panic.
     let v: Option<i64> = client
         .query_one("SELECT max(version) FROM schema_version", &[])?
-        .get(0);
+        .try_get(0)?;
     Ok(v)
 }
