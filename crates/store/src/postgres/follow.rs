@@ -143,7 +143,7 @@ impl LogFollower {
             let take = cursor.handle_read(&ids, Instant::now());
             let mut rows = rows;
             rows.truncate(take.publish.min(rows.len()));
-            self.publish_rows(rows);
+            self.publish_rows(rows, &own);
             if take.publish < ids.len() {
                 // A missing id before this commit's rows.
                 self.waiting.store(true, Ordering::Release);
@@ -168,7 +168,7 @@ impl LogFollower {
             let take = cursor.handle_read(&ids, Instant::now());
             rows.truncate(take.publish);
             total += take.publish;
-            self.publish_rows(rows);
+            self.publish_rows(rows, &[]);
             if take.publish < n {
                 if take.check_running && cursor.handle_running(&running_writers(client)?) {
                     // Final: read again (its commit may have ended with its
@@ -194,14 +194,12 @@ impl LogFollower {
     /// Rows in id order, following the position: other instances' changes
     /// go to the observer (the engine's copy), then all are published as
     /// one group at the newest log time. Returns the feed seq of the last.
-    fn publish_rows(&self, rows: Vec<LoggedChange>) -> Option<u64> {
+    /// `own_after`: this instance's rows that follow them (the writer's
+    /// commit, published next).
+    fn publish_rows(&self, rows: Vec<LoggedChange>, own_after: &[Arc<Committed>]) -> Option<u64> {
         let time = rows.last()?.logged_at;
         if let Some(observer) = self.observer.get() {
-            let remote: Vec<_> = rows
-                .iter()
-                .filter(|r| r.instance_id != self.me)
-                .map(|r| r.binding.clone())
-                .collect();
+            let remote = for_the_engine(&rows, own_after, &self.me);
             if !remote.is_empty() {
                 observer.remote_changes(remote);
             }
@@ -212,6 +210,28 @@ impl LogFollower {
             .collect();
         Some(self.feed.publish_bindings(time, &committed))
     }
+}
+
+/// Other instances' changes among `rows` (in id order) for the engine's
+/// copy, less each one that a later row of the same address supersedes,
+/// among them or in `own_after`: the copy already holds this instance's
+/// own changes (made there before they were committed), and an older row
+/// applied after one of them would step it back.
+fn for_the_engine(
+    rows: &[LoggedChange],
+    own_after: &[Arc<Committed>],
+    me: &str,
+) -> Vec<crate::Binding> {
+    let mut later: std::collections::HashSet<std::net::Ipv4Addr> =
+        own_after.iter().map(|c| c.binding.ip).collect();
+    let mut remote: Vec<_> = rows
+        .iter()
+        .rev()
+        .filter(|r| later.insert(r.binding.ip) && r.instance_id != me)
+        .map(|r| r.binding.clone())
+        .collect();
+    remote.reverse();
+    remote
 }
 
 /// Ids skipped for good: pruned before this instance read them (it was
@@ -406,6 +426,44 @@ mod tests {
     use super::*;
     use crate::{HistoryLimits, PostgresOptions, PostgresStore};
     use leaseline_test_support::pg_database;
+
+    fn logged(id: i64, n: u32, instance: &str) -> LoggedChange {
+        LoggedChange {
+            id,
+            instance_id: instance.into(),
+            logged_at: 1_700_000_000,
+            changed_at: 1_700_000_000,
+            binding: crate::battery::sample(n, 1_700_000_000),
+        }
+    }
+
+    /// The engine's copy gets other instances' changes, each address's
+    /// newest only: never a row that a later one (this instance's own, read
+    /// with them or committed right after them) supersedes.
+    #[test]
+    fn the_engine_gets_no_row_that_a_later_one_supersedes() {
+        let ips = |v: Vec<crate::Binding>| v.iter().map(|b| b.ip).collect::<Vec<_>>();
+        let ip = |n| crate::battery::sample(n, 0).ip;
+        let rows = vec![
+            logged(1, 1, "b"),
+            logged(2, 2, "b"),
+            logged(3, 1, "me"),
+            logged(4, 3, "b"),
+            logged(5, 3, "c"),
+            logged(6, 4, "b"),
+        ];
+        assert_eq!(
+            ips(for_the_engine(&rows, &[], "me")),
+            vec![ip(2), ip(3), ip(4)],
+            "1 is superseded by this instance's 3, 3's b row by its c row"
+        );
+        let own = vec![Arc::new(Committed::new(crate::battery::sample(4, 0)))];
+        assert_eq!(
+            ips(for_the_engine(&rows, &own, "me")),
+            vec![ip(2), ip(3)],
+            "4's b row is older than this instance's commit after it"
+        );
+    }
 
     /// The follower holds the position while its connection has stalled
     /// (a database host gone without a reset): the writer's commit still
