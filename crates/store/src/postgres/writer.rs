@@ -203,6 +203,16 @@ impl Writer {
                     .client
                     .is_valid(std::time::Duration::from_secs(5))
                     .is_err();
+            // The commit function holds the log lock for its session (not its
+            // transaction, so that other commits take ids while this one
+            // writes). A statement cancelled (a `statement_timeout`, an
+            // administrator) just as the lock was granted keeps it past the
+            // abort, and every other instance's commits would wait for it
+            // for as long as this connection lives: let go of it. The
+            // writer's session holds no other.
+            if !self.broken {
+                let _ = self.client.batch_execute("SELECT pg_advisory_unlock_all()");
+            }
         }
         result
     }
