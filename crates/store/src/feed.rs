@@ -322,6 +322,14 @@ impl ChangeFeed {
         self.shared.state.lock().horizon
     }
 
+    /// Changes before `time` were missed (a store shared with other
+    /// servers pruned them before this one read them): a query-start-time
+    /// before it is no longer answered in full (RFC 7724 §7.4: DataMissing).
+    pub(crate) fn forget_before(&self, time: u32) {
+        let mut st = self.shared.state.lock();
+        st.horizon = st.horizon.max(time);
+    }
+
     /// Answer every query-start-time from `margin` seconds before it (as
     /// far as the history reaches): for a store several servers share,
     /// whose requestors may resume with a base-time another server gave.

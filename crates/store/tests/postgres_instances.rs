@@ -656,3 +656,80 @@ fn the_log_marks_the_changes_that_open_a_history_entry_by_one_rule() {
     assert_eq!(of(1), [true, false, true], "lease, renewal, release");
     assert_eq!(of(2), [true, false, false], "lease, renewals");
 }
+
+/// An instance cut off from the database for longer than the log keeps
+/// (here: its role may not log in, its sessions ended) comes back after
+/// other instances' changes were pruned unread: its engine's copy gets the
+/// bindings those changes left, its feed carries them before the rows
+/// after them, and a watcher resuming from before them is told the
+/// history does not reach back (DataMissing), not given an incomplete
+/// catch-up.
+#[test]
+fn changes_pruned_before_an_instance_read_them_are_taken_from_the_bindings() {
+    let db = pg_database();
+    let role = format!("{}_cut", db.name);
+    leaseline_test_support::pg_admin_sql(&format!(
+        "CREATE ROLE {role} SUPERUSER LOGIN PASSWORD 'pw'"
+    ));
+    let a = open(
+        &db.url
+            .replacen("postgres:postgres@", &format!("{role}:pw@"), 1),
+        "a",
+    );
+    let seen = observe(&a);
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} NOLOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ))
+        .expect("cut A off");
+    until("A's sessions to end", || {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = $1",
+                &[&role],
+            )
+            .expect("sessions")
+            .get::<_, i64>(0)
+            == 0
+    });
+    // Another instance's changes meanwhile: 1 and 2, then 3; the log keeps
+    // only the last.
+    for (n, t) in [(1, T0 + 10), (2, T0 + 10), (3, T0 + 20)] {
+        assert_eq!(
+            commit_by_hand(&mut admin, key(n), &[n as u8; 6], -1, t).expect("call"),
+            Ok(i64::from(n))
+        );
+    }
+    admin
+        .batch_execute(&format!(
+            "DELETE FROM lease_changes WHERE id <= 2; \
+             UPDATE meta SET value = 2 WHERE key = 'log_pruned_id'; \
+             UPDATE meta SET value = {} WHERE key = 'log_pruned_logged_at'; \
+             ALTER ROLE {role} LOGIN",
+            T0 + 10
+        ))
+        .expect("prune, and let A back in");
+    let mut got: Vec<Ipv4Addr> = remote(&seen, 3).iter().map(|b| b.ip).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![sample(1, 0).ip, sample(2, 0).ip, sample(3, 0).ip],
+        "the engine's copy has every address the others changed"
+    );
+    until("A's feed to carry them", || fed(&a).len() == 3);
+    assert_eq!(fed(&a)[2], sample(3, 0).ip, "the pruned ones first");
+    assert_eq!(a.change_log_position().published, 3);
+    assert_eq!(
+        a.feed().changed_since(T0 + 10, T0 + 30),
+        None,
+        "from before the pruned changes: DataMissing"
+    );
+    let mut since: Vec<Ipv4Addr> = a
+        .feed()
+        .changed_since(T0 + 11, T0 + 30)
+        .expect("after them: answered");
+    since.sort();
+    assert_eq!(since, got);
+}

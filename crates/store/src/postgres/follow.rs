@@ -20,12 +20,13 @@ use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient};
 
+use super::codec::{decode, COLUMNS};
 use super::connect::Database;
 use super::health::Health;
 use super::history::{LogRead, LoggedChange};
 use super::instances::Membership;
 use super::log_gaps::LogCursor;
-use super::schema::{error_text, NOTIFY_CHANNEL, PRUNED_ID, WRITERS_LOCK};
+use super::schema::{error_text, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT, WRITERS_LOCK};
 use crate::{ChangeFeed, Committed, StoreError, StoreObserver};
 
 /// Rows read from the log at a time.
@@ -177,7 +178,7 @@ impl LogFollower {
                     if let Some(next) = next.first().filter(|r| r.id > cursor.last() + 1) {
                         let from = cursor.last() + 1;
                         let skipped = cursor.skip_gap(next.id);
-                        report_skipped(client, from, skipped);
+                        self.skipped(client, from, skipped, next.logged_at)?;
                     }
                     continue;
                 }
@@ -234,30 +235,82 @@ fn for_the_engine(
     remote
 }
 
-/// Ids skipped for good: pruned before this instance read them (it was
-/// stopped, or cut off from the database for longer than the history
-/// keeps), or taken by commits that failed.
-fn report_skipped(client: &mut Client, from: i64, skipped: i64) {
-    let pruned: i64 = client
-        .query_opt("SELECT value FROM meta WHERE key = $1", &[&PRUNED_ID])
-        .ok()
-        .flatten()
-        .and_then(|r| r.try_get(0).ok())
-        .unwrap_or(0);
-    if from <= pruned {
+impl LogFollower {
+    /// Ids `from..from + skipped` are skipped for good (the position is
+    /// past them): taken by commits that failed, or pruned before this
+    /// instance read them (it was cut off from the database, or stopped,
+    /// for longer than the history keeps). Pruned rows are changes this
+    /// instance never saw: the feed no longer answers a query-start-time
+    /// before the last of them (RFC 7724 §7.4: DataMissing), and the
+    /// bindings they left, as the table holds them now, go to the engine's
+    /// copy and the feed, before the rows after them (`next_logged_at`:
+    /// the log time of the first of those).
+    fn skipped(
+        &self,
+        client: &mut Client,
+        from: i64,
+        skipped: i64,
+        next_logged_at: u32,
+    ) -> Result<(), StoreError> {
+        let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
+        if from > meta_value(client, PRUNED_ID)? {
+            tracing::debug!(
+                from,
+                skipped,
+                event = "change_log_ids_skipped",
+                "change-log ids of commits that failed: never written"
+            );
+            return Ok(());
+        }
+        let pruned_at =
+            u32::try_from(meta_value(client, PRUNED_LOGGED_AT)?.max(0)).unwrap_or(u32::MAX);
+        self.feed.forget_before(pruned_at.saturating_add(1));
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM bindings WHERE changed_id >= $1 AND changed_id < $2 \
+                     ORDER BY changed_id"
+                ),
+                &[&from, &(from + skipped)],
+            )
+            .map_err(pg)?;
+        let mut bindings = Vec::with_capacity(rows.len());
+        let mut remote = Vec::new();
+        for row in &rows {
+            let b = decode(row, 0, &self.me)?;
+            let by: &str = row.try_get(18).map_err(pg)?;
+            if by != self.me {
+                remote.push(b.clone());
+            }
+            bindings.push(Arc::new(Committed::new(b)));
+        }
         tracing::warn!(
             missed = skipped,
+            resynced = bindings.len(),
             event = "change_log_pruned_unread",
-            "change log pruned before this instance read it; watchers resuming over that span get DataMissing"
+            "change log pruned before this instance read it: the addresses it changed are taken from the bindings as they stand; watchers resuming from before it get DataMissing"
         );
-    } else {
-        tracing::debug!(
-            from,
-            skipped,
-            event = "change_log_ids_skipped",
-            "change-log ids of commits that failed: never written"
-        );
+        if let (Some(observer), false) = (self.observer.get(), remote.is_empty()) {
+            observer.remote_changes(remote);
+        }
+        if !bindings.is_empty() {
+            self.feed.publish_bindings(next_logged_at, &bindings);
+        }
+        Ok(())
     }
+}
+
+/// A value of the `meta` table (0 when it has none).
+fn meta_value(client: &mut Client, key: &str) -> Result<i64, StoreError> {
+    let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
+    let row = client
+        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+        .map_err(pg)?;
+    Ok(row
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(pg)?
+        .unwrap_or(0))
 }
 
 /// The commits running now, of every instance (their virtual transaction
