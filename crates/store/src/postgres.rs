@@ -398,3 +398,28 @@ impl Drop for PostgresStore {
         }
     }
 }
+
+/// Unit tests below the store: the schema made on `url` by opening a
+/// store there (as `instance`) and closing it.
+#[cfg(test)]
+fn make_schema(url: &str, instance: &str) {
+    let opened = PostgresStore::open(
+        PostgresOptions {
+            url: url.to_owned(),
+            history: HistoryLimits {
+                max_age: 3_600,
+                max_count: 1_000,
+            },
+            max_batch: 64,
+            instance_id: instance.into(),
+            readers: 1,
+            lease_log: None,
+        },
+        1_700_000_000,
+    );
+    assert!(
+        opened.is_ok(),
+        "open (makes the schema): {:?}",
+        opened.err()
+    );
+}

@@ -477,7 +477,7 @@ fn pause(stop: &AtomicBool, total: Duration) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
     use super::*;
-    use crate::{HistoryLimits, PostgresOptions, PostgresStore};
+    use crate::HistoryLimits;
     use leaseline_test_support::pg_database;
 
     fn logged(id: i64, n: u32, instance: &str) -> LoggedChange {
@@ -524,23 +524,7 @@ mod tests {
     #[test]
     fn a_stalled_follower_does_not_hold_the_writers_acks() {
         let db = pg_database();
-        drop(
-            PostgresStore::open(
-                PostgresOptions {
-                    url: db.url.clone(),
-                    history: HistoryLimits {
-                        max_age: 3_600,
-                        max_count: 1_000,
-                    },
-                    max_batch: 64,
-                    instance_id: "stall".into(),
-                    readers: 1,
-                    lease_log: None,
-                },
-                1_700_000_000,
-            )
-            .expect("open (makes the schema)"),
-        );
+        crate::postgres::make_schema(&db.url, "stall");
         let limits = HistoryLimits {
             max_age: 3_600,
             max_count: 1_000,

@@ -555,7 +555,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
     use super::stored_rows_query;
     use crate::postgres::connect::hot_path_settings;
-    use crate::{HistoryLimits, PostgresOptions, PostgresStore};
     use leaseline_test_support::pg_database;
 
     /// The writer plans the read once, when it connects: on a new database
@@ -565,23 +564,7 @@ mod tests {
     #[test]
     fn a_grants_client_is_looked_up_through_the_index_in_a_plan_made_on_an_empty_table() {
         let db = pg_database();
-        drop(
-            PostgresStore::open(
-                PostgresOptions {
-                    url: db.url.clone(),
-                    history: HistoryLimits {
-                        max_age: 3_600,
-                        max_count: 1_000,
-                    },
-                    max_batch: 64,
-                    instance_id: "plan".into(),
-                    readers: 1,
-                    lease_log: None,
-                },
-                1_700_000_000,
-            )
-            .expect("open (makes the schema)"),
-        );
+        crate::postgres::make_schema(&db.url, "plan");
         let mut c = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
         c.batch_execute(&hot_path_settings("; ")).expect("settings");
         c.batch_execute(&format!(
