@@ -10,6 +10,7 @@ mod reply;
 mod usage;
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -262,13 +263,16 @@ impl Engine {
             }
         }
         self.offers.withdraw(ip);
-        let owner_changed = self
-            .leases
-            .get(&ip)
-            .is_some_and(|old| ClientOf::of(old) != ClientOf::of(&b));
-        if let Some(old) = self.leases.insert(ip, Box::new(b)) {
-            if owner_changed {
-                self.forget_owner(ip, &old);
+        match self.leases.entry(ip) {
+            Entry::Occupied(mut slot) => {
+                let owner_changed = ClientOf::of(slot.get()) != ClientOf::of(&b);
+                let old = slot.insert(Box::new(b));
+                if owner_changed {
+                    self.forget_owner(ip, &old);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Box::new(b));
             }
         }
         if self.timers.len() > 2 * self.leases.len() + TIMER_SLACK {

@@ -23,10 +23,12 @@ use postgres::{Client, GenericClient};
 use super::codec::{decode, COLUMNS};
 use super::connect::Database;
 use super::health::Health;
-use super::history::{LogRead, LoggedChange};
+use super::history::{seconds, LogRead, LoggedChange};
 use super::instances::Membership;
 use super::log_gaps::LogCursor;
-use super::schema::{error_text, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT, WRITERS_LOCK};
+use super::schema::{
+    error_text, meta_value, NOTIFY_CHANNEL, PRUNED_ID, PRUNED_LOGGED_AT, WRITERS_LOCK,
+};
 use crate::{ChangeFeed, Committed, StoreError, StoreObserver};
 
 /// Rows read from the log at a time.
@@ -253,7 +255,7 @@ impl LogFollower {
         next_logged_at: u32,
     ) -> Result<(), StoreError> {
         let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
-        if from > meta_value(client, PRUNED_ID)? {
+        if from > meta_value(client, PRUNED_ID).map_err(pg)? {
             tracing::debug!(
                 from,
                 skipped,
@@ -262,8 +264,7 @@ impl LogFollower {
             );
             return Ok(());
         }
-        let pruned_at =
-            u32::try_from(meta_value(client, PRUNED_LOGGED_AT)?.max(0)).unwrap_or(u32::MAX);
+        let pruned_at = seconds(meta_value(client, PRUNED_LOGGED_AT).map_err(pg)?);
         self.feed.forget_before(pruned_at.saturating_add(1));
         let rows = client
             .query(
@@ -298,19 +299,6 @@ impl LogFollower {
         }
         Ok(())
     }
-}
-
-/// A value of the `meta` table (0 when it has none).
-fn meta_value(client: &mut Client, key: &str) -> Result<i64, StoreError> {
-    let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
-    let row = client
-        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-        .map_err(pg)?;
-    Ok(row
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(pg)?
-        .unwrap_or(0))
 }
 
 /// The commits running now, of every instance (their virtual transaction

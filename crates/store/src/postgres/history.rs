@@ -6,7 +6,8 @@ use postgres::{Client, GenericClient};
 
 use super::codec::{decode, ip_key_to_ip, COLUMNS};
 use super::schema::{
-    error_text, HISTORY_SINCE, LOG_IDS, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK, WRITERS_LOCK,
+    error_text, meta_value, HISTORY_SINCE, LOG_IDS, PRUNED_ID, PRUNED_LOGGED_AT, PRUNE_LOCK,
+    WRITERS_LOCK,
 };
 use crate::{Binding, ChangeFeed, HistoryLimits, LeaseLogLimits, StoreError};
 
@@ -25,15 +26,10 @@ pub(super) fn rebuild(
 ) -> Result<(ChangeFeed, i64), StoreError> {
     let last_id = settle(client)?;
     let pg = |e: postgres::Error| StoreError::Postgres(error_text(&e));
-    let mut meta = |key: &str| -> Result<i64, postgres::Error> {
-        client
-            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-            .and_then(|r| r.map_or(Ok(0), |r| r.try_get(0)))
-    };
-    let since = seconds(meta(HISTORY_SINCE).map_err(pg)?);
+    let since = seconds(meta_value(client, HISTORY_SINCE).map_err(pg)?);
     // Changes at the last pruned second may be gone in part: that second
     // is no longer answered in full.
-    let pruned = seconds(meta(PRUNED_LOGGED_AT).map_err(pg)?).saturating_add(1);
+    let pruned = seconds(meta_value(client, PRUNED_LOGGED_AT).map_err(pg)?).saturating_add(1);
     let horizon = since
         .max(pruned)
         .max(now.saturating_sub(limits.max_age))
@@ -85,7 +81,7 @@ fn settle(client: &mut Client) -> Result<i64, StoreError> {
     Ok(last)
 }
 
-fn seconds(v: i64) -> u32 {
+pub(super) fn seconds(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 

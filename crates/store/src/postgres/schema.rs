@@ -395,6 +395,13 @@ $fn$;
     )
 }
 
+/// A value of the `meta` table (0 when it has none).
+pub(super) fn meta_value(client: &mut Client, key: &str) -> Result<i64, postgres::Error> {
+    client
+        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+        .and_then(|r| r.map_or(Ok(0), |r| r.try_get(0)))
+}
+
 /// The SQLSTATE of a commit that found a row changed since the writer read
 /// it, or bound where it expected none (see [`commit_function`]): nothing
 /// written, the addresses in its DETAIL; the writer decides again.
