@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use leaseline_test_support::{mac_string, Binding, CapturedDhcp, DhcpState};
 
+pub const DHCPOFFER: u8 = 2;
 pub const DHCPREQUEST: u8 = 3;
 pub const DHCPACK: u8 = 5;
 pub const DHCPNAK: u8 = 6;
@@ -52,6 +53,12 @@ pub struct Ledger {
     requests: HashMap<(String, u32), u64>,
     /// Each client's last RELEASE of each address: its frame.
     released: HashMap<(String, Ipv4Addr), u64>,
+    /// Each address's last ACK: its frame.
+    acked_at: HashMap<Ipv4Addr, u64>,
+    /// Offers by (client, xid): the address offered.
+    offers: HashMap<(String, u32), Ipv4Addr>,
+    /// REQUESTs selecting an offered address, by address: (frame, client).
+    selected: HashMap<Ipv4Addr, Vec<(u64, String)>>,
 }
 
 impl Ledger {
@@ -59,8 +66,17 @@ impl Ledger {
         let mut l = Ledger::default();
         for m in msgs {
             match m.msg_type {
+                DHCPOFFER => {
+                    l.offers.insert((m.chaddr.clone(), m.xid), m.yiaddr);
+                }
                 DHCPREQUEST => {
                     l.requests.insert((m.chaddr.clone(), m.xid), m.frame);
+                    if let Some(&ip) = l.offers.get(&(m.chaddr.clone(), m.xid)) {
+                        l.selected
+                            .entry(ip)
+                            .or_default()
+                            .push((m.frame, m.chaddr.clone()));
+                    }
                 }
                 DHCPACK => l.ack(m),
                 DHCPNAK => {
@@ -97,6 +113,7 @@ impl Ledger {
     fn ack(&mut self, m: &CapturedDhcp) {
         self.acks += 1;
         let ip = m.yiaddr;
+        self.acked_at.insert(ip, m.frame);
         let client = &m.chaddr;
         let asked = self.requests.get(&(client.clone(), m.xid));
         let released = self.released.get(&(client.clone(), ip));
@@ -191,6 +208,8 @@ impl Ledger {
                     let ok = by_ip.get(&ip).is_some_and(|b| {
                         matches!(b.state, DhcpState::Active | DhcpState::Released)
                             && mac_string(&b.chaddr) == *client
+                            || b.state == DhcpState::Active
+                                && self.selected_since_ack(ip, &mac_string(&b.chaddr))
                     });
                     if !ok {
                         out.push(format!(
@@ -203,6 +222,17 @@ impl Ledger {
             }
         }
         out
+    }
+
+    /// `client` selected `ip` (a REQUEST for it offered) after its last
+    /// ACK: the server may have committed the grant and been killed before
+    /// its ACK left (an ACK leaves only after its commit, not every commit
+    /// gets its ACK out).
+    fn selected_since_ack(&self, ip: Ipv4Addr, client: &str) -> bool {
+        let since = self.acked_at.get(&ip).copied().unwrap_or(0);
+        self.selected
+            .get(&ip)
+            .is_some_and(|s| s.iter().any(|(f, c)| *f > since && c == client))
     }
 
     pub fn bound(&self) -> usize {
@@ -263,7 +293,7 @@ mod tests {
         CapturedDhcp {
             frame,
             msg_type: t,
-            yiaddr: if t == DHCPACK {
+            yiaddr: if t == DHCPACK || t == DHCPOFFER {
                 ip
             } else {
                 Ipv4Addr::UNSPECIFIED
@@ -373,5 +403,20 @@ mod tests {
             bind([10, 0, 0, 2], DhcpState::Released, b),
         ];
         assert_eq!(l.check_store(&wrong_client).len(), 1);
+
+        // b released 10.0.0.2; c was offered it and selected it, and the
+        // server was killed after the commit, before the ACK left: the
+        // store may hold it for c. Not for a client that never asked.
+        let c = "02:00:00:00:00:0c";
+        let l = Ledger::replay(&[
+            msg(1, DHCPACK, [10, 0, 0, 2], b),
+            msg(2, DHCPRELEASE, [10, 0, 0, 2], b),
+            msg_xid(3, DHCPOFFER, [10, 0, 0, 2], c, 5),
+            msg_xid(4, DHCPREQUEST, [0, 0, 0, 0], c, 5),
+        ]);
+        let committed_unacked = [bind([10, 0, 0, 2], DhcpState::Active, c)];
+        assert!(l.check_store(&committed_unacked).is_empty());
+        let never_asked = [bind([10, 0, 0, 2], DhcpState::Active, a)];
+        assert_eq!(l.check_store(&never_asked).len(), 1);
     }
 }
