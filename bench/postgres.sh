@@ -11,6 +11,11 @@
 #              the rates summed
 #   kea_pg     kea-dhcp4 2.2, lease-database type postgresql, 1 thread
 #   kea_pg_mt  the same, multi-threaded (2 threads, packet queue 64)
+#   responder  the stateless `leaseline-bench responder` (decodes each
+#              DISCOVER and REQUEST, answers a canned OFFER/ACK, keeps
+#              nothing): what this host and the driver can do at all, the
+#              yardstick that tells one host's figures from another's
+#              (bench/dora.sh measures it the same way)
 #   sqlite_warm, pg1_warm, pg2_warm
 #              the same leaseline set-ups, measured after a first run of
 #              the drivers (WARM_SECONDS: the clients' bindings are in the
@@ -72,7 +77,7 @@ RELAY_A=${RELAY_A:-127.0.0.1}
 RELAY_B=${RELAY_B:-127.0.0.2}
 PG_PORT=${PG_PORT:-5432}        # inside the namespace: no clash with a host server
 LL_PG_HOST=${LL_PG_HOST:-tcp}   # tcp | socket
-KINDS=${KINDS:-sqlite pg1 pg2 kea_pg kea_pg_mt sqlite_warm pg1_warm pg2_warm}
+KINDS=${KINDS:-responder sqlite pg1 pg2 kea_pg kea_pg_mt sqlite_warm pg1_warm pg2_warm}
 ROUNDS=${ROUNDS:-3}
 # The lease history ([history], issue 20; on by default, as in the server):
 # LEASE_HISTORY=off measures without it (on PostgreSQL its four indexes on
@@ -89,6 +94,12 @@ CLIENTS=${CLIENTS:-50000}       # the pool has 65,521 addresses
 PERF=${PERF:-1}
 PERF_RATE=${PERF_RATE:-10000}
 PERF_SECONDS=${PERF_SECONDS:-10}
+# perfdhcp's receive buffer (net.core.rmem_default while it runs; the
+# system's default, 208 KiB, overflows in perfdhcp at the bursts of DHCPACKs
+# a group commit sends, and those count as drops: bench/README.md, "Drops").
+# The same for every server; PERF_RMEM=212992 measures with the default.
+PERF_RMEM=${PERF_RMEM:-4194304}
+RMEM_BEFORE=$(cat /proc/sys/net/core/rmem_default)
 ACTIVE=${ACTIVE:-1}
 ACTIVE_RATE=${ACTIVE_RATE:-5600}
 ACTIVE_WATCHERS=${ACTIVE_WATCHERS:-10}
@@ -121,6 +132,7 @@ stop_servers() {
     SERVER_PIDS=()
 }
 cleanup() {
+    sysctl -qw net.core.rmem_default="$RMEM_BEFORE"
     stop_servers
     pg_cluster_stop
     ns_down
@@ -259,6 +271,17 @@ start_kea() {
     fi
 }
 start_kea_pg() { start_kea 1; }
+start_responder() {
+    port_free "$PORT"
+    mkdir -p "$WORK/responder"
+    ip netns exec "$NS" "$BENCH" responder --listen "127.0.0.1:$PORT" >"$WORK/responder/responder.log" 2>&1 &
+    SERVER_PIDS+=("$!")
+    local deadline=$((SECONDS + 10))
+    until in_ns ss -Hlun "sport = :$PORT" | grep -q .; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "responder not listening" >&2; return 1; }
+        sleep 0.1
+    done
+}
 start_kea_pg_mt() { start_kea 2; }
 
 label() {
@@ -271,6 +294,7 @@ label() {
         pg2_warm) echo "leaseline, PG, 2 instances, warm" ;;
         kea_pg) echo "Kea 2.2, PostgreSQL, 1 thread" ;;
         kea_pg_mt) echo "Kea 2.2, PostgreSQL, 2 threads" ;;
+        responder) echo "stateless responder (the limit)" ;;
     esac
 }
 
@@ -392,6 +416,7 @@ done
 # ---- 2. open loop -----------------------------------------------------------
 # perf_one PORT RELAY RATE CLIENTS MAC FILE: one perfdhcp (relay RELAY).
 perf_one() {
+    sysctl -qw net.core.rmem_default="$PERF_RMEM"
     in_ns "$PERFDHCP" -4 -N "$1" -l "$2" -r "$3" -R "$4" -b "mac=$5" -p "$PERF_SECONDS" -W 2000000 127.0.0.1 >"$6" 2>&1 || true
 }
 perf_sum() {
@@ -406,13 +431,25 @@ perf_sum() {
             printf "%d %d %d %.1f\n", recv["ra"] / secs, sent["do"], recv["ra"], (s ? 100 * d / s : 100)
         }' "$@"
 }
+# Datagrams the kernel dropped at a full receive buffer in the namespace:
+# at the servers' DHCP sockets (PORT, PORT_B: read while they are open),
+# and in all (the namespace's UdpRcvbufErrors: the rest are perfdhcp's,
+# replies it did not read in time).
+server_socket_drops() {
+    in_ns cat /proc/net/udp | awk -v a=":$(printf '%04X' "$PORT")" -v b=":$(printf '%04X' "$PORT_B")" '
+        NR > 1 { p = substr($2, length($2) - 4); if (p == a || p == b) d += $NF } END { print d + 0 }'
+}
+rcvbuf_errors() {
+    in_ns cat /proc/net/snmp | awk '$1 == "Udp:" { if (!n) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; n = 1 } else { print $c; exit } }'
+}
 if [ "$PERF" = 1 ]; then
     echo
     echo "== 2. open loop: perfdhcp -r $PERF_RATE -R $CLIENTS -p $PERF_SECONDS -W 2 s (pg2: two perfdhcp at half the rate each)"
     for kind in $KINDS; do
-        [ "${kind%_warm}" = "$kind" ] || continue
+        [ "${kind%_warm}" = "$kind" ] && [ "$kind" != responder ] || continue
         "start_$kind"
         f="$WORK/perfdhcp-$kind"
+        rcv0=$(rcvbuf_errors)
         if [ "$kind" = pg2 ]; then
             perf_one "$PORT" "$RELAY_A" $((PERF_RATE / 2)) $((CLIENTS / 2)) 02:0a:00:00:00:00 "$f-a.txt" &
             a=$!
@@ -424,10 +461,13 @@ if [ "$PERF" = 1 ]; then
             perf_one "$PORT" "$RELAY_A" "$PERF_RATE" "$CLIENTS" 02:0a:00:00:00:00 "$f.txt"
             read -r rate discovers acks droppct < <(perf_sum "$f.txt")
         fi
+        sysctl -qw net.core.rmem_default="$RMEM_BEFORE"
+        sdrops=$(server_socket_drops)
         stop_servers
+        pdrops=$(($(rcvbuf_errors) - rcv0 - sdrops))
         PERF_OUT[$kind]="$rate"
-        printf '  %-34s %7d ACKs/s   (%d DISCOVERs sent, %d ACKs, %s %% of packets dropped)\n' \
-            "$(label "$kind"):" "$rate" "$discovers" "$acks" "$droppct"
+        printf '  %-34s %7d ACKs/s   (%d DISCOVERs sent, %d ACKs, %s %% of packets dropped; dropped by the kernel at a full buffer: %d at the server, %d at perfdhcp)\n' \
+            "$(label "$kind"):" "$rate" "$discovers" "$acks" "$droppct" "$sdrops" "$pdrops"
     done
 fi
 
@@ -476,6 +516,18 @@ ratio "leaseline 1 instance on PG / leaseline on SQLite" pg1 sqlite "-"
 ratio "leaseline 2 instances on PG / 1 instance on PG" pg2 pg1 "-"
 ratio "leaseline 1 instance on PG / Kea 1 thread on PG" pg1 kea_pg "-"
 ratio "Kea MT on PG / Kea 1 thread on PG" kea_pg_mt kea_pg "-"
+share() { # share NAME A B: A as a fraction of B
+    if [ -n "${MED[$2]:-}" ] && [ -n "${MED[$3]:-}" ] && [ "${MED[$3]}" -gt 0 ]; then
+        awk -v n="$1" -v a="${MED[$2]}" -v b="${MED[$3]}" 'BEGIN { printf "%s: %.1f %%\n", n, 100 * a / b }'
+    fi
+}
+# This host's yardstick: the same driver against a server that keeps
+# nothing. Compare hosts by it, not by the ratio alone (a slower packet
+# path costs leaseline, bound by the CPUs, more than Kea, bound by its
+# round trips).
+share "leaseline 2 instances on PG, of the stateless responder (this host's limit)" pg2 responder
+share "leaseline on SQLite, of the stateless responder" sqlite responder
+share "Kea MT on PG, of the stateless responder" kea_pg_mt responder
 if [ -n "$LATENCY" ]; then
     echo "$LATENCY" | awk -v rate="$ACTIVE_RATE" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         printf "Active Leasequery, ACK on B -> update on a watcher of A, %d DORA/s, %d watchers (median run by p99): p50 %.2f ms, p99 %.2f ms (%s samples) (target p99 < 10 ms)\n",
