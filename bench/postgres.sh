@@ -59,8 +59,8 @@
 # with passwords (leaseline with sslmode=disable; LL_PG_HOST=socket makes
 # leaseline use the unix socket instead).
 #
-#   bench/postgres.sh                          # about 7 minutes
-#   ROUNDS=1 PERF=0 ACTIVE=0 bench/postgres.sh # closed loop only, ~2.5 minutes
+#   bench/postgres.sh                          # about 12 minutes
+#   ROUNDS=1 PERF=0 ACTIVE=0 bench/postgres.sh # closed loop only, ~3 minutes
 #   CLOSED_SECONDS=30 ROUNDS=5 bench/postgres.sh
 #   KINDS="pg1 pg2" bench/postgres.sh          # a subset
 #
@@ -96,7 +96,8 @@ PERF_RATE=${PERF_RATE:-10000}
 PERF_SECONDS=${PERF_SECONDS:-10}
 # perfdhcp's receive buffer (net.core.rmem_default while it runs; the
 # system's default, 208 KiB, overflows in perfdhcp at the bursts of DHCPACKs
-# a group commit sends, and those count as drops: bench/README.md, "Drops").
+# a group commit sends, and those count as drops; bench/dora.sh does the same
+# for its drop runs, bench/README.md "DHCP: DORA rate").
 # The same for every server; PERF_RMEM=212992 measures with the default.
 PERF_RMEM=${PERF_RMEM:-4194304}
 RMEM_BEFORE=$(cat /proc/sys/net/core/rmem_default)
