@@ -272,6 +272,9 @@ start_kea() {
     fi
 }
 start_kea_pg() { start_kea 1; }
+start_kea_pg_mt() { start_kea 2; }
+# The stateless responder on PORT (relay replies go to giaddr:67, as the
+# servers').
 start_responder() {
     port_free "$PORT"
     mkdir -p "$WORK/responder"
@@ -283,7 +286,6 @@ start_responder() {
         sleep 0.1
     done
 }
-start_kea_pg_mt() { start_kea 2; }
 
 label() {
     case $1 in
