@@ -18,6 +18,10 @@ pub(super) const COLUMNS: &str = "ip, state, htype, chaddr, client_id, expiry, c
      state_since, data_source, relay_info, circuit_id, remote_id, relay_id, \
      vendor_class_id, hostname, lease_time, renew_time, rebind_time, changed_by";
 
+/// The position of `changed_by` in [`COLUMNS`] (the instance whose commit
+/// last changed the row).
+pub(super) const CHANGED_BY_COLUMN: usize = 18;
+
 /// One commit: a call of the schema's commit function (`schema`,
 /// [`COMMIT_FUNCTION`]) with [`Batch`]'s changes; it returns the first log
 /// id written and the log time; or it fails with SQLSTATE `ROW_TAKEN`,
@@ -284,7 +288,7 @@ pub(super) fn decode(row: &Row, at: usize, me: &str) -> Result<Binding, StoreErr
     let state_raw: u8 = d.small(1, "state")?;
     let state = DhcpState::from_u8(state_raw).ok_or_else(|| d.corrupt("state", "unknown value"))?;
     let changed_by: &str = row
-        .try_get(at + 18)
+        .try_get(at + CHANGED_BY_COLUMN)
         .map_err(|e| d.corrupt("changed_by", &e.to_string()))?;
     let data_source: u8 = d.small(8, "data_source")?;
     let remote = !changed_by.is_empty() && changed_by != me;
@@ -364,9 +368,15 @@ impl Decoder<'_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
-    use super::{unwritten, Change, CHANGE_FIELDS, CHANGE_TYPE};
+    use super::{unwritten, Change, CHANGED_BY_COLUMN, CHANGE_FIELDS, CHANGE_TYPE, COLUMNS};
     use postgres_types::{Field, Kind, ToSql, Type};
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn changed_by_is_where_the_column_list_puts_it() {
+        let names: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(names.get(CHANGED_BY_COLUMN), Some(&"changed_by"));
+    }
 
     /// The composite type as the schema makes it, with `fields` (name,
     /// type) in the given order.

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient};
 
-use super::codec::{decode, COLUMNS};
+use super::codec::{decode, CHANGED_BY_COLUMN, COLUMNS};
 use super::connect::Database;
 use super::health::Health;
 use super::history::{seconds, LogRead, LoggedChange};
@@ -279,7 +279,7 @@ impl LogFollower {
         let mut remote = Vec::new();
         for row in &rows {
             let b = decode(row, 0, &self.me)?;
-            let by: &str = row.try_get(18).map_err(pg)?;
+            let by: &str = row.try_get(CHANGED_BY_COLUMN).map_err(pg)?;
             if by != self.me {
                 remote.push(b.clone());
             }
